@@ -1,0 +1,141 @@
+//! `Linear`: `y = x · Wᵀ + b`, PyTorch's layout (`weight` is `[out, in]`).
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use rand::Rng;
+use rand_distr::{Distribution, Uniform};
+
+use crate::error::{Error, Result};
+use crate::params::{join, Parameters};
+
+/// A dense affine layer, `y = x · weightᵀ + bias`, with `weight: [out, in]` and `bias: [out]`
+/// (the layout of PyTorch's `nn.Linear`, so state_dict tensors move across unchanged).
+///
+/// ```
+/// use ndarray::array;
+/// let lin = succulm::Linear::new(array![[1.0, 2.0], [0.0, 1.0], [1.0, 0.0]], array![0.5, 0.0, -1.0])?;
+/// let y = lin.forward(array![[1.0, 1.0]].view())?;
+/// assert_eq!(y, array![[3.5, 1.0, 0.0]]);
+/// # Ok::<(), succulm::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linear {
+    weight: Array2<f32>,
+    bias: Array1<f32>,
+}
+
+impl Linear {
+    /// Builds a layer from `weight: [out, in]` and `bias: [out]`.
+    ///
+    /// Errors if the bias length differs from `out`, if either dimension is 0, or if a value is
+    /// not finite.
+    pub fn new(weight: Array2<f32>, bias: Array1<f32>) -> Result<Self> {
+        let (out, inp) = weight.dim();
+        if out == 0 || inp == 0 {
+            return Err(Error::shape(
+                "Linear::new weight",
+                &[out.max(1), inp.max(1)],
+                &[out, inp],
+            ));
+        }
+        if bias.len() != out {
+            return Err(Error::shape("Linear::new bias", &[out], &[bias.len()]));
+        }
+        if weight.iter().chain(bias.iter()).any(|v| !v.is_finite()) {
+            return Err(Error::invalid_arg(
+                "weight/bias",
+                "contains a non-finite value",
+            ));
+        }
+        Ok(Linear { weight, bias })
+    }
+
+    /// PyTorch's default initialisation: weight and bias ~ U(−1/√in, 1/√in).
+    pub fn init<R: Rng + ?Sized>(in_features: usize, out_features: usize, rng: &mut R) -> Self {
+        let k = 1.0 / (in_features as f32).sqrt();
+        let dist = Uniform::new_inclusive(-k, k);
+        let weight = Array2::from_shape_simple_fn((out_features, in_features), || dist.sample(rng));
+        let bias = Array1::from_shape_simple_fn(out_features, || dist.sample(rng));
+        Linear { weight, bias }
+    }
+
+    /// A layer of zeros with the same shape (used to hold gradients).
+    pub fn zeros_like(&self) -> Self {
+        Linear {
+            weight: Array2::zeros(self.weight.raw_dim()),
+            bias: Array1::zeros(self.bias.raw_dim()),
+        }
+    }
+
+    /// The weight, `[out, in]`.
+    pub fn weight(&self) -> ArrayView2<'_, f32> {
+        self.weight.view()
+    }
+
+    /// The bias, `[out]`.
+    pub fn bias(&self) -> ArrayView1<'_, f32> {
+        self.bias.view()
+    }
+
+    /// Mutable weight and bias (for optimisers and surgery).
+    pub fn weight_bias_mut(&mut self) -> (&mut Array2<f32>, &mut Array1<f32>) {
+        (&mut self.weight, &mut self.bias)
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.weight.ncols()
+    }
+
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        self.weight.nrows()
+    }
+
+    /// `x: [rows, in] -> [rows, out]`. Errors if `x` has the wrong number of columns.
+    pub fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        if x.ncols() != self.in_features() {
+            return Err(Error::shape(
+                "Linear::forward input",
+                &[x.nrows(), self.in_features()],
+                &[x.nrows(), x.ncols()],
+            ));
+        }
+        Ok(self.apply(x))
+    }
+
+    /// `forward` without the shape check (the caller guarantees `x: [rows, in]`).
+    pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        let mut y = x.dot(&self.weight.t());
+        y += &self.bias;
+        y
+    }
+
+    /// Backward of [`forward`](Self::forward): given the input `x: [rows, in]` and the upstream
+    /// gradient `dy: [rows, out]`, **adds** `dW = dyᵀ·x` and `db = Σ_rows dy` into `grads` and
+    /// returns `dx = dy · W`, `[rows, in]`.
+    pub(crate) fn backward(
+        &self,
+        x: ArrayView2<'_, f32>,
+        dy: ArrayView2<'_, f32>,
+        grads: &mut Linear,
+    ) -> Array2<f32> {
+        ndarray::linalg::general_mat_mul(1.0, &dy.t(), &x, 1.0, &mut grads.weight);
+        grads.bias += &dy.sum_axis(Axis(0));
+        dy.dot(&self.weight)
+    }
+}
+
+impl Parameters for Linear {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, ndarray::ArrayViewD<'_, f32>)) {
+        f(join(prefix, "weight"), self.weight.view().into_dyn());
+        f(join(prefix, "bias"), self.bias.view().into_dyn());
+    }
+    fn visit_mut(
+        &mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, ndarray::ArrayViewMutD<'_, f32>),
+    ) {
+        f(join(prefix, "weight"), self.weight.view_mut().into_dyn());
+        f(join(prefix, "bias"), self.bias.view_mut().into_dyn());
+    }
+}

@@ -1,0 +1,1 @@
+//! Tensor-train decomposition and layers (in progress).
