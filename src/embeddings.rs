@@ -28,13 +28,21 @@ use crate::error::{Error, Result};
 /// distance `1..=window` in the same sentence, `1 / distance` is added to both `(a, b)` and
 /// `(b, a)` (the harmonic weighting of word2vec and GloVe). Errors on an id `>= vocab_size` or a
 /// window of 0.
-pub fn cooccurrence(sentences: &[Vec<u32>], vocab_size: usize, window: usize) -> Result<Array2<f64>> {
+pub fn cooccurrence(
+    sentences: &[Vec<u32>],
+    vocab_size: usize,
+    window: usize,
+) -> Result<Array2<f64>> {
     if window == 0 {
         return Err(Error::invalid_arg("window", "must be at least 1"));
     }
     let mut counts = Array2::<f64>::zeros((vocab_size, vocab_size));
     for (s, sent) in sentences.iter().enumerate() {
-        if let Some((p, &id)) = sent.iter().enumerate().find(|(_, &id)| id as usize >= vocab_size) {
+        if let Some((p, &id)) = sent
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| id as usize >= vocab_size)
+        {
             return Err(Error::TokenOutOfRange {
                 id,
                 context: format!("sentences[{s}][{p}]"),
@@ -87,7 +95,10 @@ pub fn svd_vectors(m: ArrayView2<f64>, dim: usize) -> Result<Array2<f64>> {
     if dim == 0 || dim > k {
         return Err(Error::invalid_arg(
             "dim",
-            format!("{dim} is not in 1..={k} for a matrix of shape {:?}", m.shape()),
+            format!(
+                "{dim} is not in 1..={k} for a matrix of shape {:?}",
+                m.shape()
+            ),
         ));
     }
     let (u, sigma, _) = m.to_owned().svd(true, false).map_err(|e| Error::Linalg {
@@ -101,10 +112,10 @@ pub fn svd_vectors(m: ArrayView2<f64>, dim: usize) -> Result<Array2<f64>> {
     let mut out = Array2::zeros((m.nrows(), dim));
     for c in 0..dim {
         let col = u.column(c);
-        let pivot = col
-            .iter()
-            .copied()
-            .fold(0.0f64, |best, x| if x.abs() > best.abs() { x } else { best });
+        let pivot = col.iter().copied().fold(
+            0.0f64,
+            |best, x| if x.abs() > best.abs() { x } else { best },
+        );
         let sign = if pivot < 0.0 { -1.0 } else { 1.0 };
         let scale = sign * sigma[c].max(0.0).sqrt();
         out.column_mut(c).assign(&col.mapv(|x| x * scale));
@@ -148,7 +159,11 @@ pub fn nearest(vectors: ArrayView2<f32>, id: usize) -> Result<Vec<(usize, f64)>>
 
 /// Writes `{word: [floats]}` with the words in the given order (one word per line, 6 decimals),
 /// atomically. Errors if the lengths disagree or a value is not finite.
-pub fn save_embeddings(path: impl AsRef<Path>, words: &[String], vectors: ArrayView2<f32>) -> Result<()> {
+pub fn save_embeddings(
+    path: impl AsRef<Path>,
+    words: &[String],
+    vectors: ArrayView2<f32>,
+) -> Result<()> {
     if words.len() != vectors.nrows() {
         return Err(Error::shape(
             "save_embeddings vectors",

@@ -14,9 +14,9 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
         let p = p.to_path_buf();
         move |source| Error::Io { path: p, source }
     };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid_arg("path", format!("{} has no file name", path.display())))?;
+    let file_name = path.file_name().ok_or_else(|| {
+        Error::invalid_arg("path", format!("{} has no file name", path.display()))
+    })?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(file_name);
     tmp_name.push(format!(".{}.tmp", std::process::id()));

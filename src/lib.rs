@@ -28,9 +28,9 @@ pub mod train;
 pub mod tt;
 pub mod vocab;
 
+pub use data::{load_pairs, Batch, Dataset, EncodedPair};
 pub use error::{Error, Result};
 pub use layers::Linear;
 pub use params::Parameters;
-pub use data::{load_pairs, Batch, Dataset, EncodedPair};
 pub use probes::Probe;
 pub use vocab::{detokenize, tokenize, Vocab};
