@@ -228,8 +228,18 @@ const SEED_OUT: [&str; 9] = [
     "is winy a girl?",
 ];
 
-/// Our fact probes: (id, fact, prompt, expected first word, contrast, words the answer must hold).
-const FACT_PROBES: &[(&str, &str, &str, &str, &str, &[&str])] = &[
+/// A fact probe: (id, fact, prompt, expected first word, contrast, words the answer must hold).
+type FactProbe = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+);
+
+/// Our fact probes.
+const FACT_PROBES: &[FactProbe] = &[
     (
         "gender-winy-boy-plant",
         "gender",

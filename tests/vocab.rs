@@ -14,7 +14,10 @@ fn toks(s: &str) -> Vec<String> {
 
 #[test]
 fn tokenize_splits_off_the_four_punctuation_marks() {
-    assert_eq!(toks("can you bloom, winy?"), ["can", "you", "bloom", ",", "winy", "?"]);
+    assert_eq!(
+        toks("can you bloom, winy?"),
+        ["can", "you", "bloom", ",", "winy", "?"]
+    );
     assert_eq!(toks("hello!wait.now"), ["hello", "!", "wait", ".", "now"]);
     assert_eq!(toks("...?!"), [".", ".", ".", "?", "!"]);
     assert_eq!(toks("a,b"), ["a", ",", "b"]);
@@ -38,7 +41,10 @@ fn tokenize_handles_runs_of_whitespace_and_edges() {
     assert!(toks("").is_empty());
     assert!(toks(" \t\n ").is_empty());
     // Unicode spaces, and the ASCII separators Python's \s also treats as space.
-    assert_eq!(toks("a\u{00a0}b\u{3000}c\u{1c}d\u{1f}e"), ["a", "b", "c", "d", "e"]);
+    assert_eq!(
+        toks("a\u{00a0}b\u{3000}c\u{1c}d\u{1f}e"),
+        ["a", "b", "c", "d", "e"]
+    );
     assert_eq!(toks(" , "), [","]);
 }
 
@@ -73,9 +79,16 @@ fn fixture_vocabulary_is_specials_then_byte_sorted() {
     assert_eq!(&words[..4], SPECIAL_TOKENS);
     assert_eq!((PAD, BOS, EOS, UNK), (0, 1, 2, 3));
     for w in words[4..].windows(2) {
-        assert!(w[0].as_bytes() < w[1].as_bytes(), "{:?} before {:?}", w[0], w[1]);
+        assert!(
+            w[0].as_bytes() < w[1].as_bytes(),
+            "{:?} before {:?}",
+            w[0],
+            w[1]
+        );
     }
-    assert!(!words[4..].iter().any(|w| SPECIAL_TOKENS.contains(&w.as_str())));
+    assert!(!words[4..]
+        .iter()
+        .any(|w| SPECIAL_TOKENS.contains(&w.as_str())));
     for (i, w) in words.iter().enumerate() {
         assert_eq!(v.id(w), i as u32);
         assert_eq!(v.get(w), Some(i as u32));
@@ -123,7 +136,10 @@ fn encode_decode_round_trip() {
     // Unknown words and ids.
     assert_eq!(v.encode("ruby zebra"), [v.id("ruby"), UNK]);
     assert_eq!(v.unknown_words("ruby zebra, Quux"), ["zebra", "quux"]);
-    assert_eq!(v.decode(&[BOS, v.id("ruby"), 9999, EOS]), "<BOS> ruby <UNK> <EOS>");
+    assert_eq!(
+        v.decode(&[BOS, v.id("ruby"), 9999, EOS]),
+        "<BOS> ruby <UNK> <EOS>"
+    );
 }
 
 #[test]
@@ -194,21 +210,33 @@ fn bad_embeddings_files_are_clear_errors() {
     let dir = temp_dir("vocab-bad");
     let case = |name: &str, body: &str| write(&dir, name, body);
 
-    let p = case("ok.json", &format!("{{{SPECIALS}, \"b\": [2, 3], \"a\": [4, 5]}}"));
+    let p = case(
+        "ok.json",
+        &format!("{{{SPECIALS}, \"b\": [2, 3], \"a\": [4, 5]}}"),
+    );
     let v = Vocab::load(&p).unwrap();
     assert_eq!(v.words()[4..], ["a", "b"]);
     assert_eq!(v.embeddings().unwrap().row(4).to_vec(), [4.0, 5.0]);
 
-    let p = case("missing.json", r#"{"<PAD>": [0], "<BOS>": [0], "<EOS>": [0], "a": [1]}"#);
+    let p = case(
+        "missing.json",
+        r#"{"<PAD>": [0], "<BOS>": [0], "<EOS>": [0], "a": [1]}"#,
+    );
     assert_invalid(Vocab::load(&p), &p, "<UNK>", "missing special token");
 
     let p = case("empty_key.json", &format!("{{{SPECIALS}, \"\": [1, 2]}}"));
     assert_invalid(Vocab::load(&p), &p, "\"\"", "empty key");
 
-    let p = case("dup.json", &format!("{{{SPECIALS}, \"a\": [1, 2], \"a\": [3, 4]}}"));
+    let p = case(
+        "dup.json",
+        &format!("{{{SPECIALS}, \"a\": [1, 2], \"a\": [3, 4]}}"),
+    );
     assert_invalid(Vocab::load(&p), &p, "a", "duplicate key");
 
-    let p = case("dup_special.json", &format!("{{{SPECIALS}, \"<PAD>\": [3, 4]}}"));
+    let p = case(
+        "dup_special.json",
+        &format!("{{{SPECIALS}, \"<PAD>\": [3, 4]}}"),
+    );
     assert_invalid(Vocab::load(&p), &p, "<PAD>", "duplicate key");
 
     let p = case("unequal.json", &format!("{{{SPECIALS}, \"a\": [1, 2, 3]}}"));
@@ -220,13 +248,22 @@ fn bad_embeddings_files_are_clear_errors() {
     let p = case("nan.json", &format!("{{{SPECIALS}, \"a\": [1.0, NaN]}}"));
     assert_invalid(Vocab::load(&p), &p, "a", "non-finite");
 
-    let p = case("inf.json", &format!("{{{SPECIALS},\n  \"b\": [-Infinity, 1]}}"));
+    let p = case(
+        "inf.json",
+        &format!("{{{SPECIALS},\n  \"b\": [-Infinity, 1]}}"),
+    );
     assert_invalid(Vocab::load(&p), &p, "b", "non-finite");
 
-    let p = case("f64_overflow.json", &format!("{{{SPECIALS}, \"c\": [1e999, 1]}}"));
+    let p = case(
+        "f64_overflow.json",
+        &format!("{{{SPECIALS}, \"c\": [1e999, 1]}}"),
+    );
     assert_invalid(Vocab::load(&p), &p, "c", "non-finite");
 
-    let p = case("f32_overflow.json", &format!("{{{SPECIALS}, \"d\": [1, 1e39]}}"));
+    let p = case(
+        "f32_overflow.json",
+        &format!("{{{SPECIALS}, \"d\": [1, 1e39]}}"),
+    );
     assert_invalid(Vocab::load(&p), &p, "d", "not a finite f32");
 
     let p = case("string.json", &format!("{{{SPECIALS}, \"e\": [1, \"x\"]}}"));
@@ -284,4 +321,31 @@ fn bad_hidden_word_files_are_clear_errors() {
         }
         other => panic!("expected InvalidFile, got {other:?}"),
     }
+}
+
+#[test]
+fn saved_embeddings_load_back_and_writes_are_atomic() {
+    let dir = temp_dir("vocab-save");
+    let v = vocab();
+    let emb = v.embeddings().unwrap();
+    let p = dir.join("emb.json");
+    std::fs::write(&p, "old").unwrap();
+    succulm::embeddings::save_embeddings(&p, v.words(), emb.view()).unwrap();
+    let back = Vocab::load(&p).unwrap();
+    assert_eq!(back.words(), v.words());
+    let diff = (back.embeddings().unwrap() - emb).mapv(f32::abs);
+    assert!(diff.iter().all(|&d| d <= 5e-7), "6 decimals are kept");
+    // Only the target file is left behind.
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, [std::ffi::OsString::from("emb.json")]);
+    // Wrong shapes and unwritable places are errors.
+    assert!(succulm::embeddings::save_embeddings(&p, &v.words()[1..], emb.view()).is_err());
+    let missing = dir.join("no-such-dir").join("x.json");
+    assert!(matches!(
+        succulm::io::write_atomic(&missing, b"x"),
+        Err(Error::Io { .. })
+    ));
 }
