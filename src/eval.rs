@@ -37,6 +37,11 @@ use crate::generate::{
 };
 use crate::vocab::{Vocab, BOS, EOS, PAD, UNK};
 
+/// Deserialises an `f64` written as a number or as `null` (serde_json writes NaN as `null`).
+pub(crate) fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// Rows per teacher-forced forward when the caller has no opinion.
 pub const DEFAULT_BATCH: usize = 64;
 
@@ -103,14 +108,19 @@ fn for_each_row<M: LanguageModel + ?Sized>(
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TeacherForcedMetrics {
     /// Mean NLL over non-PAD targets.
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub loss: f64,
     /// `exp(loss)`.
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub perplexity: f64,
     /// Fraction of positions whose argmax is the target.
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub accuracy: f64,
     /// Mean `KL(reference ‖ model)` (nats).
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub kl: f64,
     /// Mean probability on hidden words.
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub hidden_mass: f64,
     /// Number of positions averaged over.
     pub positions: usize,
@@ -569,22 +579,31 @@ pub struct SampledMetrics {
     /// Number of generated tokens (EOS excluded).
     pub tokens: usize,
     /// Fraction of generated tokens that are hidden words (0 when no token).
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub hidden_token_rate: f64,
     /// Fraction of answers with at least one hidden word.
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub hidden_answer_rate: f64,
     /// Fraction of generated tokens that are `<BOS>`, `<PAD>` or `<UNK>` (0 when no token).
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub special_token_rate: f64,
     /// Fraction of answers with at least one of them.
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub special_answer_rate: f64,
     /// Fraction of answers that ended with `<EOS>`.
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub eos_rate: f64,
     /// Fraction of fact-probe answers with the right first word (NaN without fact probes).
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub fact_accuracy: f64,
     /// Fraction of in-training seed answers equal to the expected one (NaN without such probes).
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub seed_exact_rate: f64,
     /// Mean over answers of the reference's mean NLL per answer token.
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub fluency_nll: f64,
     /// Standard error of `fluency_nll` (0 with one answer).
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub fluency_se: f64,
 }
 
@@ -720,8 +739,10 @@ pub struct CellMetrics {
     /// Teacher-forced metrics over the validation positions.
     pub teacher_forced: TeacherForcedMetrics,
     /// Mean teacher-forced margin of the fact probes (NaN without fact probes).
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub fact_margin: f64,
     /// Fraction of fact probes with a positive margin (NaN without fact probes).
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub fact_margin_accuracy: f64,
     /// Metrics of sampled answers.
     pub sampled: SampledMetrics,

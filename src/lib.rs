@@ -21,6 +21,8 @@ pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod params;
+pub mod report;
+pub mod sweep;
 pub mod train;
 pub mod tt;
 pub mod vocab;
