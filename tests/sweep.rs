@@ -275,7 +275,12 @@ fn outputs_csv_json_table_and_charts() {
     assert!(curve.contains("block all") && curve.contains("dense"));
     let verdict = std::fs::read_to_string(dir.join("verdict.txt")).unwrap();
     assert_eq!(verdict.matches("SUPPORTED").count(), 3);
-    std::fs::remove_dir_all(&dir).unwrap();
+    // Set SUCCULM_KEEP_CHARTS to look at the toy charts.
+    if std::env::var_os("SUCCULM_KEEP_CHARTS").is_none() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    } else {
+        eprintln!("charts kept in {}", dir.display());
+    }
 }
 
 fn metrics(fluency: f64, se: f64, hidden: f64, kl: f64) -> CellMetrics {

@@ -106,7 +106,14 @@ pub fn heatmap(report: &SweepReport, metric: Metric, healed: bool) -> String {
     let ncols = report.bonds.len() as f64;
     let nrows = report.block_sets.len() as f64;
     let legend_w = 90.0;
-    let w = left + cw * ncols + legend_w + 20.0;
+    let title = format!(
+        "{}{} (dense: {})",
+        metric.title(),
+        if healed { ", healed" } else { "" },
+        label(metric.of_reference(report))
+    );
+    // Wide enough for the title at ~7.5 px per character (15 px sans-serif).
+    let w = (left + cw * ncols + legend_w + 20.0).max(title.len() as f64 * 7.5 + 40.0);
     let h = top + ch * nrows + 60.0;
     let value = |set: &Vec<usize>, bond: usize| {
         report
@@ -120,12 +127,6 @@ pub fn heatmap(report: &SweepReport, metric: Metric, healed: bool) -> String {
         .chain(std::iter::once(metric.of_reference(report)));
     let (lo, hi) = finite_range(all).unwrap_or((0.0, 1.0));
     let norm = |x: f64| if hi > lo { (x - lo) / (hi - lo) } else { 0.5 };
-    let title = format!(
-        "{}{} (dense: {})",
-        metric.title(),
-        if healed { ", healed" } else { "" },
-        label(metric.of_reference(report))
-    );
     let mut s = header(w, h, &title);
     for (j, &bond) in report.bonds.iter().enumerate() {
         let x = left + cw * (j as f64 + 0.5);

@@ -111,7 +111,13 @@ fn leads(p: &PerBlock, target: usize) -> (Outcome, usize) {
 fn listing(p: &PerBlock, prec: usize) -> String {
     p.blocks
         .iter()
-        .map(|&b| format!("block {b}: {:.prec$} ± {:.prec$}", p.mean[b], p.se[b]))
+        .map(|&b| {
+            if p.se[b] > 0.0 {
+                format!("block {b}: {:.prec$} ± {:.prec$}", p.mean[b], p.se[b])
+            } else {
+                format!("block {b}: {:.prec$}", p.mean[b])
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -191,7 +197,7 @@ pub fn verdicts(report: &SweepReport) -> Vec<Verdict> {
     }
 
     // 2. The last block and the sophia trap.
-    let claim = format!("corrupting block {last} drives the \"sophia trap\"");
+    let claim = format!("corrupting block {last} drives the 'sophia trap'");
     let op = format!(
         "block {last} has the largest mean rate of sampled answers containing a hidden word over \
          the common bonds, and that rate is above 0; within one binomial standard error of the \
