@@ -96,9 +96,7 @@ fn leads(p: &PerBlock, target: usize) -> (Outcome, usize) {
         .unwrap_or(target);
     let gap = p.mean[target] - p.mean[runner];
     let noise = (p.se[target].powi(2) + p.se[runner].powi(2)).sqrt();
-    let outcome = if gap.is_nan() {
-        Outcome::Inconclusive
-    } else if gap.abs() <= noise {
+    let outcome = if gap.is_nan() || gap.abs() <= noise {
         Outcome::Inconclusive
     } else if gap > 0.0 {
         Outcome::Supported
