@@ -24,6 +24,8 @@ pub mod model;
 pub mod optim;
 pub mod params;
 pub mod probes;
+pub mod report;
+pub mod sweep;
 pub mod train;
 pub mod tt;
 pub mod vocab;
