@@ -26,7 +26,6 @@
 //!     tokens (and of the final `<EOS>` when drawn) given `[BOS] + prompt`; then the mean over
 //!     answers (`fluency_se` is its standard error). Lower is more fluent.
 
-
 use ndarray::{s, Array2, ArrayView1, ArrayView2, Axis};
 use rand::{rngs::StdRng, SeedableRng};
 use serde::{Deserialize, Serialize};

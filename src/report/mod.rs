@@ -186,26 +186,7 @@ impl Metric {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, then a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| Error::Io { path: p, source }
-    };
-    let name = path.file_name().ok_or_else(|| {
-        Error::invalid_arg("path", format!("{} has no file name", path.display()))
-    })?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(path)(e)
-    })
-}
+pub use crate::io::write_atomic;
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
