@@ -28,4 +28,5 @@ pub mod vocab;
 pub use error::{Error, Result};
 pub use layers::Linear;
 pub use params::Parameters;
+pub use tt::{tt_svd, TTLayer, TTLayout, TTSpec, Truncation};
 pub use vocab::{detokenize, tokenize, Vocab};
