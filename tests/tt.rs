@@ -55,7 +55,10 @@ fn seed_case_1024_to_100_exact() {
     let lin = linear(1024, 100, 1234);
     let tt = TTLayer::from_linear(&[32, 32], &[10, 10], &lin, &[]).unwrap();
     let x = random_x(5, 1024, 1);
-    let d = max_abs_diff(&tt.forward(x.view()).unwrap(), &lin.forward(x.view()).unwrap());
+    let d = max_abs_diff(
+        &tt.forward(x.view()).unwrap(),
+        &lin.forward(x.view()).unwrap(),
+    );
     assert!(d < 1e-6, "max abs diff {d}");
 }
 
@@ -64,7 +67,10 @@ fn seed_case_4096_to_216_exact() {
     let lin = linear(4096, 216, 1234);
     let tt = TTLayer::from_linear(&[16, 16, 16], &[6, 6, 6], &lin, &[]).unwrap();
     let x = random_x(5, 4096, 2);
-    let d = max_abs_diff(&tt.forward(x.view()).unwrap(), &lin.forward(x.view()).unwrap());
+    let d = max_abs_diff(
+        &tt.forward(x.view()).unwrap(),
+        &lin.forward(x.view()).unwrap(),
+    );
     assert!(d < 1e-5, "max abs diff {d}");
 }
 
@@ -74,7 +80,10 @@ fn seed_case_1024_to_100_low_rank() {
     let tt = TTLayer::from_linear(&[32, 32], &[10, 10], &lin, &[10, 99, 32]).unwrap();
     assert_eq!(tt.bond_dims(), &[10, 99, 32]);
     let x = random_x(5, 1024, 3);
-    let d = max_abs_diff(&tt.forward(x.view()).unwrap(), &lin.forward(x.view()).unwrap());
+    let d = max_abs_diff(
+        &tt.forward(x.view()).unwrap(),
+        &lin.forward(x.view()).unwrap(),
+    );
     assert!(d < 8e-2, "max abs diff {d}");
     assert!(d > 0.0, "a truncation should not be exact");
 }
@@ -87,10 +96,20 @@ fn seed_ffn_specs_shapes_params_and_exactness() {
     let down = linear(200, 50, 11);
     let tt0 = TTLayer::from_linear(&[5, 10], &[10, 20], &up, &[10, 50, 10]).unwrap();
     let tt2 = TTLayer::from_linear(&[10, 20], &[5, 10], &down, &[5, 50, 20]).unwrap();
-    let shapes = |t: &TTLayer| t.cores().iter().map(|c| c.shape().to_vec()).collect::<Vec<_>>();
+    let shapes = |t: &TTLayer| {
+        t.cores()
+            .iter()
+            .map(|c| c.shape().to_vec())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
         shapes(&tt0),
-        vec![vec![10, 10], vec![10, 20, 50], vec![50, 5, 10], vec![10, 10]]
+        vec![
+            vec![10, 10],
+            vec![10, 20, 50],
+            vec![50, 5, 10],
+            vec![10, 10]
+        ]
     );
     assert_eq!(
         shapes(&tt2),
@@ -103,7 +122,12 @@ fn seed_ffn_specs_shapes_params_and_exactness() {
     assert!(tt0.relative_error(&up) < 1e-5);
     assert!(tt2.relative_error(&down) < 1e-5);
     let x = random_x(29, 50, 4);
-    assert!(max_abs_diff(&tt0.forward(x.view()).unwrap(), &up.forward(x.view()).unwrap()) < 1e-5);
+    assert!(
+        max_abs_diff(
+            &tt0.forward(x.view()).unwrap(),
+            &up.forward(x.view()).unwrap()
+        ) < 1e-5
+    );
 
     // The middle bond is the only one that truncates: error falls as m grows, 0 at m = 50.
     let mut last = f32::INFINITY;
@@ -139,7 +163,10 @@ fn exact_at_full_rank_for_random_shapes() {
             let e = tt.relative_error(&lin);
             assert!(e < 1e-5, "{in_modes:?} {out_modes:?}: rel error {e}");
             let x = random_x(4, i, trial);
-            let diff = max_abs_diff(&tt.forward(x.view()).unwrap(), &lin.forward(x.view()).unwrap());
+            let diff = max_abs_diff(
+                &tt.forward(x.view()).unwrap(),
+                &lin.forward(x.view()).unwrap(),
+            );
             assert!(diff < 1e-5, "{in_modes:?} {out_modes:?}: {diff}");
 
             // TT-matrix layout: d cores each holding one output and one input mode.
@@ -163,7 +190,10 @@ fn exact_at_full_rank_for_random_shapes() {
             let e = tt.relative_error(&lin);
             assert!(e < 1e-5, "matrix {in_m:?} {out_m:?}: rel error {e}");
             let x = random_x(3, i, trial + 50);
-            let diff = max_abs_diff(&tt.forward(x.view()).unwrap(), &lin.forward(x.view()).unwrap());
+            let diff = max_abs_diff(
+                &tt.forward(x.view()).unwrap(),
+                &lin.forward(x.view()).unwrap(),
+            );
             assert!(diff < 1e-5, "matrix {in_m:?} {out_m:?}: {diff}");
         }
     }
@@ -234,7 +264,11 @@ fn tolerance_guarantee_holds() {
     for eps in [0.0, 0.05, 0.2, 0.4, 0.6, 0.8] {
         let tt = TTLayer::from_linear_eps(&[4, 4, 4], &[4, 4, 6], &lin, eps).unwrap();
         let err = frob_diff(&tt.to_dense().weight().to_owned(), &w);
-        assert!(err <= eps * norm + 1e-5 * norm, "eps {eps}: error {err} > {}", eps * norm);
+        assert!(
+            err <= eps * norm + 1e-5 * norm,
+            "eps {eps}: error {err} > {}",
+            eps * norm
+        );
         assert!(tt.num_params() <= last_params, "eps {eps}: ranks grew");
         last_params = tt.num_params();
     }
@@ -317,10 +351,30 @@ fn capped_bonds_are_reported_not_errors() {
 #[test]
 fn forward_equals_x_times_dense_transpose_plus_bias() {
     let cases: Vec<(TTLayout, Vec<usize>, Vec<usize>, Vec<usize>)> = vec![
-        (TTLayout::OutputsThenInputs, vec![5, 10], vec![10, 20], vec![10, 20, 10]),
-        (TTLayout::OutputsThenInputs, vec![10, 20], vec![5, 10], vec![5, 27, 20]),
-        (TTLayout::OutputsThenInputs, vec![8, 8, 12], vec![12, 16, 16], vec![16; 5]),
-        (TTLayout::Matrix, vec![8, 8, 12], vec![12, 16, 16], vec![8, 8]),
+        (
+            TTLayout::OutputsThenInputs,
+            vec![5, 10],
+            vec![10, 20],
+            vec![10, 20, 10],
+        ),
+        (
+            TTLayout::OutputsThenInputs,
+            vec![10, 20],
+            vec![5, 10],
+            vec![5, 27, 20],
+        ),
+        (
+            TTLayout::OutputsThenInputs,
+            vec![8, 8, 12],
+            vec![12, 16, 16],
+            vec![16; 5],
+        ),
+        (
+            TTLayout::Matrix,
+            vec![8, 8, 12],
+            vec![12, 16, 16],
+            vec![8, 8],
+        ),
         (TTLayout::Matrix, vec![5, 10], vec![10, 20], vec![7]),
     ];
     for (layout, inm, outm, bonds) in cases {
@@ -338,7 +392,10 @@ fn forward_equals_x_times_dense_transpose_plus_bias() {
             let d = max_abs_diff(&got, &want);
             assert!(d < 2e-5 * scale, "{layout:?} {inm:?} rows {rows}: {d}");
         }
-        assert_eq!(tt.forward(Array2::zeros((0, i)).view()).unwrap().dim(), (0, o));
+        assert_eq!(
+            tt.forward(Array2::zeros((0, i)).view()).unwrap().dim(),
+            (0, o)
+        );
         assert!(tt.flops(29) > 0);
     }
 }
@@ -363,13 +420,19 @@ fn check_backward(tt: &TTLayer, rows: usize, seed: u64) {
 
     // db = column sums of dy.
     let db = dy.sum_axis(Axis(0));
-    assert!(grads.bias().iter().zip(&db).all(|(a, b)| (a - b).abs() < 1e-4));
+    assert!(grads
+        .bias()
+        .iter()
+        .zip(&db)
+        .all(|(a, b)| (a - b).abs() < 1e-4));
 
     // Each core enters linearly: <dG_k, E> = <dy, x · W(G_k := E)ᵀ> for any E (no bias).
     let mut rng = StdRng::seed_from_u64(seed + 2);
     let spec = tt.spec().clone();
     for k in 0..tt.cores().len() {
-        let e = ArrayD::from_shape_fn(IxDyn(tt.cores()[k].shape()), |_| rng.gen_range(-1.0f32..1.0));
+        let e = ArrayD::from_shape_fn(IxDyn(tt.cores()[k].shape()), |_| {
+            rng.gen_range(-1.0f32..1.0)
+        });
         let mut cores = tt.cores().to_vec();
         cores[k] = e.clone();
         let probe = TTLayer::from_parts(spec.clone(), cores, Array1::zeros(o)).unwrap();
@@ -381,7 +444,11 @@ fn check_backward(tt: &TTLayer, rows: usize, seed: u64) {
             .zip(e.iter())
             .map(|(g, e)| *g as f64 * *e as f64)
             .sum();
-        let mag: f64 = ye.iter().zip(dy.iter()).map(|(a, b)| (a * *b as f64).abs()).sum();
+        let mag: f64 = ye
+            .iter()
+            .zip(dy.iter())
+            .map(|(a, b)| (a * *b as f64).abs())
+            .sum();
         assert!(
             (got - want).abs() < 1e-4 * mag.max(1.0),
             "core {k}: <grad, E> = {got}, want {want}"
@@ -392,7 +459,10 @@ fn check_backward(tt: &TTLayer, rows: usize, seed: u64) {
     let mut twice = grads.clone();
     let _ = tt.backward(&cache, dy.view(), &mut twice);
     for (a, b) in twice.cores().iter().zip(grads.cores()) {
-        assert!(a.iter().zip(b).all(|(a, b)| (a - 2.0 * b).abs() <= 1e-5 * b.abs().max(1.0)));
+        assert!(a
+            .iter()
+            .zip(b)
+            .all(|(a, b)| (a - 2.0 * b).abs() <= 1e-5 * b.abs().max(1.0)));
     }
 }
 
@@ -437,7 +507,10 @@ fn backward_checked_by_central_differences() {
     let _ = tt.backward(&cache, dy.view(), &mut grads);
     let loss = |t: &TTLayer| -> f64 {
         let y = t.forward(x.view()).unwrap();
-        y.iter().zip(dy.iter()).map(|(a, b)| *a as f64 * *b as f64).sum()
+        y.iter()
+            .zip(dy.iter())
+            .map(|(a, b)| *a as f64 * *b as f64)
+            .sum()
     };
     let mut analytic = Vec::new();
     grads.visit("", &mut |_, g| analytic.extend(g.iter().copied()));
@@ -461,7 +534,10 @@ fn backward_checked_by_central_differences() {
         bump(&mut minus, -h);
         let fd = (loss(&plus) - loss(&minus)) / (2.0 * h as f64);
         let a = analytic[idx] as f64;
-        assert!((fd - a).abs() < 2e-3 * (1.0 + a.abs()), "param {idx}: fd {fd}, analytic {a}");
+        assert!(
+            (fd - a).abs() < 2e-3 * (1.0 + a.abs()),
+            "param {idx}: fd {fd}, analytic {a}"
+        );
     }
 }
 
@@ -488,7 +564,10 @@ fn parameters_names_and_from_parts_roundtrip() {
     assert_eq!(&spec, tt.spec());
     let back = TTLayer::from_parts(spec, tt.cores().to_vec(), tt.bias().to_owned()).unwrap();
     let x = random_x(4, 50, 9);
-    assert_eq!(back.forward(x.view()).unwrap(), tt.forward(x.view()).unwrap());
+    assert_eq!(
+        back.forward(x.view()).unwrap(),
+        tt.forward(x.view()).unwrap()
+    );
 }
 
 #[test]
@@ -517,11 +596,17 @@ fn from_parts_rejects_bad_parts() {
 
     let mut s = spec.clone();
     s.bond_dims = vec![10, 30];
-    assert!(is_invalid_arg(&TTLayer::from_parts(s, cores.clone(), bias.clone()).unwrap_err(), "bond_dims"));
+    assert!(is_invalid_arg(
+        &TTLayer::from_parts(s, cores.clone(), bias.clone()).unwrap_err(),
+        "bond_dims"
+    ));
 
     let mut s = spec.clone();
     s.in_modes = vec![];
-    assert!(is_invalid_arg(&TTLayer::from_parts(s, cores.clone(), bias.clone()).unwrap_err(), "in_modes"));
+    assert!(is_invalid_arg(
+        &TTLayer::from_parts(s, cores.clone(), bias.clone()).unwrap_err(),
+        "in_modes"
+    ));
 
     let mut s = spec;
     s.layout = TTLayout::Matrix;
@@ -533,10 +618,17 @@ fn from_parts_rejects_bad_parts() {
 #[test]
 fn each_bad_input_gives_its_error() {
     let lin = linear(50, 200, 60);
-    let f = |i: &[usize], o: &[usize], b: &[usize]| TTLayer::from_linear(i, o, &lin, b).unwrap_err();
+    let f =
+        |i: &[usize], o: &[usize], b: &[usize]| TTLayer::from_linear(i, o, &lin, b).unwrap_err();
 
-    assert!(is_invalid_arg(&f(&[5, 10], &[10, 20], &[10, 0, 10]), "bond_dims"));
-    assert!(is_invalid_arg(&f(&[5, 10], &[10, 20], &[10, 10]), "bond_dims"));
+    assert!(is_invalid_arg(
+        &f(&[5, 10], &[10, 20], &[10, 0, 10]),
+        "bond_dims"
+    ));
+    assert!(is_invalid_arg(
+        &f(&[5, 10], &[10, 20], &[10, 10]),
+        "bond_dims"
+    ));
     assert!(is_invalid_arg(&f(&[5, 11], &[10, 20], &[]), "in_modes"));
     assert!(is_invalid_arg(&f(&[5, 10], &[10, 21], &[]), "out_modes"));
     assert!(is_invalid_arg(&f(&[], &[10, 20], &[]), "in_modes"));
@@ -550,8 +642,14 @@ fn each_bad_input_gives_its_error() {
     let e = TTLayer::from_linear_eps(&[5, 10], &[10, 20], &lin, -0.1).unwrap_err();
     assert!(is_invalid_arg(&e, "eps"));
 
-    let e = TTLayer::from_linear_with(TTLayout::Matrix, &[5, 10], &[200], &lin, &Truncation::exact())
-        .unwrap_err();
+    let e = TTLayer::from_linear_with(
+        TTLayout::Matrix,
+        &[5, 10],
+        &[200],
+        &lin,
+        &Truncation::exact(),
+    )
+    .unwrap_err();
     assert!(is_invalid_arg(&e, "in_modes"));
 
     // A non-finite weight (Linear::new refuses one; an optimiser step could still make one).
@@ -563,7 +661,12 @@ fn each_bad_input_gives_its_error() {
     w[[3, 4]] = f32::INFINITY;
     let e = tt_svd(w.view().into_dyn(), &[10, 20, 5, 10], &Truncation::exact()).unwrap_err();
     assert!(is_invalid_arg(&e, "tensor"));
-    let e = tt_svd(lin.weight().into_dyn(), &[10, 20, 5, 9], &Truncation::exact()).unwrap_err();
+    let e = tt_svd(
+        lin.weight().into_dyn(),
+        &[10, 20, 5, 9],
+        &Truncation::exact(),
+    )
+    .unwrap_err();
     assert!(is_invalid_arg(&e, "modes"));
 
     // Forward with the wrong width.

@@ -18,12 +18,15 @@
 //!
 //! # Precision
 //!
-//! The SVDs run in `f64` (LAPACK `dgesdd` through ndarray-linalg) and the cores are cast to `f32`
+//! The SVDs run in `f64` (LAPACK through ndarray-linalg: `dgesdd` for tall unfoldings, the
+//! eigendecomposition of the Gram matrix for wide ones, see `bond_svd`) and the cores are cast to `f32`
 //! at the end. Single-precision SVDs lose about `√n·ε_f32` of orthogonality per bond and the
 //! errors compound along the train; in `f64` the full-rank decomposition reproduces an `f32`
 //! tensor to `f32` rounding, and the reported singular values are accurate far below the `f32`
 //! noise floor, so spectra and Eckart–Young tails can be trusted. The cost is small: for the
 //! truncated trains this crate builds, the unfoldings are short and wide.
+
+use std::os::raw::{c_char, c_int};
 
 use ndarray::{s, Array1, Array2, Array3, ArrayViewD, Axis};
 use ndarray_linalg::{JobSvd, SVDDC};
@@ -124,6 +127,176 @@ pub(crate) fn check_modes(name: &str, modes: &[usize]) -> Result<usize> {
     })
 }
 
+extern "C" {
+    fn cblas_dsyrk(
+        order: c_int,
+        uplo: c_int,
+        trans: c_int,
+        n: c_int,
+        k: c_int,
+        alpha: f64,
+        a: *const f64,
+        lda: c_int,
+        beta: f64,
+        c: *mut f64,
+        ldc: c_int,
+    );
+}
+
+/// `A·Aᵀ` for a row-major `a: [m, n]` by BLAS `dsyrk` (half the FLOPs of a GEMM), symmetrised.
+fn gram(a: &Array2<f64>) -> Array2<f64> {
+    let (m, n) = a.dim();
+    let (Some(data), Ok(mi), Ok(ni)) = (a.as_slice(), c_int::try_from(m), c_int::try_from(n))
+    else {
+        return a.dot(&a.t());
+    };
+    let mut g = Array2::<f64>::zeros((m, m));
+    const ROW_MAJOR: c_int = 101;
+    const LOWER: c_int = 122;
+    const NO_TRANS: c_int = 111;
+    // SAFETY: `data` is `m·n` contiguous row-major values (lda = n), `g` is `m·m` contiguous
+    // (ldc = m); both sizes fit in a C int (checked above).
+    unsafe {
+        cblas_dsyrk(
+            ROW_MAJOR,
+            LOWER,
+            NO_TRANS,
+            mi,
+            ni,
+            1.0,
+            data.as_ptr(),
+            ni,
+            0.0,
+            g.as_mut_ptr(),
+            mi,
+        );
+    }
+    for i in 0..m {
+        for j in i + 1..m {
+            g[[i, j]] = g[[j, i]];
+        }
+    }
+    g
+}
+
+extern "C" {
+    fn dsyevd_(
+        jobz: *const c_char,
+        uplo: *const c_char,
+        n: *const c_int,
+        a: *mut f64,
+        lda: *const c_int,
+        w: *mut f64,
+        work: *mut f64,
+        lwork: *const c_int,
+        iwork: *mut c_int,
+        liwork: *const c_int,
+        info: *mut c_int,
+    );
+}
+
+/// Eigen-decomposition of a symmetric `g: [m, m]` by LAPACK `dsyevd` (divide and conquer,
+/// several times faster than the `dsyev` behind ndarray-linalg's `Eigh` at these sizes).
+/// Returns the eigenvalues ascending and the eigenvectors as columns.
+fn sym_eig(g: Array2<f64>) -> std::result::Result<(Array1<f64>, Array2<f64>), String> {
+    let m = g.nrows();
+    let n = c_int::try_from(m).map_err(|_| format!("matrix of order {m} too large"))?;
+    // Symmetric, so its row-major buffer is also its column-major one.
+    let mut a = g.into_raw_vec_and_offset().0;
+    let mut w = vec![0.0f64; m];
+    let (jobz, uplo) = (b'V' as c_char, b'L' as c_char);
+    let mut info: c_int = 0;
+    let mut work_q = 0.0f64;
+    let mut iwork_q: c_int = 0;
+    let query: c_int = -1;
+    // SAFETY: LAPACK's documented workspace query; every pointer is valid for its size.
+    unsafe {
+        dsyevd_(
+            &jobz,
+            &uplo,
+            &n,
+            a.as_mut_ptr(),
+            &n,
+            w.as_mut_ptr(),
+            &mut work_q,
+            &query,
+            &mut iwork_q,
+            &query,
+            &mut info,
+        );
+    }
+    if info != 0 {
+        return Err(format!("dsyevd workspace query failed (info {info})"));
+    }
+    let lwork = (work_q as usize).max(1);
+    let liwork = (iwork_q as usize).max(1);
+    let mut work = vec![0.0f64; lwork];
+    let mut iwork: Vec<c_int> = vec![0; liwork];
+    let (lw, liw) = (lwork as c_int, liwork as c_int);
+    // SAFETY: `a` is m·m, `w` is m, workspaces have the sizes LAPACK asked for.
+    unsafe {
+        dsyevd_(
+            &jobz,
+            &uplo,
+            &n,
+            a.as_mut_ptr(),
+            &n,
+            w.as_mut_ptr(),
+            work.as_mut_ptr(),
+            &lw,
+            iwork.as_mut_ptr(),
+            &liw,
+            &mut info,
+        );
+    }
+    if info != 0 {
+        return Err(format!("dsyevd failed (info {info})"));
+    }
+    // Column-major eigenvectors: the row-major view holds them as rows; transpose.
+    let rows = Array2::from_shape_vec((m, m), a).map_err(|e| e.to_string())?;
+    Ok((Array1::from(w), rows.reversed_axes()))
+}
+
+/// How the remainder is carried to the next bond.
+enum Carry {
+    /// `Vᵀ` from a full SVD: carry `diag(S)·Vᵀ`.
+    Svd(Array2<f64>),
+    /// The unfolding itself: carry `Uᵀ·A`.
+    Project(Array2<f64>),
+}
+
+/// Left singular vectors `U: [m, s]` and singular values (descending, `s = min(m, n)`) of
+/// `a: [m, n]`, with what is needed to carry `diag(S)·Vᵀ` on.
+///
+/// Wide unfoldings (`m ≤ n`, the common case in a TT-SVD, whose first unfoldings are short and
+/// very wide) use the symmetric eigendecomposition of the Gram matrix `A·Aᵀ = U S² Uᵀ` (one
+/// `dsyrk` plus an `m × m` LAPACK `dsyevd`), which is several times cheaper than `dgesdd` there;
+/// the carried remainder is then `Uᵀ·A`, so the decomposition stays exact at full rank whatever
+/// the accuracy of the small singular values (which is `~ε_f64·σ_max²/σ`, far below `f32`
+/// noise). Tall unfoldings use `dgesdd`.
+fn bond_svd(a: Array2<f64>, k: usize) -> Result<(Array2<f64>, Array1<f64>, Carry)> {
+    let (m, n) = a.dim();
+    let fail = |reason: String| Error::Linalg {
+        context: format!("TT-SVD of bond {k} unfolding [{m}, {n}]"),
+        reason,
+    };
+    if m <= n {
+        let gram = gram(&a);
+        let (lam, vecs) = sym_eig(gram).map_err(fail)?;
+        // Ascending → descending.
+        let sigma: Array1<f64> = lam.iter().rev().map(|&l| l.max(0.0).sqrt()).collect();
+        let mut u = vecs;
+        u.invert_axis(Axis(1));
+        Ok((u, sigma, Carry::Project(a)))
+    } else {
+        let (u, sigma, vt) = a.svddc(JobSvd::Some).map_err(|e| fail(e.to_string()))?;
+        match (u, vt) {
+            (Some(u), Some(vt)) => Ok((u, sigma, Carry::Svd(vt))),
+            _ => Err(fail("SVD returned no singular vectors".into())),
+        }
+    }
+}
+
 /// TT-SVD of `tensor` (read in logical row-major order) viewed with shape `modes`.
 ///
 /// Errors: an empty mode list, a mode of 0, `tensor.len()` different from the product of
@@ -188,7 +361,10 @@ pub fn tt_svd(
         return Err(Error::invalid_arg("tensor", "contains a non-finite value"));
     }
 
-    let values: Vec<f64> = tensor.iter().map(|&v| v as f64).collect();
+    let values: Vec<f64> = match tensor.as_slice() {
+        Some(sl) => sl.iter().map(|&v| v as f64).collect(),
+        None => tensor.iter().map(|&v| v as f64).collect(),
+    };
     let norm = values.iter().map(|v| v * v).sum::<f64>().sqrt();
     let delta = truncation.eps.map(|eps| {
         if d > 1 {
@@ -212,19 +388,7 @@ pub fn tt_svd(
         let rows = r_prev * n_k;
         let mat = Array2::from_shape_vec((rows, rest), c)
             .map_err(|e| Error::invalid_arg("modes", e.to_string()))?;
-        let (u, sigma, vt) = mat.svddc(JobSvd::Some).map_err(|e| Error::Linalg {
-            context: format!("TT-SVD of bond {k} unfolding [{rows}, {rest}]"),
-            reason: e.to_string(),
-        })?;
-        let (u, vt) = match (u, vt) {
-            (Some(u), Some(vt)) => (u, vt),
-            _ => {
-                return Err(Error::Linalg {
-                    context: format!("TT-SVD of bond {k}"),
-                    reason: "SVD returned no singular vectors".into(),
-                })
-            }
-        };
+        let (u, sigma, carry) = bond_svd(mat, k)?;
         let limit = sigma.len(); // = min(rows, rest)
         let mut r = limit;
         if let Some(b) = &truncation.bond_dims {
@@ -263,13 +427,22 @@ pub fn tt_svd(
         )
         .map_err(|e| Error::invalid_arg("modes", e.to_string()))?;
         cores.push(core);
-        // C = diag(S[:r]) · Vᵀ[:r], row-major.
-        c = vt
-            .slice(s![..r, ..])
-            .axis_iter(Axis(0))
-            .zip(sigma.iter())
-            .flat_map(|(row, &s)| row.into_iter().map(move |&v| v * s))
-            .collect();
+        // C = diag(S[:r]) · Vᵀ[:r] (= U[:, :r]ᵀ · C), row-major.
+        c = match carry {
+            Carry::Svd(vt) => {
+                let mut p = vt.slice(s![..r, ..]).as_standard_layout().into_owned();
+                for (mut row, &s) in p.axis_iter_mut(Axis(0)).zip(sigma.iter()) {
+                    row *= s;
+                }
+                p.into_raw_vec_and_offset().0
+            }
+            Carry::Project(a) => {
+                let ut = u.slice(s![.., ..r]).t().as_standard_layout().into_owned();
+                let mut p = Array2::<f64>::zeros((r, a.ncols()));
+                ndarray::linalg::general_mat_mul(1.0, &ut, &a, 0.0, &mut p);
+                p.into_raw_vec_and_offset().0
+            }
+        };
         bond_dims.push(r);
         singular_values.push(sigma);
         discarded.push(tail);
