@@ -563,15 +563,17 @@ impl TTLayer {
                 .map(|(&(s, _), d)| d.as_deref().unwrap_or(slices[s]))
                 .collect(),
         };
-        let y = plan::run(sched, &blocks, &xs, None);
+        let y = plan::run(sched, &blocks, &xs, self.bias_slice(), None);
         self.finish(rows, y)
     }
 
     fn finish(&self, rows: usize, y: Vec<f32>) -> Array2<f32> {
-        let mut y = Array2::from_shape_vec((rows, self.out_features()), y)
-            .expect("schedule produces [rows, out]");
-        y += &self.bias;
-        y
+        Array2::from_shape_vec((rows, self.out_features()), y)
+            .expect("schedule produces [rows, out]")
+    }
+
+    fn bias_slice(&self) -> &[f32] {
+        self.bias.as_slice().expect("bias is contiguous")
     }
 
     /// Forward for training: like [`forward`](Self::forward) (without the shape check: the
@@ -585,7 +587,13 @@ impl TTLayer {
         let y = if rows == 0 {
             Vec::new()
         } else {
-            plan::run(&sched, &self.core_slices(), &xs, Some(&mut tape))
+            plan::run(
+                &sched,
+                &self.core_slices(),
+                &xs,
+                self.bias_slice(),
+                Some(&mut tape),
+            )
         };
         let y = self.finish(rows, y);
         (y, TTCache { sched, tape, rows })

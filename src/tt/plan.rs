@@ -362,13 +362,19 @@ fn mat_mut(data: &mut [f32], rows: usize, cols: usize, plain: bool) -> ArrayView
 }
 
 /// One step's GEMM: `out[R, M] = state[R, K] · G[M, K]ᵀ`, in the step's storage layouts.
-pub(crate) fn gemm_step(step: &Step, state: &[f32], g: &[f32]) -> Vec<f32> {
+/// If `bias` is given, the output buffer is the final `[rows, out]` (with `out = bias.len()`,
+/// whatever the step's own `[R, M]`/`[M, R]` view of it) and the bias is added to every row,
+/// fused: the buffer starts as the tiled bias and the GEMM accumulates onto it.
+pub(crate) fn gemm_step(step: &Step, state: &[f32], g: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let (r, m, k) = (step.r, step.m, step.k);
     let gm = mat(g, m, k, true);
     let t = mat(state, r, k, step.kind.contracted_trailing);
-    let mut out = vec![0.0f32; r * m];
+    let (mut out, beta) = match bias {
+        Some(b) => (b.repeat(r * m / b.len()), 1.0),
+        None => (vec![0.0f32; r * m], 0.0),
+    };
     let mut o = mat_mut(&mut out, r, m, step.kind.new_back);
-    general_mat_mul(1.0, &t, &gm.t(), 0.0, &mut o);
+    general_mat_mul(1.0, &t, &gm.t(), beta, &mut o);
     out
 }
 
@@ -379,19 +385,23 @@ pub(crate) struct Taped {
 }
 
 /// Runs a schedule. `blocks[k]` is the data of the schedule's block `k`. If `tape` is given,
-/// records each step's GEMM operand. Returns the output `[rows, out]` row-major, without bias.
+/// records each step's GEMM operand. Returns the output `[rows, out]` row-major, plus `bias`.
 pub(crate) fn run(
     sched: &Schedule,
     blocks: &[&[f32]],
     x: &[f32],
+    bias: &[f32],
     mut tape: Option<&mut Vec<Taped>>,
 ) -> Vec<f32> {
     let mut state: Cow<'_, [f32]> = Cow::Borrowed(x);
-    for step in &sched.steps {
+    let last = sched.steps.len() - 1;
+    for (j, step) in sched.steps.iter().enumerate() {
         if let Some(p) = &step.pre {
             state = Cow::Owned(permute(&state, p));
         }
-        let out = gemm_step(step, &state, blocks[step.block]);
+        // With no final permutation the last step's output is already [rows, out].
+        let fused = (j == last && sched.fin.is_none()).then_some(bias);
+        let out = gemm_step(step, &state, blocks[step.block], fused);
         if let Some(t) = tape.as_deref_mut() {
             t.push(Taped {
                 state: state.into_owned(),
@@ -400,7 +410,15 @@ pub(crate) fn run(
         state = Cow::Owned(out);
     }
     match &sched.fin {
-        Some(p) => permute(&state, p),
+        Some(p) => {
+            let mut y = permute(&state, p);
+            for row in y.chunks_exact_mut(bias.len()) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            }
+            y
+        }
         None => state.into_owned(),
     }
 }
