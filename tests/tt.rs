@@ -342,7 +342,7 @@ fn capped_bonds_are_reported_not_errors() {
         .collect();
     assert_eq!(capped, vec![(0, 32, 12), (4, 32, 12)]);
     let x = random_x(3, 768, 5);
-    let want = x.dot(&tt.to_dense().weight().t()) + &lin.bias();
+    let want = x.dot(&tt.to_dense().weight().t()) + lin.bias();
     assert!(max_abs_diff(&tt.forward(x.view()).unwrap(), &want) < 1e-4);
 }
 
@@ -350,7 +350,8 @@ fn capped_bonds_are_reported_not_errors() {
 
 #[test]
 fn forward_equals_x_times_dense_transpose_plus_bias() {
-    let cases: Vec<(TTLayout, Vec<usize>, Vec<usize>, Vec<usize>)> = vec![
+    type Case = (TTLayout, Vec<usize>, Vec<usize>, Vec<usize>);
+    let cases: Vec<Case> = vec![
         (
             TTLayout::OutputsThenInputs,
             vec![5, 10],
@@ -386,7 +387,7 @@ fn forward_equals_x_times_dense_transpose_plus_bias() {
         let dense = tt.to_dense();
         for rows in [1, 7, 29, 130] {
             let x = random_x(rows, i, rows as u64);
-            let want = x.dot(&dense.weight().t()) + &dense.bias();
+            let want = x.dot(&dense.weight().t()) + dense.bias();
             let got = tt.forward(x.view()).unwrap();
             let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
             let d = max_abs_diff(&got, &want);
@@ -514,9 +515,8 @@ fn backward_checked_by_central_differences() {
     };
     let mut analytic = Vec::new();
     grads.visit("", &mut |_, g| analytic.extend(g.iter().copied()));
-    let n = analytic.len();
     let h = 1e-2f32;
-    for idx in 0..n {
+    for (idx, &a) in analytic.iter().enumerate() {
         let mut plus = tt.clone();
         let mut minus = tt.clone();
         let bump = |t: &mut TTLayer, delta: f32| {
@@ -533,7 +533,7 @@ fn backward_checked_by_central_differences() {
         bump(&mut plus, h);
         bump(&mut minus, -h);
         let fd = (loss(&plus) - loss(&minus)) / (2.0 * h as f64);
-        let a = analytic[idx] as f64;
+        let a = a as f64;
         assert!(
             (fd - a).abs() < 2e-3 * (1.0 + a.abs()),
             "param {idx}: fd {fd}, analytic {a}"
