@@ -513,7 +513,10 @@ impl TTLayer {
     /// GEMM floating-point operations of one forward call with `rows` rows, under the plan
     /// the layer picks for that many rows.
     pub fn flops(&self, rows: usize) -> u64 {
-        self.schedule(rows.max(1), false).flops
+        if rows == 0 {
+            return 0;
+        }
+        self.schedule(rows, false).flops
     }
 
     /// The contraction plan picked for `rows` rows (see the [module docs](crate::tt)).
