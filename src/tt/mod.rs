@@ -23,6 +23,14 @@
 //! count; merged blocks are cached until the parameters are mutated. [`TTLayer::plan`] shows the
 //! choice. Details in the source of `plan.rs`.
 //!
+//! # BLAS threads
+//!
+//! The layer leaves the OpenBLAS thread count to the caller ([`crate::blas`]). Measured on the
+//! 2-core development machine (shared, so noisy): one thread is as fast or faster for every seed
+//! shape (50↔200) and for one row at 768→3072; two threads gain ~10% at 768→3072 with 128 rows
+//! and lose badly when the cores are busy. The benches default to one thread
+//! (`TT_BENCH_THREADS` overrides).
+//!
 //! # Example
 //!
 //! ```
