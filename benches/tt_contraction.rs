@@ -1,1 +1,177 @@
-fn main() {}
+//! TT layer forward/backward against the dense `Linear`, and TT-SVD time.
+//!
+//! Throughput is reported in "elements" = GEMM FLOPs (from `TTLayer::flops`, or `2·rows·in·out`
+//! for the dense layer), so criterion's `Kelem/s`/`Melem/s`/`Gelem/s` read as FLOP/s.
+//!
+//! `TT_BENCH_THREADS` sets the OpenBLAS thread count (default 1, see `succulm::blas`).
+//! Run e.g. `cargo bench --bench tt_contraction -- seed_fwd`.
+
+use std::time::Duration;
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ndarray::{Array2, Axis};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use succulm::tt::{tt_svd, Truncation};
+use succulm::{Linear, TTLayer};
+
+fn random_x(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    Array2::from_shape_fn((rows, cols), |_| rng.gen_range(-1.0..1.0))
+}
+
+/// Dense backward as `Linear::backward` does it: dW += dyᵀx, db += Σdy, dx = dy·W.
+fn dense_backward(
+    lin: &Linear,
+    x: &Array2<f32>,
+    dy: &Array2<f32>,
+    gw: &mut Array2<f32>,
+) -> Array2<f32> {
+    ndarray::linalg::general_mat_mul(1.0, &dy.t(), x, 1.0, gw);
+    black_box(dy.sum_axis(Axis(0)));
+    dy.dot(&lin.weight())
+}
+
+fn threads() {
+    let n = std::env::var("TT_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    succulm::blas::set_num_threads(n);
+}
+
+struct Case {
+    name: &'static str,
+    in_modes: Vec<usize>,
+    out_modes: Vec<usize>,
+    bonds: Vec<Vec<usize>>,
+    labels: Vec<usize>,
+    rows: Vec<usize>,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "50to200",
+            in_modes: vec![5, 10],
+            out_modes: vec![10, 20],
+            bonds: [50, 27, 20].iter().map(|&m| vec![10, m, 10]).collect(),
+            labels: vec![50, 27, 20],
+            rows: vec![1, 29, 928],
+        },
+        Case {
+            name: "200to50",
+            in_modes: vec![10, 20],
+            out_modes: vec![5, 10],
+            bonds: [50, 27, 20].iter().map(|&m| vec![5, m, 20]).collect(),
+            labels: vec![50, 27, 20],
+            rows: vec![1, 29, 928],
+        },
+        Case {
+            name: "768to3072",
+            in_modes: vec![8, 8, 12],
+            out_modes: vec![12, 16, 16],
+            bonds: [8, 16, 32].iter().map(|&r| vec![r; 5]).collect(),
+            labels: vec![8, 16, 32],
+            rows: vec![1, 128],
+        },
+    ]
+}
+
+fn bench_forward(c: &mut Criterion) {
+    threads();
+    for case in cases() {
+        let (i, o) = (
+            case.in_modes.iter().product(),
+            case.out_modes.iter().product(),
+        );
+        let lin = Linear::init(i, o, &mut StdRng::seed_from_u64(1234));
+        let mut g = c.benchmark_group(format!("fwd_{}", case.name));
+        for &rows in &case.rows {
+            let x = random_x(rows, i, 7);
+            g.throughput(Throughput::Elements((2 * rows * i * o) as u64));
+            g.bench_with_input(BenchmarkId::new("dense", rows), &x, |b, x| {
+                b.iter(|| lin.forward(black_box(x.view())).unwrap())
+            });
+            for (bonds, label) in case.bonds.iter().zip(&case.labels) {
+                let tt =
+                    TTLayer::from_linear(&case.in_modes, &case.out_modes, &lin, bonds).unwrap();
+                let _ = tt.forward(x.view()).unwrap(); // plan + merges are one-time
+                g.throughput(Throughput::Elements(tt.flops(rows)));
+                g.bench_with_input(
+                    BenchmarkId::new(format!("tt_r{label}"), rows),
+                    &x,
+                    |b, x| b.iter(|| tt.forward(black_box(x.view())).unwrap()),
+                );
+            }
+        }
+        g.finish();
+    }
+}
+
+fn bench_backward(c: &mut Criterion) {
+    threads();
+    for case in cases() {
+        let (i, o) = (
+            case.in_modes.iter().product(),
+            case.out_modes.iter().product(),
+        );
+        let lin = Linear::init(i, o, &mut StdRng::seed_from_u64(1234));
+        let mut g = c.benchmark_group(format!("bwd_{}", case.name));
+        for &rows in &case.rows {
+            let x = random_x(rows, i, 7);
+            let dy = random_x(rows, o, 8);
+            // Backward FLOPs: twice the forward's (input and parameter gradients).
+            g.throughput(Throughput::Elements((4 * rows * i * o) as u64));
+            let mut gw = Array2::<f32>::zeros((o, i));
+            g.bench_function(BenchmarkId::new("dense", rows), |b| {
+                b.iter(|| dense_backward(&lin, black_box(&x), black_box(&dy), &mut gw))
+            });
+            for (bonds, label) in case.bonds.iter().zip(&case.labels) {
+                let tt =
+                    TTLayer::from_linear(&case.in_modes, &case.out_modes, &lin, bonds).unwrap();
+                let (_, cache) = tt.forward_train(x.view());
+                let mut grads = tt.zeros_like();
+                let sweep_flops: u64 = 2 * tt.plan(rows).flops.max(1);
+                g.throughput(Throughput::Elements(sweep_flops));
+                g.bench_function(BenchmarkId::new(format!("tt_r{label}"), rows), |b| {
+                    b.iter(|| tt.backward(&cache, black_box(dy.view()), &mut grads))
+                });
+                g.bench_function(
+                    BenchmarkId::new(format!("tt_r{label}_fwd_train"), rows),
+                    |b| b.iter(|| tt.forward_train(black_box(x.view()))),
+                );
+            }
+        }
+        g.finish();
+    }
+}
+
+fn bench_tt_svd(c: &mut Criterion) {
+    threads();
+    let lin = Linear::init(768, 3072, &mut StdRng::seed_from_u64(1234));
+    let w = lin.weight();
+    let modes = [12, 16, 16, 8, 8, 12];
+    let mut g = c.benchmark_group("tt_svd_3072x768");
+    g.sample_size(10);
+    for r in [8usize, 16, 32] {
+        let t = Truncation::bond_dims(&[r; 5]);
+        g.bench_function(BenchmarkId::new("bonds", r), |b| {
+            b.iter(|| tt_svd(black_box(w.into_dyn()), &modes, &t).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_millis(800))
+        .sample_size(20)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_forward, bench_backward, bench_tt_svd
+}
+criterion_main!(benches);

@@ -35,4 +35,5 @@ pub use error::{Error, Result};
 pub use layers::Linear;
 pub use params::Parameters;
 pub use probes::Probe;
+pub use tt::{tt_svd, TTLayer, TTLayout, TTSpec, Truncation};
 pub use vocab::{detokenize, tokenize, Vocab};

@@ -1,1 +1,64 @@
-//! Tensor-train decomposition and layers (in progress).
+//! Tensor-train (TT) decomposition of weight matrices, and [`TTLayer`], a linear layer whose
+//! weight is a tensor train.
+//!
+//! - [`tt_svd`] decomposes any order-`d` tensor (TT-SVD, Oseledets 2011) truncated by bond
+//!   dims, by relative tolerance, or both, and reports every bond's spectrum and which requested
+//!   bond dims were capped.
+//! - [`TTLayer`] holds a `Linear`'s weight as a TT in one of two layouts ([`TTLayout`]): the
+//!   seed's (all output modes, then all input modes, as the `ttz` package's
+//!   `TTLayer.from_linear_layer`) or Novikov's TT-matrix (one core per output/input mode pair).
+//!   It has a forward, a recorded forward and a backward (gradients of the cores, the bias and
+//!   the input), and implements [`Parameters`](crate::Parameters) with names `cores.{k}` and
+//!   `bias`.
+//!
+//! # How the forward is computed
+//!
+//! The input is contracted with the cores from the right end of the chain to the left (for the
+//! seed layout: the input cores, then the output cores), each step being **one GEMM** over a
+//! reshape of the whole intermediate tensor. Before that, a cost model (FLOPs, memory touched,
+//! a per-call overhead, and the price of any transposition) picks, for the given number of
+//! rows, which adjacent cores to merge once into bigger blocks: every partition of the chain is
+//! a candidate, including "merge everything", which is the dense matrix. So the forward is never
+//! much slower than the cheaper of the dense product and the best sweep. Plans are cached per row
+//! count; merged blocks are cached until the parameters are mutated. [`TTLayer::plan`] shows the
+//! choice. Details in the source of `plan.rs`.
+//!
+//! # BLAS threads
+//!
+//! The layer leaves the OpenBLAS thread count to the caller ([`crate::blas`]). Measured on the
+//! 2-core development machine (shared, so noisy): one thread is as fast or faster for every seed
+//! shape (50↔200) and for one row at 768→3072; two threads gain ~10% at 768→3072 with 128 rows
+//! and lose badly when the cores are busy. The benches default to one thread
+//! (`TT_BENCH_THREADS` overrides).
+//!
+//! # Example
+//!
+//! ```
+//! use ndarray::Array2;
+//! use rand::{rngs::StdRng, SeedableRng};
+//! use succulm::{Linear, TTLayer};
+//!
+//! let mut rng = StdRng::seed_from_u64(1234);
+//! let linear = Linear::init(50, 200, &mut rng); // the seed's ffn.0: 50 -> 200
+//! // in_modes [5, 10], out_modes [10, 20], bond dims [10, 50, 10]: exact.
+//! let tt = TTLayer::from_linear(&[5, 10], &[10, 20], &linear, &[10, 50, 10])?;
+//! assert_eq!(tt.num_params(), 12_700); // more than the dense 10,000: tensorizing first grows it
+//! assert!(tt.relative_error(&linear) < 1e-5);
+//!
+//! let x = Array2::from_shape_fn((3, 50), |(r, c)| ((r * 50 + c) as f32 * 0.37).sin());
+//! let (y_tt, y) = (tt.forward(x.view())?, linear.forward(x.view())?);
+//! assert!((&y_tt - &y).iter().all(|d| d.abs() < 1e-4));
+//!
+//! // Truncate the middle bond: fewer parameters, an approximation.
+//! let small = TTLayer::from_linear(&[5, 10], &[10, 20], &linear, &[10, 20, 10])?;
+//! assert_eq!(small.bond_dims(), &[10, 20, 10]);
+//! assert!(small.compression_ratio() > 1.0);
+//! # Ok::<(), succulm::Error>(())
+//! ```
+
+mod decompose;
+mod layer;
+mod plan;
+
+pub use decompose::{tt_svd, CappedBond, Truncation, TtSvd};
+pub use layer::{TTCache, TTLayer, TTLayout, TTPlan, TTSpec};

@@ -1,0 +1,820 @@
+//! [`TTLayer`]: a linear layer whose weight is held as a tensor train.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMutD, Axis, IxDyn};
+use serde::{Deserialize, Serialize};
+
+use super::decompose::{check_modes, tt_svd, Truncation, TtSvd};
+use super::plan::{self, Dims, Schedule, Taped};
+use crate::error::{Error, Result};
+use crate::layers::Linear;
+use crate::params::{join, Parameters};
+
+/// How the cores of a [`TTLayer`] are arranged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TTLayout {
+    /// The seed's layout: the weight `[out, in]` reshaped to `[o_1, …, o_M, i_1, …, i_N]`
+    /// (all output modes, then all input modes) and decomposed as an order-`M+N` tensor. The
+    /// first core is `[o_1, r_1]`, the last `[r_{d−1}, i_N]`, the others `[r_{k−1}, n_k, r_k]`.
+    #[default]
+    OutputsThenInputs,
+    /// Novikov et al.'s TT-matrix (as in t3f and tensorly): one core `[r_{k−1}, o_k, i_k, r_k]`
+    /// per pair of output and input modes (`r_0 = r_M = 1`); needs as many input as output
+    /// modes (pad with 1s).
+    Matrix,
+}
+
+/// What a [`TTLayer`] is, apart from its values: layout, modes and (effective) bond dims.
+/// Serialisable, so checkpoints can store it beside the cores.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TTSpec {
+    /// Core layout.
+    pub layout: TTLayout,
+    /// Input modes `[i_1, …, i_N]`, product `in_features`.
+    pub in_modes: Vec<usize>,
+    /// Output modes `[o_1, …, o_M]`, product `out_features`.
+    pub out_modes: Vec<usize>,
+    /// Bond dims: `M + N − 1` of them for [`TTLayout::OutputsThenInputs`], `M − 1` for
+    /// [`TTLayout::Matrix`].
+    pub bond_dims: Vec<usize>,
+}
+
+impl TTSpec {
+    /// Checks the spec: non-empty modes without zeros, equal mode counts for the matrix layout,
+    /// the right number of bond dims, no zero bond dim.
+    pub fn validate(&self) -> Result<()> {
+        check_modes("in_modes", &self.in_modes)?;
+        check_modes("out_modes", &self.out_modes)?;
+        let expected = self.num_cores() - 1;
+        if self.layout == TTLayout::Matrix && self.in_modes.len() != self.out_modes.len() {
+            return Err(Error::invalid_arg(
+                "in_modes",
+                format!(
+                    "the TT-matrix layout needs as many input modes as output modes, got {:?} and {:?}",
+                    self.in_modes, self.out_modes
+                ),
+            ));
+        }
+        if self.bond_dims.len() != expected {
+            return Err(Error::invalid_arg(
+                "bond_dims",
+                format!(
+                    "{} bond dims for {} cores; expected {expected}",
+                    self.bond_dims.len(),
+                    self.num_cores()
+                ),
+            ));
+        }
+        if let Some(k) = self.bond_dims.iter().position(|&r| r == 0) {
+            return Err(Error::invalid_arg(
+                "bond_dims",
+                format!("bond dim {k} is 0 (bond dims {:?})", self.bond_dims),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The number of cores.
+    pub fn num_cores(&self) -> usize {
+        match self.layout {
+            TTLayout::OutputsThenInputs => self.out_modes.len() + self.in_modes.len(),
+            TTLayout::Matrix => self.out_modes.len(),
+        }
+    }
+
+    /// `in_features` (product of the input modes).
+    pub fn in_features(&self) -> usize {
+        self.in_modes.iter().product()
+    }
+
+    /// `out_features` (product of the output modes).
+    pub fn out_features(&self) -> usize {
+        self.out_modes.iter().product()
+    }
+
+    /// The shape of every core (the spec must be valid).
+    pub fn core_shapes(&self) -> Vec<Vec<usize>> {
+        let d = self.num_cores();
+        let r = |k: usize| {
+            if k == 0 || k == d {
+                1
+            } else {
+                self.bond_dims[k - 1]
+            }
+        };
+        match self.layout {
+            TTLayout::OutputsThenInputs => {
+                let modes: Vec<usize> = self
+                    .out_modes
+                    .iter()
+                    .chain(&self.in_modes)
+                    .copied()
+                    .collect();
+                (0..d)
+                    .map(|k| {
+                        if d == 1 {
+                            vec![modes[0]]
+                        } else if k == 0 {
+                            vec![modes[0], r(1)]
+                        } else if k == d - 1 {
+                            vec![r(k), modes[k]]
+                        } else {
+                            vec![r(k), modes[k], r(k + 1)]
+                        }
+                    })
+                    .collect()
+            }
+            TTLayout::Matrix => (0..d)
+                .map(|k| vec![r(k), self.out_modes[k], self.in_modes[k], r(k + 1)])
+                .collect(),
+        }
+    }
+
+    /// Block dims `[a_left, p, q, a_right]` of every core for the contraction engine.
+    fn block_dims(&self) -> Vec<Dims> {
+        let d = self.num_cores();
+        let r = |k: usize| {
+            if k == 0 || k == d {
+                1
+            } else {
+                self.bond_dims[k - 1]
+            }
+        };
+        let m = self.out_modes.len();
+        (0..d)
+            .map(|k| match self.layout {
+                TTLayout::OutputsThenInputs if k < m => [r(k), self.out_modes[k], 1, r(k + 1)],
+                TTLayout::OutputsThenInputs => [r(k), 1, self.in_modes[k - m], r(k + 1)],
+                TTLayout::Matrix => [r(k), self.out_modes[k], self.in_modes[k], r(k + 1)],
+            })
+            .collect()
+    }
+}
+
+/// A summary of the contraction plan chosen for a number of rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TTPlan {
+    /// The groups of cores merged once into one block, as `[start, end)` core ranges
+    /// (`[(0, d)]` is the dense matrix; all singletons is the plain sweep).
+    pub groups: Vec<(usize, usize)>,
+    /// GEMM floating-point operations per forward call.
+    pub flops: u64,
+    /// The cost model's estimate, in nanoseconds.
+    pub modelled_ns: f64,
+}
+
+type Merged = Arc<Vec<Option<Vec<f32>>>>;
+
+/// Lazily computed, value-independent schedules and value-dependent merged blocks.
+#[derive(Default)]
+struct PlanCache {
+    /// `(rows, training)` → schedule.
+    schedules: Mutex<HashMap<(usize, bool), Arc<Schedule>>>,
+    /// Partition mask → merged block data (`None` for a group of one core).
+    merged: Mutex<HashMap<u64, Merged>>,
+}
+
+impl Clone for PlanCache {
+    fn clone(&self) -> Self {
+        let schedules = self.schedules.lock().map(|s| s.clone()).unwrap_or_default();
+        PlanCache {
+            schedules: Mutex::new(schedules),
+            merged: Mutex::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PlanCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlanCache")
+    }
+}
+
+const MAX_CACHED_SCHEDULES: usize = 256;
+
+/// A linear layer `y = x · Wᵀ + b` whose weight `W: [out, in]` is a tensor train (see the
+/// [module docs](crate::tt)). The bias is dense.
+#[derive(Debug, Clone)]
+pub struct TTLayer {
+    spec: TTSpec,
+    cores: Vec<ArrayD<f32>>,
+    bias: Array1<f32>,
+    dims: Vec<Dims>,
+    cache: PlanCache,
+}
+
+/// What [`TTLayer::backward`] needs from [`TTLayer::forward_train`].
+#[derive(Debug, Clone)]
+pub struct TTCache {
+    sched: Arc<Schedule>,
+    tape: Vec<Taped>,
+    rows: usize,
+}
+
+impl TTLayer {
+    /// Decomposes `linear` exactly as the seed's `TTLayer.from_linear_layer`: the weight
+    /// `[out, in]` is reshaped to `[o_1, …, o_M, i_1, …, i_N]` and TT-SVD'd with `bond_dims`
+    /// (`M + N − 1` entries; an empty slice means full rank, an exact decomposition). A bond dim
+    /// above its unfolding's rank limit is capped (see [`TTLayer::decompose`] for the report).
+    ///
+    /// Errors: modes whose product is not `in`/`out`, an empty mode list, a mode or bond dim of
+    /// 0, a wrong number of bond dims, a non-finite weight.
+    pub fn from_linear(
+        in_modes: &[usize],
+        out_modes: &[usize],
+        linear: &Linear,
+        bond_dims: &[usize],
+    ) -> Result<TTLayer> {
+        Ok(Self::decompose(
+            TTLayout::OutputsThenInputs,
+            in_modes,
+            out_modes,
+            linear,
+            &Truncation::bond_dims(bond_dims),
+        )?
+        .0)
+    }
+
+    /// Like [`from_linear`](Self::from_linear), truncated by relative tolerance instead:
+    /// `‖W − W_tt‖_F ≤ eps·‖W‖_F`, with the smallest bond dims TT-SVD finds for it.
+    pub fn from_linear_eps(
+        in_modes: &[usize],
+        out_modes: &[usize],
+        linear: &Linear,
+        eps: f64,
+    ) -> Result<TTLayer> {
+        Ok(Self::decompose(
+            TTLayout::OutputsThenInputs,
+            in_modes,
+            out_modes,
+            linear,
+            &Truncation::eps(eps),
+        )?
+        .0)
+    }
+
+    /// Decomposes `linear` in the given layout with the given truncation.
+    pub fn from_linear_with(
+        layout: TTLayout,
+        in_modes: &[usize],
+        out_modes: &[usize],
+        linear: &Linear,
+        truncation: &Truncation,
+    ) -> Result<TTLayer> {
+        Ok(Self::decompose(layout, in_modes, out_modes, linear, truncation)?.0)
+    }
+
+    /// Decomposes `linear` and also returns the TT-SVD report: the singular values of every
+    /// bond, the discarded tails, and which requested bond dims were capped.
+    ///
+    /// For [`TTLayout::Matrix`] the weight reshaped to `[o_1, …, o_M, i_1, …, i_M]` is permuted to
+    /// `[o_1, i_1, o_2, i_2, …]` and decomposed with modes `o_k·i_k`; `bond_dims` then has
+    /// `M − 1` entries.
+    pub fn decompose(
+        layout: TTLayout,
+        in_modes: &[usize],
+        out_modes: &[usize],
+        linear: &Linear,
+        truncation: &Truncation,
+    ) -> Result<(TTLayer, TtSvd)> {
+        let n_in = check_modes("in_modes", in_modes)?;
+        let n_out = check_modes("out_modes", out_modes)?;
+        if n_in != linear.in_features() {
+            return Err(Error::invalid_arg(
+                "in_modes",
+                format!(
+                    "product of {in_modes:?} is {n_in}, but the layer has {} input features",
+                    linear.in_features()
+                ),
+            ));
+        }
+        if n_out != linear.out_features() {
+            return Err(Error::invalid_arg(
+                "out_modes",
+                format!(
+                    "product of {out_modes:?} is {n_out}, but the layer has {} output features",
+                    linear.out_features()
+                ),
+            ));
+        }
+        let w = linear.weight();
+        let svd = match layout {
+            TTLayout::OutputsThenInputs => {
+                let modes: Vec<usize> = out_modes.iter().chain(in_modes).copied().collect();
+                tt_svd(w.into_dyn(), &modes, truncation)?
+            }
+            TTLayout::Matrix => {
+                let m = out_modes.len();
+                if in_modes.len() != m {
+                    return Err(Error::invalid_arg(
+                        "in_modes",
+                        format!(
+                            "the TT-matrix layout needs as many input modes as output modes, got {in_modes:?} and {out_modes:?}"
+                        ),
+                    ));
+                }
+                let full: Vec<usize> = out_modes.iter().chain(in_modes).copied().collect();
+                let t = w
+                    .into_shape_with_order(IxDyn(&full))
+                    .map_err(|e| Error::invalid_arg("modes", e.to_string()))?;
+                let perm: Vec<usize> = (0..m).flat_map(|k| [k, m + k]).collect();
+                let t = t.permuted_axes(IxDyn(&perm));
+                let modes: Vec<usize> = (0..m).map(|k| out_modes[k] * in_modes[k]).collect();
+                tt_svd(t, &modes, truncation)?
+            }
+        };
+        let spec = TTSpec {
+            layout,
+            in_modes: in_modes.to_vec(),
+            out_modes: out_modes.to_vec(),
+            bond_dims: svd.bond_dims.clone(),
+        };
+        let shapes = spec.core_shapes();
+        let mut cores = Vec::with_capacity(shapes.len());
+        for (core, shape) in svd.cores.iter().zip(&shapes) {
+            let data: Vec<f32> = core.iter().copied().collect();
+            cores.push(
+                ArrayD::from_shape_vec(IxDyn(shape), data)
+                    .map_err(|e| Error::invalid_arg("cores", e.to_string()))?,
+            );
+        }
+        let layer = TTLayer::assemble(spec, cores, linear.bias().to_owned());
+        Ok((layer, svd))
+    }
+
+    /// Rebuilds a layer from its parts (e.g. from a checkpoint), checking everything: the spec
+    /// is valid, there are as many cores as the spec says, each core has exactly its shape
+    /// ([`TTSpec::core_shapes`]), the bias has `out_features` entries, and all values are finite.
+    pub fn from_parts(spec: TTSpec, cores: Vec<ArrayD<f32>>, bias: Array1<f32>) -> Result<TTLayer> {
+        spec.validate()?;
+        let shapes = spec.core_shapes();
+        if cores.len() != shapes.len() {
+            return Err(Error::invalid_arg(
+                "cores",
+                format!(
+                    "{} cores given, the spec needs {}",
+                    cores.len(),
+                    shapes.len()
+                ),
+            ));
+        }
+        for (k, (core, shape)) in cores.iter().zip(&shapes).enumerate() {
+            if core.shape() != &shape[..] {
+                return Err(Error::shape(
+                    format!("TTLayer cores.{k}"),
+                    shape,
+                    core.shape(),
+                ));
+            }
+            if core.iter().any(|v| !v.is_finite()) {
+                return Err(Error::invalid_arg(
+                    format!("cores.{k}"),
+                    "contains a non-finite value",
+                ));
+            }
+        }
+        if bias.len() != spec.out_features() {
+            return Err(Error::shape(
+                "TTLayer bias",
+                &[spec.out_features()],
+                &[bias.len()],
+            ));
+        }
+        if bias.iter().any(|v| !v.is_finite()) {
+            return Err(Error::invalid_arg("bias", "contains a non-finite value"));
+        }
+        let cores = cores
+            .into_iter()
+            .map(|c| c.as_standard_layout().into_owned())
+            .collect();
+        Ok(TTLayer::assemble(spec, cores, bias))
+    }
+
+    fn assemble(spec: TTSpec, cores: Vec<ArrayD<f32>>, bias: Array1<f32>) -> TTLayer {
+        let dims = spec.block_dims();
+        TTLayer {
+            spec,
+            cores,
+            bias,
+            dims,
+            cache: PlanCache::default(),
+        }
+    }
+
+    /// A layer of the same spec with all cores and the bias zero (to hold gradients).
+    pub fn zeros_like(&self) -> TTLayer {
+        TTLayer {
+            spec: self.spec.clone(),
+            cores: self
+                .cores
+                .iter()
+                .map(|c| ArrayD::zeros(c.raw_dim()))
+                .collect(),
+            bias: Array1::zeros(self.bias.raw_dim()),
+            dims: self.dims.clone(),
+            cache: PlanCache::default(),
+        }
+    }
+
+    /// The spec: layout, modes, effective bond dims.
+    pub fn spec(&self) -> &TTSpec {
+        &self.spec
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> TTLayout {
+        self.spec.layout
+    }
+
+    /// The effective bond dims.
+    pub fn bond_dims(&self) -> &[usize] {
+        &self.spec.bond_dims
+    }
+
+    /// The cores, in the layout's shapes ([`TTSpec::core_shapes`]).
+    pub fn cores(&self) -> &[ArrayD<f32>] {
+        &self.cores
+    }
+
+    /// The dense bias, `[out]`.
+    pub fn bias(&self) -> ndarray::ArrayView1<'_, f32> {
+        self.bias.view()
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.spec.in_features()
+    }
+
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        self.spec.out_features()
+    }
+
+    /// Weight parameters: the scalars in all cores (the seed's count: 12,700 for `ffn.0` at
+    /// `m = 50`). The dense bias is not counted, as in [`dense_params`](Self::dense_params);
+    /// [`Parameters::num_params`] counts every tensor, bias included.
+    pub fn num_params(&self) -> usize {
+        self.cores.iter().map(|c| c.len()).sum::<usize>()
+    }
+
+    /// Weight parameters of the dense layer it stands for: `out·in`.
+    pub fn dense_params(&self) -> usize {
+        self.out_features() * self.in_features()
+    }
+
+    /// `dense_params / num_params`: above 1 the TT weight is smaller than the dense one.
+    pub fn compression_ratio(&self) -> f64 {
+        self.dense_params() as f64 / self.num_params() as f64
+    }
+
+    /// The dense layer this TT layer stands for (weight `[out, in]` from contracting all cores,
+    /// same bias).
+    pub fn to_dense(&self) -> Linear {
+        let (out, inp) = (self.out_features(), self.in_features());
+        let blocks: Vec<(Dims, &[f32])> =
+            self.dims.iter().copied().zip(self.core_slices()).collect();
+        let (_, data) = plan::merge_blocks(&blocks);
+        let mut lin = Linear::new(Array2::zeros((out, inp)), Array1::zeros(out))
+            .expect("a zero layer of nonzero shape is valid");
+        let (w, b) = lin.weight_bias_mut();
+        w.as_slice_mut()
+            .expect("fresh array is contiguous")
+            .copy_from_slice(&data);
+        b.assign(&self.bias);
+        lin
+    }
+
+    /// `‖W_tt − W‖_F / ‖W‖_F` against `linear`'s weight (the bias is not compared), computed in
+    /// `f64`. `NaN` if the shapes differ; `inf` if `W = 0 ≠ W_tt`.
+    pub fn relative_error(&self, linear: &Linear) -> f32 {
+        if linear.in_features() != self.in_features()
+            || linear.out_features() != self.out_features()
+        {
+            return f32::NAN;
+        }
+        let dense = self.to_dense();
+        let (mut num, mut den) = (0.0f64, 0.0f64);
+        for (a, b) in dense.weight().iter().zip(linear.weight().iter()) {
+            let d = *a as f64 - *b as f64;
+            num += d * d;
+            den += (*b as f64) * (*b as f64);
+        }
+        if num == 0.0 {
+            0.0
+        } else {
+            (num / den).sqrt() as f32
+        }
+    }
+
+    /// GEMM floating-point operations of one forward call with `rows` rows, under the plan
+    /// the layer picks for that many rows.
+    pub fn flops(&self, rows: usize) -> u64 {
+        if rows == 0 {
+            return 0;
+        }
+        self.schedule(rows, false).flops
+    }
+
+    /// The contraction plan picked for `rows` rows (see the [module docs](crate::tt)).
+    pub fn plan(&self, rows: usize) -> TTPlan {
+        let s = self.schedule(rows.max(1), false);
+        TTPlan {
+            groups: plan::groups(self.dims.len(), s.mask),
+            flops: s.flops,
+            modelled_ns: s.cost,
+        }
+    }
+
+    /// `x: [rows, in] -> [rows, out]`, contracting `x` through the cores under the cheapest
+    /// plan for `rows` (never forming the dense matrix unless the plan says it is cheaper).
+    /// Errors if `x` has the wrong number of columns.
+    pub fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        if x.ncols() != self.in_features() {
+            return Err(Error::shape(
+                "TTLayer::forward input",
+                &[x.nrows(), self.in_features()],
+                &[x.nrows(), x.ncols()],
+            ));
+        }
+        Ok(self.apply(x))
+    }
+
+    /// `forward` without the shape check (the caller guarantees `x: [rows, in]`).
+    pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        let rows = x.nrows();
+        if rows == 0 {
+            return Array2::zeros((0, self.out_features()));
+        }
+        let sched = self.schedule(rows, false);
+        self.run_schedule(&sched, x)
+    }
+
+    fn run_schedule(&self, sched: &Schedule, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        let rows = x.nrows();
+        let xs = as_slice(&x);
+        let merged = (sched.mask != 0).then(|| self.merged(sched.mask));
+        let slices = self.core_slices();
+        let blocks: Vec<&[f32]> = match &merged {
+            None => slices,
+            Some(m) => plan::groups(self.dims.len(), sched.mask)
+                .iter()
+                .zip(m.iter())
+                .map(|(&(s, _), d)| d.as_deref().unwrap_or(slices[s]))
+                .collect(),
+        };
+        let y = plan::run(sched, &blocks, &xs, self.bias_slice(), None);
+        self.finish(rows, y)
+    }
+
+    fn finish(&self, rows: usize, y: Vec<f32>) -> Array2<f32> {
+        Array2::from_shape_vec((rows, self.out_features()), y)
+            .expect("schedule produces [rows, out]")
+    }
+
+    fn bias_slice(&self) -> &[f32] {
+        self.bias.as_slice().expect("bias is contiguous")
+    }
+
+    /// Forward for training: like [`forward`](Self::forward) (without the shape check: the
+    /// caller guarantees `x: [rows, in]`), always with the unmerged cores, recording what
+    /// [`backward`](Self::backward) needs.
+    pub fn forward_train(&self, x: ArrayView2<'_, f32>) -> (Array2<f32>, TTCache) {
+        let rows = x.nrows();
+        let sched = self.schedule(rows.max(1), true);
+        let xs = as_slice(&x);
+        let mut tape = Vec::with_capacity(sched.steps.len());
+        let y = if rows == 0 {
+            Vec::new()
+        } else {
+            plan::run(
+                &sched,
+                &self.core_slices(),
+                &xs,
+                self.bias_slice(),
+                Some(&mut tape),
+            )
+        };
+        let y = self.finish(rows, y);
+        (y, TTCache { sched, tape, rows })
+    }
+
+    /// Backward of [`forward_train`](Self::forward_train): given `dy: [rows, out]`, **adds**
+    /// the gradients of every core and of the bias into `grads` (a layer of the same spec, e.g.
+    /// from [`zeros_like`](Self::zeros_like)) and returns `dx: [rows, in]`.
+    pub fn backward(
+        &self,
+        cache: &TTCache,
+        dy: ArrayView2<'_, f32>,
+        grads: &mut TTLayer,
+    ) -> Array2<f32> {
+        grads.bias += &dy.sum_axis(Axis(0));
+        grads.invalidate();
+        let rows = cache.rows;
+        if rows == 0 {
+            return Array2::zeros((0, self.in_features()));
+        }
+        let dys = as_slice(&dy);
+        let mut d: Vec<f32> = match &cache.sched.fin {
+            Some(p) => plan::unpermute(&dys, p),
+            None => dys.into_owned(),
+        };
+        let slices = self.core_slices();
+        for (step, taped) in cache.sched.steps.iter().zip(&cache.tape).rev() {
+            let dg = grads.cores[step.block]
+                .as_slice_mut()
+                .expect("cores are contiguous");
+            d = plan::step_backward(step, taped, slices[step.block], &d, dg);
+        }
+        Array2::from_shape_vec((rows, self.in_features()), d).expect("dx is [rows, in]")
+    }
+
+    fn core_slices(&self) -> Vec<&[f32]> {
+        self.cores
+            .iter()
+            .map(|c| c.as_slice().expect("cores are contiguous"))
+            .collect()
+    }
+
+    /// The schedule for `rows` (cached). Training uses no merges.
+    fn schedule(&self, rows: usize, training: bool) -> Arc<Schedule> {
+        let key = (rows, training);
+        if let Ok(map) = self.cache.schedules.lock() {
+            if let Some(s) = map.get(&key) {
+                return Arc::clone(s);
+            }
+        }
+        let s = Arc::new(if training {
+            plan::schedule(&self.dims, rows, 0)
+        } else {
+            plan::best_schedule(&self.dims, rows)
+        });
+        if let Ok(mut map) = self.cache.schedules.lock() {
+            if map.len() >= MAX_CACHED_SCHEDULES {
+                map.clear();
+            }
+            map.insert(key, Arc::clone(&s));
+        }
+        s
+    }
+
+    /// The merged blocks for a partition mask (cached until the parameters change).
+    fn merged(&self, mask: u64) -> Merged {
+        if let Ok(map) = self.cache.merged.lock() {
+            if let Some(m) = map.get(&mask) {
+                return Arc::clone(m);
+            }
+        }
+        let slices = self.core_slices();
+        let merged: Merged = Arc::new(
+            plan::groups(self.dims.len(), mask)
+                .into_iter()
+                .map(|(s, e)| {
+                    (e - s > 1).then(|| {
+                        let blocks: Vec<(Dims, &[f32])> =
+                            (s..e).map(|k| (self.dims[k], slices[k])).collect();
+                        plan::merge_blocks(&blocks).1
+                    })
+                })
+                .collect(),
+        );
+        if let Ok(mut map) = self.cache.merged.lock() {
+            map.insert(mask, Arc::clone(&merged));
+        }
+        merged
+    }
+
+    /// Drops the merged blocks (after any change of the cores).
+    fn invalidate(&mut self) {
+        match self.cache.merged.get_mut() {
+            Ok(m) => m.clear(),
+            Err(e) => e.into_inner().clear(),
+        }
+    }
+
+    /// Forward under an explicit partition mask (tests compare all plans).
+    #[cfg(test)]
+    pub(crate) fn apply_mask(&self, x: ArrayView2<'_, f32>, mask: u64) -> Array2<f32> {
+        let sched = plan::schedule(&plan::merged_dims(&self.dims, mask), x.nrows(), mask);
+        self.run_schedule(&sched, x)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn num_blocks(&self) -> usize {
+        self.dims.len()
+    }
+}
+
+/// A row-major slice of `x` (borrowed when `x` is already standard-layout).
+fn as_slice<'a>(x: &'a ArrayView2<'_, f32>) -> Cow<'a, [f32]> {
+    match x.as_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(x.iter().copied().collect()),
+    }
+}
+
+impl Parameters for TTLayer {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
+        for (k, c) in self.cores.iter().enumerate() {
+            f(join(prefix, &format!("cores.{k}")), c.view());
+        }
+        f(join(prefix, "bias"), self.bias.view().into_dyn());
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewMutD<'_, f32>)) {
+        self.invalidate();
+        for (k, c) in self.cores.iter_mut().enumerate() {
+            f(join(prefix, &format!("cores.{k}")), c.view_mut());
+        }
+        f(join(prefix, "bias"), self.bias.view_mut().into_dyn());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    fn check_all_plans(layout: TTLayout, in_modes: &[usize], out_modes: &[usize], bonds: &[usize]) {
+        let mut rng = StdRng::seed_from_u64(7);
+        let (i, o) = (in_modes.iter().product(), out_modes.iter().product());
+        let lin = Linear::init(i, o, &mut rng);
+        let tt = TTLayer::from_linear_with(
+            layout,
+            in_modes,
+            out_modes,
+            &lin,
+            &Truncation::bond_dims(bonds),
+        )
+        .expect("valid");
+        let dense = tt.to_dense();
+        for rows in [1, 3, 17] {
+            let x = Array2::from_shape_fn((rows, i), |_| rng.gen_range(-1.0..1.0));
+            let want = dense.forward(x.view()).expect("shape");
+            let n = tt.num_blocks();
+            for mask in 0..(1u64 << (n - 1)) {
+                let got = tt.apply_mask(x.view(), mask);
+                let err = max_abs_diff(&got, &want);
+                assert!(err < 2e-5, "{layout:?} rows {rows} mask {mask:b}: {err}");
+            }
+            // A transposed (non-standard-layout) input gives the same result.
+            let xt = x.t().to_owned();
+            let got = tt.forward(xt.t()).expect("shape");
+            assert!(max_abs_diff(&got, &want) < 2e-5);
+        }
+    }
+
+    #[test]
+    fn every_plan_gives_the_same_result_seed_layout() {
+        check_all_plans(
+            TTLayout::OutputsThenInputs,
+            &[5, 10],
+            &[10, 20],
+            &[10, 27, 10],
+        );
+        check_all_plans(
+            TTLayout::OutputsThenInputs,
+            &[2, 3, 4],
+            &[3, 2, 2],
+            &[2, 3, 4, 3, 2],
+        );
+        check_all_plans(TTLayout::OutputsThenInputs, &[6], &[2, 3], &[]);
+    }
+
+    #[test]
+    fn every_plan_gives_the_same_result_matrix_layout() {
+        check_all_plans(TTLayout::Matrix, &[2, 3, 4], &[3, 2, 5], &[4, 5]);
+        check_all_plans(TTLayout::Matrix, &[5, 10], &[10, 20], &[]);
+        check_all_plans(TTLayout::Matrix, &[1, 6, 2], &[4, 1, 3], &[]);
+    }
+
+    #[test]
+    fn merged_blocks_follow_parameter_updates() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let lin = Linear::init(768, 3072, &mut rng);
+        let mut tt =
+            TTLayer::from_linear(&[8, 8, 12], &[12, 16, 16], &lin, &[16; 5]).expect("valid");
+        let x = Array2::from_shape_fn((128, 768), |_| rng.gen_range(-1.0..1.0));
+        let plan = tt.plan(128);
+        assert!(
+            plan.groups.len() < 6,
+            "expected some merging at 128 rows, got {plan:?}"
+        );
+        let _ = tt.forward(x.view()).expect("shape"); // builds merged blocks
+        tt.visit_mut("", &mut |_, mut t| t.mapv_inplace(|v| v * 1.5 + 0.01));
+        let want = tt.to_dense().forward(x.view()).expect("shape");
+        let got = tt.forward(x.view()).expect("shape");
+        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(max_abs_diff(&got, &want) < 1e-4 * scale.max(1.0));
+    }
+}

@@ -1,0 +1,515 @@
+//! The contraction engine of a TT layer: schedules, the cost model that picks among them, the
+//! one-time merging of adjacent cores, and the execution (forward, and the recorded forward that
+//! backward replays).
+//!
+//! # The chain as blocks
+//!
+//! Both layouts are one chain of *blocks* `B_k : [a_k, p_k, q_k, a_{k+1}]` (`a_0 = a_L = 1`),
+//! where `p_k` is the block's share of the output modes and `q_k` its share of the input modes:
+//! the seed layout's output cores are `[r, o, 1, r']`, its input cores `[r, 1, i, r']`, and a
+//! TT-matrix core is `[r, o, i, r']`. The weight is `W[(p_0…p_{L−1}), (q_0…q_{L−1})] = Π_k B_k`.
+//! Merging adjacent blocks gives a block of the same form, so "merge some neighbours once, then
+//! sweep" is one mechanism, and merging everything is the dense `[1, out, in, 1]` matrix.
+//!
+//! # The sweep
+//!
+//! The input `x: [rows, q_0, …, q_{L−1}]` is contracted with the blocks from the right end of the
+//! chain to the left (for the seed layout: the input cores first, then the output cores). The
+//! state is a row-major tensor with labelled axes (size-1 axes are dropped). Block `k` contracts
+//! the axes `(q_k, a_{k+1})` and produces `(a_k, p_k)`, as **one GEMM** over a reshape of the
+//! whole state:
+//! - if the contracted axes are the trailing axes, `state[R, K] · G[M, K]ᵀ → [R, M]` (new axes at
+//!   the end);
+//! - else if they are the leading axes, `G[M, K] · state[K, R] → [M, R]` (new axes in front);
+//! - else the state is first permuted (one copy) so that they trail.
+//!
+//! With the seed layout the input side always trails and the output side always leads, so a
+//! plan without merges is `d` GEMMs and one final transpose to `[rows, out]`, with no per-row
+//! loop and no other copy.
+//!
+//! # Choosing the plan
+//!
+//! A plan is a partition of the chain into contiguous groups, each merged once into one block.
+//! For a given number of rows every partition (all `2^{L−1}` of them for chains of up to 13
+//! cores; beyond that no merges, each side merged, and the dense matrix) is scheduled
+//! symbolically and costed by a simple model of this machine's BLAS: per GEMM
+//! `2mnk·t_flop + (mk + kn + mn)·t_mem + t_call`, per permutation `elements·t_copy`. The
+//! cheapest wins; it is cached per row count. The dense matrix is one of the candidates, so the
+//! forward is never much slower than the dense product. Merged blocks are built lazily on first
+//! use and dropped whenever the parameters are mutated (see `TTLayer`'s `visit_mut`), so they
+//! always match the cores. Training (`forward_train`/`backward`) always uses the unmerged
+//! cores, since gradients are needed per core.
+
+use std::borrow::Cow;
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewD, ArrayViewMut2, IxDyn};
+
+/// Block dims `[a_left, p, q, a_right]`.
+pub(crate) type Dims = [usize; 4];
+
+/// An axis of the sweep's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Label {
+    /// The rows of the input.
+    N,
+    /// Output sub-mode of block `k`.
+    P(usize),
+    /// Input sub-mode of block `k`.
+    Q(usize),
+    /// Bond `k` (between block `k − 1` and block `k`).
+    A(usize),
+}
+
+/// How a step's GEMM is laid out: where the contracted axes sit in the state, and where the
+/// new axes go. In every case `out[R, M] = state[R, K] · G[M, K]ᵀ` as matrices; the flags say
+/// which of the operands are stored transposed (BLAS handles either for free).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Kind {
+    /// The contracted axes trail the state (`state` is `[R, K]`); else they lead (`[K, R]`).
+    pub contracted_trailing: bool,
+    /// The new axes are appended (`out` is `[R, M]`); else prepended (`[M, R]`).
+    pub new_back: bool,
+}
+
+/// A permutation of the state: `shape` before, `perm` as in `permuted_axes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Perm {
+    pub shape: Vec<usize>,
+    pub perm: Vec<usize>,
+}
+
+impl Perm {
+    fn elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// One contraction step: optional permutation, then one GEMM with block `block`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Step {
+    pub block: usize,
+    pub pre: Option<Perm>,
+    pub kind: Kind,
+    /// Size of the untouched axes.
+    pub r: usize,
+    /// `a_left · p` of the block.
+    pub m: usize,
+    /// `q · a_right` of the block.
+    pub k: usize,
+}
+
+/// A full schedule for a given chain of blocks and row count.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Schedule {
+    /// Partition mask: bit `j` set means original blocks `j` and `j + 1` are merged.
+    pub mask: u64,
+    /// The merged chain's block dims.
+    pub dims: Vec<Dims>,
+    pub steps: Vec<Step>,
+    /// Permutation of the final state into `[rows, out]`, if needed.
+    pub fin: Option<Perm>,
+    /// GEMM FLOPs per call.
+    pub flops: u64,
+    /// Modelled cost in nanoseconds.
+    pub cost: f64,
+}
+
+// Cost model constants (nanoseconds), rough fits of OpenBLAS sgemm on one AVX2 core.
+const T_FLOP: f64 = 1.0 / 40.0;
+const T_MEM: f64 = 0.08;
+const T_CALL: f64 = 250.0;
+const T_COPY: f64 = 0.6;
+
+/// The merged chain's dims for a partition mask.
+pub(crate) fn merged_dims(dims: &[Dims], mask: u64) -> Vec<Dims> {
+    let mut out: Vec<Dims> = Vec::new();
+    for (j, d) in dims.iter().enumerate() {
+        if j > 0 && mask & (1 << (j - 1)) != 0 {
+            let last = out.last_mut().expect("j > 0");
+            last[1] *= d[1];
+            last[2] *= d[2];
+            last[3] = d[3];
+        } else {
+            out.push(*d);
+        }
+    }
+    out
+}
+
+/// The groups `[start, end)` of original blocks for a partition mask.
+pub(crate) fn groups(n: usize, mask: u64) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for j in 1..n {
+        if mask & (1 << (j - 1)) == 0 {
+            out.push((start, j));
+            start = j;
+        }
+    }
+    out.push((start, n));
+    out
+}
+
+/// Schedules the sweep over `dims` (already merged) for `rows` rows.
+pub(crate) fn schedule(dims: &[Dims], rows: usize, mask: u64) -> Schedule {
+    let l = dims.len();
+    let mut labels: Vec<(Label, usize)> = Vec::with_capacity(2 * l + 2);
+    let push = |v: &mut Vec<(Label, usize)>, lab: Label, size: usize| {
+        if size > 1 {
+            v.push((lab, size));
+        }
+    };
+    push(&mut labels, Label::N, rows);
+    for (k, d) in dims.iter().enumerate() {
+        push(&mut labels, Label::Q(k), d[2]);
+    }
+    // The final state must be state must be [N, P_0, …, P_{L−1}] (size-1 axes dropped).
+    let mut target: Vec<(Label, usize)> = Vec::new();
+    push(&mut target, Label::N, rows);
+    for (k, d) in dims.iter().enumerate() {
+        push(&mut target, Label::P(k), d[1]);
+    }
+    let mut steps = Vec::with_capacity(l);
+    let mut flops = 0u64;
+    let mut cost = 0.0;
+    for k in (0..l).rev() {
+        let d = dims[k];
+        let mut contracted: Vec<(Label, usize)> = Vec::new();
+        push(&mut contracted, Label::Q(k), d[2]);
+        push(&mut contracted, Label::A(k + 1), d[3]);
+        let mut produced: Vec<(Label, usize)> = Vec::new();
+        push(&mut produced, Label::A(k), d[0]);
+        push(&mut produced, Label::P(k), d[1]);
+        let c = contracted.len();
+        let n = labels.len();
+        let trailing = labels[n - c..] == contracted[..];
+        let leading = labels[..c] == contracted[..];
+        let m = d[0] * d[1];
+        let kk = d[2] * d[3];
+        let pre = if trailing || leading {
+            None
+        } else {
+            // Permute so that the contracted axes trail, the rest keeping their order.
+            let shape: Vec<usize> = labels.iter().map(|x| x.1).collect();
+            let mut perm: Vec<usize> = (0..n)
+                .filter(|&i| !contracted.contains(&labels[i]))
+                .collect();
+            for lab in &contracted {
+                perm.push(labels.iter().position(|x| x == lab).expect("label present"));
+            }
+            labels = perm.iter().map(|&i| labels[i]).collect();
+            Some(Perm { shape, perm })
+        };
+        let contracted_trailing = trailing || !leading;
+        let rest: Vec<(Label, usize)> = if contracted_trailing {
+            labels[..n - c].to_vec()
+        } else {
+            labels[c..].to_vec()
+        };
+        let back: Vec<(Label, usize)> = rest.iter().chain(&produced).copied().collect();
+        let front: Vec<(Label, usize)> = produced.iter().chain(&rest).copied().collect();
+        // Place the new axes where the next step finds its contracted axes at an end (or, at
+        // the last step, where the final order comes out right); appending wins ties.
+        let new_back = if k == 0 {
+            // Neither may match; then prepending leaves `[P…, N]`, a plain 2-D transpose.
+            back == target
+        } else {
+            let dn = dims[k - 1];
+            let mut next: Vec<(Label, usize)> = Vec::new();
+            push(&mut next, Label::Q(k - 1), dn[2]);
+            push(&mut next, Label::A(k), dn[3]);
+            let at_end = |v: &[(Label, usize)]| {
+                let c = next.len();
+                v[v.len() - c..] == next[..] || v[..c] == next[..]
+            };
+            at_end(&back) || !at_end(&front)
+        };
+        labels = if new_back { back } else { front };
+        let kind = Kind {
+            contracted_trailing,
+            new_back,
+        };
+        let total: usize = labels.iter().map(|x| x.1).product();
+        let r = total / m.max(1);
+        let f = 2 * (r as u64) * (m as u64) * (kk as u64);
+        flops += f;
+        cost += f as f64 * T_FLOP + ((m * kk + kk * r + m * r) as f64) * T_MEM + T_CALL;
+        if let Some(p) = &pre {
+            cost += p.elements() as f64 * T_COPY;
+        }
+        steps.push(Step {
+            block: k,
+            pre,
+            kind,
+            r,
+            m,
+            k: kk,
+        });
+    }
+    let fin = if labels == target {
+        None
+    } else {
+        let shape: Vec<usize> = labels.iter().map(|x| x.1).collect();
+        let perm: Vec<usize> = target
+            .iter()
+            .map(|t| labels.iter().position(|x| x == t).expect("label present"))
+            .collect();
+        let p = Perm { shape, perm };
+        cost += p.elements() as f64 * T_COPY;
+        Some(p)
+    };
+    let out: usize = dims.iter().map(|d| d[1]).product();
+    cost += (rows * out) as f64 * T_MEM;
+    Schedule {
+        mask,
+        dims: dims.to_vec(),
+        steps,
+        fin,
+        flops,
+        cost,
+    }
+}
+
+/// The cheapest schedule for `rows` rows over the original chain `dims`.
+pub(crate) fn best_schedule(dims: &[Dims], rows: usize) -> Schedule {
+    let l = dims.len();
+    let all = if l > 1 { (1u64 << (l - 1)) - 1 } else { 0 };
+    let candidates: Vec<u64> = if l <= 13 {
+        (0..=all).collect()
+    } else {
+        // Long chains: no merges, dense, and each side of the in/out boundary merged.
+        let mut c = vec![0, all];
+        if let Some(b) = dims.iter().position(|d| d[1] == 1).filter(|&b| b > 0) {
+            c.push(all & !(1u64 << (b - 1)));
+        }
+        c
+    };
+    let mut best: Option<Schedule> = None;
+    for mask in candidates {
+        let s = schedule(&merged_dims(dims, mask), rows, mask);
+        if best.as_ref().map_or(true, |b| s.cost < b.cost) {
+            best = Some(s);
+        }
+    }
+    best.expect("at least one candidate")
+}
+
+/// Merges the original blocks `blocks` (dims and row-major data) into one block.
+pub(crate) fn merge_blocks(blocks: &[(Dims, &[f32])]) -> (Dims, Vec<f32>) {
+    let (mut d, first) = blocks[0];
+    let mut data = first.to_vec();
+    for &(d2, b) in &blocks[1..] {
+        let [al, p1, q1, a] = d;
+        let [_, p2, q2, ar] = d2;
+        let left = ArrayView2::from_shape((al * p1 * q1, a), &data).expect("block dims");
+        let right = ArrayView2::from_shape((a, p2 * q2 * ar), b).expect("block dims");
+        let prod = left.dot(&right); // [al, p1, q1, p2, q2, ar]
+        let prod = prod
+            .into_shape_with_order(IxDyn(&[al, p1, q1, p2, q2, ar]))
+            .expect("contiguous");
+        let perm = prod.permuted_axes(IxDyn(&[0, 1, 3, 2, 4, 5]));
+        data = perm.iter().copied().collect();
+        d = [al, p1 * p2, q1 * q2, ar];
+    }
+    (d, data)
+}
+
+/// Permutes a row-major tensor into a new row-major buffer.
+pub(crate) fn permute(data: &[f32], p: &Perm) -> Vec<f32> {
+    let view = ArrayViewD::from_shape(IxDyn(&p.shape), data).expect("perm shape");
+    let view = view.permuted_axes(IxDyn(&p.perm));
+    let mut out = ndarray::ArrayD::<f32>::zeros(view.raw_dim());
+    out.assign(&view);
+    out.into_raw_vec_and_offset().0
+}
+
+/// The inverse of [`permute`]: given data in the permuted layout, restores the original layout.
+pub(crate) fn unpermute(data: &[f32], p: &Perm) -> Vec<f32> {
+    let permuted_shape: Vec<usize> = p.perm.iter().map(|&i| p.shape[i]).collect();
+    let mut inv = vec![0; p.perm.len()];
+    for (j, &i) in p.perm.iter().enumerate() {
+        inv[i] = j;
+    }
+    permute(
+        data,
+        &Perm {
+            shape: permuted_shape,
+            perm: inv,
+        },
+    )
+}
+
+/// The `[rows, cols]` matrix stored in `data`, row-major if `plain`, else transposed.
+fn mat(data: &[f32], rows: usize, cols: usize, plain: bool) -> ArrayView2<'_, f32> {
+    if plain {
+        ArrayView2::from_shape((rows, cols), data).expect("matrix dims")
+    } else {
+        ArrayView2::from_shape((cols, rows), data)
+            .expect("matrix dims")
+            .reversed_axes()
+    }
+}
+
+fn mat_mut(data: &mut [f32], rows: usize, cols: usize, plain: bool) -> ArrayViewMut2<'_, f32> {
+    if plain {
+        ArrayViewMut2::from_shape((rows, cols), data).expect("matrix dims")
+    } else {
+        ArrayViewMut2::from_shape((cols, rows), data)
+            .expect("matrix dims")
+            .reversed_axes()
+    }
+}
+
+/// One step's GEMM: `out[R, M] = state[R, K] · G[M, K]ᵀ`, in the step's storage layouts.
+/// If `bias` is given, the output buffer is the final `[rows, out]` (with `out = bias.len()`,
+/// whatever the step's own `[R, M]`/`[M, R]` view of it) and the bias is added to every row,
+/// fused: the buffer starts as the tiled bias and the GEMM accumulates onto it.
+pub(crate) fn gemm_step(step: &Step, state: &[f32], g: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let (r, m, k) = (step.r, step.m, step.k);
+    let gm = mat(g, m, k, true);
+    let t = mat(state, r, k, step.kind.contracted_trailing);
+    let (mut out, beta) = match bias {
+        Some(b) => (b.repeat(r * m / b.len()), 1.0),
+        None => (vec![0.0f32; r * m], 0.0),
+    };
+    let mut o = mat_mut(&mut out, r, m, step.kind.new_back);
+    general_mat_mul(1.0, &t, &gm.t(), beta, &mut o);
+    out
+}
+
+/// What backward needs from one step: the GEMM's state operand (after any permutation).
+#[derive(Debug, Clone)]
+pub(crate) struct Taped {
+    pub state: Vec<f32>,
+}
+
+/// Runs a schedule. `blocks[k]` is the data of the schedule's block `k`. If `tape` is given,
+/// records each step's GEMM operand. Returns the output `[rows, out]` row-major, plus `bias`.
+pub(crate) fn run(
+    sched: &Schedule,
+    blocks: &[&[f32]],
+    x: &[f32],
+    bias: &[f32],
+    mut tape: Option<&mut Vec<Taped>>,
+) -> Vec<f32> {
+    let mut state: Cow<'_, [f32]> = Cow::Borrowed(x);
+    let last = sched.steps.len() - 1;
+    for (j, step) in sched.steps.iter().enumerate() {
+        if let Some(p) = &step.pre {
+            state = Cow::Owned(permute(&state, p));
+        }
+        // With no final permutation the last step's output is already [rows, out].
+        let fused = (j == last && sched.fin.is_none()).then_some(bias);
+        let out = gemm_step(step, &state, blocks[step.block], fused);
+        if let Some(t) = tape.as_deref_mut() {
+            t.push(Taped {
+                state: state.into_owned(),
+            });
+        }
+        state = Cow::Owned(out);
+    }
+    match &sched.fin {
+        Some(p) => {
+            let mut y = permute(&state, p);
+            for row in y.chunks_exact_mut(bias.len()) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            }
+            y
+        }
+        None => state.into_owned(),
+    }
+}
+
+/// Backward of [`run`] for one step: given `dout`, returns `dstate` (before the step's
+/// permutation) and adds the block gradient into `dg` (row-major `[m, k]`).
+pub(crate) fn step_backward(
+    step: &Step,
+    taped: &Taped,
+    g: &[f32],
+    dout: &[f32],
+    dg: &mut [f32],
+) -> Vec<f32> {
+    let (r, m, k) = (step.r, step.m, step.k);
+    let gm = mat(g, m, k, true);
+    let mut dgm = mat_mut(dg, m, k, true);
+    let t = mat(&taped.state, r, k, step.kind.contracted_trailing);
+    let d = mat(dout, r, m, step.kind.new_back);
+    // dG[M, K] += dout[R, M]ᵀ · state[R, K];  dstate[R, K] = dout[R, M] · G[M, K].
+    general_mat_mul(1.0, &d.t(), &t, 1.0, &mut dgm);
+    let mut dstate = vec![0.0f32; r * k];
+    let mut ds = mat_mut(&mut dstate, r, k, step.kind.contracted_trailing);
+    general_mat_mul(1.0, &d, &gm, 0.0, &mut ds);
+    match &step.pre {
+        Some(p) => unpermute(&dstate, p),
+        None => dstate,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_layout_sweep_needs_no_intermediate_copy() {
+        // 768 -> 3072, out [12, 16, 16], in [8, 8, 12], bonds [12, 16, 16, 16, 12].
+        let r = [1, 12, 16, 16, 16, 12, 1];
+        let dims: Vec<Dims> = vec![
+            [r[0], 12, 1, r[1]],
+            [r[1], 16, 1, r[2]],
+            [r[2], 16, 1, r[3]],
+            [r[3], 1, 8, r[4]],
+            [r[4], 1, 8, r[5]],
+            [r[5], 1, 12, r[6]],
+        ];
+        let s = schedule(&dims, 128, 0);
+        assert!(s.steps.iter().all(|st| st.pre.is_none()));
+        let kinds: Vec<(bool, bool)> = s
+            .steps
+            .iter()
+            .map(|st| (st.kind.contracted_trailing, st.kind.new_back))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (true, true),
+                (true, true),
+                (true, true),
+                (true, false),
+                (false, false),
+                (false, false)
+            ]
+        );
+        // Final state is [P0, P1, P2, N]: one transpose.
+        assert!(s.fin.is_some());
+    }
+
+    #[test]
+    fn dense_plan_is_one_gemm() {
+        let dims: Vec<Dims> = vec![
+            [1, 10, 1, 10],
+            [10, 20, 1, 50],
+            [50, 1, 5, 10],
+            [10, 1, 10, 1],
+        ];
+        let all = 0b111;
+        let s = schedule(&merged_dims(&dims, all), 29, all);
+        assert_eq!(s.steps.len(), 1);
+        assert!(s.fin.is_none());
+        assert_eq!(s.flops, 2 * 29 * 200 * 50);
+    }
+
+    #[test]
+    fn permute_roundtrip() {
+        let data: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        let p = Perm {
+            shape: vec![2, 3, 4],
+            perm: vec![2, 0, 1],
+        };
+        let q = permute(&data, &p);
+        assert_eq!(q[1], 4.0); // element [0, 0, 1] of the permuted = original [0, 1, 0]
+        assert_eq!(unpermute(&q, &p), data);
+    }
+}
