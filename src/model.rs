@@ -493,6 +493,78 @@ impl Model {
         Ok((sum / count as f64) as f32)
     }
 
+    /// As [`accumulate_grads`](Self::accumulate_grads), splitting the batch's rows across
+    /// `threads` threads (each computed up to its own longest real row; `scratch` holds the
+    /// extra threads' gradients between calls). The result equals the one-thread result up to
+    /// float summation order. Set [`crate::blas::set_num_threads`]`(1)` to avoid
+    /// oversubscription.
+    pub fn accumulate_grads_threaded(
+        &self,
+        x: ArrayView2<'_, u32>,
+        y: ArrayView2<'_, u32>,
+        grads: &mut Grads,
+        scratch: &mut Vec<Grads>,
+        threads: usize,
+    ) -> Result<f32> {
+        let b = x.nrows();
+        let threads = threads.clamp(1, b.max(1));
+        if threads == 1 {
+            return self.accumulate_grads(x, y, grads);
+        }
+        if x.dim() != y.dim() {
+            return Err(Error::shape("loss targets y", x.shape(), y.shape()));
+        }
+        self.check_ids(x, "x")?;
+        self.check_ids(y, "y")?;
+        let count = y.iter().filter(|&&t| t != PAD).count();
+        if count == 0 {
+            return Err(Error::invalid_arg("y", "every target is <PAD>"));
+        }
+        let scale = 1.0 / count as f32;
+        while scratch.len() < threads - 1 {
+            scratch.push(self.zero_grads());
+        }
+        let chunk = b.div_ceil(threads);
+        let parts: Vec<(Vec<u32>, Vec<u32>, usize)> = (0..threads)
+            .map(|i| {
+                let r = (i * chunk).min(b)..((i + 1) * chunk).min(b);
+                let (xc, yc) = (x.slice(s![r.clone(), ..]), y.slice(s![r, ..]));
+                let t = trimmed_len(yc);
+                (
+                    xc.slice(s![.., ..t]).iter().copied().collect(),
+                    yc.slice(s![.., ..t]).iter().copied().collect(),
+                    t,
+                )
+            })
+            .collect();
+        let mut sums = vec![0.0f64; threads];
+        std::thread::scope(|sc| {
+            let (first, rest) = sums.split_first_mut().expect("threads >= 2");
+            let mut handles = Vec::new();
+            for ((part, g), out) in parts[1..]
+                .iter()
+                .zip(scratch.iter_mut())
+                .zip(rest.iter_mut())
+            {
+                handles.push(sc.spawn(move || {
+                    g.zero();
+                    if !part.0.is_empty() {
+                        *out = self.backward_rows(&part.0, &part.1, part.2, scale, &mut g.inner);
+                    }
+                }));
+            }
+            let p = &parts[0];
+            *first = self.backward_rows(&p.0, &p.1, p.2, scale, &mut grads.inner);
+            for h in handles {
+                h.join().expect("gradient thread panicked");
+            }
+        });
+        for g in scratch.iter().take(threads - 1) {
+            grads.add_assign(g);
+        }
+        Ok((sums.iter().sum::<f64>() / count as f64) as f32)
+    }
+
     /// Forward and backward of `Σ losses · scale` on trimmed rows; returns `Σ losses`.
     fn backward_rows(&self, x: &[u32], y: &[u32], seq: usize, scale: f32, g: &mut Model) -> f64 {
         let (mut logits, cache) = self.forward_rows(x, seq, None);
@@ -658,6 +730,11 @@ impl Grads {
         s.sqrt() as f32
     }
 
+    /// Sets every gradient to zero.
+    pub fn zero(&mut self) {
+        self.visit_mut("", &mut |_, mut g| g.fill(0.0));
+    }
+
     /// Multiplies every gradient by `k`.
     pub fn scale(&mut self, k: f32) {
         self.visit_mut("", &mut |_, mut g| g.mapv_inplace(|v| v * k));
@@ -665,14 +742,11 @@ impl Grads {
 
     /// Adds `other` (same shape) into `self`.
     pub fn add_assign(&mut self, other: &Grads) {
-        let mut flat = Vec::new();
-        other.visit("", &mut |_, g| flat.extend(g.iter().copied()));
-        let mut off = 0;
+        let src = other.named();
+        let mut i = 0;
         self.visit_mut("", &mut |_, mut g| {
-            for v in g.iter_mut() {
-                *v += flat[off];
-                off += 1;
-            }
+            g += &src[i].1;
+            i += 1;
         });
     }
 }
