@@ -367,10 +367,13 @@ impl Model {
         self.check_ids(ids, "ids")?;
         let (b, t) = ids.dim();
         let flat: Vec<u32> = ids.iter().copied().collect();
-        let (logits, _) = self.forward_rows(&flat, t, None);
-        Ok(logits
-            .into_shape_with_order((b, t, self.config.vocab_size))
-            .expect("rows = B*T"))
+        let v = self.config.vocab_size;
+        let mut out = Array2::<f32>::zeros((b * t, v));
+        for (r, _) in chunks(b * t, t) {
+            let (logits, _) = self.forward_rows(&flat[r.clone()], t, None);
+            out.slice_mut(s![r, ..]).assign(&logits);
+        }
+        Ok(out.into_shape_with_order((b, t, v)).expect("rows = B*T"))
     }
 
     /// As [`forward`](Self::forward), plus the seed's verbose-mode diagnostics: per-block
@@ -438,8 +441,11 @@ impl Model {
     /// Mean cross-entropy of the next-token predictions, `PAD` targets ignored (no gradients).
     pub fn loss(&self, x: ArrayView2<'_, u32>, y: ArrayView2<'_, u32>) -> Result<f32> {
         let (x, y, t, count) = self.prepare(x, y)?;
-        let (mut logits, _) = self.forward_rows(&x, t, None);
-        let sum = cross_entropy_in_place(&mut logits, &y, 1.0);
+        let mut sum = 0.0;
+        for (r, _) in chunks(x.len(), t) {
+            let (mut logits, _) = self.forward_rows(&x[r.clone()], t, None);
+            sum += cross_entropy_in_place(&mut logits, &y[r], 1.0);
+        }
         Ok((sum / count as f64) as f32)
     }
 
@@ -567,6 +573,13 @@ impl Model {
 
     /// Forward and backward of `Σ losses · scale` on trimmed rows; returns `Σ losses`.
     fn backward_rows(&self, x: &[u32], y: &[u32], seq: usize, scale: f32, g: &mut Model) -> f64 {
+        chunks(x.len(), seq)
+            .map(|(r, _)| self.backward_chunk(&x[r.clone()], &y[r], seq, scale, g))
+            .sum()
+    }
+
+    /// [`backward_rows`](Self::backward_rows) on one chunk of whole sequences.
+    fn backward_chunk(&self, x: &[u32], y: &[u32], seq: usize, scale: f32, g: &mut Model) -> f64 {
         let (mut logits, cache) = self.forward_rows(x, seq, None);
         let sum = cross_entropy_in_place(&mut logits, y, scale);
         let dlogits = logits;
@@ -676,6 +689,21 @@ impl Model {
         let hf = self.ln_f.apply(x.view());
         Ok(self.embed.head(hf.view()))
     }
+}
+
+/// Rows per chunk of work: whole sequences, about this many rows. Activations of a chunk stay
+/// small (below the allocator's mmap threshold, and in L2), so batches run chunk by chunk
+/// instead of allocating (and page-faulting) large temporaries.
+const CHUNK_ROWS: usize = 128;
+
+/// Splits `rows` (sequences of `seq` rows) into ranges of whole sequences of about
+/// [`CHUNK_ROWS`] rows; yields `(row range, rows)`.
+fn chunks(rows: usize, seq: usize) -> impl Iterator<Item = (std::ops::Range<usize>, usize)> {
+    let step = (CHUNK_ROWS / seq).max(1) * seq;
+    (0..rows).step_by(step).map(move |r0| {
+        let r1 = (r0 + step).min(rows);
+        (r0..r1, r1 - r0)
+    })
 }
 
 /// The length of the longest real row: one past the last non-PAD target of any row.

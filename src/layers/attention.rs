@@ -158,8 +158,13 @@ impl Attention {
         let qkv_s = cache.qkv.as_slice().expect("contiguous");
         let dcat_s = dconcat.as_slice().expect("contiguous");
         let dqkv_s = dqkv.as_slice_mut().expect("contiguous");
+        // Per (sequence, head) scratch, keys/values transposed so that every inner loop runs
+        // over key positions (contiguous, vectorised): kt, vt, dkt, dvt are `[dh, T]`.
+        let mut kt = vec![0.0f32; dh * seq];
+        let mut vt = vec![0.0f32; dh * seq];
+        let mut dkt = vec![0.0f32; dh * seq];
+        let mut dvt = vec![0.0f32; dh * seq];
         let mut dp = vec![0.0f32; seq];
-        let mut dq = vec![0.0f32; dh];
         for b in 0..batch {
             let base = b * seq * 3 * d;
             let seq_qkv = &qkv_s[base..base + seq * 3 * d];
@@ -169,32 +174,40 @@ impl Attention {
                 let p = cache.probs.slice(s![b, j, .., ..]);
                 let p = p.as_slice().expect("contiguous");
                 let (qo, ko, vo) = (j * dh, d + j * dh, 2 * d + j * dh);
+                transpose_into(seq_qkv, 3 * d, ko, seq, dh, seq, &mut kt);
+                transpose_into(seq_qkv, 3 * d, vo, seq, dh, seq, &mut vt);
+                dkt.iter_mut().for_each(|v| *v = 0.0);
+                dvt.iter_mut().for_each(|v| *v = 0.0);
                 for t in 0..seq {
-                    let prow = &p[t * seq..t * seq + t + 1];
+                    let n = t + 1;
+                    let prow = &p[t * seq..t * seq + n];
                     let dout = &seq_dcat[t * d + j * dh..t * d + (j + 1) * dh];
-                    // dP[u] = dout_t · v_u ; dv_u += p[u] dout_t
-                    let mut sum = 0.0f32;
-                    for u in 0..=t {
-                        let v = &seq_qkv[u * 3 * d + vo..u * 3 * d + vo + dh];
-                        let dpu = dot(dout, v);
-                        dp[u] = dpu;
-                        sum += prow[u] * dpu;
-                        axpy(
-                            prow[u],
-                            dout,
-                            &mut seq_dqkv[u * 3 * d + vo..u * 3 * d + vo + dh],
-                        );
-                    }
-                    // dS[u] = p[u] (dP[u] − Σ p dP) · scale ; dq_t += dS k_u ; dk_u += dS q_t
                     let q = &seq_qkv[t * 3 * d + qo..t * 3 * d + qo + dh];
-                    dq.iter_mut().for_each(|v| *v = 0.0);
-                    for u in 0..=t {
-                        let ds = prow[u] * (dp[u] - sum) * scale;
-                        let k = &seq_qkv[u * 3 * d + ko..u * 3 * d + ko + dh];
-                        axpy(ds, k, &mut dq);
-                        axpy(ds, q, &mut seq_dqkv[u * 3 * d + ko..u * 3 * d + ko + dh]);
+                    // dP[u] = dout_t · v_u ; dv_u += p[u] dout_t
+                    let dp = &mut dp[..n];
+                    dp.iter_mut().for_each(|v| *v = 0.0);
+                    for c in 0..dh {
+                        axpy(dout[c], &vt[c * seq..c * seq + n], dp);
+                        axpy(dout[c], prow, &mut dvt[c * seq..c * seq + n]);
                     }
-                    seq_dqkv[t * 3 * d + qo..t * 3 * d + qo + dh].copy_from_slice(&dq);
+                    // dS[u] = p[u] (dP[u] − Σ p dP) · scale (kept in dp)
+                    let sum = dot(prow, dp);
+                    for (g, &pu) in dp.iter_mut().zip(prow) {
+                        *g = pu * (*g - sum) * scale;
+                    }
+                    // dq_t = Σ_u dS[u] k_u ; dk_u += dS[u] q_t
+                    let dq = &mut seq_dqkv[t * 3 * d + qo..t * 3 * d + qo + dh];
+                    for c in 0..dh {
+                        dq[c] = dot(dp, &kt[c * seq..c * seq + n]);
+                        axpy(q[c], dp, &mut dkt[c * seq..c * seq + n]);
+                    }
+                }
+                for u in 0..seq {
+                    let row = &mut seq_dqkv[u * 3 * d..(u + 1) * 3 * d];
+                    for c in 0..dh {
+                        row[ko + c] = dkt[c * seq + u];
+                        row[vo + c] = dvt[c * seq + u];
+                    }
                 }
             }
         }
@@ -235,36 +248,82 @@ pub(crate) struct HeadIo<'a> {
 pub(crate) fn head_forward(io: HeadIo<'_>, probs: &mut [f32], out: &mut [f32], os: usize) {
     let m = io.offset + io.n;
     let dh = io.dh;
+    // Keys and values transposed, `[dh, mp]` with the key axis padded to a multiple of 8 (zeros),
+    // so that the loops below run over whole vectors of key positions.
+    let mp = m.div_ceil(8) * 8;
+    let mut kt = vec![0.0f32; dh * mp];
+    let mut vt = vec![0.0f32; dh * mp];
+    transpose_into(io.k, io.kvs, 0, m, dh, mp, &mut kt);
+    transpose_into(io.v, io.kvs, 0, m, dh, mp, &mut vt);
+    let mut row = vec![0.0f32; mp];
     for i in 0..io.n {
         let pos = io.offset + i;
         let q = &io.q[i * io.qs..i * io.qs + dh];
-        let prow = &mut probs[i * m..(i + 1) * m];
-        let mut max = f32::NEG_INFINITY;
-        for (u, pu) in prow.iter_mut().enumerate().take(pos + 1) {
-            let s = dot(q, &io.k[u * io.kvs..u * io.kvs + dh]) * io.scale;
-            *pu = s;
-            max = max.max(s);
+        // Scores over the first `len` keys (a whole number of vectors covering 0..=pos).
+        let len = (pos + 1).div_ceil(8) * 8;
+        let row = &mut row[..len];
+        row.iter_mut().for_each(|v| *v = 0.0);
+        for c in 0..dh {
+            axpy(q[c] * io.scale, &kt[c * mp..c * mp + len], row);
         }
+        let max = row[..=pos].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         let mut sum = 0.0f32;
-        for pu in prow.iter_mut().take(pos + 1) {
+        for pu in row[..=pos].iter_mut() {
             let e = (*pu - max).exp();
             *pu = e;
             sum += e;
         }
         let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v *= inv);
+        row[pos + 1..].iter_mut().for_each(|v| *v = 0.0);
         let o = &mut out[i * os..i * os + dh];
-        o.iter_mut().for_each(|v| *v = 0.0);
-        for (u, pu) in prow.iter_mut().enumerate().take(pos + 1) {
-            *pu *= inv;
-            axpy(*pu, &io.v[u * io.kvs..u * io.kvs + dh], o);
+        for c in 0..dh {
+            o[c] = dot(row, &vt[c * mp..c * mp + len]);
         }
-        prow[pos + 1..].iter_mut().for_each(|v| *v = 0.0);
+        let prow = &mut probs[i * m..(i + 1) * m];
+        let k = len.min(m);
+        prow[..k].copy_from_slice(&row[..k]);
+        prow[k..].iter_mut().for_each(|v| *v = 0.0);
     }
 }
 
+/// `dst[c * ld + u] = src[u * stride + off + c]` for `u < rows`, `c < cols`.
+#[inline]
+fn transpose_into(
+    src: &[f32],
+    stride: usize,
+    off: usize,
+    rows: usize,
+    cols: usize,
+    ld: usize,
+    dst: &mut [f32],
+) {
+    for u in 0..rows {
+        let r = &src[u * stride + off..u * stride + off + cols];
+        for (c, &v) in r.iter().enumerate() {
+            dst[c * ld + u] = v;
+        }
+    }
+}
+
+/// Dot product with eight partial sums (vectorises; differs from a plain sum only by rounding).
 #[inline]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; 8];
+    let chunks = n / 8;
+    for k in 0..chunks {
+        let (x, y) = (&a[k * 8..k * 8 + 8], &b[k * 8..k * 8 + 8]);
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = 0.0f32;
+    for k in chunks * 8..n {
+        s += a[k] * b[k];
+    }
+    acc.iter().sum::<f32>() + s
 }
 
 #[inline]

@@ -1,6 +1,6 @@
 //! `LayerNorm` over the last axis (PyTorch's `nn.LayerNorm(d)`: biased variance, eps = 1e-5).
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Zip};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use ndarray::ArrayViewD;
 
@@ -87,46 +87,52 @@ impl LayerNorm {
     /// Forward keeping what backward needs. `x: [rows, d]` (not checked) `-> ([rows, d], cache)`.
     pub fn forward_train(&self, x: ArrayView2<'_, f32>) -> (Array2<f32>, LayerNormCache) {
         let (rows, d) = x.dim();
-        let mut xhat = Array2::<f32>::zeros((rows, d));
-        let mut y = Array2::<f32>::zeros((rows, d));
-        let mut rstd = Array1::<f32>::zeros(rows);
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let mut xhat = vec![0.0f32; rows * d];
+        let mut y = vec![0.0f32; rows * d];
+        let mut rstd = vec![0.0f32; rows];
         let w = self.weight.as_slice().expect("contiguous");
         let b = self.bias.as_slice().expect("contiguous");
-        Zip::from(x.rows())
-            .and(xhat.rows_mut())
-            .and(y.rows_mut())
-            .and(&mut rstd)
-            .for_each(|xr, mut hr, mut yr, rs| {
-                let n = d as f32;
-                let mean = xr.sum() / n;
-                let var = xr.fold(0.0f32, |acc, &v| acc + (v - mean) * (v - mean)) / n;
-                let r = 1.0 / (var + LN_EPS).sqrt();
-                *rs = r;
-                for (k, (&xv, (h, yv))) in
-                    xr.iter().zip(hr.iter_mut().zip(yr.iter_mut())).enumerate()
-                {
-                    let nv = (xv - mean) * r;
-                    *h = nv;
-                    *yv = nv * w[k] + b[k];
-                }
-            });
-        (y, LayerNormCache { xhat, rstd })
+        for r in 0..rows {
+            let xr = &xs[r * d..(r + 1) * d];
+            let (mean, rs) = moments(xr);
+            rstd[r] = rs;
+            let hr = &mut xhat[r * d..(r + 1) * d];
+            let yr = &mut y[r * d..(r + 1) * d];
+            for k in 0..d {
+                let nv = (xr[k] - mean) * rs;
+                hr[k] = nv;
+                yr[k] = nv * w[k] + b[k];
+            }
+        }
+        let shape = (rows, d);
+        (
+            Array2::from_shape_vec(shape, y).expect("sized"),
+            LayerNormCache {
+                xhat: Array2::from_shape_vec(shape, xhat).expect("sized"),
+                rstd: Array1::from_vec(rstd),
+            },
+        )
     }
 
     /// Forward without cache or checks (inference). `x: [rows, d] -> [rows, d]`.
     pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        let d = x.ncols();
-        let n = d as f32;
-        let mut y = Array2::<f32>::zeros(x.raw_dim());
-        for (xr, mut yr) in x.rows().into_iter().zip(y.rows_mut()) {
-            let mean = xr.sum() / n;
-            let var = xr.fold(0.0f32, |acc, &v| acc + (v - mean) * (v - mean)) / n;
-            let r = 1.0 / (var + LN_EPS).sqrt();
+        let (rows, d) = x.dim();
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let mut y = vec![0.0f32; rows * d];
+        let w = self.weight.as_slice().expect("contiguous");
+        let b = self.bias.as_slice().expect("contiguous");
+        for r in 0..rows {
+            let xr = &xs[r * d..(r + 1) * d];
+            let (mean, rs) = moments(xr);
+            let yr = &mut y[r * d..(r + 1) * d];
             for k in 0..d {
-                yr[k] = (xr[k] - mean) * r * self.weight[k] + self.bias[k];
+                yr[k] = (xr[k] - mean) * rs * w[k] + b[k];
             }
         }
-        y
+        Array2::from_shape_vec((rows, d), y).expect("sized")
     }
 
     /// Backward: adds `dweight = Σ dy·xhat`, `dbias = Σ dy` into `grads`, returns
@@ -138,13 +144,16 @@ impl LayerNorm {
         grads: &mut LayerNorm,
     ) -> Array2<f32> {
         let (rows, d) = dy.dim();
-        let mut dx = Array2::<f32>::zeros((rows, d));
+        let dy = dy.as_standard_layout();
+        let dys = dy.as_slice().expect("standard layout");
+        let hs = cache.xhat.as_slice().expect("contiguous");
+        let mut dx = vec![0.0f32; rows * d];
         let w = self.weight.as_slice().expect("contiguous");
         let gw = grads.weight.as_slice_mut().expect("contiguous");
         let gb = grads.bias.as_slice_mut().expect("contiguous");
         let n = d as f32;
-        for (r, (dyr, mut dxr)) in dy.rows().into_iter().zip(dx.rows_mut()).enumerate() {
-            let hr = cache.xhat.row(r);
+        for r in 0..rows {
+            let (dyr, hr) = (&dys[r * d..(r + 1) * d], &hs[r * d..(r + 1) * d]);
             let rs = cache.rstd[r];
             let mut mean_g = 0.0f32;
             let mut mean_gh = 0.0f32;
@@ -157,13 +166,22 @@ impl LayerNorm {
             }
             mean_g /= n;
             mean_gh /= n;
+            let dxr = &mut dx[r * d..(r + 1) * d];
             for k in 0..d {
-                let g = dyr[k] * w[k];
-                dxr[k] = rs * (g - mean_g - hr[k] * mean_gh);
+                dxr[k] = rs * (dyr[k] * w[k] - mean_g - hr[k] * mean_gh);
             }
         }
-        dx
+        Array2::from_shape_vec((rows, d), dx).expect("sized")
     }
+}
+
+/// Mean and `1 / sqrt(var + eps)` of one row (biased variance, two passes).
+#[inline]
+fn moments(x: &[f32]) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    (mean, 1.0 / (var + LN_EPS).sqrt())
 }
 
 impl NamedTensors for LayerNorm {
