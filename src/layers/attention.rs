@@ -158,59 +158,16 @@ impl Attention {
         let qkv_s = cache.qkv.as_slice().expect("contiguous");
         let dcat_s = dconcat.as_slice().expect("contiguous");
         let dqkv_s = dqkv.as_slice_mut().expect("contiguous");
-        // Per (sequence, head) scratch, keys/values transposed so that every inner loop runs
-        // over key positions (contiguous, vectorised): kt, vt, dkt, dvt are `[dh, T]`.
-        let mut kt = vec![0.0f32; dh * seq];
-        let mut vt = vec![0.0f32; dh * seq];
-        let mut dkt = vec![0.0f32; dh * seq];
-        let mut dvt = vec![0.0f32; dh * seq];
-        let mut dp = vec![0.0f32; seq];
-        for b in 0..batch {
-            let base = b * seq * 3 * d;
-            let seq_qkv = &qkv_s[base..base + seq * 3 * d];
-            let seq_dqkv = &mut dqkv_s[base..base + seq * 3 * d];
-            let seq_dcat = &dcat_s[b * seq * d..(b + 1) * seq * d];
-            for j in 0..h {
-                let p = cache.probs.slice(s![b, j, .., ..]);
-                let p = p.as_slice().expect("contiguous");
-                let (qo, ko, vo) = (j * dh, d + j * dh, 2 * d + j * dh);
-                transpose_into(seq_qkv, 3 * d, ko, seq, dh, seq, &mut kt);
-                transpose_into(seq_qkv, 3 * d, vo, seq, dh, seq, &mut vt);
-                dkt.iter_mut().for_each(|v| *v = 0.0);
-                dvt.iter_mut().for_each(|v| *v = 0.0);
-                for t in 0..seq {
-                    let n = t + 1;
-                    let prow = &p[t * seq..t * seq + n];
-                    let dout = &seq_dcat[t * d + j * dh..t * d + (j + 1) * dh];
-                    let q = &seq_qkv[t * 3 * d + qo..t * 3 * d + qo + dh];
-                    // dP[u] = dout_t · v_u ; dv_u += p[u] dout_t
-                    let dp = &mut dp[..n];
-                    dp.iter_mut().for_each(|v| *v = 0.0);
-                    for c in 0..dh {
-                        axpy(dout[c], &vt[c * seq..c * seq + n], dp);
-                        axpy(dout[c], prow, &mut dvt[c * seq..c * seq + n]);
-                    }
-                    // dS[u] = p[u] (dP[u] − Σ p dP) · scale (kept in dp)
-                    let sum = dot(prow, dp);
-                    for (g, &pu) in dp.iter_mut().zip(prow) {
-                        *g = pu * (*g - sum) * scale;
-                    }
-                    // dq_t = Σ_u dS[u] k_u ; dk_u += dS[u] q_t
-                    let dq = &mut seq_dqkv[t * 3 * d + qo..t * 3 * d + qo + dh];
-                    for c in 0..dh {
-                        dq[c] = dot(dp, &kt[c * seq..c * seq + n]);
-                        axpy(q[c], dp, &mut dkt[c * seq..c * seq + n]);
-                    }
-                }
-                for u in 0..seq {
-                    let row = &mut seq_dqkv[u * 3 * d..(u + 1) * 3 * d];
-                    for c in 0..dh {
-                        row[ko + c] = dkt[c * seq + u];
-                        row[vo + c] = dvt[c * seq + u];
-                    }
-                }
-            }
-        }
+        let probs = cache.probs.as_slice().expect("contiguous");
+        let dims = CoreDims {
+            batch,
+            seq,
+            d,
+            h,
+            dh,
+            scale,
+        };
+        dispatch!(backward_core(dims, qkv_s, probs, dcat_s, dqkv_s));
         self.qkv
             .backward(cache.x.view(), dqkv.view(), &mut grads.qkv)
     }
@@ -223,6 +180,109 @@ impl Attention {
     /// Output projection of concatenated heads `[n, d] -> [n, d]`.
     pub(crate) fn project_out(&self, concat: ArrayView2<'_, f32>) -> Array2<f32> {
         self.out.apply(concat)
+    }
+}
+
+/// Sizes shared by the attention cores.
+#[derive(Clone, Copy)]
+struct CoreDims {
+    batch: usize,
+    seq: usize,
+    d: usize,
+    h: usize,
+    dh: usize,
+    scale: f32,
+}
+
+/// Runs `f(args)` compiled for AVX2 when the CPU has it (same results: no FMA contraction),
+/// otherwise the baseline build. `f` must be `#[inline(always)]`.
+macro_rules! dispatch {
+    ($f:ident($($a:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2(f: impl FnOnce()) {
+                    f()
+                }
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                unsafe { avx2(|| $f($($a),*)) }
+            } else {
+                $f($($a),*)
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $f($($a),*)
+        }
+    }};
+}
+use dispatch;
+
+/// Backward of the attention core for every sequence and head: from the probabilities
+/// `[B, h, T, T]`, Q/K/V `[B*T, 3d]` and the gradient of the concatenated heads `[B*T, d]`,
+/// writes dQ/dK/dV into `dqkv: [B*T, 3d]`.
+#[inline(always)]
+fn backward_core(dims: CoreDims, qkv_s: &[f32], probs: &[f32], dcat_s: &[f32], dqkv_s: &mut [f32]) {
+    let CoreDims {
+        batch,
+        seq,
+        d,
+        h,
+        dh,
+        scale,
+    } = dims;
+    // Per (sequence, head) scratch, keys/values transposed so that every inner loop runs
+    // over key positions (contiguous, vectorised): kt, vt, dkt, dvt are `[dh, T]`.
+    let mut kt = vec![0.0f32; dh * seq];
+    let mut vt = vec![0.0f32; dh * seq];
+    let mut dkt = vec![0.0f32; dh * seq];
+    let mut dvt = vec![0.0f32; dh * seq];
+    let mut dp = vec![0.0f32; seq];
+    for b in 0..batch {
+        let base = b * seq * 3 * d;
+        let seq_qkv = &qkv_s[base..base + seq * 3 * d];
+        let seq_dqkv = &mut dqkv_s[base..base + seq * 3 * d];
+        let seq_dcat = &dcat_s[b * seq * d..(b + 1) * seq * d];
+        for j in 0..h {
+            let p = &probs[(b * h + j) * seq * seq..(b * h + j + 1) * seq * seq];
+            let (qo, ko, vo) = (j * dh, d + j * dh, 2 * d + j * dh);
+            transpose_into(seq_qkv, 3 * d, ko, seq, dh, seq, &mut kt);
+            transpose_into(seq_qkv, 3 * d, vo, seq, dh, seq, &mut vt);
+            dkt.iter_mut().for_each(|v| *v = 0.0);
+            dvt.iter_mut().for_each(|v| *v = 0.0);
+            for t in 0..seq {
+                let n = t + 1;
+                let prow = &p[t * seq..t * seq + n];
+                let dout = &seq_dcat[t * d + j * dh..t * d + (j + 1) * dh];
+                let q = &seq_qkv[t * 3 * d + qo..t * 3 * d + qo + dh];
+                // dP[u] = dout_t · v_u ; dv_u += p[u] dout_t
+                let dp = &mut dp[..n];
+                dp.iter_mut().for_each(|v| *v = 0.0);
+                for c in 0..dh {
+                    axpy(dout[c], &vt[c * seq..c * seq + n], dp);
+                    axpy(dout[c], prow, &mut dvt[c * seq..c * seq + n]);
+                }
+                // dS[u] = p[u] (dP[u] − Σ p dP) · scale (kept in dp)
+                let sum = dot(prow, dp);
+                for (g, &pu) in dp.iter_mut().zip(prow) {
+                    *g = pu * (*g - sum) * scale;
+                }
+                // dq_t = Σ_u dS[u] k_u ; dk_u += dS[u] q_t
+                let dq = &mut seq_dqkv[t * 3 * d + qo..t * 3 * d + qo + dh];
+                for c in 0..dh {
+                    dq[c] = dot(dp, &kt[c * seq..c * seq + n]);
+                    axpy(q[c], dp, &mut dkt[c * seq..c * seq + n]);
+                }
+            }
+            for u in 0..seq {
+                let row = &mut seq_dqkv[u * 3 * d..(u + 1) * 3 * d];
+                for c in 0..dh {
+                    row[ko + c] = dkt[c * seq + u];
+                    row[vo + c] = dvt[c * seq + u];
+                }
+            }
+        }
     }
 }
 
@@ -246,6 +306,11 @@ pub(crate) struct HeadIo<'a> {
 /// One head's causal attention. Writes the probabilities into `probs: [n, offset + n]`
 /// (row-major, zero where masked) and the output of query `i` into `out[i * os..][..dh]`.
 pub(crate) fn head_forward(io: HeadIo<'_>, probs: &mut [f32], out: &mut [f32], os: usize) {
+    dispatch!(head_forward_core(io, probs, out, os))
+}
+
+#[inline(always)]
+fn head_forward_core(io: HeadIo<'_>, probs: &mut [f32], out: &mut [f32], os: usize) {
     let m = io.offset + io.n;
     let dh = io.dh;
     // Keys and values transposed, `[dh, mp]` with the key axis padded to a multiple of 8 (zeros),
