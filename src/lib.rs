@@ -27,5 +27,6 @@ pub mod vocab;
 
 pub use error::{Error, Result};
 pub use layers::Linear;
+pub use model::{Grads, KvCache, Model, ModelConfig};
 pub use params::Parameters;
 pub use vocab::{detokenize, tokenize, Vocab};
