@@ -33,6 +33,7 @@ pub mod vocab;
 pub use data::{load_pairs, Batch, Dataset, EncodedPair};
 pub use error::{Error, Result};
 pub use layers::Linear;
+pub use model::{Grads, KvCache, Model, ModelConfig};
 pub use params::Parameters;
 pub use probes::Probe;
 pub use tt::{tt_svd, TTLayer, TTLayout, TTSpec, Truncation};

@@ -1,1 +1,789 @@
-//! (in progress)
+//! `ModelConfig`, named profiles, and [`Model`]: the seed's `SuccuLM` with hand-written forward
+//! and backward passes.
+//!
+//! Data flow (`rows = B·T`):
+//! `ids [B,T] → embed + pe → x [rows,d] → block × L → ln_f → h [rows,d] → h·Eᵀ → logits [rows,V]`.
+
+use ndarray::{s, Array2, Array3, Array4, ArrayView2, ArrayViewD, ArrayViewMutD, Axis};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::layers::attention::{head_forward, HeadIo};
+use crate::layers::{
+    positional_table, visit_via_tensors, Block, BlockCache, Embedding, FfnResidualStats, LayerNorm,
+    LayerNormCache, NamedTensors,
+};
+use crate::loss::{count_real, cross_entropy_in_place};
+use crate::params::{join, Parameters};
+use crate::vocab::{Vocab, PAD};
+
+/// The shape of a SuccuLM model (the seed's `settings_dict` entry plus `vocab_size`, `d_model`,
+/// `max_len`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Vocabulary size `V` (specials included).
+    pub vocab_size: usize,
+    /// Model width `d`.
+    pub d_model: usize,
+    /// Longest sequence (the positional table's length).
+    pub max_len: usize,
+    /// Number of blocks.
+    pub n_layers: usize,
+    /// FFN width is `d_model · ffn_expansion`.
+    pub ffn_expansion: usize,
+    /// Attention heads per block (must divide `d_model`).
+    pub n_attn_heads: usize,
+}
+
+/// The named profiles: `(name, n_layers, ffn_expansion, n_attn_heads)`, all with `d_model` 50
+/// and `max_len` 29.
+pub const PROFILES: [(&str, usize, usize, usize); 5] = [
+    ("tiny", 1, 1, 1),
+    ("small", 2, 2, 2),
+    ("middle", 3, 4, 5),
+    ("upper_middle", 4, 4, 5),
+    ("large", 6, 4, 10),
+];
+
+/// `d_model` of every profile (the embeddings file's width).
+pub const PROFILE_D_MODEL: usize = 50;
+/// `max_len` of every profile (the seed's dataset pads to 29).
+pub const PROFILE_MAX_LEN: usize = 29;
+
+impl ModelConfig {
+    /// The named profile (see [`PROFILES`]) for a vocabulary of `vocab_size` words.
+    ///
+    /// ```
+    /// let c = succulm::model::ModelConfig::profile("upper_middle", 155)?;
+    /// assert_eq!((c.n_layers, c.d_model * c.ffn_expansion, c.n_attn_heads), (4, 200, 5));
+    /// assert!(succulm::model::ModelConfig::profile("huge", 155).is_err());
+    /// # Ok::<(), succulm::Error>(())
+    /// ```
+    pub fn profile(name: &str, vocab_size: usize) -> Result<Self> {
+        let (_, n_layers, ffn_expansion, n_attn_heads) = PROFILES
+            .iter()
+            .find(|p| p.0 == name)
+            .copied()
+            .ok_or_else(|| {
+                let names: Vec<&str> = PROFILES.iter().map(|p| p.0).collect();
+                Error::invalid_arg(
+                    "profile",
+                    format!("unknown profile {name:?}; known: {}", names.join(", ")),
+                )
+            })?;
+        let c = ModelConfig {
+            vocab_size,
+            d_model: PROFILE_D_MODEL,
+            max_len: PROFILE_MAX_LEN,
+            n_layers,
+            ffn_expansion,
+            n_attn_heads,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The profile names, in size order.
+    pub fn profile_names() -> Vec<&'static str> {
+        PROFILES.iter().map(|p| p.0).collect()
+    }
+
+    /// Checks every field: all positive, `vocab_size > PAD..UNK`, `d_model` even (or 1, as the
+    /// seed's positional table requires), `n_attn_heads` divides `d_model`.
+    pub fn validate(&self) -> Result<()> {
+        let fields = [
+            ("vocab_size", self.vocab_size),
+            ("d_model", self.d_model),
+            ("max_len", self.max_len),
+            ("n_layers", self.n_layers),
+            ("ffn_expansion", self.ffn_expansion),
+            ("n_attn_heads", self.n_attn_heads),
+        ];
+        for (name, v) in fields {
+            if v == 0 {
+                return Err(Error::invalid_arg(name, "must be at least 1"));
+            }
+        }
+        if self.vocab_size < 4 {
+            return Err(Error::invalid_arg(
+                "vocab_size",
+                format!("{} is smaller than the 4 special tokens", self.vocab_size),
+            ));
+        }
+        if self.vocab_size > u32::MAX as usize {
+            return Err(Error::invalid_arg("vocab_size", "does not fit u32 ids"));
+        }
+        if self.d_model % 2 != 0 && self.d_model != 1 {
+            return Err(Error::invalid_arg(
+                "d_model",
+                format!(
+                    "{} must be even (sinusoidal positions pair sin/cos)",
+                    self.d_model
+                ),
+            ));
+        }
+        if self.d_model % self.n_attn_heads != 0 {
+            return Err(Error::invalid_arg(
+                "n_attn_heads",
+                format!(
+                    "{} does not divide d_model {}",
+                    self.n_attn_heads, self.d_model
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_attn_heads
+    }
+
+    /// FFN hidden width `d_model · ffn_expansion`.
+    pub fn ffn_dim(&self) -> usize {
+        self.d_model * self.ffn_expansion
+    }
+}
+
+/// The SuccuLM model: tied embedding, sinusoidal positions, pre-LN blocks, final LayerNorm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub(crate) config: ModelConfig,
+    pub(crate) profile: Option<String>,
+    pub(crate) embed: Embedding,
+    /// `pos_enc.pe`, `[max_len, d]` (a buffer, not a parameter).
+    pub(crate) pe: Array2<f32>,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) ln_f: LayerNorm,
+}
+
+/// Gradients of the loss with respect to every parameter, held in a value shaped like the
+/// model and visited under the same names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grads {
+    pub(crate) inner: Model,
+}
+
+/// The seed's verbose-mode view of a forward pass.
+#[derive(Debug, Clone)]
+pub struct Diagnostics {
+    /// Per block, the attention probabilities `[B, h, T, T]`.
+    pub attention: Vec<Array4<f32>>,
+    /// Per block, the FFN residual statistics.
+    pub ffn_residual: Vec<FfnResidualStats>,
+}
+
+/// Keys and values of one sequence's past positions, for [`Model::forward_cached`].
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    len: usize,
+    /// Per block, `[max_len, d]` (heads side by side).
+    k: Vec<Array2<f32>>,
+    /// Per block, `[max_len, d]`.
+    v: Vec<Array2<f32>>,
+}
+
+impl KvCache {
+    /// Positions already processed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True before the first token.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets every position (keeps the buffers).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+/// Everything backward needs from one forward pass.
+struct ModelCache {
+    ids: Vec<u32>,
+    blocks: Vec<BlockCache>,
+    ln_f: LayerNormCache,
+    /// `ln_f` output, `[rows, d]`.
+    h: Array2<f32>,
+}
+
+impl Model {
+    /// A model with PyTorch's default initialisation drawn from `seed`.
+    pub fn new(config: ModelConfig, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let d = config.d_model;
+        let embed = Embedding::init(config.vocab_size, d, &mut rng);
+        let blocks = (0..config.n_layers)
+            .map(|_| Block::init(d, config.ffn_expansion, config.n_attn_heads, &mut rng))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Model {
+            pe: positional_table(config.max_len, d),
+            ln_f: LayerNorm::new(d),
+            config,
+            profile: None,
+            embed,
+            blocks,
+        })
+    }
+
+    /// As [`new`](Self::new), with the (trainable) embedding initialised from `vectors: [V, d]`
+    /// (e.g. [`Vocab::embeddings`]). Errors if the shape disagrees with the config.
+    pub fn with_embeddings(
+        config: ModelConfig,
+        seed: u64,
+        vectors: ArrayView2<'_, f32>,
+    ) -> Result<Self> {
+        let mut m = Model::new(config, seed)?;
+        let want = [m.config.vocab_size, m.config.d_model];
+        if vectors.shape() != want {
+            return Err(Error::shape(
+                "Model::with_embeddings vectors",
+                &want,
+                vectors.shape(),
+            ));
+        }
+        m.embed = Embedding::from_weight(vectors.to_owned())?;
+        Ok(m)
+    }
+
+    /// The named profile for `vocab`, seeded; the embedding starts from the vocabulary's vectors
+    /// when it has them (and they are `d_model` wide).
+    pub fn from_profile(name: &str, vocab: &Vocab, seed: u64) -> Result<Self> {
+        let config = ModelConfig::profile(name, vocab.len())?;
+        let mut m = match vocab.embeddings() {
+            Some(e) => Model::with_embeddings(config, seed, e.view())?,
+            None => Model::new(config, seed)?,
+        };
+        m.profile = Some(name.to_string());
+        Ok(m)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The profile name, if the model was made from (or saved with) one.
+    pub fn profile(&self) -> Option<&str> {
+        self.profile.as_deref()
+    }
+
+    /// Sets the profile name recorded in checkpoints.
+    pub fn set_profile(&mut self, name: Option<String>) {
+        self.profile = name;
+    }
+
+    /// The blocks.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// The blocks, mutably (for surgery such as replacing an FFN projection).
+    pub fn blocks_mut(&mut self) -> &mut [Block] {
+        &mut self.blocks
+    }
+
+    /// The (tied) embedding.
+    pub fn embedding(&self) -> &Embedding {
+        &self.embed
+    }
+
+    /// The positional table `pos_enc.pe`, `[max_len, d]`.
+    pub fn positional(&self) -> ArrayView2<'_, f32> {
+        self.pe.view()
+    }
+
+    /// Every parameter by PyTorch state_dict name, in state_dict order.
+    pub fn named_parameters(&self) -> Vec<(String, ArrayViewD<'_, f32>)> {
+        let mut v = Vec::new();
+        self.tensors("", &mut v);
+        v
+    }
+
+    /// A parameter by PyTorch state_dict name.
+    pub fn get(&self, name: &str) -> Option<ArrayViewD<'_, f32>> {
+        self.named_parameters()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+    }
+
+    /// A model of zeros with this one's shape (to hold gradients).
+    pub(crate) fn zeros_like(&self) -> Model {
+        Model {
+            config: self.config.clone(),
+            profile: self.profile.clone(),
+            embed: self.embed.zeros_like(),
+            pe: self.pe.clone(),
+            blocks: self.blocks.iter().map(Block::zeros_like).collect(),
+            ln_f: self.ln_f.zeros_like(),
+        }
+    }
+
+    /// Zero gradients shaped like this model.
+    pub fn zero_grads(&self) -> Grads {
+        Grads {
+            inner: self.zeros_like(),
+        }
+    }
+
+    /// Checks ids `[B, T]`: non-empty, `T <= max_len`, every id `< V`.
+    fn check_ids(&self, ids: ArrayView2<'_, u32>, what: &str) -> Result<()> {
+        let (b, t) = ids.dim();
+        if b == 0 || t == 0 {
+            return Err(Error::invalid_arg(
+                what,
+                format!("empty batch of shape [{b}, {t}]"),
+            ));
+        }
+        if t > self.config.max_len {
+            return Err(Error::SequenceTooLong {
+                context: what.to_string(),
+                len: t,
+                max_len: self.config.max_len,
+            });
+        }
+        let v = self.config.vocab_size;
+        if let Some(((i, j), &id)) = ids.indexed_iter().find(|(_, &id)| id as usize >= v) {
+            return Err(Error::TokenOutOfRange {
+                id,
+                context: format!("{what}[{i}, {j}]"),
+                vocab_size: v,
+            });
+        }
+        Ok(())
+    }
+
+    /// Logits for every position: `ids: [B, T] -> [B, T, V]`.
+    ///
+    /// Errors on an empty batch, `T > max_len`, or an id `>= V`.
+    pub fn forward(&self, ids: ArrayView2<'_, u32>) -> Result<Array3<f32>> {
+        self.check_ids(ids, "ids")?;
+        let (b, t) = ids.dim();
+        let flat: Vec<u32> = ids.iter().copied().collect();
+        let v = self.config.vocab_size;
+        let mut out = Array2::<f32>::zeros((b * t, v));
+        for (r, _) in chunks(b * t, t) {
+            let (logits, _) = self.forward_rows(&flat[r.clone()], t, None);
+            out.slice_mut(s![r, ..]).assign(&logits);
+        }
+        Ok(out.into_shape_with_order((b, t, v)).expect("rows = B*T"))
+    }
+
+    /// As [`forward`](Self::forward), plus the seed's verbose-mode diagnostics: per-block
+    /// attention maps and FFN residual statistics.
+    pub fn forward_with_diagnostics(
+        &self,
+        ids: ArrayView2<'_, u32>,
+    ) -> Result<(Array3<f32>, Diagnostics)> {
+        self.check_ids(ids, "ids")?;
+        let (b, t) = ids.dim();
+        let flat: Vec<u32> = ids.iter().copied().collect();
+        let mut stats = vec![
+            FfnResidualStats {
+                mean_l2_x: 0.0,
+                mean_l2_ffn: 0.0,
+                mean_cossim: 0.0
+            };
+            self.blocks.len()
+        ];
+        let (logits, cache) = self.forward_rows(&flat, t, Some(&mut stats));
+        let diag = Diagnostics {
+            attention: cache.blocks.iter().map(|c| c.attention().clone()).collect(),
+            ffn_residual: stats,
+        };
+        Ok((
+            logits
+                .into_shape_with_order((b, t, self.config.vocab_size))
+                .expect("rows = B*T"),
+            diag,
+        ))
+    }
+
+    /// The forward pass on `ids: [B*T]` (sequences of length `seq`, validated by the caller),
+    /// returning logits `[B*T, V]` and the cache.
+    fn forward_rows(
+        &self,
+        ids: &[u32],
+        seq: usize,
+        mut stats: Option<&mut Vec<FfnResidualStats>>,
+    ) -> (Array2<f32>, ModelCache) {
+        let mut x = self.embed.lookup(ids);
+        for (r, mut row) in x.rows_mut().into_iter().enumerate() {
+            row += &self.pe.row(r % seq);
+        }
+        let mut caches = Vec::with_capacity(self.blocks.len());
+        for (i, block) in self.blocks.iter().enumerate() {
+            let st = stats.as_mut().map(|s| &mut s[i]);
+            let (y, c) = block.forward_train(x, seq, st);
+            x = y;
+            caches.push(c);
+        }
+        let (h, ln_f) = self.ln_f.forward_train(x.view());
+        let logits = self.embed.head(h.view());
+        (
+            logits,
+            ModelCache {
+                ids: ids.to_vec(),
+                blocks: caches,
+                ln_f,
+                h,
+            },
+        )
+    }
+
+    /// Mean cross-entropy of the next-token predictions, `PAD` targets ignored (no gradients).
+    pub fn loss(&self, x: ArrayView2<'_, u32>, y: ArrayView2<'_, u32>) -> Result<f32> {
+        let (x, y, t, count) = self.prepare(x, y)?;
+        let mut sum = 0.0;
+        for (r, _) in chunks(x.len(), t) {
+            let (mut logits, _) = self.forward_rows(&x[r.clone()], t, None);
+            sum += cross_entropy_in_place(&mut logits, &y[r], 1.0);
+        }
+        Ok((sum / count as f64) as f32)
+    }
+
+    /// Validates a training pair and trims it to its longest real row. Returns the flattened
+    /// `x`, `y` (`[B*T']`), `T'` and the number of real targets.
+    fn prepare(
+        &self,
+        x: ArrayView2<'_, u32>,
+        y: ArrayView2<'_, u32>,
+    ) -> Result<(Vec<u32>, Vec<u32>, usize, usize)> {
+        if x.dim() != y.dim() {
+            return Err(Error::shape("loss targets y", x.shape(), y.shape()));
+        }
+        self.check_ids(x, "x")?;
+        self.check_ids(y, "y")?;
+        let t = trimmed_len(y);
+        let count = count_real(&y.iter().copied().collect::<Vec<_>>());
+        if count == 0 {
+            return Err(Error::invalid_arg("y", "every target is <PAD>"));
+        }
+        let xs: Vec<u32> = x.slice(s![.., ..t]).iter().copied().collect();
+        let ys: Vec<u32> = y.slice(s![.., ..t]).iter().copied().collect();
+        Ok((xs, ys, t, count))
+    }
+
+    /// The loss (mean cross-entropy over non-PAD targets) and its gradient with respect to every
+    /// parameter. `x, y: [B, T]` of the same shape.
+    ///
+    /// Each batch is computed only up to its longest real row (exact: the causal mask keeps real
+    /// positions from seeing later padding, and PAD targets are ignored).
+    pub fn loss_and_grads(
+        &self,
+        x: ArrayView2<'_, u32>,
+        y: ArrayView2<'_, u32>,
+    ) -> Result<(f32, Grads)> {
+        let mut grads = self.zero_grads();
+        let loss = self.accumulate_grads(x, y, &mut grads)?;
+        Ok((loss, grads))
+    }
+
+    /// As [`loss_and_grads`](Self::loss_and_grads), but **adds** the gradient into `grads`
+    /// (which must come from [`zero_grads`](Self::zero_grads) of this model) and returns the loss.
+    pub fn accumulate_grads(
+        &self,
+        x: ArrayView2<'_, u32>,
+        y: ArrayView2<'_, u32>,
+        grads: &mut Grads,
+    ) -> Result<f32> {
+        let (xs, ys, t, count) = self.prepare(x, y)?;
+        let sum = self.backward_rows(&xs, &ys, t, 1.0 / count as f32, &mut grads.inner);
+        Ok((sum / count as f64) as f32)
+    }
+
+    /// As [`accumulate_grads`](Self::accumulate_grads), splitting the batch's rows across
+    /// `threads` threads (each computed up to its own longest real row; `scratch` holds the
+    /// extra threads' gradients between calls). The result equals the one-thread result up to
+    /// float summation order. Set [`crate::blas::set_num_threads`]`(1)` to avoid
+    /// oversubscription.
+    pub fn accumulate_grads_threaded(
+        &self,
+        x: ArrayView2<'_, u32>,
+        y: ArrayView2<'_, u32>,
+        grads: &mut Grads,
+        scratch: &mut Vec<Grads>,
+        threads: usize,
+    ) -> Result<f32> {
+        let b = x.nrows();
+        let threads = threads.clamp(1, b.max(1));
+        if threads == 1 {
+            return self.accumulate_grads(x, y, grads);
+        }
+        if x.dim() != y.dim() {
+            return Err(Error::shape("loss targets y", x.shape(), y.shape()));
+        }
+        self.check_ids(x, "x")?;
+        self.check_ids(y, "y")?;
+        let count = y.iter().filter(|&&t| t != PAD).count();
+        if count == 0 {
+            return Err(Error::invalid_arg("y", "every target is <PAD>"));
+        }
+        let scale = 1.0 / count as f32;
+        while scratch.len() < threads - 1 {
+            scratch.push(self.zero_grads());
+        }
+        let chunk = b.div_ceil(threads);
+        let parts: Vec<(Vec<u32>, Vec<u32>, usize)> = (0..threads)
+            .map(|i| {
+                let r = (i * chunk).min(b)..((i + 1) * chunk).min(b);
+                let (xc, yc) = (x.slice(s![r.clone(), ..]), y.slice(s![r, ..]));
+                let t = trimmed_len(yc);
+                (
+                    xc.slice(s![.., ..t]).iter().copied().collect(),
+                    yc.slice(s![.., ..t]).iter().copied().collect(),
+                    t,
+                )
+            })
+            .collect();
+        let mut sums = vec![0.0f64; threads];
+        std::thread::scope(|sc| {
+            let (first, rest) = sums.split_first_mut().expect("threads >= 2");
+            let mut handles = Vec::new();
+            for ((part, g), out) in parts[1..]
+                .iter()
+                .zip(scratch.iter_mut())
+                .zip(rest.iter_mut())
+            {
+                handles.push(sc.spawn(move || {
+                    g.zero();
+                    if !part.0.is_empty() {
+                        *out = self.backward_rows(&part.0, &part.1, part.2, scale, &mut g.inner);
+                    }
+                }));
+            }
+            let p = &parts[0];
+            *first = self.backward_rows(&p.0, &p.1, p.2, scale, &mut grads.inner);
+            for h in handles {
+                h.join().expect("gradient thread panicked");
+            }
+        });
+        for g in scratch.iter().take(threads - 1) {
+            grads.add_assign(g);
+        }
+        Ok((sums.iter().sum::<f64>() / count as f64) as f32)
+    }
+
+    /// Forward and backward of `Σ losses · scale` on trimmed rows; returns `Σ losses`.
+    fn backward_rows(&self, x: &[u32], y: &[u32], seq: usize, scale: f32, g: &mut Model) -> f64 {
+        chunks(x.len(), seq)
+            .map(|(r, _)| self.backward_chunk(&x[r.clone()], &y[r], seq, scale, g))
+            .sum()
+    }
+
+    /// [`backward_rows`](Self::backward_rows) on one chunk of whole sequences.
+    fn backward_chunk(&self, x: &[u32], y: &[u32], seq: usize, scale: f32, g: &mut Model) -> f64 {
+        let (mut logits, cache) = self.forward_rows(x, seq, None);
+        let sum = cross_entropy_in_place(&mut logits, y, scale);
+        let dlogits = logits;
+        // logits = h · Eᵀ
+        let dh = self
+            .embed
+            .backward_head(cache.h.view(), dlogits.view(), &mut g.embed);
+        let mut dx = self.ln_f.backward(&cache.ln_f, dh.view(), &mut g.ln_f);
+        for ((block, c), gb) in self
+            .blocks
+            .iter()
+            .zip(&cache.blocks)
+            .zip(&mut g.blocks)
+            .rev()
+        {
+            dx = block.backward(c, dx.view(), gb);
+        }
+        // x = embed[ids] + pe: the positional table is a constant.
+        self.embed
+            .backward_lookup(&cache.ids, dx.view(), &mut g.embed);
+        sum
+    }
+
+    /// An empty key/value cache for one sequence.
+    pub fn new_cache(&self) -> KvCache {
+        let (l, m, d) = (self.blocks.len(), self.config.max_len, self.config.d_model);
+        KvCache {
+            len: 0,
+            k: vec![Array2::zeros((m, d)); l],
+            v: vec![Array2::zeros((m, d)); l],
+        }
+    }
+
+    /// Appends `ids` to the cached sequence and returns their logits, `[ids.len(), V]`; each new
+    /// position costs one position's work. Errors past `max_len`, on an id `>= V`, or on a cache
+    /// from a model of another shape.
+    pub fn forward_cached(&self, cache: &mut KvCache, ids: &[u32]) -> Result<Array2<f32>> {
+        let (m, d, v) = (
+            self.config.max_len,
+            self.config.d_model,
+            self.config.vocab_size,
+        );
+        if cache.k.len() != self.blocks.len() || cache.k.iter().any(|k| k.dim() != (m, d)) {
+            return Err(Error::invalid_arg(
+                "cache",
+                "was made by a model of another shape",
+            ));
+        }
+        if cache.len + ids.len() > m {
+            return Err(Error::SequenceTooLong {
+                context: "Model::forward_cached".into(),
+                len: cache.len + ids.len(),
+                max_len: m,
+            });
+        }
+        if let Some((i, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= v) {
+            return Err(Error::TokenOutOfRange {
+                id,
+                context: format!("ids[{i}]"),
+                vocab_size: v,
+            });
+        }
+        let n = ids.len();
+        let p0 = cache.len;
+        let mut x = self.embed.lookup(ids);
+        x += &self.pe.slice(s![p0..p0 + n, ..]);
+        let (h, dh) = (self.config.n_attn_heads, self.config.head_dim());
+        let scale = 1.0 / (dh as f32).sqrt();
+        let mut probs = vec![0.0f32; n * (p0 + n)];
+        let mut concat = Array2::<f32>::zeros((n, d));
+        for (l, block) in self.blocks.iter().enumerate() {
+            let a = block.ln1.apply(x.view());
+            let qkv = block.attn.project_qkv(a.view());
+            cache.k[l]
+                .slice_mut(s![p0..p0 + n, ..])
+                .assign(&qkv.slice(s![.., d..2 * d]));
+            cache.v[l]
+                .slice_mut(s![p0..p0 + n, ..])
+                .assign(&qkv.slice(s![.., 2 * d..]));
+            let qs = qkv.as_slice().expect("contiguous");
+            let ks = cache.k[l].as_slice().expect("contiguous");
+            let vs = cache.v[l].as_slice().expect("contiguous");
+            let cs = concat.as_slice_mut().expect("contiguous");
+            for j in 0..h {
+                head_forward(
+                    HeadIo {
+                        q: &qs[j * dh..],
+                        k: &ks[j * dh..],
+                        v: &vs[j * dh..],
+                        qs: 3 * d,
+                        kvs: d,
+                        n,
+                        offset: p0,
+                        dh,
+                        scale,
+                    },
+                    &mut probs,
+                    &mut cs[j * dh..],
+                    d,
+                );
+            }
+            x += &block.attn.project_out(concat.view());
+            let f = block.ffn.apply(block.ln2.apply(x.view()).view());
+            x += &f;
+        }
+        cache.len += n;
+        let hf = self.ln_f.apply(x.view());
+        Ok(self.embed.head(hf.view()))
+    }
+}
+
+/// Rows per chunk of work: whole sequences, about this many rows. Activations of a chunk stay
+/// small (below the allocator's mmap threshold, and in L2), so batches run chunk by chunk
+/// instead of allocating (and page-faulting) large temporaries.
+const CHUNK_ROWS: usize = 128;
+
+/// Splits `rows` (sequences of `seq` rows) into ranges of whole sequences of about
+/// [`CHUNK_ROWS`] rows; yields `(row range, rows)`.
+fn chunks(rows: usize, seq: usize) -> impl Iterator<Item = (std::ops::Range<usize>, usize)> {
+    let step = (CHUNK_ROWS / seq).max(1) * seq;
+    (0..rows).step_by(step).map(move |r0| {
+        let r1 = (r0 + step).min(rows);
+        (r0..r1, r1 - r0)
+    })
+}
+
+/// The length of the longest real row: one past the last non-PAD target of any row.
+fn trimmed_len(y: ArrayView2<'_, u32>) -> usize {
+    y.axis_iter(Axis(0))
+        .map(|row| row.iter().rposition(|&t| t != PAD).map_or(0, |p| p + 1))
+        .max()
+        .unwrap_or(0)
+        .max(1)
+}
+
+impl NamedTensors for Model {
+    fn tensors<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ArrayViewD<'a, f32>)>) {
+        self.embed.tensors(&join(prefix, "embed"), out);
+        for (i, b) in self.blocks.iter().enumerate() {
+            b.tensors(&join(prefix, &format!("blocks.{i}")), out);
+        }
+        self.ln_f.tensors(&join(prefix, "ln_f"), out);
+    }
+}
+
+impl Parameters for Model {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
+        visit_via_tensors(self, prefix, f)
+    }
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewMutD<'_, f32>)) {
+        self.embed.visit_mut(&join(prefix, "embed"), f);
+        for (i, b) in self.blocks.iter_mut().enumerate() {
+            b.visit_mut(&join(prefix, &format!("blocks.{i}")), f);
+        }
+        self.ln_f.visit_mut(&join(prefix, "ln_f"), f);
+    }
+}
+
+impl Grads {
+    /// The gradient of a parameter, by PyTorch state_dict name.
+    pub fn get(&self, name: &str) -> Option<ArrayViewD<'_, f32>> {
+        self.inner.get(name)
+    }
+
+    /// Every gradient by name, in state_dict order.
+    pub fn named(&self) -> Vec<(String, ArrayViewD<'_, f32>)> {
+        self.inner.named_parameters()
+    }
+
+    /// The global L2 norm over every gradient.
+    pub fn global_norm(&self) -> f32 {
+        let mut s = 0.0f64;
+        self.visit("", &mut |_, g| {
+            s += g.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()
+        });
+        s.sqrt() as f32
+    }
+
+    /// Sets every gradient to zero.
+    pub fn zero(&mut self) {
+        self.visit_mut("", &mut |_, mut g| g.fill(0.0));
+    }
+
+    /// Multiplies every gradient by `k`.
+    pub fn scale(&mut self, k: f32) {
+        self.visit_mut("", &mut |_, mut g| g.mapv_inplace(|v| v * k));
+    }
+
+    /// Adds `other` (same shape) into `self`.
+    pub fn add_assign(&mut self, other: &Grads) {
+        let src = other.named();
+        let mut i = 0;
+        self.visit_mut("", &mut |_, mut g| {
+            g += &src[i].1;
+            i += 1;
+        });
+    }
+}
+
+impl Parameters for Grads {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
+        self.inner.visit(prefix, f)
+    }
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewMutD<'_, f32>)) {
+        self.inner.visit_mut(prefix, f)
+    }
+}

@@ -1,1 +1,153 @@
-//! (in progress)
+//! Adam with PyTorch's defaults and bias correction (`torch.optim.Adam`), and global-norm
+//! gradient clipping (`torch.nn.utils.clip_grad_norm_`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::params::Parameters;
+
+/// Adam's hyper-parameters; `Default` is PyTorch's (lr 1e-3, betas (0.9, 0.999), eps 1e-8).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AdamConfig {
+    /// Learning rate.
+    pub lr: f32,
+    /// First-moment decay.
+    pub beta1: f32,
+    /// Second-moment decay.
+    pub beta2: f32,
+    /// Added to the denominator.
+    pub eps: f32,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+/// Adam's state: first and second moments of every parameter, kept flat in visit order and
+/// checked by name at every step.
+#[derive(Debug, Clone)]
+pub struct Adam {
+    config: AdamConfig,
+    t: u64,
+    names: Vec<String>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    grad: Vec<f32>,
+}
+
+impl Adam {
+    /// PyTorch's defaults with learning rate `lr`.
+    pub fn new(lr: f32) -> Self {
+        Adam::with_config(AdamConfig {
+            lr,
+            ..AdamConfig::default()
+        })
+    }
+
+    /// Adam with the given hyper-parameters.
+    pub fn with_config(config: AdamConfig) -> Self {
+        Adam {
+            config,
+            t: 0,
+            names: Vec::new(),
+            m: Vec::new(),
+            v: Vec::new(),
+            grad: Vec::new(),
+        }
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &AdamConfig {
+        &self.config
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u64 {
+        self.t
+    }
+
+    /// One update of `params` from `grads` (same names, same order, same shapes).
+    ///
+    /// Errors (before changing anything) if the gradients do not mirror the parameters, or if
+    /// the parameters are not the ones of earlier steps (then start a new `Adam`).
+    pub fn step<P: Parameters + ?Sized, G: Parameters + ?Sized>(
+        &mut self,
+        params: &mut P,
+        grads: &G,
+    ) -> Result<()> {
+        let mut pnames = Vec::new();
+        let mut psizes = Vec::new();
+        params.visit("", &mut |n, t| {
+            pnames.push(n);
+            psizes.push(t.len());
+        });
+        let mut gnames = Vec::new();
+        self.grad.clear();
+        let grad = &mut self.grad;
+        let mut gsizes = Vec::new();
+        grads.visit("", &mut |n, t| {
+            gnames.push(n);
+            gsizes.push(t.len());
+            grad.extend(t.iter().copied());
+        });
+        if pnames != gnames || psizes != gsizes {
+            return Err(Error::invalid_arg(
+                "grads",
+                "do not mirror the parameters (names, order or sizes differ)",
+            ));
+        }
+        let total: usize = psizes.iter().sum();
+        if self.t == 0 {
+            self.names = pnames;
+            self.m = vec![0.0; total];
+            self.v = vec![0.0; total];
+        } else if self.names != pnames || self.m.len() != total {
+            return Err(Error::invalid_arg(
+                "params",
+                "differ from the parameters of earlier steps; start a new optimiser",
+            ));
+        }
+        self.t += 1;
+        let c = self.config;
+        let bc1 = 1.0 - (c.beta1 as f64).powi(self.t as i32);
+        let bc2_sqrt = (1.0 - (c.beta2 as f64).powi(self.t as i32)).sqrt() as f32;
+        let step_size = (c.lr as f64 / bc1) as f32;
+        let (m, v, g) = (&mut self.m, &mut self.v, &self.grad);
+        let mut off = 0;
+        params.visit_mut("", &mut |_, mut p| {
+            let n = p.len();
+            let (m, v, g) = (&mut m[off..off + n], &mut v[off..off + n], &g[off..off + n]);
+            for (i, pv) in p.iter_mut().enumerate() {
+                m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * g[i];
+                v[i] = c.beta2 * v[i] + (1.0 - c.beta2) * g[i] * g[i];
+                let denom = v[i].sqrt() / bc2_sqrt + c.eps;
+                *pv -= step_size * m[i] / denom;
+            }
+            off += n;
+        });
+        Ok(())
+    }
+}
+
+/// Scales `grads` so that their global L2 norm is at most `max_norm` (PyTorch's
+/// `clip_grad_norm_`: factor `max_norm / (norm + 1e-6)` when below 1). Returns the norm before
+/// clipping.
+pub fn clip_grad_norm<G: Parameters + ?Sized>(grads: &mut G, max_norm: f32) -> f32 {
+    let mut s = 0.0f64;
+    grads.visit("", &mut |_, g| {
+        s += g.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()
+    });
+    let norm = s.sqrt() as f32;
+    let k = max_norm / (norm + 1e-6);
+    if k < 1.0 {
+        grads.visit_mut("", &mut |_, mut g| g.mapv_inplace(|v| v * k));
+    }
+    norm
+}

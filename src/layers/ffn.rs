@@ -1,0 +1,240 @@
+//! The ReLU feed-forward network `ffn.2(relu(ffn.0(x)))`, whose two projections are each a
+//! [`Projection`]: dense today; a tensor-train arm is added by adding one arm to each `match`.
+
+use ndarray::{Array2, ArrayView2, ArrayViewD, Zip};
+use rand::Rng;
+
+use crate::error::{Error, Result};
+use crate::layers::{visit_via_tensors, Linear, NamedTensors};
+use crate::params::{join, Parameters};
+
+/// One FFN projection `[rows, in] -> [rows, out]`.
+///
+/// Extension point: a `Tt(TTLayer)` arm needs one arm in each `match` below (and in
+/// [`ProjectionCache`]), plus its checkpoint entries (see `checkpoint.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Projection {
+    /// A dense `Linear` (`weight: [out, in]`, `bias: [out]`).
+    Dense(Linear),
+}
+
+/// What [`Projection::backward`] needs from the forward pass.
+#[derive(Debug, Clone)]
+pub enum ProjectionCache {
+    /// The dense layer's input, `[rows, in]`.
+    Dense(Array2<f32>),
+}
+
+impl ProjectionCache {
+    /// The projection's input, `[rows, in]`.
+    pub fn input(&self) -> ArrayView2<'_, f32> {
+        match self {
+            ProjectionCache::Dense(x) => x.view(),
+        }
+    }
+}
+
+impl Projection {
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        match self {
+            Projection::Dense(l) => l.in_features(),
+        }
+    }
+
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        match self {
+            Projection::Dense(l) => l.out_features(),
+        }
+    }
+
+    /// Zeros of the same shape and kind (to hold gradients).
+    pub fn zeros_like(&self) -> Self {
+        match self {
+            Projection::Dense(l) => Projection::Dense(l.zeros_like()),
+        }
+    }
+
+    /// The dense equivalent (`[out, in]` weight and bias).
+    pub fn to_dense(&self) -> Linear {
+        match self {
+            Projection::Dense(l) => l.clone(),
+        }
+    }
+
+    /// `x: [rows, in] -> [rows, out]`; errors if `x` has the wrong width.
+    pub fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        match self {
+            Projection::Dense(l) => l.forward(x),
+        }
+    }
+
+    /// Forward without checks (crate callers guarantee `x: [rows, in]`).
+    pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        match self {
+            Projection::Dense(l) => l.apply(x),
+        }
+    }
+
+    /// Forward keeping what backward needs; takes ownership of the input (kept in the cache).
+    /// `x: [rows, in]` (not checked) `-> [rows, out]`.
+    pub fn forward_train(&self, x: Array2<f32>) -> (Array2<f32>, ProjectionCache) {
+        match self {
+            Projection::Dense(l) => (l.apply(x.view()), ProjectionCache::Dense(x)),
+        }
+    }
+
+    /// Backward: adds parameter gradients into `grads` (which must be the same kind, as made by
+    /// [`zeros_like`](Self::zeros_like)), returns `dx: [rows, in]`.
+    pub fn backward(
+        &self,
+        cache: &ProjectionCache,
+        dy: ArrayView2<'_, f32>,
+        grads: &mut Projection,
+    ) -> Array2<f32> {
+        match (self, cache, grads) {
+            (Projection::Dense(l), ProjectionCache::Dense(x), Projection::Dense(g)) => {
+                l.backward(x.view(), dy, g)
+            }
+        }
+    }
+}
+
+impl NamedTensors for Projection {
+    fn tensors<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ArrayViewD<'a, f32>)>) {
+        match self {
+            Projection::Dense(l) => l.tensors(prefix, out),
+        }
+    }
+}
+
+impl Parameters for Projection {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
+        visit_via_tensors(self, prefix, f)
+    }
+    fn visit_mut(
+        &mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, ndarray::ArrayViewMutD<'_, f32>),
+    ) {
+        match self {
+            Projection::Dense(l) => l.visit_mut(prefix, f),
+        }
+    }
+}
+
+/// `y = ffn.2(relu(ffn.0(x)))`, `[rows, d] -> [rows, f] -> [rows, d]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ffn {
+    /// `ffn.0`, `d -> f`.
+    pub up: Projection,
+    /// `ffn.2`, `f -> d`.
+    pub down: Projection,
+}
+
+/// What [`Ffn::backward`] needs from the forward pass.
+#[derive(Debug, Clone)]
+pub struct FfnCache {
+    up: ProjectionCache,
+    /// The down projection's cache; its input is `relu(up(x))`, `[rows, f]`.
+    down: ProjectionCache,
+}
+
+impl Ffn {
+    /// PyTorch's default initialisation of two dense layers `d -> d·expansion -> d`.
+    pub fn init<R: Rng + ?Sized>(d: usize, expansion: usize, rng: &mut R) -> Self {
+        Ffn {
+            up: Projection::Dense(Linear::init(d, d * expansion, rng)),
+            down: Projection::Dense(Linear::init(d * expansion, d, rng)),
+        }
+    }
+
+    /// From two projections; errors unless `up: d -> f` and `down: f -> d`.
+    pub fn new(up: Projection, down: Projection) -> Result<Self> {
+        if up.out_features() != down.in_features() || up.in_features() != down.out_features() {
+            return Err(Error::Shape {
+                context: "Ffn::new".into(),
+                expected: format!("up [{0} -> f], down [f -> {0}]", up.in_features()),
+                got: format!(
+                    "up [{} -> {}], down [{} -> {}]",
+                    up.in_features(),
+                    up.out_features(),
+                    down.in_features(),
+                    down.out_features()
+                ),
+            });
+        }
+        Ok(Ffn { up, down })
+    }
+
+    /// Zeros of the same shape and kind (to hold gradients).
+    pub fn zeros_like(&self) -> Self {
+        Ffn {
+            up: self.up.zeros_like(),
+            down: self.down.zeros_like(),
+        }
+    }
+
+    /// `x: [rows, d] -> [rows, d]`; errors on a width mismatch.
+    pub fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        let mut h = self.up.forward(x)?;
+        h.mapv_inplace(|v| v.max(0.0));
+        self.down.forward(h.view())
+    }
+
+    /// Forward without checks.
+    pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        let mut h = self.up.apply(x);
+        h.mapv_inplace(|v| v.max(0.0));
+        self.down.apply(h.view())
+    }
+
+    /// Forward keeping what backward needs. `x: [rows, d]` (owned, kept) `-> [rows, d]`.
+    pub fn forward_train(&self, x: Array2<f32>) -> (Array2<f32>, FfnCache) {
+        let (mut h, up) = self.up.forward_train(x);
+        h.mapv_inplace(|v| v.max(0.0));
+        let (y, down) = self.down.forward_train(h);
+        (y, FfnCache { up, down })
+    }
+
+    /// Backward: adds parameter gradients into `grads`, returns `dx: [rows, d]`.
+    pub fn backward(
+        &self,
+        cache: &FfnCache,
+        dy: ArrayView2<'_, f32>,
+        grads: &mut Ffn,
+    ) -> Array2<f32> {
+        let mut dh = self.down.backward(&cache.down, dy, &mut grads.down);
+        // ReLU: the gradient passes where the activation is positive.
+        Zip::from(&mut dh)
+            .and(cache.down.input())
+            .for_each(|g, &h| {
+                if h <= 0.0 {
+                    *g = 0.0
+                }
+            });
+        self.up.backward(&cache.up, dh.view(), &mut grads.up)
+    }
+}
+
+impl NamedTensors for Ffn {
+    fn tensors<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ArrayViewD<'a, f32>)>) {
+        self.up.tensors(&join(prefix, "0"), out);
+        self.down.tensors(&join(prefix, "2"), out);
+    }
+}
+
+impl Parameters for Ffn {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
+        visit_via_tensors(self, prefix, f)
+    }
+    fn visit_mut(
+        &mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, ndarray::ArrayViewMutD<'_, f32>),
+    ) {
+        self.up.visit_mut(&join(prefix, "0"), f);
+        self.down.visit_mut(&join(prefix, "2"), f);
+    }
+}

@@ -1,0 +1,224 @@
+//! Finite-difference gradient checks: every layer (parameters and input) and the whole model.
+//! Directional derivatives along the analytic gradient and a random direction, per tensor, in
+//! f64 accumulation; a wrong or missing term moves them by far more than the tolerance.
+
+mod common_grad;
+
+use common_grad::check_all;
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMutD, Ix2};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use succulm::layers::{Attention, Block, Ffn, LayerNorm, Projection};
+use succulm::model::{Model, ModelConfig};
+use succulm::{Linear, Parameters};
+
+const H: f32 = 1e-3;
+const RTOL: f64 = 5e-3;
+
+fn randn(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    Array2::from_shape_simple_fn((rows, cols), || StandardNormal.sample(&mut rng))
+}
+
+/// The input as a "parameter", to check input gradients with the same helper.
+#[derive(Clone)]
+struct Input(ArrayD<f32>);
+
+impl Parameters for Input {
+    fn visit(&self, _: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
+        f("x".into(), self.0.view())
+    }
+    fn visit_mut(&mut self, _: &str, f: &mut dyn FnMut(String, ArrayViewMutD<'_, f32>)) {
+        f("x".into(), self.0.view_mut())
+    }
+}
+
+fn x2(i: &Input) -> ArrayView2<'_, f32> {
+    i.0.view().into_dimensionality::<Ix2>().unwrap()
+}
+
+/// `Σ y ⊙ r` in f64.
+fn weighted(y: &Array2<f32>, r: &Array2<f32>) -> f64 {
+    y.iter().zip(r).map(|(&a, &b)| a as f64 * b as f64).sum()
+}
+
+/// Checks parameter and input gradients of a layer given its forward and backward.
+fn check_layer<L: Parameters + Clone>(
+    layer: &L,
+    x: Array2<f32>,
+    fwd: impl Fn(&L, ArrayView2<'_, f32>) -> Array2<f32>,
+    grads_of: impl Fn(&L, ArrayView2<'_, f32>, ArrayView2<'_, f32>) -> (L, Array2<f32>),
+) {
+    let y = fwd(layer, x.view());
+    let r = randn(y.nrows(), y.ncols(), 99);
+    let (g, dx) = grads_of(layer, x.view(), r.view());
+    check_all(layer, &g, |l| weighted(&fwd(l, x.view()), &r), H, RTOL, 0.0);
+    let input = Input(x.clone().into_dyn());
+    check_all(
+        &input,
+        &Input(dx.into_dyn()),
+        |i| weighted(&fwd(layer, x2(i)), &r),
+        H,
+        RTOL,
+        0.0,
+    );
+}
+
+#[test]
+fn layer_norm_gradients() {
+    let mut ln = LayerNorm::new(6);
+    // Non-trivial affine parameters.
+    ln.visit_mut("", &mut |_, mut t| {
+        let mut rng = StdRng::seed_from_u64(3);
+        t.mapv_inplace(|v| v + rng.gen_range(-0.5..0.5))
+    });
+    check_layer(
+        &ln,
+        randn(5, 6, 1),
+        |l, x| l.forward(x).unwrap(),
+        |l, x, dy| {
+            let (_, c) = l.forward_train(x);
+            let mut g = l.zeros_like();
+            let dx = l.backward(&c, dy, &mut g);
+            (g, dx)
+        },
+    );
+}
+
+#[test]
+fn dense_projection_gradients() {
+    let mut rng = StdRng::seed_from_u64(4);
+    let p = Projection::Dense(Linear::init(7, 5, &mut rng));
+    check_layer(
+        &p,
+        randn(6, 7, 2),
+        |l, x| l.forward(x).unwrap(),
+        |l, x, dy| {
+            let (_, c) = l.forward_train(x.to_owned());
+            let mut g = l.zeros_like();
+            let dx = l.backward(&c, dy, &mut g);
+            (g, dx)
+        },
+    );
+}
+
+#[test]
+fn ffn_gradients() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let f = Ffn::init(6, 3, &mut rng);
+    check_layer(
+        &f,
+        randn(7, 6, 3),
+        |l, x| l.forward(x).unwrap(),
+        |l, x, dy| {
+            let (_, c) = l.forward_train(x.to_owned());
+            let mut g = l.zeros_like();
+            let dx = l.backward(&c, dy, &mut g);
+            (g, dx)
+        },
+    );
+}
+
+#[test]
+fn attention_gradients_with_causal_mask() {
+    let mut rng = StdRng::seed_from_u64(6);
+    let a = Attention::init(6, 3, &mut rng).unwrap();
+    let seq = 5;
+    // Two sequences of five positions.
+    check_layer(
+        &a,
+        randn(2 * seq, 6, 4),
+        |l, x| l.forward(x, seq).unwrap(),
+        |l, x, dy| {
+            let (_, c) = l.forward_train(x.to_owned(), seq);
+            let mut g = l.zeros_like();
+            let dx = l.backward(&c, dy, &mut g);
+            (g, dx)
+        },
+    );
+}
+
+#[test]
+fn attention_is_causal() {
+    // Changing a later position leaves earlier outputs unchanged.
+    let mut rng = StdRng::seed_from_u64(8);
+    let a = Attention::init(6, 2, &mut rng).unwrap();
+    let x = randn(4, 6, 5);
+    let y = a.forward(x.view(), 4).unwrap();
+    let mut x2 = x.clone();
+    x2.row_mut(3).mapv_inplace(|v| v + 1.0);
+    let y2 = a.forward(x2.view(), 4).unwrap();
+    for t in 0..3 {
+        assert_eq!(y.row(t), y2.row(t));
+    }
+    assert_ne!(y.row(3), y2.row(3));
+}
+
+#[test]
+fn block_gradients() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let b = Block::init(6, 2, 2, &mut rng).unwrap();
+    let seq = 4;
+    check_layer(
+        &b,
+        randn(3 * seq, 6, 6),
+        |l, x| l.forward_train(x.to_owned(), seq, None).0,
+        |l, x, dy| {
+            let (_, c) = l.forward_train(x.to_owned(), seq, None);
+            let mut g = l.zeros_like();
+            let dx = l.backward(&c, dy, &mut g);
+            (g, dx)
+        },
+    );
+}
+
+#[test]
+fn backward_accumulates() {
+    let mut rng = StdRng::seed_from_u64(10);
+    let b = Block::init(6, 2, 3, &mut rng).unwrap();
+    let x = randn(4, 6, 1);
+    let dy = randn(4, 6, 2);
+    let (_, c) = b.forward_train(x.clone(), 4, None);
+    let mut once = b.zeros_like();
+    b.backward(&c, dy.view(), &mut once);
+    let mut twice = b.zeros_like();
+    b.backward(&c, dy.view(), &mut twice);
+    b.backward(&c, dy.view(), &mut twice);
+    let (o, t) = (common_grad::snapshot(&once), common_grad::snapshot(&twice));
+    for ((n, a), (_, b2)) in o.iter().zip(&t) {
+        for (&u, &v) in a.iter().zip(b2.iter()) {
+            assert!((2.0 * u - v).abs() <= 1e-5 * (1.0 + v.abs()), "{n}");
+        }
+    }
+}
+
+fn tiny_config() -> ModelConfig {
+    ModelConfig {
+        vocab_size: 11,
+        d_model: 6,
+        max_len: 7,
+        n_layers: 2,
+        ffn_expansion: 2,
+        n_attn_heads: 3,
+    }
+}
+
+#[test]
+fn whole_model_gradients() {
+    let model = Model::new(tiny_config(), 11).unwrap();
+    // Two rows with padding (PAD = 0) in both x and y; T < max_len.
+    let x = ndarray::array![[1u32, 5, 7, 9, 4, 0], [1, 8, 8, 3, 0, 0]];
+    let y = ndarray::array![[5u32, 7, 9, 4, 2, 0], [8, 8, 3, 2, 0, 0]];
+    let (loss, grads) = model.loss_and_grads(x.view(), y.view()).unwrap();
+    assert!((loss as f64 - model.loss(x.view(), y.view()).unwrap() as f64).abs() < 1e-6);
+    check_all(
+        &model,
+        &grads,
+        |m| m.loss(x.view(), y.view()).unwrap() as f64,
+        // The loss is an f32 of magnitude ~2: a wider step keeps its rounding out of the way.
+        2e-3,
+        RTOL,
+        4.0 * f32::EPSILON as f64 * loss as f64 / 4e-3,
+    );
+}

@@ -1,0 +1,311 @@
+//! Model contracts: padding invariance, incremental decoding, threading, input validation,
+//! profiles, diagnostics, training.
+
+use ndarray::{array, s, Array2, ArrayD};
+use succulm::model::{Model, ModelConfig};
+use succulm::train::{Rows, TrainConfig, Trainer};
+use succulm::Parameters;
+
+fn config() -> ModelConfig {
+    ModelConfig {
+        vocab_size: 13,
+        d_model: 8,
+        max_len: 9,
+        n_layers: 2,
+        ffn_expansion: 2,
+        n_attn_heads: 2,
+    }
+}
+
+fn grads_map(g: &succulm::model::Grads) -> Vec<(String, ArrayD<f32>)> {
+    g.named()
+        .into_iter()
+        .map(|(n, t)| (n, t.to_owned()))
+        .collect()
+}
+
+#[test]
+fn padded_batch_equals_rows_one_by_one() {
+    let model = Model::new(config(), 3).unwrap();
+    let rows: [&[u32]; 3] = [
+        &[1, 4, 5, 6, 7, 8, 9, 2],
+        &[1, 10, 11, 2],
+        &[1, 12, 4, 4, 5, 2],
+    ];
+    let t = 9;
+    let mut x = Array2::<u32>::zeros((3, t));
+    let mut y = Array2::<u32>::zeros((3, t));
+    for (r, ids) in rows.iter().enumerate() {
+        for k in 0..ids.len() - 1 {
+            x[[r, k]] = ids[k];
+            y[[r, k]] = ids[k + 1];
+        }
+    }
+    let (loss, grads) = model.loss_and_grads(x.view(), y.view()).unwrap();
+    let gb = grads_map(&grads);
+
+    let total: usize = rows.iter().map(|r| r.len() - 1).sum();
+    let mut loss_sum = 0.0f64;
+    let mut acc: Vec<ArrayD<f32>> = gb.iter().map(|(_, t)| ArrayD::zeros(t.raw_dim())).collect();
+    for ids in rows {
+        let n = ids.len() - 1;
+        let xr = Array2::from_shape_vec((1, n), ids[..n].to_vec()).unwrap();
+        let yr = Array2::from_shape_vec((1, n), ids[1..].to_vec()).unwrap();
+        let (l, g) = model.loss_and_grads(xr.view(), yr.view()).unwrap();
+        loss_sum += l as f64 * n as f64;
+        for (a, (_, t)) in acc.iter_mut().zip(grads_map(&g)) {
+            a.zip_mut_with(&t, |a, &b| *a += b * n as f32 / total as f32);
+        }
+        // Logits at real positions do not depend on padding.
+        let lp = model.forward(x.view()).unwrap();
+        let lr = model.forward(xr.view()).unwrap();
+        let r = rows.iter().position(|q| q == &ids).unwrap();
+        let d = (&lp.slice(s![r, ..n, ..]) - &lr.slice(s![0, .., ..]))
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(d < 1e-5, "logits of row {r} differ by {d}");
+    }
+    assert!((loss as f64 - loss_sum / total as f64).abs() < 1e-5);
+    for ((name, b), a) in gb.iter().zip(&acc) {
+        let d = (b - a).iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(d < 1e-5, "{name}: padded vs one-by-one differ by {d}");
+    }
+}
+
+#[test]
+fn cached_decoding_equals_full_forward() {
+    let model = Model::new(config(), 4).unwrap();
+    let ids = [1u32, 7, 3, 12, 5, 5, 9, 2, 11];
+    let full = model
+        .forward(Array2::from_shape_vec((1, 9), ids.to_vec()).unwrap().view())
+        .unwrap();
+    // One token at a time.
+    let mut cache = model.new_cache();
+    for (p, &id) in ids.iter().enumerate() {
+        let l = model.forward_cached(&mut cache, &[id]).unwrap();
+        let d = (&l.row(0) - &full.slice(s![0, p, ..]))
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(d < 1e-5, "position {p}: {d}");
+    }
+    assert_eq!(cache.len(), 9);
+    // Past max_len: an error, not a panic.
+    assert!(model.forward_cached(&mut cache, &[1]).is_err());
+    // A prompt chunk, then single tokens.
+    cache.clear();
+    let l = model.forward_cached(&mut cache, &ids[..4]).unwrap();
+    for p in 0..4 {
+        let d = (&l.row(p) - &full.slice(s![0, p, ..]))
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(d < 1e-5);
+    }
+    let l = model.forward_cached(&mut cache, &ids[4..6]).unwrap();
+    let d = (&l.row(1) - &full.slice(s![0, 5, ..]))
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(d < 1e-5);
+    assert!(model.forward_cached(&mut cache, &[13]).is_err());
+}
+
+#[test]
+fn threaded_gradients_equal_single_thread() {
+    let model = Model::new(config(), 5).unwrap();
+    let x = array![
+        [1u32, 4, 5, 6, 0],
+        [1, 7, 0, 0, 0],
+        [1, 8, 9, 10, 11],
+        [1, 12, 12, 0, 0],
+        [1, 3, 0, 0, 0]
+    ];
+    let y = array![
+        [4u32, 5, 6, 2, 0],
+        [7, 2, 0, 0, 0],
+        [8, 9, 10, 11, 2],
+        [12, 12, 2, 0, 0],
+        [3, 2, 0, 0, 0]
+    ];
+    let (l1, g1) = model.loss_and_grads(x.view(), y.view()).unwrap();
+    for threads in [2, 3, 5, 8] {
+        let mut g = model.zero_grads();
+        let mut scratch = Vec::new();
+        let l = model
+            .accumulate_grads_threaded(x.view(), y.view(), &mut g, &mut scratch, threads)
+            .unwrap();
+        assert!((l - l1).abs() < 1e-6);
+        for ((n, a), (_, b)) in grads_map(&g1).iter().zip(grads_map(&g)) {
+            let d = (a - &b).iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!(d < 1e-6, "{threads} threads, {n}: {d}");
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let model = Model::new(config(), 6).unwrap();
+    let ok = array![[1u32, 4, 5]];
+    assert!(model.forward(ok.view()).is_ok());
+    // Id out of range.
+    let e = model.forward(array![[1u32, 13]].view()).unwrap_err();
+    assert!(e.to_string().contains("13"), "{e}");
+    // Longer than max_len.
+    assert!(model.forward(Array2::<u32>::ones((1, 10)).view()).is_err());
+    // Empty batch, empty sequence.
+    assert!(model.forward(Array2::<u32>::zeros((0, 3)).view()).is_err());
+    assert!(model.forward(Array2::<u32>::zeros((2, 0)).view()).is_err());
+    // x and y of different shapes.
+    assert!(model
+        .loss_and_grads(ok.view(), array![[4u32, 5]].view())
+        .is_err());
+    // Every target PAD.
+    assert!(model
+        .loss_and_grads(ok.view(), array![[0u32, 0, 0]].view())
+        .is_err());
+    // Target out of range.
+    assert!(model
+        .loss_and_grads(ok.view(), array![[4u32, 5, 99]].view())
+        .is_err());
+}
+
+#[test]
+fn profiles() {
+    for name in ModelConfig::profile_names() {
+        let c = ModelConfig::profile(name, 155).unwrap();
+        assert_eq!(c.d_model, 50);
+        c.validate().unwrap();
+    }
+    let c = ModelConfig::profile("upper_middle", 155).unwrap();
+    assert_eq!((c.n_layers, c.ffn_dim(), c.n_attn_heads), (4, 200, 5));
+    let e = ModelConfig::profile("gigantic", 155)
+        .unwrap_err()
+        .to_string();
+    for name in ["tiny", "small", "middle", "upper_middle", "large"] {
+        assert!(e.contains(name), "{e}");
+    }
+    let mut bad = c.clone();
+    bad.n_attn_heads = 3;
+    assert!(bad.validate().is_err());
+    assert!(Model::new(bad, 0).is_err());
+}
+
+#[test]
+fn parameter_names_and_count() {
+    let c = ModelConfig::profile("upper_middle", 155).unwrap();
+    let model = Model::new(c, 0).unwrap();
+    let named = model.named_parameters();
+    // PyTorch: embed + per block (ln1 2, q/k/v 2 per head each, attn_out 2, ln2 2, ffn 4) + ln_f 2.
+    assert_eq!(named.len(), 1 + 4 * (2 + 3 * 2 * 5 + 2 + 2 + 4) + 2);
+    assert_eq!(named[0].0, "embed.weight");
+    assert_eq!(named[3].0, "blocks.0.q_linears.0.weight");
+    assert_eq!(named[3].1.shape(), &[10, 50]);
+    let n: usize = named.iter().map(|(_, t)| t.len()).sum();
+    let per_block =
+        4 * 50 + 3 * (50 * 50 + 50) + (50 * 50 + 50) + (200 * 50 + 200) + (50 * 200 + 50);
+    assert_eq!(n, 155 * 50 + 4 * per_block + 100);
+    assert_eq!(model.num_params(), n);
+}
+
+#[test]
+fn diagnostics() {
+    let model = Model::new(config(), 7).unwrap();
+    let x = array![[1u32, 4, 5, 6], [1, 7, 8, 0]];
+    let (logits, diag) = model.forward_with_diagnostics(x.view()).unwrap();
+    assert_eq!(logits, model.forward(x.view()).unwrap());
+    assert_eq!(diag.attention.len(), 2);
+    for a in &diag.attention {
+        assert_eq!(a.shape(), &[2, 2, 4, 4]);
+        for b in 0..2 {
+            for h in 0..2 {
+                for t in 0..4 {
+                    let row = a.slice(s![b, h, t, ..]);
+                    assert!((row.sum() - 1.0).abs() < 1e-5);
+                    assert!(row.iter().skip(t + 1).all(|&p| p == 0.0));
+                }
+            }
+        }
+    }
+    // First position attends only to itself.
+    assert_eq!(diag.attention[0][[0, 1, 0, 0]], 1.0);
+    for s in &diag.ffn_residual {
+        assert!(s.mean_l2_x > 0.0 && s.mean_l2_ffn > 0.0);
+        assert!(s.mean_cossim <= 1.0 + 1e-6 && s.mean_cossim >= -1.0 - 1e-6);
+    }
+}
+
+#[test]
+fn ffn_residual_stats_by_hand() {
+    use succulm::layers::FfnResidualStats;
+    // x = (3, 4) |x| = 5; f = (0, 4) |f| = 4; x + f = (3, 8): cos = (9 + 32) / (5 · √73).
+    let s = FfnResidualStats::compute(array![[3.0f32, 4.0]].view(), array![[0.0f32, 4.0]].view());
+    assert!((s.mean_l2_x - 5.0).abs() < 1e-6);
+    assert!((s.mean_l2_ffn - 4.0).abs() < 1e-6);
+    assert!((s.mean_cossim - 41.0 / (5.0 * 73f32.sqrt())).abs() < 1e-6);
+}
+
+fn toy_rows() -> Rows {
+    // A deterministic toy language: BOS a b c ... EOS with a few patterns.
+    let seqs: Vec<Vec<u32>> = (0..24)
+        .map(|i| {
+            let start = 4 + (i % 8) as u32;
+            let len = 3 + i % 4;
+            let mut v = vec![1];
+            v.extend((0..len).map(|k| 4 + (start - 4 + k as u32) % 9));
+            v.push(2);
+            v
+        })
+        .collect();
+    let t = 8;
+    let mut x = Array2::<u32>::zeros((seqs.len(), t));
+    let mut y = Array2::<u32>::zeros((seqs.len(), t));
+    for (r, s) in seqs.iter().enumerate() {
+        for k in 0..(s.len() - 1).min(t) {
+            x[[r, k]] = s[k];
+            y[[r, k]] = s[k + 1];
+        }
+    }
+    Rows::new(x, y).unwrap()
+}
+
+#[test]
+fn training_learns_and_is_reproducible() {
+    let rows = toy_rows();
+    let valid = Rows::new(
+        rows.x.slice(s![..4, ..]).to_owned(),
+        rows.y.slice(s![..4, ..]).to_owned(),
+    )
+    .unwrap();
+    let run = || {
+        let mut model = Model::new(config(), 8).unwrap();
+        let mut trainer = Trainer::new(TrainConfig {
+            epochs: 30,
+            batch_size: 8,
+            lr: 1e-2,
+            seed: 1,
+            clip: Some(1.0),
+            threads: 1,
+        })
+        .unwrap();
+        let mut seen = 0;
+        let reports = trainer
+            .fit(&mut model, &rows, &valid, |_| seen += 1)
+            .unwrap();
+        assert_eq!(seen, 30);
+        (model, reports)
+    };
+    let (m1, r1) = run();
+    let (m2, r2) = run();
+    assert_eq!(m1, m2, "same seed, same model");
+    let first = r1[0].train_loss;
+    let last = r1.last().unwrap().train_loss;
+    assert!(last < 0.5 * first, "loss {first} -> {last}");
+    assert!(r1.last().unwrap().val_loss.unwrap() < r1[0].val_loss.unwrap());
+    assert_eq!(
+        r1.iter().map(|r| r.train_loss).collect::<Vec<_>>(),
+        r2.iter().map(|r| r.train_loss).collect::<Vec<_>>()
+    );
+    assert!(Trainer::new(TrainConfig {
+        batch_size: 0,
+        ..TrainConfig::default()
+    })
+    .is_err());
+}
