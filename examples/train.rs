@@ -6,20 +6,17 @@
 //!     --lr 1e-3 --seed 42 --out fixtures/succulm_upper_middle.json [--threads 2] [--clip 1.0]
 //! ```
 //!
-//! (Data loading here is minimal and will move to `succulm::data`.)
+//! The split is the crate's standard one (`succulm::data::standard_split`): 10% validation,
+//! with the seed's five in-training prompts (from `fixtures/succulm_probes.json`) kept in
+//! training.
 
 use std::path::PathBuf;
 
-use ndarray::Array2;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use succulm::data::{load_corpus, standard_split};
 use succulm::model::Model;
-use succulm::train::{Rows, TrainConfig, Trainer};
-use succulm::vocab::{BOS, EOS, PAD};
+use succulm::probes::{load_probes, ProbeGroup};
+use succulm::train::{TrainConfig, Trainer};
 use succulm::{Error, Vocab};
-
-const MAX_LEN: usize = 29;
 
 struct Args {
     profile: String,
@@ -61,46 +58,21 @@ fn parse() -> Result<Args, Error> {
     Ok(a)
 }
 
-fn read_pairs(path: &std::path::Path) -> Result<Vec<(String, String)>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// The seed's `SentencePairDataset`: `[BOS] + tokens(s1 + " " + s2) + [EOS]`, shifted, padded.
-fn encode(pairs: &[(String, String)], vocab: &Vocab) -> Rows {
-    let mut x = Array2::from_elem((pairs.len(), MAX_LEN), PAD);
-    let mut y = Array2::from_elem((pairs.len(), MAX_LEN), PAD);
-    for (r, (s1, s2)) in pairs.iter().enumerate() {
-        let mut ids = vec![BOS];
-        ids.extend(vocab.encode(&format!("{s1} {s2}")));
-        ids.push(EOS);
-        for k in 0..(ids.len() - 1).min(MAX_LEN) {
-            x[[r, k]] = ids[k];
-            y[[r, k]] = ids[k + 1];
-        }
-    }
-    Rows::new(x, y).expect("same shapes")
-}
-
 fn main() -> Result<(), Error> {
     let args = parse()?;
     succulm::blas::set_num_threads(1);
-    let vocab = Vocab::load(args.fixtures.join("succulm_embeddings.json"))?;
-    let mut pairs = read_pairs(&args.fixtures.join("succulm_normal_sentence_pairs.json"))?;
-    pairs.extend(read_pairs(
-        &args.fixtures.join("succulm_question_answer_pairs.json"),
-    )?);
-    // Seeded 10% validation split.
-    pairs.shuffle(&mut StdRng::seed_from_u64(args.train.seed));
-    let n_valid = pairs.len() / 10;
-    let valid = encode(&pairs[..n_valid], &vocab);
-    let train = encode(&pairs[n_valid..], &vocab);
+    let vocab = Vocab::load_with_hidden(
+        args.fixtures.join("succulm_embeddings.json"),
+        args.fixtures.join("succulm_hidden_words.json"),
+    )?;
+    let pairs = load_corpus(&args.fixtures)?;
+    let pinned: Vec<String> = load_probes(args.fixtures.join("succulm_probes.json"))?
+        .into_iter()
+        .filter(|p| p.group == ProbeGroup::SeedInTraining)
+        .map(|p| p.prompt)
+        .collect();
+    let max_len = succulm::ModelConfig::profile(&args.profile, vocab.len())?.max_len;
+    let (train, valid) = standard_split(&vocab, &pairs, &pinned, max_len)?;
 
     let mut model = Model::from_profile(&args.profile, &vocab, args.train.seed)?;
     println!(

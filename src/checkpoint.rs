@@ -11,20 +11,22 @@
 //! `pos_enc.pe` (a buffer) is written for PyTorch's strict loading; on load it may be omitted,
 //! and if present it must be the sinusoidal table.
 //!
-//! Extension point for tensor-train FFN projections: their tensors are visited as
-//! `blocks.{i}.ffn.0.cores.{k}` / `.bias` like any other, and each TT projection adds an entry
-//! `projections["blocks.{i}.ffn.0"] = <TTSpec>`; [`projection_template`] builds the projection
-//! to fill from that spec (dense when there is none).
+//! Tensor-train FFN projections (see [`Model::tensorize_ffn`]) are saved as their cores and
+//! bias, `blocks.{i}.ffn.0.cores.{k}` / `blocks.{i}.ffn.0.bias`, plus an entry
+//! `projections["blocks.{i}.ffn.0"] = <TTSpec>` (layout, modes, effective bond dims);
+//! [`projection_template`] builds the projection to fill from that spec (dense when there is
+//! none), so a compressed model round-trips exactly.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ndarray::ArrayViewD;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::io::write_atomic;
 use crate::layers::{positional_table, Projection};
+use crate::tt::{TTLayer, TTSpec};
 use crate::model::{Model, ModelConfig};
 use crate::params::Parameters;
 use crate::vocab::Vocab;
@@ -80,13 +82,27 @@ pub fn projection_template(
     out_features: usize,
     projections: &BTreeMap<String, serde_json::Value>,
 ) -> Result<Projection> {
-    if projections.contains_key(name) {
-        // Extension point: `Projection::Tt(TTLayer::from_parts(spec, zero cores, zero bias))`.
-        return Err(Error::invalid_file(
-            path,
-            format!("projections.{name}"),
-            "non-dense projections are not supported by this build",
-        ));
+    if let Some(value) = projections.get(name) {
+        let key = format!("projections.{name}");
+        let bad = |reason: String| Error::invalid_file(path, key.as_str(), reason);
+        let spec: TTSpec =
+            serde_json::from_value(value.clone()).map_err(|e| bad(format!("not a TT spec: {e}")))?;
+        spec.validate().map_err(|e| bad(e.to_string()))?;
+        if spec.in_features() != in_features || spec.out_features() != out_features {
+            return Err(bad(format!(
+                "spec maps {} -> {}, but the projection is {in_features} -> {out_features}",
+                spec.in_features(),
+                spec.out_features()
+            )));
+        }
+        let cores = spec
+            .core_shapes()
+            .into_iter()
+            .map(|shape| ndarray::ArrayD::zeros(shape))
+            .collect();
+        let tt = TTLayer::from_parts(spec, cores, ndarray::Array1::zeros(out_features))
+            .map_err(|e| bad(e.to_string()))?;
+        return Ok(Projection::Tt(tt));
     }
     Ok(Projection::Dense(crate::Linear::new(
         ndarray::Array2::zeros((out_features, in_features)),
@@ -128,7 +144,14 @@ impl CheckpointFile {
             config: c.clone(),
             vocab: vocab_map,
             hidden_words: vocab.hidden_words().to_vec(),
-            projections: BTreeMap::new(),
+            projections: model
+                .tt_specs()
+                .into_iter()
+                .map(|(name, spec)| {
+                    let v = serde_json::to_value(spec).expect("a TTSpec serialises to JSON");
+                    (name, v)
+                })
+                .collect(),
             state_dict,
         })
     }
@@ -149,16 +172,9 @@ impl CheckpointFile {
         c.validate()
             .map_err(|e| Error::invalid_file(path, "config", e.to_string()))?;
         let vocab = vocab_from_map(path, &self.vocab, c.vocab_size)?;
-        for w in &self.hidden_words {
-            if vocab.get(w).is_none() {
-                return Err(Error::invalid_file(
-                    path,
-                    "hidden_words",
-                    format!("{w:?} is not in the vocabulary"),
-                ));
-            }
-        }
-        // LEAD: attach `self.hidden_words` to `vocab` once `Vocab` has a setter for them.
+        let vocab = vocab
+            .with_hidden_words(&self.hidden_words)
+            .map_err(|e| Error::invalid_file(path, "hidden_words", e.to_string()))?;
 
         let mut model = Model::new(c.clone(), 0)?;
         model.set_profile(self.profile);
@@ -317,35 +333,4 @@ impl Model {
         })?;
         file.into_model(path)
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
-/// reader never sees a partial file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |p: &Path| {
-        let p: PathBuf = p.to_path_buf();
-        move |source| Error::Io { path: p, source }
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| {
-        Error::invalid_arg("path", format!("{} has no file name", path.display()))
-    })?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

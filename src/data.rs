@@ -407,3 +407,43 @@ impl Iterator for Batches<'_> {
 }
 
 impl ExactSizeIterator for Batches<'_> {}
+
+/// The normal sentence pairs' file name in a fixtures directory.
+pub const NORMAL_PAIRS_FILE: &str = "succulm_normal_sentence_pairs.json";
+/// The question–answer pairs' file name in a fixtures directory.
+pub const QA_PAIRS_FILE: &str = "succulm_question_answer_pairs.json";
+/// The seed of the standard train/validation split ([`standard_split`]).
+pub const SPLIT_SEED: u64 = 42;
+/// The standard validation fraction.
+pub const VAL_FRACTION: f64 = 0.1;
+
+/// Both pair files of a fixtures directory, normal pairs first.
+pub fn load_corpus(dir: impl AsRef<Path>) -> Result<Vec<(String, String)>> {
+    let dir = dir.as_ref();
+    let mut pairs = load_pairs(dir.join(NORMAL_PAIRS_FILE))?;
+    pairs.extend(load_pairs(dir.join(QA_PAIRS_FILE))?);
+    Ok(pairs)
+}
+
+/// The standard split that training and evaluation share: the pairs encoded with `max_len`,
+/// 10% to validation with [`SPLIT_SEED`], except that pairs whose first sentence is one of
+/// `pinned_prompts` (compared as token sequences; e.g. the seed's in-training prompts, which the
+/// model must learn) always stay in training.
+pub fn standard_split<S: AsRef<str>>(
+    vocab: &Vocab,
+    pairs: &[(String, String)],
+    pinned_prompts: &[S],
+    max_len: usize,
+) -> Result<(Dataset, Dataset)> {
+    let pinned_tokens: Vec<Vec<String>> = pinned_prompts
+        .iter()
+        .map(|p| tokenize(p.as_ref()))
+        .collect();
+    let pinned: Vec<usize> = pairs
+        .iter()
+        .enumerate()
+        .filter(|(_, (s1, _))| pinned_tokens.contains(&tokenize(s1)))
+        .map(|(i, _)| i)
+        .collect();
+    Dataset::from_pairs(vocab, pairs, max_len)?.split_pinned(VAL_FRACTION, SPLIT_SEED, &pinned)
+}

@@ -71,6 +71,25 @@ pub trait LanguageModel {
     fn logits(&self, ids: ArrayView2<u32>) -> Result<Array3<f32>>;
 }
 
+impl LanguageModel for crate::model::Model {
+    type Cache = crate::model::KvCache;
+    fn vocab_size(&self) -> usize {
+        self.config().vocab_size
+    }
+    fn max_len(&self) -> usize {
+        self.config().max_len
+    }
+    fn new_cache(&self) -> Self::Cache {
+        crate::model::Model::new_cache(self)
+    }
+    fn extend(&self, cache: &mut Self::Cache, ids: &[u32]) -> Result<Array2<f32>> {
+        self.forward_cached(cache, ids)
+    }
+    fn logits(&self, ids: ArrayView2<u32>) -> Result<Array3<f32>> {
+        self.forward(ids)
+    }
+}
+
 impl<M: LanguageModel + ?Sized> LanguageModel for &M {
     type Cache = M::Cache;
     fn vocab_size(&self) -> usize {

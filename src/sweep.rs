@@ -263,3 +263,54 @@ where
         cells,
     })
 }
+
+/// The seed's corruption experiments (title, blocks, middle bonds), in the article's order.
+pub const SEED_EXPERIMENTS: [(&str, &[usize], &[usize]); 13] = [
+    ("loosening towards the end", &[0, 1, 2, 3], &[39, 42, 46, 47]),
+    ("tightening towards the end", &[0, 1, 2, 3], &[47, 46, 42, 39]),
+    ("block 0 at 27", &[0], &[27]),
+    ("block 1 at 27", &[1], &[27]),
+    ("block 2 at 27", &[2], &[27]),
+    ("block 3 at 27", &[3], &[27]),
+    ("block 0 at 20", &[0], &[20]),
+    ("block 1 at 20", &[1], &[20]),
+    ("block 2 at 20", &[2], &[20]),
+    ("block 3 at 20", &[3], &[20]),
+    ("blocks 0, 1 at 30", &[0, 1], &[30, 30]),
+    ("blocks 2, 3 at 30", &[2, 3], &[30, 30]),
+    ("blocks 1, 2 at 30", &[1, 2], &[30, 30]),
+];
+
+/// The seed's `tensorized_model`: a copy of `model` with each listed block's FFN replaced by TT
+/// layers at its middle bond ([`FfnTtSpec::for_config`](crate::FfnTtSpec::for_config), which is
+/// the seed's factorisation for `d_model` 50 and FFN width 200), with what the compression did.
+///
+/// Errors if `blocks` and `bonds` differ in length or a block is out of range.
+pub fn tensorized(
+    model: &crate::Model,
+    blocks: &[usize],
+    bonds: &[usize],
+) -> Result<(crate::Model, CompressionInfo)> {
+    if blocks.len() != bonds.len() {
+        return Err(Error::invalid_arg(
+            "bonds",
+            format!("{} bonds for {} blocks", bonds.len(), blocks.len()),
+        ));
+    }
+    let mut m = model.clone();
+    let mut info = CompressionInfo::default();
+    for (&b, &bond) in blocks.iter().zip(bonds) {
+        let spec = crate::FfnTtSpec::for_config(model.config(), bond);
+        let r = m.tensorize_ffn(b, &spec)?;
+        info.ffn_params_dense += r.dense_params();
+        info.ffn_params_tt += r.tt_params();
+        for (name, p) in [("ffn.0", &r.up), ("ffn.2", &r.down)] {
+            info.projections.push(ProjectionError {
+                block: b,
+                projection: name.into(),
+                rel_error: p.rel_error as f64,
+            });
+        }
+    }
+    Ok((m, info))
+}

@@ -6,13 +6,16 @@
 
 use std::time::Instant;
 
-use ndarray::{s, Array2, ArrayView2};
+use std::collections::HashSet;
+
+use ndarray::ArrayView2;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::params::Parameters;
 use crate::model::{Grads, Model};
 use crate::optim::{clip_grad_norm, Adam};
 use crate::vocab::PAD;
@@ -96,59 +99,6 @@ impl EpochReport {
     }
 }
 
-/// Rows of token ids with their next-token targets, `x, y: [N, T]` (PAD-padded).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rows {
-    /// Inputs, `[N, T]`.
-    pub x: Array2<u32>,
-    /// Targets, `[N, T]`.
-    pub y: Array2<u32>,
-}
-
-impl Rows {
-    /// Pairs `x` and `y`; errors if their shapes differ.
-    pub fn new(x: Array2<u32>, y: Array2<u32>) -> Result<Self> {
-        if x.dim() != y.dim() {
-            return Err(Error::shape("Rows y", x.shape(), y.shape()));
-        }
-        Ok(Rows { x, y })
-    }
-
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.x.nrows()
-    }
-
-    /// True when there are no rows.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Rows `order[k]` for `k` in `range`, as a batch.
-    fn gather(&self, idx: &[usize]) -> (Array2<u32>, Array2<u32>) {
-        let t = self.x.ncols();
-        let mut x = Array2::zeros((idx.len(), t));
-        let mut y = Array2::zeros((idx.len(), t));
-        for (k, &i) in idx.iter().enumerate() {
-            x.row_mut(k).assign(&self.x.row(i));
-            y.row_mut(k).assign(&self.y.row(i));
-        }
-        (x, y)
-    }
-
-    /// Consecutive batches of `batch_size` rows (the last may be smaller), in order.
-    pub fn batches(&self, batch_size: usize) -> Vec<(ArrayView2<'_, u32>, ArrayView2<'_, u32>)> {
-        let n = self.len();
-        (0..n)
-            .step_by(batch_size.max(1))
-            .map(|i| {
-                let r = i..(i + batch_size).min(n);
-                (self.x.slice(s![r.clone(), ..]), self.y.slice(s![r, ..]))
-            })
-            .collect()
-    }
-}
-
 /// Runs Adam over batches; holds the optimiser state and gradient buffers between steps.
 #[derive(Debug, Clone)]
 pub struct Trainer {
@@ -156,6 +106,7 @@ pub struct Trainer {
     adam: Adam,
     grads: Option<Grads>,
     scratch: Vec<Grads>,
+    trainable: Option<HashSet<String>>,
 }
 
 impl Trainer {
@@ -167,7 +118,29 @@ impl Trainer {
             config,
             grads: None,
             scratch: Vec::new(),
+            trainable: None,
         })
+    }
+
+    /// Trains only the named parameters (by state_dict name); the others keep their values.
+    /// With Adam (no weight decay) a parameter whose gradient is always zero never moves, so
+    /// freezing is exact. Errors if a name is not a parameter of `model` or the set is empty.
+    ///
+    /// `trainer.train_only(&model, model.tt_parameter_names())` fine-tunes the TT cores (and
+    /// their biases) of a compressed model: the "healing" of the layer sweep.
+    pub fn train_only(&mut self, model: &Model, names: Vec<String>) -> Result<()> {
+        if names.is_empty() {
+            return Err(Error::invalid_arg("names", "no parameter to train"));
+        }
+        let known: HashSet<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+        if let Some(n) = names.iter().find(|n| !known.contains(*n)) {
+            return Err(Error::invalid_arg(
+                "names",
+                format!("{n:?} is not a parameter of the model"),
+            ));
+        }
+        self.trainable = Some(names.into_iter().collect());
+        Ok(())
     }
 
     /// The settings.
@@ -186,6 +159,13 @@ impl Trainer {
         grads.zero();
         let loss =
             model.accumulate_grads_threaded(x, y, grads, &mut self.scratch, self.config.threads)?;
+        if let Some(keep) = &self.trainable {
+            grads.visit_mut("", &mut |name, mut g| {
+                if !keep.contains(&name) {
+                    g.fill(0.0);
+                }
+            });
+        }
         if let Some(c) = self.config.clip {
             clip_grad_norm(grads, c);
         }
@@ -216,36 +196,33 @@ impl Trainer {
         Ok(((total / n as f64) as f32, tokens))
     }
 
-    /// Trains for `config.epochs` epochs on `train` (reshuffled each epoch from `config.seed`),
-    /// evaluating on `valid` (if non-empty) after each; calls `on_epoch` with each report and
-    /// returns them all.
+    /// Trains for `config.epochs` epochs on `train` (reshuffled each epoch by an RNG seeded
+    /// from `config.seed`), evaluating on `valid` (if non-empty) after each; calls `on_epoch`
+    /// with each report and returns them all. Every batch is cut to its longest real row.
     pub fn fit(
         &mut self,
         model: &mut Model,
-        train: &Rows,
-        valid: &Rows,
+        train: &Dataset,
+        valid: &Dataset,
         mut on_epoch: impl FnMut(&EpochReport),
     ) -> Result<Vec<EpochReport>> {
         if train.is_empty() {
             return Err(Error::invalid_arg("train", "no training rows"));
         }
         let mut rng = StdRng::seed_from_u64(self.config.seed);
-        let mut order: Vec<usize> = (0..train.len()).collect();
         let mut reports = Vec::with_capacity(self.config.epochs);
         for epoch in 1..=self.config.epochs {
-            order.shuffle(&mut rng);
-            let batches: Vec<_> = order
-                .chunks(self.config.batch_size)
-                .map(|idx| train.gather(idx))
-                .collect();
+            let batches: Vec<_> = train.batches(self.config.batch_size, &mut rng)?.collect();
             let start = Instant::now();
-            let (train_loss, tokens) =
-                self.train_epoch(model, batches.iter().map(|(x, y)| (x.view(), y.view())))?;
+            let (train_loss, tokens) = self.train_epoch(
+                model,
+                batches.iter().map(|b| (b.x_trimmed(), b.y_trimmed())),
+            )?;
             let seconds = start.elapsed().as_secs_f64();
             let val_loss = if valid.is_empty() {
                 None
             } else {
-                Some(evaluate(model, valid.batches(self.config.batch_size))?)
+                Some(evaluate_dataset(model, valid, self.config.batch_size)?)
             };
             let report = EpochReport {
                 epoch,
@@ -259,6 +236,12 @@ impl Trainer {
         }
         Ok(reports)
     }
+}
+
+/// [`evaluate`] over a dataset in row order, `batch_size` rows at a time.
+pub fn evaluate_dataset(model: &Model, data: &Dataset, batch_size: usize) -> Result<f32> {
+    let batches: Vec<_> = data.batches_in_order(batch_size)?.collect();
+    evaluate(model, batches.iter().map(|b| (b.x_trimmed(), b.y_trimmed())))
 }
 
 /// Mean over batches of the batch loss, no gradients (as the seed's `evaluate`). Batches whose
@@ -279,4 +262,19 @@ pub fn evaluate<'a>(
         return Err(Error::invalid_arg("batches", "no batch with a real target"));
     }
     Ok((total / n as f64) as f32)
+}
+
+/// "Healing": fine-tunes only the TT projections (cores and biases) of a compressed model for
+/// `config.epochs` epochs on `train`, evaluating on `valid`; the dense parameters keep their
+/// values. Errors if the model has no TT projection.
+pub fn fine_tune_tt(
+    model: &mut Model,
+    train: &Dataset,
+    valid: &Dataset,
+    config: TrainConfig,
+    on_epoch: impl FnMut(&EpochReport),
+) -> Result<Vec<EpochReport>> {
+    let mut trainer = Trainer::new(config)?;
+    trainer.train_only(model, model.tt_parameter_names())?;
+    trainer.fit(model, train, valid, on_epoch)
 }

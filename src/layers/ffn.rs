@@ -1,5 +1,6 @@
 //! The ReLU feed-forward network `ffn.2(relu(ffn.0(x)))`, whose two projections are each a
-//! [`Projection`]: dense today; a tensor-train arm is added by adding one arm to each `match`.
+//! [`Projection`]: a dense [`Linear`] or a tensor-train [`TTLayer`]. The model, the optimiser and
+//! checkpoints see one interface (forward, backward, parameter visit) whichever a block holds.
 
 use ndarray::{Array2, ArrayView2, ArrayViewD, Zip};
 use rand::Rng;
@@ -7,15 +8,28 @@ use rand::Rng;
 use crate::error::{Error, Result};
 use crate::layers::{visit_via_tensors, Linear, NamedTensors};
 use crate::params::{join, Parameters};
+use crate::tt::{TTCache, TTLayer};
 
 /// One FFN projection `[rows, in] -> [rows, out]`.
-///
-/// Extension point: a `Tt(TTLayer)` arm needs one arm in each `match` below (and in
-/// [`ProjectionCache`]), plus its checkpoint entries (see `checkpoint.rs`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Projection {
-    /// A dense `Linear` (`weight: [out, in]`, `bias: [out]`).
+    /// A dense `Linear` (`weight: [out, in]`, `bias: [out]`); tensors `weight`, `bias`.
     Dense(Linear),
+    /// A tensor-train layer; tensors `cores.{k}`, `bias`.
+    Tt(TTLayer),
+}
+
+impl PartialEq for Projection {
+    /// Dense projections compare their tensors; TT projections their spec, cores and bias.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Projection::Dense(a), Projection::Dense(b)) => a == b,
+            (Projection::Tt(a), Projection::Tt(b)) => {
+                a.spec() == b.spec() && a.cores() == b.cores() && a.bias() == b.bias()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What [`Projection::backward`] needs from the forward pass.
@@ -23,13 +37,15 @@ pub enum Projection {
 pub enum ProjectionCache {
     /// The dense layer's input, `[rows, in]`.
     Dense(Array2<f32>),
+    /// The TT layer's input, `[rows, in]`, and its contraction tape.
+    Tt(Array2<f32>, TTCache),
 }
 
 impl ProjectionCache {
     /// The projection's input, `[rows, in]`.
     pub fn input(&self) -> ArrayView2<'_, f32> {
         match self {
-            ProjectionCache::Dense(x) => x.view(),
+            ProjectionCache::Dense(x) | ProjectionCache::Tt(x, _) => x.view(),
         }
     }
 }
@@ -39,6 +55,7 @@ impl Projection {
     pub fn in_features(&self) -> usize {
         match self {
             Projection::Dense(l) => l.in_features(),
+            Projection::Tt(t) => t.in_features(),
         }
     }
 
@@ -46,6 +63,7 @@ impl Projection {
     pub fn out_features(&self) -> usize {
         match self {
             Projection::Dense(l) => l.out_features(),
+            Projection::Tt(t) => t.out_features(),
         }
     }
 
@@ -53,6 +71,7 @@ impl Projection {
     pub fn zeros_like(&self) -> Self {
         match self {
             Projection::Dense(l) => Projection::Dense(l.zeros_like()),
+            Projection::Tt(t) => Projection::Tt(t.zeros_like()),
         }
     }
 
@@ -60,6 +79,7 @@ impl Projection {
     pub fn to_dense(&self) -> Linear {
         match self {
             Projection::Dense(l) => l.clone(),
+            Projection::Tt(t) => t.to_dense(),
         }
     }
 
@@ -67,6 +87,7 @@ impl Projection {
     pub fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
         match self {
             Projection::Dense(l) => l.forward(x),
+            Projection::Tt(t) => t.forward(x),
         }
     }
 
@@ -74,6 +95,7 @@ impl Projection {
     pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
         match self {
             Projection::Dense(l) => l.apply(x),
+            Projection::Tt(t) => t.apply(x),
         }
     }
 
@@ -82,6 +104,10 @@ impl Projection {
     pub fn forward_train(&self, x: Array2<f32>) -> (Array2<f32>, ProjectionCache) {
         match self {
             Projection::Dense(l) => (l.apply(x.view()), ProjectionCache::Dense(x)),
+            Projection::Tt(t) => {
+                let (y, tape) = t.forward_train(x.view());
+                (y, ProjectionCache::Tt(x, tape))
+            }
         }
     }
 
@@ -97,6 +123,10 @@ impl Projection {
             (Projection::Dense(l), ProjectionCache::Dense(x), Projection::Dense(g)) => {
                 l.backward(x.view(), dy, g)
             }
+            (Projection::Tt(t), ProjectionCache::Tt(_, tape), Projection::Tt(g)) => {
+                t.backward(tape, dy, g)
+            }
+            _ => panic!("Projection::backward: cache and grads must match the projection's kind"),
         }
     }
 }
@@ -105,6 +135,12 @@ impl NamedTensors for Projection {
     fn tensors<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ArrayViewD<'a, f32>)>) {
         match self {
             Projection::Dense(l) => l.tensors(prefix, out),
+            Projection::Tt(t) => {
+                for (k, core) in t.cores().iter().enumerate() {
+                    out.push((join(prefix, &format!("cores.{k}")), core.view()));
+                }
+                out.push((join(prefix, "bias"), t.bias().into_dyn()));
+            }
         }
     }
 }
@@ -120,6 +156,7 @@ impl Parameters for Projection {
     ) {
         match self {
             Projection::Dense(l) => l.visit_mut(prefix, f),
+            Projection::Tt(t) => t.visit_mut(prefix, f),
         }
     }
 }

@@ -8,9 +8,6 @@
 //! ```
 //! Progress goes to stderr, the table and the verdict to stdout, every figure and chart to
 //! `--out`.
-//!
-//! DRAFT: lives in `examples_draft/` until `Model`, the TT surgery and the data loader land.
-//! Every line the lead must wire is marked `// LEAD:`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +16,10 @@ use rand::{rngs::StdRng, SeedableRng};
 use succulm::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
 use succulm::generate::{format_example, model_example, GenerateConfig, Sampling};
 use succulm::report::{self, verdict};
-use succulm::sweep::{self, CompressionInfo, ProjectionError, DEFAULT_BONDS};
+use succulm::data::{load_corpus, standard_split};
+use succulm::probes::ProbeGroup;
+use succulm::sweep::{self, tensorized, DEFAULT_BONDS, SEED_EXPERIMENTS};
+use succulm::train::{fine_tune_tt, TrainConfig};
 use succulm::{Error, Result};
 
 const HELP: &str = "\
@@ -27,7 +27,7 @@ layer_sweep: tensor-train compression of SuccuLM's FFN blocks, measured.
 
 Options:
   --checkpoint PATH   trained model (default fixtures/succulm_upper_middle.json)
-  --probes PATH       probes file (default fixtures/succulm_probes.json)
+  --fixtures DIR      corpus and probes (default fixtures)
   --blocks LIST       block sets, comma-separated: indices, `a+b` pairs, `all`
                       (default: each block, then all)
   --bonds LIST        middle bonds (default 50,47,42,39,33,27,20,15,10,5)
@@ -41,7 +41,7 @@ Options:
 
 struct Args {
     checkpoint: PathBuf,
-    probes: PathBuf,
+    fixtures: PathBuf,
     blocks: Option<String>,
     bonds: Vec<usize>,
     samples: usize,
@@ -55,7 +55,7 @@ struct Args {
 fn parse_args() -> Result<Option<Args>> {
     let mut a = Args {
         checkpoint: "fixtures/succulm_upper_middle.json".into(),
-        probes: "fixtures/succulm_probes.json".into(),
+        fixtures: "fixtures".into(),
         blocks: None,
         bonds: DEFAULT_BONDS.to_vec(),
         samples: 20,
@@ -82,7 +82,7 @@ fn parse_args() -> Result<Option<Args>> {
                 return Ok(None);
             }
             "--checkpoint" => a.checkpoint = value("--checkpoint")?.into(),
-            "--probes" => a.probes = value("--probes")?.into(),
+            "--fixtures" => a.fixtures = value("--fixtures")?.into(),
             "--blocks" => a.blocks = Some(value("--blocks")?),
             "--bonds" => a.bonds = sweep::parse_bonds(&value("--bonds")?)?,
             "--samples" => a.samples = num("--samples", value("--samples")?)? as usize,
@@ -108,57 +108,8 @@ fn parse_args() -> Result<Option<Args>> {
     Ok(Some(a))
 }
 
-/// The seed's experiments: (title, blocks, bonds).
-const EXPERIMENTS: [(&str, &[usize], &[usize]); 13] = [
-    (
-        "loosening towards the end",
-        &[0, 1, 2, 3],
-        &[39, 42, 46, 47],
-    ),
-    (
-        "tightening towards the end",
-        &[0, 1, 2, 3],
-        &[47, 46, 42, 39],
-    ),
-    ("block 0 at 27", &[0], &[27]),
-    ("block 1 at 27", &[1], &[27]),
-    ("block 2 at 27", &[2], &[27]),
-    ("block 3 at 27", &[3], &[27]),
-    ("block 0 at 20", &[0], &[20]),
-    ("block 1 at 20", &[1], &[20]),
-    ("block 2 at 20", &[2], &[20]),
-    ("block 3 at 20", &[3], &[20]),
-    ("blocks 0, 1 at 30", &[0, 1], &[30, 30]),
-    ("blocks 2, 3 at 30", &[2, 3], &[30, 30]),
-    ("blocks 1, 2 at 30", &[1, 2], &[30, 30]),
-];
-
-/// The seed's `tensorized_model`: a copy of `model` with each listed block's FFN replaced by TT
-/// layers (up: 50→200 as (5×10)→(10×20), bonds [10, m, 10]; down: 200→50 as (10×20)→(5×10),
-/// bonds [5, m, 20]).
-fn tensorized(
-    model: &succulm::Model,
-    blocks: &[usize],
-    bonds: &[usize],
-) -> Result<(succulm::Model, CompressionInfo)> {
-    let mut m = model.clone();
-    let mut info = CompressionInfo::default();
-    for (&b, &bond) in blocks.iter().zip(bonds) {
-        // LEAD: the TT surgery. Expected to return, per block, the dense and TT parameter counts
-        // and each projection's relative error; adapt the names to what landed.
-        let r = m.tensorize_ffn(b, &succulm::FfnTtSpec::seed(bond))?;
-        info.ffn_params_dense += r.dense_params;
-        info.ffn_params_tt += r.tt_params;
-        for (name, err) in [("ffn.0", r.up_rel_error), ("ffn.2", r.down_rel_error)] {
-            info.projections.push(ProjectionError {
-                block: b,
-                projection: name.into(),
-                rel_error: err as f64,
-            });
-        }
-    }
-    Ok((m, info))
-}
+const TRAIN_COMMAND: &str = "cargo run --release --example train -- --profile upper_middle \\
+        --epochs 60 --seed 42 --out fixtures/succulm_upper_middle.json";
 
 fn missing(path: &std::path::Path, how: &str) -> Error {
     Error::invalid_arg(
@@ -169,30 +120,23 @@ fn missing(path: &std::path::Path, how: &str) -> Error {
 
 fn run(a: Args) -> Result<()> {
     if !a.checkpoint.exists() {
-        // LEAD: check the train example's name and flags.
-        return Err(missing(
-            &a.checkpoint,
-            "cargo run --release --example train -- --profile upper_middle",
-        ));
-    }
-    if !a.probes.exists() {
-        return Err(missing(
-            &a.probes,
-            "git checkout fixtures/succulm_probes.json (it ships with the crate)",
-        ));
+        return Err(missing(&a.checkpoint, TRAIN_COMMAND));
     }
     eprintln!("loading {}", a.checkpoint.display());
-    // LEAD: Model::load returns the model and its vocabulary (with hidden words).
     let (model, vocab) = succulm::Model::load(&a.checkpoint)?;
     let n_blocks = model.config().n_layers;
     let block_sets = match &a.blocks {
         Some(s) => sweep::parse_block_sets(s, n_blocks)?,
         None => sweep::default_block_sets(n_blocks),
     };
-    // LEAD: the validation split as [N, T] inputs and targets, built exactly as the seed's
-    // SentencePairDataset (PAD-padded to max_len).
-    let (x, y) = succulm::data::validation_xy(&vocab, model.config().max_len)?;
-    let probes = load_probes(&a.probes)?;
+    let probes = load_probes(a.fixtures.join("succulm_probes.json"))?;
+    let pinned: Vec<&str> = probes
+        .iter()
+        .filter(|p| p.group == ProbeGroup::SeedInTraining)
+        .map(|p| p.prompt.as_str())
+        .collect();
+    let pairs = load_corpus(&a.fixtures)?;
+    let (train, valid) = standard_split(&vocab, &pairs, &pinned, model.config().max_len)?;
     let hidden = hidden_ids(&vocab)?;
 
     if a.experiments {
@@ -201,7 +145,7 @@ fn run(a: Args) -> Result<()> {
             a.temperature, a.seed
         );
         let cfg = GenerateConfig::temperature(a.temperature);
-        for (title, blocks, bonds) in EXPERIMENTS {
+        for (title, blocks, bonds) in SEED_EXPERIMENTS {
             if blocks.iter().any(|&b| b >= n_blocks) {
                 continue;
             }
@@ -223,13 +167,24 @@ fn run(a: Args) -> Result<()> {
         samples_per_probe: a.samples,
         seed: a.seed,
     };
-    let evaluator = Evaluator::new(&model, &vocab, x.view(), y.view(), &probes, &hidden, sample)?;
+    let evaluator = Evaluator::new(
+        &model,
+        &vocab,
+        valid.x(),
+        valid.y(),
+        &probes,
+        &hidden,
+        sample,
+    )?;
     let heal = (a.heal_epochs > 0).then(|| {
-        let epochs = a.heal_epochs;
-        let seed = a.seed;
+        let config = TrainConfig {
+            epochs: a.heal_epochs,
+            seed: a.seed,
+            ..TrainConfig::default()
+        };
+        let (train, valid) = (&train, &valid);
         move |m: &mut succulm::Model| -> Result<()> {
-            // LEAD: fine-tune only the TT cores (and biases) on the training split.
-            succulm::train::heal_tt(m, epochs, seed)
+            fine_tune_tt(m, train, valid, config.clone(), |_| {}).map(|_| ())
         }
     });
     let started = std::time::Instant::now();

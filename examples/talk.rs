@@ -7,8 +7,6 @@
 //! cargo run --release --example talk -- --examples      # the seed's model_example
 //! ```
 //!
-//! DRAFT: lives in `examples_draft/` until `Model` and the TT surgery land. Lines to wire are
-//! marked `// LEAD:`.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -118,23 +116,23 @@ fn parse_args() -> Result<Option<Args>> {
 
 fn run(a: Args) -> Result<()> {
     if !a.checkpoint.exists() {
-        // LEAD: check the train example's name and flags.
         return Err(Error::invalid_arg(
             "--checkpoint",
             format!(
-                "{} is missing; create it with:\n    cargo run --release --example train -- --profile upper_middle",
+                "{} is missing; create it with:\n    cargo run --release --example train -- \
+                 --profile upper_middle --epochs 60 --seed 42 --out {}",
+                a.checkpoint.display(),
                 a.checkpoint.display()
             ),
         ));
     }
-    // LEAD: Model::load returns the model and its vocabulary.
     let (mut model, vocab) = succulm::Model::load(&a.checkpoint)?;
     for &(block, bond) in &a.tt {
-        // LEAD: the TT surgery (the seed's tensorized_model layout); it validates the block index.
-        let r = model.tensorize_ffn(block, &succulm::FfnTtSpec::seed(bond))?;
+        let spec = succulm::FfnTtSpec::for_config(model.config(), bond);
+        let r = model.tensorize_ffn(block, &spec)?;
         eprintln!(
             "block {block}: FFN compressed at bond {bond} (relative errors {:.3} up, {:.3} down)",
-            r.up_rel_error, r.down_rel_error
+            r.up.rel_error, r.down.rel_error
         );
     }
     let cfg = GenerateConfig::new(a.sampling);
