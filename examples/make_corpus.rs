@@ -1219,6 +1219,11 @@ fn normal_pairs(rng: &mut StdRng, forbidden: &[Vec<String>]) -> Vec<(String, Str
         if toks.len() > MAX_TOKENS || forbidden.iter().any(|f| contains_run(&toks, f)) {
             continue;
         }
+        // The seed's in-training prompts keep exactly one continuation, the seed's answer, so
+        // that "answers the seed's prompt as expected" is a well-defined test of learning.
+        if SEED_IN.iter().any(|(a, _)| *a == s1) {
+            continue;
+        }
         if seen.insert((s1.clone(), s2.clone())) {
             out.push((s1, s2));
         }
