@@ -13,11 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rand::{rngs::StdRng, SeedableRng};
+use succulm::data::{load_corpus, standard_split};
 use succulm::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
 use succulm::generate::{format_example, model_example, GenerateConfig, Sampling};
-use succulm::report::{self, verdict};
-use succulm::data::{load_corpus, standard_split};
 use succulm::probes::ProbeGroup;
+use succulm::report::{self, verdict};
 use succulm::sweep::{self, tensorized, DEFAULT_BONDS, SEED_EXPERIMENTS};
 use succulm::train::{fine_tune_tt, TrainConfig};
 use succulm::{Error, Result};

@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::layers::{positional_table, Projection};
-use crate::tt::{TTLayer, TTSpec};
 use crate::model::{Model, ModelConfig};
 use crate::params::Parameters;
+use crate::tt::{TTLayer, TTSpec};
 use crate::vocab::Vocab;
 
 /// The checkpoint format version this build writes and reads.
@@ -85,8 +85,8 @@ pub fn projection_template(
     if let Some(value) = projections.get(name) {
         let key = format!("projections.{name}");
         let bad = |reason: String| Error::invalid_file(path, key.as_str(), reason);
-        let spec: TTSpec =
-            serde_json::from_value(value.clone()).map_err(|e| bad(format!("not a TT spec: {e}")))?;
+        let spec: TTSpec = serde_json::from_value(value.clone())
+            .map_err(|e| bad(format!("not a TT spec: {e}")))?;
         spec.validate().map_err(|e| bad(e.to_string()))?;
         if spec.in_features() != in_features || spec.out_features() != out_features {
             return Err(bad(format!(
@@ -98,7 +98,7 @@ pub fn projection_template(
         let cores = spec
             .core_shapes()
             .into_iter()
-            .map(|shape| ndarray::ArrayD::zeros(shape))
+            .map(ndarray::ArrayD::zeros)
             .collect();
         let tt = TTLayer::from_parts(spec, cores, ndarray::Array1::zeros(out_features))
             .map_err(|e| bad(e.to_string()))?;

@@ -59,7 +59,11 @@ impl FfnTtSpec {
             layout: TTLayout::OutputsThenInputs,
             in_modes: i.to_vec(),
             out_modes: o.to_vec(),
-            bond_dims: vec![o[0].min(o[1] * i[0] * i[1]), m, (o[0] * o[1] * i[0]).min(i[1])],
+            bond_dims: vec![
+                o[0].min(o[1] * i[0] * i[1]),
+                m,
+                (o[0] * o[1] * i[0]).min(i[1]),
+            ],
         };
         FfnTtSpec {
             up: spec(dm, fm),
@@ -174,9 +178,11 @@ impl Model {
         for (i, b) in self.blocks().iter().enumerate() {
             for (j, p) in [(0, &b.ffn.up), (2, &b.ffn.down)] {
                 if let Projection::Tt(t) = p {
-                    crate::params::Parameters::visit(t, &format!("blocks.{i}.ffn.{j}"), &mut |n, _| {
-                        names.push(n)
-                    });
+                    crate::params::Parameters::visit(
+                        t,
+                        &format!("blocks.{i}.ffn.{j}"),
+                        &mut |n, _| names.push(n),
+                    );
                 }
             }
         }

@@ -266,8 +266,16 @@ where
 
 /// The seed's corruption experiments (title, blocks, middle bonds), in the article's order.
 pub const SEED_EXPERIMENTS: [(&str, &[usize], &[usize]); 13] = [
-    ("loosening towards the end", &[0, 1, 2, 3], &[39, 42, 46, 47]),
-    ("tightening towards the end", &[0, 1, 2, 3], &[47, 46, 42, 39]),
+    (
+        "loosening towards the end",
+        &[0, 1, 2, 3],
+        &[39, 42, 46, 47],
+    ),
+    (
+        "tightening towards the end",
+        &[0, 1, 2, 3],
+        &[47, 46, 42, 39],
+    ),
     ("block 0 at 27", &[0], &[27]),
     ("block 1 at 27", &[1], &[27]),
     ("block 2 at 27", &[2], &[27]),

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::params::Parameters;
 use crate::model::{Grads, Model};
 use crate::optim::{clip_grad_norm, Adam};
+use crate::params::Parameters;
 use crate::vocab::PAD;
 
 /// Training hyper-parameters.
@@ -132,7 +132,11 @@ impl Trainer {
         if names.is_empty() {
             return Err(Error::invalid_arg("names", "no parameter to train"));
         }
-        let known: HashSet<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+        let known: HashSet<String> = model
+            .named_parameters()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         if let Some(n) = names.iter().find(|n| !known.contains(*n)) {
             return Err(Error::invalid_arg(
                 "names",
@@ -241,7 +245,10 @@ impl Trainer {
 /// [`evaluate`] over a dataset in row order, `batch_size` rows at a time.
 pub fn evaluate_dataset(model: &Model, data: &Dataset, batch_size: usize) -> Result<f32> {
     let batches: Vec<_> = data.batches_in_order(batch_size)?.collect();
-    evaluate(model, batches.iter().map(|b| (b.x_trimmed(), b.y_trimmed())))
+    evaluate(
+        model,
+        batches.iter().map(|b| (b.x_trimmed(), b.y_trimmed())),
+    )
 }
 
 /// Mean over batches of the batch loss, no gradients (as the seed's `evaluate`). Batches whose

@@ -2,8 +2,9 @@
 //! profiles, diagnostics, training.
 
 use ndarray::{array, s, Array2, ArrayD};
+use succulm::data::{Dataset, EncodedPair};
 use succulm::model::{Model, ModelConfig};
-use succulm::train::{Rows, TrainConfig, Trainer};
+use succulm::train::{TrainConfig, Trainer};
 use succulm::Parameters;
 
 fn config() -> ModelConfig {
@@ -242,38 +243,30 @@ fn ffn_residual_stats_by_hand() {
     assert!((s.mean_cossim - 41.0 / (5.0 * 73f32.sqrt())).abs() < 1e-6);
 }
 
-fn toy_rows() -> Rows {
+fn toy_rows() -> Dataset {
     // A deterministic toy language: BOS a b c ... EOS with a few patterns.
-    let seqs: Vec<Vec<u32>> = (0..24)
+    let rows: Vec<EncodedPair> = (0..24)
         .map(|i| {
             let start = 4 + (i % 8) as u32;
             let len = 3 + i % 4;
             let mut v = vec![1];
             v.extend((0..len).map(|k| 4 + (start - 4 + k as u32) % 9));
             v.push(2);
-            v
+            let n = v.len() - 1;
+            let mut x = v[..n].to_vec();
+            let mut y = v[1..].to_vec();
+            x.resize(8, 0);
+            y.resize(8, 0);
+            EncodedPair { x, y, len: n }
         })
         .collect();
-    let t = 8;
-    let mut x = Array2::<u32>::zeros((seqs.len(), t));
-    let mut y = Array2::<u32>::zeros((seqs.len(), t));
-    for (r, s) in seqs.iter().enumerate() {
-        for k in 0..(s.len() - 1).min(t) {
-            x[[r, k]] = s[k];
-            y[[r, k]] = s[k + 1];
-        }
-    }
-    Rows::new(x, y).unwrap()
+    Dataset::from_rows(&rows, 8).unwrap()
 }
 
 #[test]
 fn training_learns_and_is_reproducible() {
     let rows = toy_rows();
-    let valid = Rows::new(
-        rows.x.slice(s![..4, ..]).to_owned(),
-        rows.y.slice(s![..4, ..]).to_owned(),
-    )
-    .unwrap();
+    let valid = rows.subset(&[0, 1, 2, 3]).unwrap();
     let run = || {
         let mut model = Model::new(config(), 8).unwrap();
         let mut trainer = Trainer::new(TrainConfig {
