@@ -115,6 +115,8 @@ fn parse_args() -> Result<Option<Args>> {
 }
 
 fn run(a: Args) -> Result<()> {
+    // Tiny matrices: one BLAS thread is faster (see `succulm::blas`).
+    succulm::blas::set_num_threads(1);
     if !a.checkpoint.exists() {
         return Err(Error::invalid_arg(
             "--checkpoint",

@@ -200,23 +200,33 @@ pub const DEFAULT_BONDS: [usize; 10] = [50, 47, 42, 39, 33, 27, 20, 15, 10, 5];
 /// Runs the grid: for every block set × bond, `compress(blocks, bond)` builds the model, the
 /// evaluator scores it, and `heal` (if given) fine-tunes it before scoring again. `progress`
 /// receives one line per cell (for stderr).
+///
+/// The cells are independent, so they are spread over `threads` worker threads (scoped; each
+/// takes the next unscored cell). Every random draw is seeded per probe and sample (common
+/// random numbers), so the report does not depend on `threads` or on the order cells finish in.
+/// With 2 cores and tiny matrices this is where the parallelism belongs: keep BLAS at one
+/// thread ([`crate::blas::set_num_threads`]).
 pub fn run_grid<R, M, C, H>(
     evaluator: &Evaluator<'_, R>,
     n_blocks: usize,
     block_sets: &[Vec<usize>],
     bonds: &[usize],
-    mut compress: C,
-    mut heal: Option<H>,
-    progress: &mut dyn FnMut(&str),
+    threads: usize,
+    compress: C,
+    heal: Option<H>,
+    progress: &(dyn Fn(&str) + Sync),
 ) -> Result<SweepReport>
 where
-    R: LanguageModel + ?Sized,
+    R: LanguageModel + Sync + ?Sized,
     M: LanguageModel,
-    C: FnMut(&[usize], usize) -> Result<(M, CompressionInfo)>,
-    H: FnMut(&mut M) -> Result<()>,
+    C: Fn(&[usize], usize) -> Result<(M, CompressionInfo)> + Sync,
+    H: Fn(&mut M) -> Result<()> + Sync,
 {
     validate_block_sets(block_sets, n_blocks)?;
     validate_bonds(bonds)?;
+    if threads == 0 {
+        return Err(Error::invalid_arg("threads", "must be at least 1"));
+    }
     let sets: Vec<Vec<usize>> = block_sets
         .iter()
         .map(|s| {
@@ -227,32 +237,70 @@ where
         .collect();
     progress("scoring the uncompressed reference");
     let reference = evaluator.evaluate(evaluator.reference())?;
-    let total = sets.len() * bonds.len();
-    let mut cells = Vec::with_capacity(total);
-    for set in &sets {
-        for &bond in bonds {
-            let label = block_label(set, n_blocks);
-            progress(&format!(
-                "[{}/{total}] blocks {label}, bond {bond}",
-                cells.len() + 1
-            ));
-            let (mut model, compression) = compress(set, bond)?;
-            let metrics = evaluator.evaluate(&model)?;
-            let healed = match heal.as_mut() {
-                Some(h) => {
-                    h(&mut model)?;
-                    Some(evaluator.evaluate(&model)?)
-                }
-                None => None,
-            };
-            cells.push(SweepCell {
-                blocks: set.clone(),
-                bond,
-                compression,
-                metrics,
-                healed,
-            });
+    let jobs: Vec<(&Vec<usize>, usize)> = sets
+        .iter()
+        .flat_map(|set| bonds.iter().map(move |&bond| (set, bond)))
+        .collect();
+    let total = jobs.len();
+    let cell = |(set, bond): (&Vec<usize>, usize)| -> Result<SweepCell> {
+        let (mut model, compression) = compress(set, bond)?;
+        let metrics = evaluator.evaluate(&model)?;
+        let healed = match heal.as_ref() {
+            Some(h) => {
+                h(&mut model)?;
+                Some(evaluator.evaluate(&model)?)
+            }
+            None => None,
+        };
+        Ok(SweepCell {
+            blocks: set.clone(),
+            bond,
+            compression,
+            metrics,
+            healed,
+        })
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<SweepCell>>>> =
+        (0..total).map(|_| std::sync::Mutex::new(None)).collect();
+    let worker = || loop {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(&(set, bond)) = jobs.get(i) else {
+            break;
+        };
+        progress(&format!(
+            "[{}/{total}] blocks {}, bond {bond}",
+            i + 1,
+            block_label(set, n_blocks)
+        ));
+        let r = cell((set, bond));
+        let failed = r.is_err();
+        if let Ok(mut slot) = results[i].lock() {
+            *slot = Some(r);
         }
+        if failed {
+            // Stop handing out work; the first error (in cell order) is returned below.
+            next.store(total, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..threads.min(total.max(1)) {
+            scope.spawn(worker);
+        }
+        worker();
+    });
+    let mut cells = Vec::with_capacity(total);
+    for slot in results {
+        match slot.into_inner().ok().flatten() {
+            Some(r) => cells.push(r?),
+            None => break, // not run because an earlier cell failed
+        }
+    }
+    if cells.len() < total {
+        return Err(Error::invalid_arg(
+            "run_grid",
+            "a cell failed without an error",
+        ));
     }
     Ok(SweepReport {
         n_blocks,

@@ -97,6 +97,10 @@ fn damage(block: usize, inverted: bool) -> Array2<f32> {
 }
 
 fn run(inverted: bool, heal: bool) -> SweepReport {
+    run_with(inverted, heal, 2)
+}
+
+fn run_with(inverted: bool, heal: bool, threads: usize) -> SweepReport {
     let reference = reference();
     let (x, y) = data();
     let sample = SampleConfig {
@@ -140,17 +144,25 @@ fn run(inverted: bool, heal: bool) -> SweepReport {
         m.table.assign(&reference.table);
         Ok(())
     };
-    let mut lines = Vec::new();
+    let lines = std::sync::Mutex::new(Vec::new());
     let report = run_grid(
         &ev,
         4,
         &default_block_sets(4),
         &[50, 30, 10],
+        threads,
         compress,
         heal.then_some(restore),
-        &mut |l: &str| lines.push(l.to_string()),
+        &|l: &str| lines.lock().unwrap().push(l.to_string()),
     )
     .unwrap();
+    let mut lines = lines.into_inner().unwrap();
+    lines[1..].sort_by_key(|l| {
+        l.trim_start_matches('[')
+            .split('/')
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+    });
     assert_eq!(lines.len(), 1 + 5 * 3);
     assert!(lines[1].starts_with("[1/15] blocks 0, bond 50"));
     report
@@ -404,4 +416,12 @@ fn parsing_block_sets_and_bonds() {
     assert!(inv(parse_bonds("-3").unwrap_err(), "bonds"));
     assert!(inv(parse_bonds("").unwrap_err(), "bonds"));
     assert_eq!(default_block_sets(4).len(), 5);
+}
+
+#[test]
+fn the_report_does_not_depend_on_the_number_of_threads() {
+    let one = run_with(false, true, 1);
+    let three = run_with(false, true, 3);
+    assert_eq!(format!("{:?}", one.cells), format!("{:?}", three.cells));
+    assert_eq!(one.cells.len(), 15);
 }

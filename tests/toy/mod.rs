@@ -1,7 +1,23 @@
 //! Hand-built toy language models for the generation and evaluation tests.
 #![allow(dead_code)]
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A thread-safe counter that clones its current value.
+#[derive(Default, Debug)]
+pub struct Counter(pub AtomicUsize);
+
+impl Clone for Counter {
+    fn clone(&self) -> Self {
+        Counter(AtomicUsize::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+impl Counter {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 use ndarray::{Array1, Array2, Array3, ArrayView2};
 use succulm::generate::LanguageModel;
@@ -29,7 +45,7 @@ pub struct Bigram {
     pub table: Array2<f32>,
     pub max_len: usize,
     /// Positions computed through `extend` (the cached path).
-    pub extended: Cell<usize>,
+    pub extended: Counter,
 }
 
 impl Bigram {
@@ -37,7 +53,7 @@ impl Bigram {
         Bigram {
             table,
             max_len,
-            extended: Cell::new(0),
+            extended: Counter::default(),
         }
     }
     /// Every row the same logits.
@@ -98,7 +114,7 @@ impl LanguageModel for Bigram {
             });
         }
         *len += ids.len();
-        self.extended.set(self.extended.get() + ids.len());
+        self.extended.0.fetch_add(ids.len(), Ordering::Relaxed);
         let mut out = Array2::zeros((ids.len(), self.vocab_size()));
         for (r, &i) in ids.iter().enumerate() {
             out.row_mut(r).assign(&self.table.row(i as usize));
