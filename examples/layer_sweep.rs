@@ -196,10 +196,12 @@ fn run(a: Args) -> Result<()> {
     let started = std::time::Instant::now();
     let report = sweep::run_grid(
         &evaluator,
-        n_blocks,
-        &block_sets,
-        &a.bonds,
-        a.threads,
+        &sweep::Grid {
+            n_blocks,
+            block_sets: &block_sets,
+            bonds: &a.bonds,
+            threads: a.threads,
+        },
         |blocks: &[usize], bond: usize| tensorized(&model, blocks, &vec![bond; blocks.len()]),
         heal,
         &|line: &str| eprintln!("{line}"),

@@ -197,6 +197,19 @@ pub fn default_block_sets(n_blocks: usize) -> Vec<Vec<usize>> {
 /// The default middle bonds.
 pub const DEFAULT_BONDS: [usize; 10] = [50, 47, 42, 39, 33, 27, 20, 15, 10, 5];
 
+/// The shape of a sweep: which block sets, which middle bonds, how many worker threads.
+#[derive(Debug, Clone, Copy)]
+pub struct Grid<'a> {
+    /// Blocks in the model.
+    pub n_blocks: usize,
+    /// The sets of blocks compressed together (see [`parse_block_sets`]).
+    pub block_sets: &'a [Vec<usize>],
+    /// The middle bonds.
+    pub bonds: &'a [usize],
+    /// Worker threads scoring cells in parallel (at least 1).
+    pub threads: usize,
+}
+
 /// Runs the grid: for every block set × bond, `compress(blocks, bond)` builds the model, the
 /// evaluator scores it, and `heal` (if given) fine-tunes it before scoring again. `progress`
 /// receives one line per cell (for stderr).
@@ -208,10 +221,7 @@ pub const DEFAULT_BONDS: [usize; 10] = [50, 47, 42, 39, 33, 27, 20, 15, 10, 5];
 /// thread ([`crate::blas::set_num_threads`]).
 pub fn run_grid<R, M, C, H>(
     evaluator: &Evaluator<'_, R>,
-    n_blocks: usize,
-    block_sets: &[Vec<usize>],
-    bonds: &[usize],
-    threads: usize,
+    grid: &Grid<'_>,
     compress: C,
     heal: Option<H>,
     progress: &(dyn Fn(&str) + Sync),
@@ -222,6 +232,12 @@ where
     C: Fn(&[usize], usize) -> Result<(M, CompressionInfo)> + Sync,
     H: Fn(&mut M) -> Result<()> + Sync,
 {
+    let Grid {
+        n_blocks,
+        block_sets,
+        bonds,
+        threads,
+    } = *grid;
     validate_block_sets(block_sets, n_blocks)?;
     validate_bonds(bonds)?;
     if threads == 0 {

@@ -11,7 +11,7 @@ use succulm::report::verdict::{verdicts, Outcome};
 use succulm::report::{self, recovery, Metric};
 use succulm::sweep::{
     block_label, default_block_sets, parse_block_sets, parse_bonds, run_grid, CompressionInfo,
-    ProjectionError, SweepCell, SweepReport,
+    Grid, ProjectionError, SweepCell, SweepReport,
 };
 use succulm::vocab::PAD;
 use succulm::Error;
@@ -147,10 +147,12 @@ fn run_with(inverted: bool, heal: bool, threads: usize) -> SweepReport {
     let lines = std::sync::Mutex::new(Vec::new());
     let report = run_grid(
         &ev,
-        4,
-        &default_block_sets(4),
-        &[50, 30, 10],
-        threads,
+        &Grid {
+            n_blocks: 4,
+            block_sets: &default_block_sets(4),
+            bonds: &[50, 30, 10],
+            threads,
+        },
         compress,
         heal.then_some(restore),
         &|l: &str| lines.lock().unwrap().push(l.to_string()),
