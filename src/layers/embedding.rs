@@ -97,6 +97,10 @@ impl Embedding {
 
     /// The tied output head: `h: [rows, d] -> logits [rows, V]` (`h · weightᵀ`). Not checked.
     pub fn head(&self, h: ArrayView2<'_, f32>) -> Array2<f32> {
+        // One row (incremental decoding): gemv, without gemm's repacking of the whole table.
+        if h.nrows() == 1 {
+            return self.weight.dot(&h.row(0)).insert_axis(ndarray::Axis(0));
+        }
         h.dot(&self.weight.t())
     }
 

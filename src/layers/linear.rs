@@ -105,7 +105,13 @@ impl Linear {
 
     /// `forward` without the shape check (the caller guarantees `x: [rows, in]`).
     pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        let mut y = x.dot(&self.weight.t());
+        // One row (incremental decoding): a matrix–vector product. BLAS gemm would repack the
+        // whole weight on every call, which costs several times the product itself.
+        let mut y = if x.nrows() == 1 {
+            self.weight.dot(&x.row(0)).insert_axis(Axis(0))
+        } else {
+            x.dot(&self.weight.t())
+        };
         y += &self.bias;
         y
     }
