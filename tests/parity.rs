@@ -146,3 +146,33 @@ fn two_adam_steps_match_pytorch() {
         assert_eq!(seen, want.len());
     }
 }
+
+/// The shipped, trained checkpoint: our logits against the seed's PyTorch model loaded with the
+/// same state_dict (`tools/make_checkpoint_parity.py`), and our tokenizer against its ids.
+#[test]
+fn shipped_checkpoint_matches_pytorch() {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        prompt: String,
+        ids: Vec<u32>,
+        logits: Vec<f32>,
+    }
+    #[derive(serde::Deserialize)]
+    struct File {
+        rows: Vec<Row>,
+    }
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/");
+    let text = std::fs::read_to_string(format!("{dir}parity_upper_middle.json")).unwrap();
+    let file: File = serde_json::from_str(&text).unwrap();
+    let (model, vocab) = Model::load(format!("{dir}succulm_upper_middle.json")).unwrap();
+    assert!(!file.rows.is_empty());
+    for row in &file.rows {
+        let mut ids = vec![succulm::vocab::BOS];
+        ids.extend(vocab.encode(&row.prompt));
+        assert_eq!(ids, row.ids, "tokenization of {:?}", row.prompt);
+        let x = Array2::from_shape_vec((1, ids.len()), ids).unwrap();
+        let logits = model.forward(x.view()).unwrap();
+        let d = max_abs_diff(logits.iter().copied(), &row.logits);
+        assert!(d < 1e-4, "{:?}: max |Δlogit| = {d}", row.prompt);
+    }
+}
