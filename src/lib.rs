@@ -3,7 +3,41 @@
 //! Build, train and *compress* tiny transformer language models with tensor networks, and
 //! measure what compression does to a model's behaviour.
 //!
-//! (Crate documentation is completed as the modules land.)
+//! The crate re-creates, on a pure-ndarray core, **SuccuLM** — a small pre-LayerNorm
+//! transformer (multi-head causal attention, ReLU FFN, tied embeddings, sinusoidal positions)
+//! trained on a tiny corpus about two succulent plants, Ruby and Winy — and the **tensor-train
+//! (TT) compression** of its FFN layers, used to "corrupt" chosen layers and watch how the
+//! model's speech breaks. It computes the seed's PyTorch function (logits within 1e-4 on the same
+//! weights; checkpoints are PyTorch `state_dict`s in JSON).
+//!
+//! The story in modules:
+//! - [`vocab`] and [`data`]: the seed's tokenizer and vocabulary, the pair corpus, the seeded
+//!   split and mini-batches; [`probes`] the evaluation prompts.
+//! - [`layers`]: `Linear`, `LayerNorm`, `Embedding`, attention, FFN, block — each forward
+//!   returns what its backward needs; [`model`]: [`Model`] = the whole network, with
+//!   hand-written backward and a KV cache; [`params`]: every tensor visited by its PyTorch name.
+//! - [`loss`], [`optim`], [`train`]: cross-entropy (PAD ignored), Adam, the [`train::Trainer`].
+//! - [`tt`]: TT-SVD and [`TTLayer`] (stands alone: only [`Linear`] is shared);
+//!   [`surgery`]: [`Model::tensorize_ffn`] swaps a block's FFN for TT layers.
+//! - [`generate`]: sampling with a KV cache; [`eval`], [`sweep`], [`report`]: the compression
+//!   metrics, the block × bond grid, tables, CSV/JSON and SVG charts.
+//! - [`checkpoint`]: JSON checkpoints (atomic save, validating load).
+//!
+//! ```
+//! use ndarray::Array2;
+//! use succulm::{FfnTtSpec, Model, ModelConfig};
+//!
+//! // A random upper_middle-shaped model over a 30-word vocabulary.
+//! let mut model = Model::new(ModelConfig::profile("upper_middle", 30)?, 42)?;
+//! let ids = Array2::from_shape_vec((1, 4), vec![1u32, 7, 8, 9]).unwrap();
+//! let dense = model.forward(ids.view())?; // [1, 4, 30]
+//! // Compress block 0's FFN as the seed does, at middle bond 20.
+//! let report = model.tensorize_ffn(0, &FfnTtSpec::seed(20))?;
+//! let compressed = model.forward(ids.view())?;
+//! assert!(report.up.rel_error > 0.0);
+//! assert_eq!(dense.shape(), compressed.shape());
+//! # Ok::<(), succulm::Error>(())
+//! ```
 
 #![warn(missing_docs)]
 
