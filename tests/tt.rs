@@ -793,3 +793,96 @@ fn each_bad_input_gives_its_error() {
     assert!(matches!(e, Error::Shape { .. }));
     assert!(tt.relative_error(&linear(49, 200, 1)).is_nan());
 }
+
+// ---- plan timings (not a test of behaviour: a measurement tool, run by hand) ----
+
+/// Median wall time (µs) of `f`, over 15 batches of enough calls to last ~1 ms.
+fn median_us(mut f: impl FnMut()) -> f64 {
+    let t = std::time::Instant::now();
+    f();
+    let once = t.elapsed().as_secs_f64();
+    let reps = ((1e-3 / once.max(1e-7)) as usize).clamp(1, 10_000);
+    let mut times: Vec<f64> = (0..15)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            t.elapsed().as_secs_f64() * 1e6 / reps as f64
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[7]
+}
+
+/// Prints, for every benched shape, every candidate plan's modelled and measured time, for
+/// the forward and for a training step (`forward_train` + `backward`), marking the plan the
+/// cost model picks. Run with
+/// `cargo test --release --test tt plan_timings -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement tool, not a test; prints timings"]
+fn plan_timings() {
+    succulm::blas::set_num_threads(1);
+    /// in_modes, out_modes, bond dims, row counts.
+    type Shape = (&'static [usize], &'static [usize], Vec<usize>, Vec<usize>);
+    let shapes: Vec<Shape> = vec![
+        (&[5, 10], &[10, 20], vec![10, 50, 10], vec![1, 29, 928]),
+        (&[5, 10], &[10, 20], vec![10, 20, 10], vec![1, 29, 928]),
+        (&[10, 20], &[5, 10], vec![5, 50, 20], vec![1, 29, 928]),
+        (&[10, 20], &[5, 10], vec![5, 20, 20], vec![1, 29, 928]),
+        (&[8, 8, 12], &[12, 16, 16], vec![8; 5], vec![1, 128]),
+        (&[8, 8, 12], &[12, 16, 16], vec![16; 5], vec![1, 128]),
+        (&[8, 8, 12], &[12, 16, 16], vec![32; 5], vec![1, 128]),
+    ];
+    let only = std::env::var("TT_PLAN_SHAPE").ok();
+    for (in_modes, out_modes, bonds, rows_list) in shapes {
+        let (i, o) = (in_modes.iter().product(), out_modes.iter().product());
+        let name = format!("{i}->{o} bonds {bonds:?}");
+        if only.as_ref().is_some_and(|s| !name.contains(s.as_str())) {
+            continue;
+        }
+        let mut tt = TTLayer::from_linear(in_modes, out_modes, &linear(i, o, 1), &bonds).unwrap();
+        for rows in rows_list {
+            let x = random_x(rows, i, 2);
+            let dy = random_x(rows, o, 3);
+            for training in [false, true] {
+                let chosen = if training {
+                    tt.training_plan(rows)
+                } else {
+                    tt.plan(rows)
+                };
+                println!(
+                    "{name}, {rows} rows, {}:",
+                    if training { "training step" } else { "forward" }
+                );
+                for plan in tt.candidate_plans(rows, training) {
+                    let us = if training {
+                        let mut grads = tt.zeros_like();
+                        median_us(|| {
+                            // As in training: the update drops the merged blocks.
+                            tt.visit_mut("", &mut |_, _| {});
+                            let (_, c) = tt.forward_train_with_plan(x.view(), &plan).unwrap();
+                            let _ = tt.backward(&c, dy.view(), &mut grads);
+                        })
+                    } else {
+                        median_us(|| {
+                            let _ = tt.forward_with_plan(x.view(), &plan).unwrap();
+                        })
+                    };
+                    println!(
+                        "  {} {:<36} model {:9.1} µs  measured {:9.1} µs  {:7.2} MFLOP",
+                        if plan.groups == chosen.groups {
+                            "*"
+                        } else {
+                            " "
+                        },
+                        format!("{:?}", plan.groups),
+                        plan.modelled_ns / 1e3,
+                        us,
+                        plan.flops as f64 / 1e6
+                    );
+                }
+            }
+        }
+    }
+}

@@ -29,16 +29,61 @@
 //!
 //! # Choosing the plan
 //!
-//! A plan is a partition of the chain into contiguous groups, each merged once into one block.
-//! For a given number of rows every partition (all `2^{L−1}` of them for chains of up to 13
-//! cores; beyond that no merges, each side merged, and the dense matrix) is scheduled
-//! symbolically and costed by a simple model of this machine's BLAS: per GEMM
-//! `2mnk·t_flop + (mk + kn + mn)·t_mem + t_call`, per permutation `elements·t_copy`. The
-//! cheapest wins; it is cached per row count. The dense matrix is one of the candidates, so the
-//! forward is never much slower than the dense product. Merged blocks are built lazily on first
-//! use and dropped whenever the parameters are mutated (see `TTLayer`'s `visit_mut`), so they
-//! always match the cores. Training (`forward_train`/`backward`) always uses the unmerged
-//! cores, since gradients are needed per core.
+//! A plan is a partition of the chain into contiguous groups, each merged once into one block
+//! (merging runs right to left, one GEMM per core, plus a copy only where a core with input
+//! modes meets a block with output modes). For a given number of rows every partition (all
+//! `2^{L−1}` of them for chains of up to 13 cores; beyond that no merges, each side merged,
+//! and the dense matrix) is scheduled symbolically and costed by a simple model of this
+//! machine's single-threaded OpenBLAS: per GEMM `2mnk·t_flop + (mk + kn + mn)·t_mem + t_call`,
+//! per permutation `elements·t_copy`. The cheapest wins; it is cached per row count. The dense
+//! matrix is one of the candidates, so the forward is never much slower than the dense product.
+//!
+//! **Inference** (`forward`) counts merges as free: merged blocks are built lazily on first use
+//! and cached until the parameters are mutated (see `TTLayer`'s `visit_mut`), so they always
+//! match the cores.
+//!
+//! **Training** (`forward_train` + `backward`) uses the same mechanism and the same candidates,
+//! costed for a whole step: the forward; the backward, two GEMMs per forward GEMM
+//! (`dG = doutᵀ·state`, `dstate = dout·G`) plus the inverse permutations; and, per merged
+//! group, merging it again (every optimiser step mutates the cores, dropping the merged
+//! blocks) and passing the merged block's gradient back to the cores ([`distribute`]: for
+//! `G = A ⋈ B`, `dA = dG·Bᵀ` and `dB = Aᵀ·dG` as GEMMs over the same reshapes as the merge,
+//! down the group, using the right-to-left partial merges kept from the forward). That is
+//! about three merges' worth, so training merges less than inference at few rows and as much
+//! at many rows (at 928 rows the seed shapes train through the dense matrix at `m = 50` and
+//! one block per side at `m = 20`; 768→3072 at 128 rows through one block per side; one row
+//! mostly unmerged).
+//!
+//! # What was measured
+//!
+//! `tests/tt.rs`'s ignored `plan_timings` prints, for every benched shape, every candidate's
+//! modelled and measured time (forward, and a training step including the re-merge), one BLAS
+//! thread. On the shared 2-core development machine (AMD EPYC, AVX2; loaded by other work, so
+//! absolute times are inflated up to ~2× and ratios within a run are what count), in two runs
+//! the chosen forward plan was the fastest measured or within 1.1× of it for every benched
+//! case (50↔200 with `m` ∈ {50, 20} at 1, 29, 928 rows; 768→3072 with bonds 8, 16, 32 at 1
+//! and 128 rows). The chosen training plan was within 1.15× of the fastest everywhere but
+//! one case: 50→200 at `m = 50`, 29 rows, where the model prefers no merges and merging the
+//! input side is 1.3–1.5× faster (the two are 2% apart in the model). Notable choices:
+//! - 50↔200 (seed shapes): the dense matrix at `m = 50` (the TT has more parameters than the
+//!   dense layer, so it can never win), one block per side for smaller `m`;
+//! - 768→3072, bonds 16, 128 rows: one block per side, `x[128, 768]·G_in[16, 768]ᵀ` (3.1
+//!   MFLOP) then `z[128, 16]·G_out[3072, 16]ᵀ` (12.6 MFLOP). Every plan of the seed layout
+//!   ends with a GEMM whose inner dimension is the bond at the last group boundary (16), unless
+//!   it merges everything into the dense matrix (604 MFLOP); the alternatives that keep the
+//!   output cores separate cost more FLOPs (≥ 16.8 MFLOP) and a final transpose (measured 4×
+//!   slower); splitting the input side changes little (16.3 MFLOP, measured 1.03×). That last GEMM
+//!   writes the `[128, 3072]` output and runs at about 55 GFLOP/s on one core, near what
+//!   OpenBLAS achieves for inner dimension 16: the output is written once, already in
+//!   `[rows, out]` order, onto the tiled bias (`beta = 1`, so OpenBLAS skips its separate
+//!   C-scaling pass). Row-chunking the final GEMM, storing `G_out` transposed, or computing
+//!   `yᵀ` instead were measured and were no faster.
+//! - one row: small groups (e.g. `[(0, 2), (2, 3), (3, 4), (4, 6)]` at 768→3072), where every
+//!   step is a matrix-vector product over a small block.
+//!
+//! Copies are cheap where they remain: permutations that reduce to a (batched) 2-D transpose
+//! after fusing adjacent axes, which is every permutation the seed layout needs, use a tiled
+//! transpose instead of a generic strided copy.
 
 use std::borrow::Cow;
 
