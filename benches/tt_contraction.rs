@@ -131,7 +131,7 @@ fn bench_backward(c: &mut Criterion) {
                     TTLayer::from_linear(&case.in_modes, &case.out_modes, &lin, bonds).unwrap();
                 let (_, cache) = tt.forward_train(x.view());
                 let mut grads = tt.zeros_like();
-                let sweep_flops: u64 = 2 * tt.plan(rows).flops.max(1);
+                let sweep_flops: u64 = 2 * tt.training_plan(rows).flops.max(1);
                 g.throughput(Throughput::Elements(sweep_flops));
                 g.bench_function(BenchmarkId::new(format!("tt_r{label}"), rows), |b| {
                     b.iter(|| tt.backward(&cache, black_box(dy.view()), &mut grads))

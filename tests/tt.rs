@@ -541,6 +541,124 @@ fn backward_checked_by_central_differences() {
     }
 }
 
+/// For every candidate plan, `forward_train` + `backward` give the same output, input gradient
+/// and core gradients as the unmerged plan (whose gradients the tests above check against
+/// independent truths).
+fn check_every_plan_backward(tt: &TTLayer, rows: usize, seed: u64) {
+    let (i, o) = (tt.in_features(), tt.out_features());
+    let x = random_x(rows, i, seed);
+    let dy = random_x(rows, o, seed + 1);
+    let plans = tt.candidate_plans(rows, true);
+    let unmerged = plans
+        .iter()
+        .find(|p| p.groups.iter().all(|&(s, e)| e - s == 1))
+        .expect("the unmerged plan is a candidate");
+    let (want_y, cache) = tt.forward_train_with_plan(x.view(), unmerged).unwrap();
+    let mut want = tt.zeros_like();
+    let want_dx = tt.backward(&cache, dy.view(), &mut want);
+    let scale = |a: &[f32]| a.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    assert!(plans.len() > 1);
+    for plan in &plans {
+        let (y, cache) = tt.forward_train_with_plan(x.view(), plan).unwrap();
+        let mut got = tt.zeros_like();
+        let dx = tt.backward(&cache, dy.view(), &mut got);
+        let ys = scale(want_y.as_slice().unwrap());
+        assert!(max_abs_diff(&y, &want_y) < 1e-5 * ys, "{plan:?}: y");
+        let dxs = scale(want_dx.as_slice().unwrap());
+        assert!(max_abs_diff(&dx, &want_dx) < 1e-5 * dxs, "{plan:?}: dx");
+        for (k, (g, w)) in got.cores().iter().zip(want.cores()).enumerate() {
+            let s = scale(w.as_slice().unwrap());
+            let err = g
+                .iter()
+                .zip(w)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                err < 1e-5 * s,
+                "{plan:?}: core {k} gradient off by {err} (scale {s})"
+            );
+        }
+        assert_eq!(got.bias(), want.bias());
+    }
+}
+
+#[test]
+fn merged_plan_backward_equals_unmerged_backward_for_every_plan() {
+    let lin = linear(50, 200, 60);
+    let tt = TTLayer::from_linear(&[5, 10], &[10, 20], &lin, &[10, 27, 10]).unwrap();
+    check_every_plan_backward(&tt, 29, 1);
+    check_every_plan_backward(&tt, 1, 2);
+    let lin = linear(24, 30, 61);
+    let tt = TTLayer::from_linear(&[2, 3, 4], &[5, 6], &lin, &[5, 4, 6, 4]).unwrap();
+    check_every_plan_backward(&tt, 7, 3);
+    let lin = linear(96, 120, 62);
+    let tt = TTLayer::from_linear_with(
+        TTLayout::Matrix,
+        &[4, 4, 6],
+        &[5, 4, 6],
+        &lin,
+        &Truncation::bond_dims(&[6, 9]),
+    )
+    .unwrap();
+    check_every_plan_backward(&tt, 11, 4);
+    // Modes of 1 (size-1 axes in the merged blocks).
+    let lin = linear(12, 12, 63);
+    let tt = TTLayer::from_linear_with(
+        TTLayout::Matrix,
+        &[1, 6, 2],
+        &[4, 1, 3],
+        &lin,
+        &Truncation::exact(),
+    )
+    .unwrap();
+    check_every_plan_backward(&tt, 5, 5);
+}
+
+#[test]
+fn training_follows_parameter_updates_under_every_plan() {
+    // Merged blocks are rebuilt after `visit_mut`, so a second training step sees the update.
+    let lin = linear(50, 200, 64);
+    let mut tt = TTLayer::from_linear(&[5, 10], &[10, 20], &lin, &[10, 20, 10]).unwrap();
+    let x = random_x(29, 50, 9);
+    let plans = tt.candidate_plans(29, true);
+    for plan in &plans {
+        let _ = tt.forward_train_with_plan(x.view(), plan).unwrap();
+    }
+    tt.visit_mut("", &mut |_, mut t| t.mapv_inplace(|v| v * 1.3 - 0.01));
+    let want = tt.to_dense().forward(x.view()).unwrap();
+    for plan in &plans {
+        let (y, _) = tt.forward_train_with_plan(x.view(), plan).unwrap();
+        assert!(max_abs_diff(&y, &want) < 1e-4, "{plan:?}");
+        let y = tt.forward_with_plan(x.view(), plan).unwrap();
+        assert!(max_abs_diff(&y, &want) < 1e-4, "{plan:?}");
+    }
+}
+
+#[test]
+fn explicit_plans_are_checked() {
+    let lin = linear(50, 200, 65);
+    let tt = TTLayer::from_linear(&[5, 10], &[10, 20], &lin, &[10, 20, 10]).unwrap();
+    let x = random_x(3, 50, 1);
+    let mut plan = tt.plan(3);
+    for bad in [
+        vec![(0, 2), (3, 4)],
+        vec![(0, 2), (2, 5)],
+        vec![(0, 4), (4, 4)],
+        vec![(0, 3)],
+        vec![],
+    ] {
+        plan.groups = bad;
+        let e = tt.forward_with_plan(x.view(), &plan).unwrap_err();
+        assert!(is_invalid_arg(&e, "plan"), "{e}");
+        assert!(tt.forward_train_with_plan(x.view(), &plan).is_err());
+    }
+    plan.groups = vec![(0, 4)];
+    let x_bad = random_x(3, 49, 1);
+    assert!(matches!(
+        tt.forward_with_plan(x_bad.view(), &plan),
+        Err(Error::Shape { .. })
+    ));
+}
+
 // ---- parts, spec, parameters ----
 
 #[test]
@@ -674,4 +792,97 @@ fn each_bad_input_gives_its_error() {
     let e = tt.forward(Array2::zeros((3, 49)).view()).unwrap_err();
     assert!(matches!(e, Error::Shape { .. }));
     assert!(tt.relative_error(&linear(49, 200, 1)).is_nan());
+}
+
+// ---- plan timings (not a test of behaviour: a measurement tool, run by hand) ----
+
+/// Median wall time (µs) of `f`, over 15 batches of enough calls to last ~1 ms.
+fn median_us(mut f: impl FnMut()) -> f64 {
+    let t = std::time::Instant::now();
+    f();
+    let once = t.elapsed().as_secs_f64();
+    let reps = ((1e-3 / once.max(1e-7)) as usize).clamp(1, 10_000);
+    let mut times: Vec<f64> = (0..15)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            t.elapsed().as_secs_f64() * 1e6 / reps as f64
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[7]
+}
+
+/// Prints, for every benched shape, every candidate plan's modelled and measured time, for
+/// the forward and for a training step (`forward_train` + `backward`), marking the plan the
+/// cost model picks. Run with
+/// `cargo test --release --test tt plan_timings -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement tool, not a test; prints timings"]
+fn plan_timings() {
+    succulm::blas::set_num_threads(1);
+    /// in_modes, out_modes, bond dims, row counts.
+    type Shape = (&'static [usize], &'static [usize], Vec<usize>, Vec<usize>);
+    let shapes: Vec<Shape> = vec![
+        (&[5, 10], &[10, 20], vec![10, 50, 10], vec![1, 29, 928]),
+        (&[5, 10], &[10, 20], vec![10, 20, 10], vec![1, 29, 928]),
+        (&[10, 20], &[5, 10], vec![5, 50, 20], vec![1, 29, 928]),
+        (&[10, 20], &[5, 10], vec![5, 20, 20], vec![1, 29, 928]),
+        (&[8, 8, 12], &[12, 16, 16], vec![8; 5], vec![1, 128]),
+        (&[8, 8, 12], &[12, 16, 16], vec![16; 5], vec![1, 128]),
+        (&[8, 8, 12], &[12, 16, 16], vec![32; 5], vec![1, 128]),
+    ];
+    let only = std::env::var("TT_PLAN_SHAPE").ok();
+    for (in_modes, out_modes, bonds, rows_list) in shapes {
+        let (i, o) = (in_modes.iter().product(), out_modes.iter().product());
+        let name = format!("{i}->{o} bonds {bonds:?}");
+        if only.as_ref().is_some_and(|s| !name.contains(s.as_str())) {
+            continue;
+        }
+        let mut tt = TTLayer::from_linear(in_modes, out_modes, &linear(i, o, 1), &bonds).unwrap();
+        for rows in rows_list {
+            let x = random_x(rows, i, 2);
+            let dy = random_x(rows, o, 3);
+            for training in [false, true] {
+                let chosen = if training {
+                    tt.training_plan(rows)
+                } else {
+                    tt.plan(rows)
+                };
+                println!(
+                    "{name}, {rows} rows, {}:",
+                    if training { "training step" } else { "forward" }
+                );
+                for plan in tt.candidate_plans(rows, training) {
+                    let us = if training {
+                        let mut grads = tt.zeros_like();
+                        median_us(|| {
+                            // As in training: the update drops the merged blocks.
+                            tt.visit_mut("", &mut |_, _| {});
+                            let (_, c) = tt.forward_train_with_plan(x.view(), &plan).unwrap();
+                            let _ = tt.backward(&c, dy.view(), &mut grads);
+                        })
+                    } else {
+                        median_us(|| {
+                            let _ = tt.forward_with_plan(x.view(), &plan).unwrap();
+                        })
+                    };
+                    println!(
+                        "  {} {:<36} model {:9.1} µs  measured {:9.1} µs  {:7.2} MFLOP",
+                        if plan.groups == chosen.groups {
+                            "*"
+                        } else {
+                            " "
+                        },
+                        format!("{:?}", plan.groups),
+                        plan.modelled_ns / 1e3,
+                        us,
+                        plan.flops as f64 / 1e6
+                    );
+                }
+            }
+        }
+    }
 }

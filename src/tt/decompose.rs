@@ -357,7 +357,11 @@ pub fn tt_svd(
             ));
         }
     }
-    if tensor.iter().any(|v| !v.is_finite()) {
+    let non_finite = match tensor.as_slice() {
+        Some(sl) => sl.iter().any(|v| !v.is_finite()),
+        None => tensor.iter().any(|v| !v.is_finite()),
+    };
+    if non_finite {
         return Err(Error::invalid_arg("tensor", "contains a non-finite value"));
     }
 
@@ -439,7 +443,8 @@ pub fn tt_svd(
             Carry::Project(a) => {
                 let ut = u.slice(s![.., ..r]).t().as_standard_layout().into_owned();
                 let mut p = Array2::<f64>::zeros((r, a.ncols()));
-                ndarray::linalg::general_mat_mul(1.0, &ut, &a, 0.0, &mut p);
+                // beta = 1 onto zeros: OpenBLAS skips its separate C-scaling pass.
+                ndarray::linalg::general_mat_mul(1.0, &ut, &a, 1.0, &mut p);
                 p.into_raw_vec_and_offset().0
             }
         };

@@ -166,15 +166,18 @@ pub struct TTPlan {
     pub modelled_ns: f64,
 }
 
-type Merged = Arc<Vec<Option<Vec<f32>>>>;
+/// Per group of a partition: nothing for a group of one core; else the merged block first,
+/// then (for training) the merges of every proper suffix of the group, which the backward
+/// needs to pass the merged block's gradient back to the cores.
+type Merged = Arc<Vec<Vec<(Dims, Vec<f32>)>>>;
 
 /// Lazily computed, value-independent schedules and value-dependent merged blocks.
 #[derive(Default)]
 struct PlanCache {
     /// `(rows, training)` → schedule.
     schedules: Mutex<HashMap<(usize, bool), Arc<Schedule>>>,
-    /// Partition mask → merged block data (`None` for a group of one core).
-    merged: Mutex<HashMap<u64, Merged>>,
+    /// `(partition mask, with suffixes)` → merged blocks.
+    merged: Mutex<HashMap<(u64, bool), Merged>>,
 }
 
 impl Clone for PlanCache {
@@ -210,6 +213,8 @@ pub struct TTLayer {
 #[derive(Debug, Clone)]
 pub struct TTCache {
     sched: Arc<Schedule>,
+    /// The merged blocks the forward used (with suffixes), if the plan merges anything.
+    merged: Option<Merged>,
     tape: Vec<Taped>,
     rows: usize,
 }
@@ -519,14 +524,67 @@ impl TTLayer {
         self.schedule(rows, false).flops
     }
 
-    /// The contraction plan picked for `rows` rows (see the [module docs](crate::tt)).
+    /// The contraction plan [`forward`](Self::forward) picks for `rows` rows (see the
+    /// [module docs](crate::tt)).
     pub fn plan(&self, rows: usize) -> TTPlan {
-        let s = self.schedule(rows.max(1), false);
+        self.summary(&self.schedule(rows.max(1), false))
+    }
+
+    /// The contraction plan [`forward_train`](Self::forward_train) and
+    /// [`backward`](Self::backward) pick for `rows` rows. It is costed for a whole training
+    /// step: merged blocks are rebuilt after every parameter update, and a merged block's
+    /// gradient must be passed back to its cores, so training merges less than inference.
+    pub fn training_plan(&self, rows: usize) -> TTPlan {
+        self.summary(&self.schedule(rows.max(1), true))
+    }
+
+    /// Every candidate plan for `rows` rows with its modelled cost (for inference, or for a
+    /// training step), cheapest first. Use with [`forward_with_plan`](Self::forward_with_plan)
+    /// to measure the cost model's choice against the alternatives.
+    pub fn candidate_plans(&self, rows: usize, training: bool) -> Vec<TTPlan> {
+        let mut out: Vec<TTPlan> = plan::candidate_masks(&self.dims)
+            .into_iter()
+            .map(|mask| self.summary(&plan::plan_for(&self.dims, rows.max(1), mask, training)))
+            .collect();
+        out.sort_by(|a, b| a.modelled_ns.total_cmp(&b.modelled_ns));
+        out
+    }
+
+    fn summary(&self, s: &Schedule) -> TTPlan {
         TTPlan {
             groups: plan::groups(self.dims.len(), s.mask),
             flops: s.flops,
             modelled_ns: s.cost,
         }
+    }
+
+    /// The partition mask of `groups`, checked: contiguous `[start, end)` ranges covering
+    /// `0..num_cores` in order.
+    fn mask_of(&self, groups: &[(usize, usize)]) -> Result<u64> {
+        let n = self.dims.len();
+        let bad = || {
+            Error::invalid_arg(
+                "plan",
+                format!(
+                    "groups {groups:?} are not contiguous ranges covering the {n} cores in order"
+                ),
+            )
+        };
+        let mut next = 0;
+        let mut mask = 0u64;
+        for &(s, e) in groups {
+            if s != next || e <= s || e > n {
+                return Err(bad());
+            }
+            for j in s + 1..e {
+                mask |= 1 << (j - 1);
+            }
+            next = e;
+        }
+        if next != n || n > 64 {
+            return Err(bad());
+        }
+        Ok(mask)
     }
 
     /// `x: [rows, in] -> [rows, out]`, contracting `x` through the cores under the cheapest
@@ -553,21 +611,47 @@ impl TTLayer {
         self.run_schedule(&sched, x)
     }
 
+    /// Forward under an explicit plan (e.g. one of
+    /// [`candidate_plans`](Self::candidate_plans)); same result as
+    /// [`forward`](Self::forward) up to rounding. Errors if `x` has the wrong number of columns
+    /// or the plan's groups do not partition this layer's cores.
+    pub fn forward_with_plan(&self, x: ArrayView2<'_, f32>, plan: &TTPlan) -> Result<Array2<f32>> {
+        let mask = self.mask_of(&plan.groups)?;
+        if x.ncols() != self.in_features() {
+            return Err(Error::shape(
+                "TTLayer::forward_with_plan input",
+                &[x.nrows(), self.in_features()],
+                &[x.nrows(), x.ncols()],
+            ));
+        }
+        if x.nrows() == 0 {
+            return Ok(Array2::zeros((0, self.out_features())));
+        }
+        let sched = plan::plan_for(&self.dims, x.nrows(), mask, false);
+        Ok(self.run_schedule(&sched, x))
+    }
+
     fn run_schedule(&self, sched: &Schedule, x: ArrayView2<'_, f32>) -> Array2<f32> {
         let rows = x.nrows();
         let xs = as_slice(&x);
-        let merged = (sched.mask != 0).then(|| self.merged(sched.mask));
-        let slices = self.core_slices();
-        let blocks: Vec<&[f32]> = match &merged {
-            None => slices,
-            Some(m) => plan::groups(self.dims.len(), sched.mask)
-                .iter()
-                .zip(m.iter())
-                .map(|(&(s, _), d)| d.as_deref().unwrap_or(slices[s]))
-                .collect(),
-        };
+        let merged = (sched.mask != 0).then(|| self.merged(sched.mask, false));
+        let blocks = self.blocks(sched.mask, merged.as_ref());
         let y = plan::run(sched, &blocks, &xs, self.bias_slice(), None);
         self.finish(rows, y)
+    }
+
+    /// The data of every block of partition `mask`: merged groups from `merged`, single cores
+    /// as they are.
+    fn blocks<'a>(&'a self, mask: u64, merged: Option<&'a Merged>) -> Vec<&'a [f32]> {
+        let slices = self.core_slices();
+        match merged {
+            None => slices,
+            Some(m) => plan::groups(self.dims.len(), mask)
+                .iter()
+                .zip(m.iter())
+                .map(|(&(s, _), d)| d.first().map_or(slices[s], |b| &b.1[..]))
+                .collect(),
+        }
     }
 
     fn finish(&self, rows: usize, y: Vec<f32>) -> Array2<f32> {
@@ -580,31 +664,60 @@ impl TTLayer {
     }
 
     /// Forward for training: like [`forward`](Self::forward) (without the shape check: the
-    /// caller guarantees `x: [rows, in]`), always with the unmerged cores, recording what
-    /// [`backward`](Self::backward) needs.
+    /// caller guarantees `x: [rows, in]`), under the [`training_plan`](Self::training_plan)
+    /// for `rows`, recording what [`backward`](Self::backward) needs.
     pub fn forward_train(&self, x: ArrayView2<'_, f32>) -> (Array2<f32>, TTCache) {
+        let sched = self.schedule(x.nrows().max(1), true);
+        self.train_with(sched, x)
+    }
+
+    /// [`forward_train`](Self::forward_train) under an explicit plan (e.g. one of
+    /// [`candidate_plans`](Self::candidate_plans)); the gradients [`backward`](Self::backward)
+    /// then gives are the same for every plan, up to rounding. Errors if `x` has the wrong
+    /// number of columns or the plan's groups do not partition this layer's cores.
+    pub fn forward_train_with_plan(
+        &self,
+        x: ArrayView2<'_, f32>,
+        plan: &TTPlan,
+    ) -> Result<(Array2<f32>, TTCache)> {
+        let mask = self.mask_of(&plan.groups)?;
+        if x.ncols() != self.in_features() {
+            return Err(Error::shape(
+                "TTLayer::forward_train_with_plan input",
+                &[x.nrows(), self.in_features()],
+                &[x.nrows(), x.ncols()],
+            ));
+        }
+        let sched = Arc::new(plan::plan_for(&self.dims, x.nrows().max(1), mask, true));
+        Ok(self.train_with(sched, x))
+    }
+
+    fn train_with(&self, sched: Arc<Schedule>, x: ArrayView2<'_, f32>) -> (Array2<f32>, TTCache) {
         let rows = x.nrows();
-        let sched = self.schedule(rows.max(1), true);
         let xs = as_slice(&x);
         let mut tape = Vec::with_capacity(sched.steps.len());
+        let merged = (sched.mask != 0).then(|| self.merged(sched.mask, true));
         let y = if rows == 0 {
             Vec::new()
         } else {
-            plan::run(
-                &sched,
-                &self.core_slices(),
-                &xs,
-                self.bias_slice(),
-                Some(&mut tape),
-            )
+            let blocks = self.blocks(sched.mask, merged.as_ref());
+            plan::run(&sched, &blocks, &xs, self.bias_slice(), Some(&mut tape))
         };
         let y = self.finish(rows, y);
-        (y, TTCache { sched, tape, rows })
+        let cache = TTCache {
+            sched,
+            merged,
+            tape,
+            rows,
+        };
+        (y, cache)
     }
 
     /// Backward of [`forward_train`](Self::forward_train): given `dy: [rows, out]`, **adds**
     /// the gradients of every core and of the bias into `grads` (a layer of the same spec, e.g.
-    /// from [`zeros_like`](Self::zeros_like)) and returns `dx: [rows, in]`.
+    /// from [`zeros_like`](Self::zeros_like)) and returns `dx: [rows, in]`. Under a plan that
+    /// merges cores, the gradient of each merged block is passed back to its cores
+    /// (`dA = dG·Bᵀ`, `dB = Aᵀ·dG` for `G = A ⋈ B`, down the group).
     pub fn backward(
         &self,
         cache: &TTCache,
@@ -622,12 +735,28 @@ impl TTLayer {
             Some(p) => plan::unpermute(&dys, p),
             None => dys.into_owned(),
         };
+        let mask = cache.sched.mask;
+        let blocks = self.blocks(mask, cache.merged.as_ref());
+        let groups = plan::groups(self.dims.len(), mask);
         let slices = self.core_slices();
         for (step, taped) in cache.sched.steps.iter().zip(&cache.tape).rev() {
-            let dg = grads.cores[step.block]
-                .as_slice_mut()
-                .expect("cores are contiguous");
-            d = plan::step_backward(step, taped, slices[step.block], &d, dg);
+            let g = step.block;
+            let (s, e) = groups[g];
+            if e - s == 1 {
+                let dg = grads.cores[s].as_slice_mut().expect("cores are contiguous");
+                d = plan::step_backward(step, taped, blocks[g], &d, dg);
+            } else {
+                let mut dg = vec![0.0f32; step.m * step.k];
+                d = plan::step_backward(step, taped, blocks[g], &d, &mut dg);
+                let suffixes = &cache.merged.as_ref().expect("merged plan")[g];
+                let group: Vec<(Dims, &[f32])> =
+                    (s..e).map(|k| (self.dims[k], slices[k])).collect();
+                let mut gs: Vec<&mut [f32]> = grads.cores[s..e]
+                    .iter_mut()
+                    .map(|c| c.as_slice_mut().expect("cores are contiguous"))
+                    .collect();
+                plan::distribute(&group, suffixes, dg, &mut gs);
+            }
         }
         Array2::from_shape_vec((rows, self.in_features()), d).expect("dx is [rows, in]")
     }
@@ -639,7 +768,7 @@ impl TTLayer {
             .collect()
     }
 
-    /// The schedule for `rows` (cached). Training uses no merges.
+    /// The schedule for `rows` (cached), for inference or training.
     fn schedule(&self, rows: usize, training: bool) -> Arc<Schedule> {
         let key = (rows, training);
         if let Ok(map) = self.cache.schedules.lock() {
@@ -647,11 +776,7 @@ impl TTLayer {
                 return Arc::clone(s);
             }
         }
-        let s = Arc::new(if training {
-            plan::schedule(&self.dims, rows, 0)
-        } else {
-            plan::best_schedule(&self.dims, rows)
-        });
+        let s = Arc::new(plan::best_schedule(&self.dims, rows, training));
         if let Ok(mut map) = self.cache.schedules.lock() {
             if map.len() >= MAX_CACHED_SCHEDULES {
                 map.clear();
@@ -661,10 +786,12 @@ impl TTLayer {
         s
     }
 
-    /// The merged blocks for a partition mask (cached until the parameters change).
-    fn merged(&self, mask: u64) -> Merged {
+    /// The merged blocks for a partition mask, with the suffix merges if `suffixes` (cached
+    /// until the parameters change).
+    fn merged(&self, mask: u64, suffixes: bool) -> Merged {
+        let key = (mask, suffixes);
         if let Ok(map) = self.cache.merged.lock() {
-            if let Some(m) = map.get(&mask) {
+            if let Some(m) = map.get(&key) {
                 return Arc::clone(m);
             }
         }
@@ -673,16 +800,18 @@ impl TTLayer {
             plan::groups(self.dims.len(), mask)
                 .into_iter()
                 .map(|(s, e)| {
-                    (e - s > 1).then(|| {
+                    if e - s > 1 {
                         let blocks: Vec<(Dims, &[f32])> =
                             (s..e).map(|k| (self.dims[k], slices[k])).collect();
-                        plan::merge_blocks(&blocks).1
-                    })
+                        plan::merge_suffixes(&blocks, suffixes)
+                    } else {
+                        Vec::new()
+                    }
                 })
                 .collect(),
         );
         if let Ok(mut map) = self.cache.merged.lock() {
-            map.insert(mask, Arc::clone(&merged));
+            map.insert(key, Arc::clone(&merged));
         }
         merged
     }
@@ -698,7 +827,7 @@ impl TTLayer {
     /// Forward under an explicit partition mask (tests compare all plans).
     #[cfg(test)]
     pub(crate) fn apply_mask(&self, x: ArrayView2<'_, f32>, mask: u64) -> Array2<f32> {
-        let sched = plan::schedule(&plan::merged_dims(&self.dims, mask), x.nrows(), mask);
+        let sched = plan::plan_for(&self.dims, x.nrows(), mask, false);
         self.run_schedule(&sched, x)
     }
 

@@ -21,7 +21,12 @@
 //! a candidate, including "merge everything", which is the dense matrix. So the forward is never
 //! much slower than the cheaper of the dense product and the best sweep. Plans are cached per row
 //! count; merged blocks are cached until the parameters are mutated. [`TTLayer::plan`] shows the
-//! choice. Details in the source of `plan.rs`.
+//! choice. Training (`forward_train`/`backward`) uses the same kind of plan, costed for a whole
+//! training step (merged blocks are rebuilt after each update, and a merged block's gradient is
+//! passed back to its cores by GEMMs): [`TTLayer::training_plan`]. Every candidate can be run
+//! explicitly ([`TTLayer::candidate_plans`], [`TTLayer::forward_with_plan`],
+//! [`TTLayer::forward_train_with_plan`]). Details, and what was measured, in the source of
+//! `plan.rs`.
 //!
 //! # BLAS threads
 //!

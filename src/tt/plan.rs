@@ -29,16 +29,61 @@
 //!
 //! # Choosing the plan
 //!
-//! A plan is a partition of the chain into contiguous groups, each merged once into one block.
-//! For a given number of rows every partition (all `2^{L−1}` of them for chains of up to 13
-//! cores; beyond that no merges, each side merged, and the dense matrix) is scheduled
-//! symbolically and costed by a simple model of this machine's BLAS: per GEMM
-//! `2mnk·t_flop + (mk + kn + mn)·t_mem + t_call`, per permutation `elements·t_copy`. The
-//! cheapest wins; it is cached per row count. The dense matrix is one of the candidates, so the
-//! forward is never much slower than the dense product. Merged blocks are built lazily on first
-//! use and dropped whenever the parameters are mutated (see `TTLayer`'s `visit_mut`), so they
-//! always match the cores. Training (`forward_train`/`backward`) always uses the unmerged
-//! cores, since gradients are needed per core.
+//! A plan is a partition of the chain into contiguous groups, each merged once into one block
+//! (merging runs right to left, one GEMM per core, plus a copy only where a core with input
+//! modes meets a block with output modes). For a given number of rows every partition (all
+//! `2^{L−1}` of them for chains of up to 13 cores; beyond that no merges, each side merged,
+//! and the dense matrix) is scheduled symbolically and costed by a simple model of this
+//! machine's single-threaded OpenBLAS: per GEMM `2mnk·t_flop + (mk + kn + mn)·t_mem + t_call`,
+//! per permutation `elements·t_copy`. The cheapest wins; it is cached per row count. The dense
+//! matrix is one of the candidates, so the forward is never much slower than the dense product.
+//!
+//! **Inference** (`forward`) counts merges as free: merged blocks are built lazily on first use
+//! and cached until the parameters are mutated (see `TTLayer`'s `visit_mut`), so they always
+//! match the cores.
+//!
+//! **Training** (`forward_train` + `backward`) uses the same mechanism and the same candidates,
+//! costed for a whole step: the forward; the backward, two GEMMs per forward GEMM
+//! (`dG = doutᵀ·state`, `dstate = dout·G`) plus the inverse permutations; and, per merged
+//! group, merging it again (every optimiser step mutates the cores, dropping the merged
+//! blocks) and passing the merged block's gradient back to the cores ([`distribute`]: for
+//! `G = A ⋈ B`, `dA = dG·Bᵀ` and `dB = Aᵀ·dG` as GEMMs over the same reshapes as the merge,
+//! down the group, using the right-to-left partial merges kept from the forward). That is
+//! about three merges' worth, so training merges less than inference at few rows and as much
+//! at many rows (at 928 rows the seed shapes train through the dense matrix at `m = 50` and
+//! one block per side at `m = 20`; 768→3072 at 128 rows through one block per side; one row
+//! mostly unmerged).
+//!
+//! # What was measured
+//!
+//! `tests/tt.rs`'s ignored `plan_timings` prints, for every benched shape, every candidate's
+//! modelled and measured time (forward, and a training step including the re-merge), one BLAS
+//! thread. On the shared 2-core development machine (AMD EPYC, AVX2; loaded by other work, so
+//! absolute times are inflated up to ~2× and ratios within a run are what count), in two runs
+//! the chosen forward plan was the fastest measured or within 1.1× of it for every benched
+//! case (50↔200 with `m` ∈ {50, 20} at 1, 29, 928 rows; 768→3072 with bonds 8, 16, 32 at 1
+//! and 128 rows). The chosen training plan was within 1.15× of the fastest everywhere but
+//! one case: 50→200 at `m = 50`, 29 rows, where the model prefers no merges and merging the
+//! input side is 1.3–1.5× faster (the two are 2% apart in the model). Notable choices:
+//! - 50↔200 (seed shapes): the dense matrix at `m = 50` (the TT has more parameters than the
+//!   dense layer, so it can never win), one block per side for smaller `m`;
+//! - 768→3072, bonds 16, 128 rows: one block per side, `x[128, 768]·G_in[16, 768]ᵀ` (3.1
+//!   MFLOP) then `z[128, 16]·G_out[3072, 16]ᵀ` (12.6 MFLOP). Every plan of the seed layout
+//!   ends with a GEMM whose inner dimension is the bond at the last group boundary (16), unless
+//!   it merges everything into the dense matrix (604 MFLOP); the alternatives that keep the
+//!   output cores separate cost more FLOPs (≥ 16.8 MFLOP) and a final transpose (measured 4×
+//!   slower); splitting the input side changes little (16.3 MFLOP, measured 1.03×). That last GEMM
+//!   writes the `[128, 3072]` output and runs at about 55 GFLOP/s on one core, near what
+//!   OpenBLAS achieves for inner dimension 16: the output is written once, already in
+//!   `[rows, out]` order, onto the tiled bias (`beta = 1`, so OpenBLAS skips its separate
+//!   C-scaling pass). Row-chunking the final GEMM, storing `G_out` transposed, or computing
+//!   `yᵀ` instead were measured and were no faster.
+//! - one row: small groups (e.g. `[(0, 2), (2, 3), (3, 4), (4, 6)]` at 768→3072), where every
+//!   step is a matrix-vector product over a small block.
+//!
+//! Copies are cheap where they remain: permutations that reduce to a (batched) 2-D transpose
+//! after fusing adjacent axes, which is every permutation the seed layout needs, use a tiled
+//! transpose instead of a generic strided copy.
 
 use std::borrow::Cow;
 
@@ -232,9 +277,8 @@ pub(crate) fn schedule(dims: &[Dims], rows: usize, mask: u64) -> Schedule {
         };
         let total: usize = labels.iter().map(|x| x.1).product();
         let r = total / m.max(1);
-        let f = 2 * (r as u64) * (m as u64) * (kk as u64);
-        flops += f;
-        cost += f as f64 * T_FLOP + ((m * kk + kk * r + m * r) as f64) * T_MEM + T_CALL;
+        flops += 2 * (r as u64) * (m as u64) * (kk as u64);
+        cost += gemm_cost(r, m, kk);
         if let Some(p) = &pre {
             cost += p.elements() as f64 * T_COPY;
         }
@@ -271,23 +315,62 @@ pub(crate) fn schedule(dims: &[Dims], rows: usize, mask: u64) -> Schedule {
     }
 }
 
-/// The cheapest schedule for `rows` rows over the original chain `dims`.
-pub(crate) fn best_schedule(dims: &[Dims], rows: usize) -> Schedule {
+/// The candidate partition masks for a chain of `l` blocks: all `2^{l−1}` partitions for up
+/// to 13 blocks; beyond that no merges, the dense matrix, and each side of the first
+/// input-only block merged.
+pub(crate) fn candidate_masks(dims: &[Dims]) -> Vec<u64> {
     let l = dims.len();
     let all = if l > 1 { (1u64 << (l - 1)) - 1 } else { 0 };
-    let candidates: Vec<u64> = if l <= 13 {
+    if l <= 13 {
         (0..=all).collect()
     } else {
-        // Long chains: no merges, dense, and each side of the in/out boundary merged.
         let mut c = vec![0, all];
         if let Some(b) = dims.iter().position(|d| d[1] == 1).filter(|&b| b > 0) {
             c.push(all & !(1u64 << (b - 1)));
         }
         c
-    };
+    }
+}
+
+/// Schedules the sweep for `rows` rows under partition `mask` of the original chain `dims`,
+/// costed for inference (merges are one-time, so free) or for training (see
+/// [`training_cost`]).
+pub(crate) fn plan_for(dims: &[Dims], rows: usize, mask: u64, training: bool) -> Schedule {
+    let mut s = schedule(&merged_dims(dims, mask), rows, mask);
+    if training {
+        s.cost = training_cost(dims, &s);
+    }
+    s
+}
+
+/// The modelled cost of one training step (`forward_train` + `backward`) under `sched`:
+/// the forward; the backward, whose every step is two GEMMs of the forward step's size plus
+/// the inverse of its permutations; and, per merged group, merging it (the blocks are
+/// rebuilt after every parameter update) and passing the merged block's gradient back to its
+/// cores (two GEMMs per merge GEMM).
+pub(crate) fn training_cost(dims: &[Dims], sched: &Schedule) -> f64 {
+    let mut cost = sched.cost;
+    for st in &sched.steps {
+        cost += 2.0 * gemm_cost(st.r, st.m, st.k);
+        if let Some(p) = &st.pre {
+            cost += p.elements() as f64 * T_COPY;
+        }
+    }
+    if let Some(p) = &sched.fin {
+        cost += p.elements() as f64 * T_COPY;
+    }
+    for (s, e) in groups(dims.len(), sched.mask) {
+        cost += 3.0 * merge_cost(&dims[s..e]);
+    }
+    cost
+}
+
+/// The cheapest schedule for `rows` rows over the original chain `dims`, for inference or
+/// training.
+pub(crate) fn best_schedule(dims: &[Dims], rows: usize, training: bool) -> Schedule {
     let mut best: Option<Schedule> = None;
-    for mask in candidates {
-        let s = schedule(&merged_dims(dims, mask), rows, mask);
+    for mask in candidate_masks(dims) {
+        let s = plan_for(dims, rows, mask, training);
         if best.as_ref().map_or(true, |b| s.cost < b.cost) {
             best = Some(s);
         }
@@ -295,33 +378,227 @@ pub(crate) fn best_schedule(dims: &[Dims], rows: usize) -> Schedule {
     best.expect("at least one candidate")
 }
 
-/// Merges the original blocks `blocks` (dims and row-major data) into one block.
-pub(crate) fn merge_blocks(blocks: &[(Dims, &[f32])]) -> (Dims, Vec<f32>) {
-    let (mut d, first) = blocks[0];
-    let mut data = first.to_vec();
-    for &(d2, b) in &blocks[1..] {
-        let [al, p1, q1, a] = d;
-        let [_, p2, q2, ar] = d2;
-        let left = ArrayView2::from_shape((al * p1 * q1, a), &data).expect("block dims");
-        let right = ArrayView2::from_shape((a, p2 * q2 * ar), b).expect("block dims");
-        let prod = left.dot(&right); // [al, p1, q1, p2, q2, ar]
-        let prod = prod
-            .into_shape_with_order(IxDyn(&[al, p1, q1, p2, q2, ar]))
-            .expect("contiguous");
-        let perm = prod.permuted_axes(IxDyn(&[0, 1, 3, 2, 4, 5]));
-        data = perm.iter().copied().collect();
-        d = [al, p1 * p2, q1 * q2, ar];
+/// Merges one block `l: [a, p, q, b]` with the block `r: [b, P, Q, c]` to its right into
+/// `[a, p·P, q·Q, c]`: one GEMM `[(a p q), b] · [b, (P Q c)]`, then (only if both `q` and `P`
+/// exceed 1) one copy swapping the `q` and `P` axes.
+fn merge_two(ld: Dims, l: &[f32], rd: Dims, r: &[f32]) -> (Dims, Vec<f32>) {
+    let [a, p, q, b] = ld;
+    let [_, pp, qq, c] = rd;
+    let rest = pp * qq * c;
+    let left = ArrayView2::from_shape((a * p * q, b), l).expect("block dims");
+    let right = ArrayView2::from_shape((b, rest), r).expect("block dims");
+    let mut data = vec![0.0f32; a * p * q * rest];
+    {
+        let mut o = ArrayViewMut2::from_shape((a * p * q, rest), &mut data).expect("dims");
+        // beta = 1 on a zeroed buffer: OpenBLAS skips its separate C-scaling pass.
+        general_mat_mul(1.0, &left, &right, 1.0, &mut o);
     }
-    (d, data)
+    if q > 1 && pp > 1 {
+        data = permute(
+            &data,
+            &Perm {
+                shape: vec![a * p, q, pp, qq * c],
+                perm: vec![0, 2, 1, 3],
+            },
+        );
+    }
+    ([a, p * pp, q * qq, c], data)
 }
 
-/// Permutes a row-major tensor into a new row-major buffer.
+/// Merges a group of consecutive blocks from the right: returns `M_j = B_j ⋈ … ⋈ B_{n−1}` for
+/// `j = 0 … n−2` (`M_0` is the whole group's block; the `M_j` for `j ≥ 1` are what the
+/// backward needs to pass a merged block's gradient to its cores). Needs `n ≥ 2`.
+/// With `all = false` only `M_0` is kept (the others are dropped as soon as used).
+pub(crate) fn merge_suffixes(blocks: &[(Dims, &[f32])], all: bool) -> Vec<(Dims, Vec<f32>)> {
+    let n = blocks.len();
+    debug_assert!(n >= 2);
+    let mut out: Vec<(Dims, Vec<f32>)> = Vec::with_capacity(if all { n - 1 } else { 1 });
+    let (ld, l) = blocks[n - 2];
+    let (rd, r) = blocks[n - 1];
+    let mut cur = merge_two(ld, l, rd, r);
+    for j in (0..n - 2).rev() {
+        let (ld, l) = blocks[j];
+        let next = merge_two(ld, l, cur.0, &cur.1);
+        if all {
+            out.push(cur);
+        }
+        cur = next;
+    }
+    out.push(cur);
+    out.reverse();
+    out
+}
+
+/// Merges the original blocks `blocks` (dims and row-major data) into one block.
+pub(crate) fn merge_blocks(blocks: &[(Dims, &[f32])]) -> (Dims, Vec<f32>) {
+    if blocks.len() == 1 {
+        return (blocks[0].0, blocks[0].1.to_vec());
+    }
+    merge_suffixes(blocks, false).swap_remove(0)
+}
+
+/// Modelled cost (ns) of one GEMM `[m, k] · [k, n]`.
+fn gemm_cost(m: usize, n: usize, k: usize) -> f64 {
+    2.0 * (m * n * k) as f64 * T_FLOP + ((m * k + k * n + m * n) as f64) * T_MEM + T_CALL
+}
+
+/// Modelled cost (ns) of merging a group of blocks once (the GEMMs and copies of
+/// [`merge_suffixes`]).
+fn merge_cost(blocks: &[Dims]) -> f64 {
+    let n = blocks.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let mut rd = blocks[n - 1];
+    let mut cost = 0.0;
+    for j in (0..n - 1).rev() {
+        let [a, p, q, b] = blocks[j];
+        let [_, pp, qq, c] = rd;
+        let rest = pp * qq * c;
+        cost += gemm_cost(a * p * q, rest, b);
+        if q > 1 && pp > 1 {
+            cost += (a * p * q * rest) as f64 * T_COPY;
+        }
+        rd = [a, p * pp, q * qq, c];
+    }
+    cost
+}
+
+/// Passes the gradient `dg` of a merged group's block (dims of `suffixes[0]`) back to the
+/// group's blocks, **adding** into `grads[j]` (row-major, the dims of `blocks[j]`).
+///
+/// With `G = B_0 ⋈ M_1` (`M_1` the merge of the remaining blocks): after swapping the `P'` and
+/// `q_0` axes of `dG` (a copy only if both exceed 1), `dB_0 = dG[(a p q), (P' Q' c)] ·
+/// M_1[b, (P' Q' c)]ᵀ` and `dM_1 = B_0[(a p q), b]ᵀ · dG`, and so on down the group.
+pub(crate) fn distribute(
+    blocks: &[(Dims, &[f32])],
+    suffixes: &[(Dims, Vec<f32>)],
+    dg: Vec<f32>,
+    grads: &mut [&mut [f32]],
+) {
+    let n = blocks.len();
+    let mut dm = dg;
+    for j in 0..n - 1 {
+        let ([a, p, q, b], core) = blocks[j];
+        let (rd, rest_data): (Dims, &[f32]) = if j + 1 == n - 1 {
+            blocks[n - 1]
+        } else {
+            (suffixes[j + 1].0, &suffixes[j + 1].1)
+        };
+        let [_, pp, qq, c] = rd;
+        let rest = pp * qq * c;
+        if q > 1 && pp > 1 {
+            dm = permute(
+                &dm,
+                &Perm {
+                    shape: vec![a * p, pp, q, qq * c],
+                    perm: vec![0, 2, 1, 3],
+                },
+            );
+        }
+        let apq = a * p * q;
+        let dmv = ArrayView2::from_shape((apq, rest), &dm).expect("dims");
+        let rv = ArrayView2::from_shape((b, rest), rest_data).expect("dims");
+        let cv = ArrayView2::from_shape((apq, b), core).expect("dims");
+        {
+            let mut dc = ArrayViewMut2::from_shape((apq, b), &mut *grads[j]).expect("dims");
+            general_mat_mul(1.0, &dmv, &rv.t(), 1.0, &mut dc);
+        }
+        let mut next = vec![0.0f32; b * rest];
+        {
+            let mut o = ArrayViewMut2::from_shape((b, rest), &mut next).expect("dims");
+            general_mat_mul(1.0, &cv.t(), &dmv, 1.0, &mut o);
+        }
+        dm = next;
+    }
+    for (g, d) in grads[n - 1].iter_mut().zip(&dm) {
+        *g += d;
+    }
+}
+
+/// Drops size-1 axes and fuses runs of axes that stay adjacent and in order, so that e.g. a
+/// 6-D permutation that only swaps two groups of axes becomes a 2-D transpose.
+fn coalesce(shape: &[usize], perm: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    // Compact indices of the kept (size > 1) axes.
+    let mut compact = vec![usize::MAX; shape.len()];
+    let mut sizes = Vec::new();
+    for (i, &s) in shape.iter().enumerate() {
+        if s > 1 {
+            compact[i] = sizes.len();
+            sizes.push(s);
+        }
+    }
+    let order: Vec<usize> = perm
+        .iter()
+        .filter(|&&i| shape[i] > 1)
+        .map(|&i| compact[i])
+        .collect();
+    // Runs of consecutive compact indices in output order form one fused axis.
+    let mut runs: Vec<(usize, usize)> = Vec::new(); // (first compact axis, len)
+    for &c in &order {
+        match runs.last_mut() {
+            Some((f, len)) if *f + *len == c => *len += 1,
+            _ => runs.push((c, 1)),
+        }
+    }
+    // Fused axes in input order.
+    let mut by_input: Vec<usize> = (0..runs.len()).collect();
+    by_input.sort_by_key(|&r| runs[r].0);
+    let new_shape: Vec<usize> = by_input
+        .iter()
+        .map(|&r| sizes[runs[r].0..runs[r].0 + runs[r].1].iter().product())
+        .collect();
+    let mut pos = vec![0; runs.len()];
+    for (i, &r) in by_input.iter().enumerate() {
+        pos[r] = i;
+    }
+    (new_shape, pos)
+}
+
+/// `dst[j, i] = src[i, j]` for `src: [a, b]`, in cache-friendly tiles.
+fn transpose_into(src: &[f32], a: usize, b: usize, dst: &mut [f32]) {
+    const T: usize = 16;
+    for i0 in (0..a).step_by(T) {
+        let i1 = (i0 + T).min(a);
+        for j0 in (0..b).step_by(T) {
+            let j1 = (j0 + T).min(b);
+            for i in i0..i1 {
+                let row = &src[i * b + j0..i * b + j1];
+                for (j, &v) in (j0..j1).zip(row) {
+                    dst[j * a + i] = v;
+                }
+            }
+        }
+    }
+}
+
+/// Permutes a row-major tensor into a new row-major buffer. Permutations that reduce to a
+/// (batched) 2-D transpose, the common case, take a tiled fast path.
 pub(crate) fn permute(data: &[f32], p: &Perm) -> Vec<f32> {
-    let view = ArrayViewD::from_shape(IxDyn(&p.shape), data).expect("perm shape");
-    let view = view.permuted_axes(IxDyn(&p.perm));
-    let mut out = ndarray::ArrayD::<f32>::zeros(view.raw_dim());
-    out.assign(&view);
-    out.into_raw_vec_and_offset().0
+    let (shape, perm) = coalesce(&p.shape, &p.perm);
+    match perm.as_slice() {
+        [] | [0] => data.to_vec(),
+        [1, 0] => {
+            let mut out = vec![0.0f32; data.len()];
+            transpose_into(data, shape[0], shape[1], &mut out);
+            out
+        }
+        [0, 2, 1] => {
+            let (a, b) = (shape[1], shape[2]);
+            let mut out = vec![0.0f32; data.len()];
+            for (s, d) in data.chunks_exact(a * b).zip(out.chunks_exact_mut(a * b)) {
+                transpose_into(s, a, b, d);
+            }
+            out
+        }
+        _ => {
+            let view = ArrayViewD::from_shape(IxDyn(&shape), data).expect("perm shape");
+            let view = view.permuted_axes(IxDyn(&perm));
+            let mut out = ndarray::ArrayD::<f32>::zeros(view.raw_dim());
+            out.assign(&view);
+            out.into_raw_vec_and_offset().0
+        }
+    }
 }
 
 /// The inverse of [`permute`]: given data in the permuted layout, restores the original layout.
@@ -369,12 +646,13 @@ pub(crate) fn gemm_step(step: &Step, state: &[f32], g: &[f32], bias: Option<&[f3
     let (r, m, k) = (step.r, step.m, step.k);
     let gm = mat(g, m, k, true);
     let t = mat(state, r, k, step.kind.contracted_trailing);
-    let (mut out, beta) = match bias {
-        Some(b) => (b.repeat(r * m / b.len()), 1.0),
-        None => (vec![0.0f32; r * m], 0.0),
+    // beta = 1 onto the tiled bias or zeros: OpenBLAS then skips its C-scaling pass.
+    let mut out = match bias {
+        Some(b) => b.repeat(r * m / b.len()),
+        None => vec![0.0f32; r * m],
     };
     let mut o = mat_mut(&mut out, r, m, step.kind.new_back);
-    general_mat_mul(1.0, &t, &gm.t(), beta, &mut o);
+    general_mat_mul(1.0, &t, &gm.t(), 1.0, &mut o);
     out
 }
 
@@ -441,7 +719,7 @@ pub(crate) fn step_backward(
     general_mat_mul(1.0, &d.t(), &t, 1.0, &mut dgm);
     let mut dstate = vec![0.0f32; r * k];
     let mut ds = mat_mut(&mut dstate, r, k, step.kind.contracted_trailing);
-    general_mat_mul(1.0, &d, &gm, 0.0, &mut ds);
+    general_mat_mul(1.0, &d, &gm, 1.0, &mut ds);
     match &step.pre {
         Some(p) => unpermute(&dstate, p),
         None => dstate,
