@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::layers::attention::{head_forward, HeadIo};
+use crate::layers::attention::{head_forward, HeadIo, HeadScratch};
 use crate::layers::{
     positional_table, visit_via_tensors, Block, BlockCache, Embedding, FfnResidualStats, LayerNorm,
     LayerNormCache, NamedTensors,
@@ -184,6 +184,8 @@ pub struct KvCache {
     k: Vec<Array2<f32>>,
     /// Per block, `[max_len, d]`.
     v: Vec<Array2<f32>>,
+    /// Scratch of the attention core.
+    scratch: HeadScratch,
 }
 
 impl KvCache {
@@ -610,6 +612,7 @@ impl Model {
             len: 0,
             k: vec![Array2::zeros((m, d)); l],
             v: vec![Array2::zeros((m, d)); l],
+            scratch: HeadScratch::default(),
         }
     }
 
@@ -679,6 +682,7 @@ impl Model {
                     &mut probs,
                     &mut cs[j * dh..],
                     d,
+                    &mut cache.scratch,
                 );
             }
             x += &block.attn.project_out(concat.view());
