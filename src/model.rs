@@ -203,6 +203,11 @@ impl KvCache {
     pub fn clear(&mut self) {
         self.len = 0;
     }
+
+    /// Forgets the positions from `len` on (keeps the buffers); no-op if `len >= self.len()`.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
 }
 
 /// Everything backward needs from one forward pass.
