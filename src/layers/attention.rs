@@ -137,10 +137,7 @@ impl Attention {
         let dqkv_s = dqkv.as_slice_mut().expect("contiguous");
         let probs = cache.probs.as_slice().expect("contiguous");
         let mut ws = HeadScratch::default();
-        dispatch!(
-            backward_core,
-            (dims, qkv_s, probs, dcat_s, dqkv_s, &mut ws)
-        );
+        dispatch!(backward_core, (dims, qkv_s, probs, dcat_s, dqkv_s, &mut ws));
         self.qkv
             .backward(cache.x.view(), dqkv.view(), &mut grads.qkv)
     }
