@@ -1,5 +1,5 @@
 //! SuccuLM `upper_middle` (V = 155, d = 50, 4 layers, FFN 200, 5 heads): one Adam step on a
-//! 32×29 batch, and forwards of 1×29 and 32×29. Set `SUCCULM_THREADS` (default 1) to split the
+//! 32×29 batch, forwards of 1×29 and 32×29, and one KV-cached decoding step at position 15. Set `SUCCULM_THREADS` (default 1) to split the
 //! batch across threads and `SUCCULM_BLAS_THREADS` (default 1) for OpenBLAS.
 //!
 //! FLOPs per forward token (2 per multiply-add): 2·L·(3d² + d² + 2·d·f) + 2·d·V, plus the
@@ -73,6 +73,17 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(T as u64));
     g.bench_function("forward_1x29", |b| {
         b.iter(|| model.forward(x1.view()).unwrap())
+    });
+    // One generated token: positions 0..15 already cached, the 16th decoded.
+    let prompt: Vec<u32> = x1.iter().copied().take(15).collect();
+    let mut cache = model.new_cache();
+    model.forward_cached(&mut cache, &prompt).unwrap();
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("decode_1_token_at_15", |b| {
+        b.iter(|| {
+            cache.truncate(15);
+            model.forward_cached(&mut cache, &[7]).unwrap()
+        })
     });
     g.finish();
 }

@@ -52,6 +52,7 @@ pub mod error;
 pub mod eval;
 pub mod generate;
 pub mod io;
+mod kernels;
 pub mod layers;
 pub mod loss;
 pub mod model;

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::layers::attention::{head_forward, HeadIo};
+use crate::layers::attention::{head_forward, HeadIo, HeadScratch};
 use crate::layers::{
     positional_table, visit_via_tensors, Block, BlockCache, Embedding, FfnResidualStats, LayerNorm,
     LayerNormCache, NamedTensors,
@@ -184,6 +184,8 @@ pub struct KvCache {
     k: Vec<Array2<f32>>,
     /// Per block, `[max_len, d]`.
     v: Vec<Array2<f32>>,
+    /// Scratch of the attention core.
+    scratch: HeadScratch,
 }
 
 impl KvCache {
@@ -200,6 +202,11 @@ impl KvCache {
     /// Forgets every position (keeps the buffers).
     pub fn clear(&mut self) {
         self.len = 0;
+    }
+
+    /// Forgets the positions from `len` on (keeps the buffers); no-op if `len >= self.len()`.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
     }
 }
 
@@ -610,6 +617,7 @@ impl Model {
             len: 0,
             k: vec![Array2::zeros((m, d)); l],
             v: vec![Array2::zeros((m, d)); l],
+            scratch: HeadScratch::default(),
         }
     }
 
@@ -679,6 +687,7 @@ impl Model {
                     &mut probs,
                     &mut cs[j * dh..],
                     d,
+                    &mut cache.scratch,
                 );
             }
             x += &block.attn.project_out(concat.view());

@@ -302,3 +302,25 @@ fn training_learns_and_is_reproducible() {
     })
     .is_err());
 }
+
+#[test]
+fn truncated_cache_decodes_as_if_never_extended() {
+    let model = Model::new(config(), 4).unwrap();
+    let ids = [1u32, 7, 3, 12, 5, 5];
+    let full = model
+        .forward(Array2::from_shape_vec((1, 6), ids.to_vec()).unwrap().view())
+        .unwrap();
+    let mut cache = model.new_cache();
+    model.forward_cached(&mut cache, &[1, 7, 3, 9, 9]).unwrap();
+    cache.truncate(3);
+    assert_eq!(cache.len(), 3);
+    let l = model.forward_cached(&mut cache, &ids[3..]).unwrap();
+    for p in 3..6 {
+        let d = (&l.row(p - 3) - &full.slice(s![0, p, ..]))
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(d < 1e-5, "position {p}: {d}");
+    }
+    cache.truncate(10);
+    assert_eq!(cache.len(), 6);
+}

@@ -7,6 +7,7 @@ use ndarray::{s, Array2, Array4, ArrayView2, ArrayViewD};
 use rand::Rng;
 
 use crate::error::{Error, Result};
+use crate::kernels::{comb8, dispatch, dot, exp, sum};
 use crate::layers::{visit_via_tensors, Linear, NamedTensors};
 use crate::params::{join, Parameters};
 
@@ -98,38 +99,16 @@ impl Attention {
     pub fn forward_train(&self, x: Array2<f32>, seq: usize) -> (Array2<f32>, AttentionCache) {
         let rows = x.nrows();
         let d = self.dim();
-        let (h, dh) = (self.n_heads, self.head_dim());
         let batch = rows / seq;
         let qkv = self.qkv.apply(x.view());
-        let mut probs = Array4::<f32>::zeros((batch, h, seq, seq));
+        let mut probs = Array4::<f32>::zeros((batch, self.n_heads, seq, seq));
         let mut concat = Array2::<f32>::zeros((rows, d));
-        let scale = 1.0 / (dh as f32).sqrt();
+        let dims = self.core_dims(batch, seq);
         let qkv_s = qkv.as_slice().expect("contiguous");
-        for b in 0..batch {
-            let base = b * seq * 3 * d;
-            let seq_qkv = &qkv_s[base..base + seq * 3 * d];
-            let mut cat = concat.slice_mut(s![b * seq..(b + 1) * seq, ..]);
-            let cat_s = cat.as_slice_mut().expect("contiguous");
-            for j in 0..h {
-                let mut p = probs.slice_mut(s![b, j, .., ..]);
-                head_forward(
-                    HeadIo {
-                        q: &seq_qkv[j * dh..],
-                        k: &seq_qkv[d + j * dh..],
-                        v: &seq_qkv[2 * d + j * dh..],
-                        qs: 3 * d,
-                        kvs: 3 * d,
-                        n: seq,
-                        offset: 0,
-                        dh,
-                        scale,
-                    },
-                    p.as_slice_mut().expect("contiguous"),
-                    &mut cat_s[j * dh..],
-                    d,
-                );
-            }
-        }
+        let probs_s = probs.as_slice_mut().expect("contiguous");
+        let cat_s = concat.as_slice_mut().expect("contiguous");
+        let mut ws = HeadScratch::default();
+        dispatch!(forward_core, (dims, qkv_s, probs_s, cat_s, &mut ws));
         let y = self.out.apply(concat.view());
         (
             y,
@@ -149,27 +128,30 @@ impl Attention {
         dy: ArrayView2<'_, f32>,
         grads: &mut Attention,
     ) -> Array2<f32> {
-        let d = self.dim();
-        let (h, dh) = (self.n_heads, self.head_dim());
         let (batch, _, seq, _) = cache.probs.dim();
-        let scale = 1.0 / (dh as f32).sqrt();
         let dconcat = self.out.backward(cache.concat.view(), dy, &mut grads.out);
-        let mut dqkv = Array2::<f32>::zeros((batch * seq, 3 * d));
+        let mut dqkv = Array2::<f32>::zeros((batch * seq, 3 * self.dim()));
+        let dims = self.core_dims(batch, seq);
         let qkv_s = cache.qkv.as_slice().expect("contiguous");
         let dcat_s = dconcat.as_slice().expect("contiguous");
         let dqkv_s = dqkv.as_slice_mut().expect("contiguous");
         let probs = cache.probs.as_slice().expect("contiguous");
-        let dims = CoreDims {
-            batch,
-            seq,
-            d,
-            h,
-            dh,
-            scale,
-        };
-        dispatch!(backward_core(dims, qkv_s, probs, dcat_s, dqkv_s));
+        let mut ws = HeadScratch::default();
+        dispatch!(backward_core, (dims, qkv_s, probs, dcat_s, dqkv_s, &mut ws));
         self.qkv
             .backward(cache.x.view(), dqkv.view(), &mut grads.qkv)
+    }
+
+    fn core_dims(&self, batch: usize, seq: usize) -> CoreDims {
+        let dh = self.head_dim();
+        CoreDims {
+            batch,
+            seq,
+            d: self.dim(),
+            h: self.n_heads,
+            dh,
+            scale: 1.0 / (dh as f32).sqrt(),
+        }
     }
 
     /// The K and V rows of `x: [n, d]`, plus Q: returns the fused `[n, 3d]` projection.
@@ -194,36 +176,40 @@ struct CoreDims {
     scale: f32,
 }
 
-/// Runs `f(args)` compiled for AVX2 when the CPU has it (same results: no FMA contraction),
-/// otherwise the baseline build. `f` must be `#[inline(always)]`.
-macro_rules! dispatch {
-    ($f:ident($($a:expr),*)) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") {
-                #[target_feature(enable = "avx2")]
-                unsafe fn avx2(f: impl FnOnce()) {
-                    f()
-                }
-                // SAFETY: the CPU supports AVX2 (checked just above).
-                unsafe { avx2(|| $f($($a),*)) }
-            } else {
-                $f($($a),*)
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            $f($($a),*)
-        }
-    }};
+/// Scratch of the attention cores, reused across heads (and across calls when decoding).
+///
+/// Every inner loop runs over a contiguous, zero-padded axis whose length is a multiple of 8
+/// (one AVX vector): key positions (`mp = ⌈m/8⌉·8`) or head channels (`dhp = ⌈dh/8⌉·8`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeadScratch {
+    /// Keys (forward) or values (backward) transposed, `[dh, mp]`.
+    kt: Vec<f32>,
+    /// Values (forward) or keys (backward) with padded rows, `[m, dhp]`.
+    vp: Vec<f32>,
+    /// Queries with padded rows, `[T, dhp]` (backward).
+    qp: Vec<f32>,
+    /// Upstream gradient of the head's output with padded rows, `[T, dhp]` (backward).
+    dop: Vec<f32>,
+    /// Gradient of the scores, `[T, mp]` (backward; row `t` valid up to `t`).
+    ds: Vec<f32>,
+    /// One row of scores, `[mp]`.
+    row: Vec<f32>,
+    /// One output row, `[dhp]`.
+    acc: Vec<f32>,
+    /// A second output row, `[dhp]`.
+    acc2: Vec<f32>,
 }
-use dispatch;
 
-/// Backward of the attention core for every sequence and head: from the probabilities
-/// `[B, h, T, T]`, Q/K/V `[B*T, 3d]` and the gradient of the concatenated heads `[B*T, d]`,
-/// writes dQ/dK/dV into `dqkv: [B*T, 3d]`.
+/// Forward of the attention core for every sequence and head: from Q/K/V `[B*T, 3d]`, writes
+/// the probabilities `[B, h, T, T]` and the concatenated heads `[B*T, d]`.
 #[inline(always)]
-fn backward_core(dims: CoreDims, qkv_s: &[f32], probs: &[f32], dcat_s: &[f32], dqkv_s: &mut [f32]) {
+fn forward_core(
+    dims: CoreDims,
+    qkv_s: &[f32],
+    probs: &mut [f32],
+    cat_s: &mut [f32],
+    ws: &mut HeadScratch,
+) {
     let CoreDims {
         batch,
         seq,
@@ -232,55 +218,97 @@ fn backward_core(dims: CoreDims, qkv_s: &[f32], probs: &[f32], dcat_s: &[f32], d
         dh,
         scale,
     } = dims;
-    // Per (sequence, head) scratch, keys/values transposed so that every inner loop runs
-    // over key positions (contiguous, vectorised): kt, vt, dkt, dvt are `[dh, T]`.
-    let mut kt = vec![0.0f32; dh * seq];
-    let mut vt = vec![0.0f32; dh * seq];
-    let mut dkt = vec![0.0f32; dh * seq];
-    let mut dvt = vec![0.0f32; dh * seq];
-    let mut dp = vec![0.0f32; seq];
     for b in 0..batch {
-        let base = b * seq * 3 * d;
-        let seq_qkv = &qkv_s[base..base + seq * 3 * d];
-        let seq_dqkv = &mut dqkv_s[base..base + seq * 3 * d];
+        let seq_qkv = &qkv_s[b * seq * 3 * d..(b + 1) * seq * 3 * d];
+        let seq_cat = &mut cat_s[b * seq * d..(b + 1) * seq * d];
+        for j in 0..h {
+            let p = &mut probs[(b * h + j) * seq * seq..(b * h + j + 1) * seq * seq];
+            let io = HeadIo {
+                q: &seq_qkv[j * dh..],
+                k: &seq_qkv[d + j * dh..],
+                v: &seq_qkv[2 * d + j * dh..],
+                qs: 3 * d,
+                kvs: 3 * d,
+                n: seq,
+                offset: 0,
+                dh,
+                scale,
+            };
+            head_forward_core(io, p, &mut seq_cat[j * dh..], d, ws);
+        }
+    }
+}
+
+/// Backward of the attention core for every sequence and head: from the probabilities
+/// `[B, h, T, T]`, Q/K/V `[B*T, 3d]` and the gradient of the concatenated heads `[B*T, d]`,
+/// writes dQ/dK/dV into `dqkv: [B*T, 3d]`.
+///
+/// Per head, with `P` the probabilities and `dO` the output gradient (all `[T, ·]`):
+/// `dP = dO·Vᵀ`, `dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale`, `dQ = dS·K`, `dK = dSᵀ·Q`,
+/// `dV = Pᵀ·dO`; every product runs over the causal triangle only.
+#[inline(always)]
+fn backward_core(
+    dims: CoreDims,
+    qkv_s: &[f32],
+    probs: &[f32],
+    dcat_s: &[f32],
+    dqkv_s: &mut [f32],
+    ws: &mut HeadScratch,
+) {
+    let CoreDims {
+        batch,
+        seq,
+        d,
+        h,
+        dh,
+        scale,
+    } = dims;
+    let (mp, dhp) = (seq.div_ceil(8) * 8, dh.div_ceil(8) * 8);
+    let s3 = 3 * d;
+    for b in 0..batch {
+        let seq_qkv = &qkv_s[b * seq * s3..(b + 1) * seq * s3];
+        let seq_dqkv = &mut dqkv_s[b * seq * s3..(b + 1) * seq * s3];
         let seq_dcat = &dcat_s[b * seq * d..(b + 1) * seq * d];
         for j in 0..h {
             let p = &probs[(b * h + j) * seq * seq..(b * h + j + 1) * seq * seq];
             let (qo, ko, vo) = (j * dh, d + j * dh, 2 * d + j * dh);
-            transpose_into(seq_qkv, 3 * d, ko, seq, dh, seq, &mut kt);
-            transpose_into(seq_qkv, 3 * d, vo, seq, dh, seq, &mut vt);
-            dkt.iter_mut().for_each(|v| *v = 0.0);
-            dvt.iter_mut().for_each(|v| *v = 0.0);
+            transpose_into(&seq_qkv[vo..], s3, seq, dh, mp, &mut ws.kt);
+            pad_rows_into(&seq_qkv[ko..], s3, seq, dh, dhp, &mut ws.vp);
+            pad_rows_into(&seq_qkv[qo..], s3, seq, dh, dhp, &mut ws.qp);
+            pad_rows_into(&seq_dcat[j * dh..], d, seq, dh, dhp, &mut ws.dop);
+            ws.ds.resize(seq * mp, 0.0);
+            ws.row.resize(mp, 0.0);
+            ws.acc.resize(dhp, 0.0);
+            ws.acc2.resize(dhp, 0.0);
+            let (vt, kp, qp, dop) = (&ws.kt, &ws.vp, &ws.qp, &ws.dop);
             for t in 0..seq {
-                let n = t + 1;
-                let prow = &p[t * seq..t * seq + n];
-                let dout = &seq_dcat[t * d + j * dh..t * d + (j + 1) * dh];
-                let q = &seq_qkv[t * 3 * d + qo..t * 3 * d + qo + dh];
-                // dP[u] = dout_t · v_u ; dv_u += p[u] dout_t
-                let dp = &mut dp[..n];
-                dp.iter_mut().for_each(|v| *v = 0.0);
-                for c in 0..dh {
-                    axpy(dout[c], &vt[c * seq..c * seq + n], dp);
-                    axpy(dout[c], prow, &mut dvt[c * seq..c * seq + n]);
+                let len = (t + 1).div_ceil(8) * 8;
+                // dP[t, u] = dO_t · v_u over whole vectors of key positions.
+                let dp = &mut ws.row[..len];
+                let dout = &dop[t * dhp..t * dhp + dh];
+                comb8(0..dh, |c| dout[c], vt, mp, dp);
+                // dS[t, u] = P[t, u] (dP[t, u] − Σ_u' P dP) · scale, u ≤ t.
+                let prow = &p[t * seq..t * seq + t + 1];
+                let dp = &dp[..=t];
+                let s = dot(prow, dp);
+                let ds = &mut ws.ds[t * mp..t * mp + t + 1];
+                for ((g, &pu), &dpu) in ds.iter_mut().zip(prow).zip(dp) {
+                    *g = pu * (dpu - s) * scale;
                 }
-                // dS[u] = p[u] (dP[u] − Σ p dP) · scale (kept in dp)
-                let sum = dot(prow, dp);
-                for (g, &pu) in dp.iter_mut().zip(prow) {
-                    *g = pu * (*g - sum) * scale;
-                }
-                // dq_t = Σ_u dS[u] k_u ; dk_u += dS[u] q_t
-                let dq = &mut seq_dqkv[t * 3 * d + qo..t * 3 * d + qo + dh];
-                for c in 0..dh {
-                    dq[c] = dot(dp, &kt[c * seq..c * seq + n]);
-                    axpy(q[c], dp, &mut dkt[c * seq..c * seq + n]);
-                }
+                // dq_t = Σ_u dS[t, u] k_u
+                let acc = &mut ws.acc[..dhp];
+                comb8(0..t + 1, |u| ds[u], kp, dhp, acc);
+                seq_dqkv[t * s3 + qo..t * s3 + qo + dh].copy_from_slice(&acc[..dh]);
             }
             for u in 0..seq {
-                let row = &mut seq_dqkv[u * 3 * d..(u + 1) * 3 * d];
-                for c in 0..dh {
-                    row[ko + c] = dkt[c * seq + u];
-                    row[vo + c] = dvt[c * seq + u];
-                }
+                // dv_u = Σ_{t ≥ u} P[t, u] dO_t ; dk_u = Σ_{t ≥ u} dS[t, u] q_t
+                let (dv, dk) = (&mut ws.acc[..dhp], &mut ws.acc2[..dhp]);
+                let dsm = &ws.ds;
+                comb8(u..seq, |t| p[t * seq + u], dop, dhp, dv);
+                comb8(u..seq, |t| dsm[t * mp + u], qp, dhp, dk);
+                let row = &mut seq_dqkv[u * s3..(u + 1) * s3];
+                row[vo..vo + dh].copy_from_slice(&dv[..dh]);
+                row[ko..ko + dh].copy_from_slice(&dk[..dh]);
             }
         }
     }
@@ -305,96 +333,95 @@ pub(crate) struct HeadIo<'a> {
 
 /// One head's causal attention. Writes the probabilities into `probs: [n, offset + n]`
 /// (row-major, zero where masked) and the output of query `i` into `out[i * os..][..dh]`.
-pub(crate) fn head_forward(io: HeadIo<'_>, probs: &mut [f32], out: &mut [f32], os: usize) {
-    dispatch!(head_forward_core(io, probs, out, os))
+pub(crate) fn head_forward(
+    io: HeadIo<'_>,
+    probs: &mut [f32],
+    out: &mut [f32],
+    os: usize,
+    ws: &mut HeadScratch,
+) {
+    dispatch!(head_forward_core, (io, probs, out, os, ws))
 }
 
+/// `S = scale·Q·Kᵀ` row by row over whole vectors of key positions, softmax over `u ≤ pos`,
+/// then `o = Σ_u P[u]·v_u` over the padded channel axis.
 #[inline(always)]
-fn head_forward_core(io: HeadIo<'_>, probs: &mut [f32], out: &mut [f32], os: usize) {
+fn head_forward_core(
+    io: HeadIo<'_>,
+    probs: &mut [f32],
+    out: &mut [f32],
+    os: usize,
+    ws: &mut HeadScratch,
+) {
     let m = io.offset + io.n;
     let dh = io.dh;
-    // Keys and values transposed, `[dh, mp]` with the key axis padded to a multiple of 8 (zeros),
-    // so that the loops below run over whole vectors of key positions.
-    let mp = m.div_ceil(8) * 8;
-    let mut kt = vec![0.0f32; dh * mp];
-    let mut vt = vec![0.0f32; dh * mp];
-    transpose_into(io.k, io.kvs, 0, m, dh, mp, &mut kt);
-    transpose_into(io.v, io.kvs, 0, m, dh, mp, &mut vt);
-    let mut row = vec![0.0f32; mp];
+    let (mp, dhp) = (m.div_ceil(8) * 8, dh.div_ceil(8) * 8);
+    transpose_into(io.k, io.kvs, m, dh, mp, &mut ws.kt);
+    pad_rows_into(io.v, io.kvs, m, dh, dhp, &mut ws.vp);
+    ws.row.resize(mp, 0.0);
+    ws.acc.resize(dhp, 0.0);
+    let (kt, vp) = (&ws.kt, &ws.vp);
     for i in 0..io.n {
         let pos = io.offset + i;
         let q = &io.q[i * io.qs..i * io.qs + dh];
         // Scores over the first `len` keys (a whole number of vectors covering 0..=pos).
         let len = (pos + 1).div_ceil(8) * 8;
-        let row = &mut row[..len];
-        row.iter_mut().for_each(|v| *v = 0.0);
-        for c in 0..dh {
-            axpy(q[c] * io.scale, &kt[c * mp..c * mp + len], row);
+        let row = &mut ws.row[..len];
+        comb8(0..dh, |c| q[c] * io.scale, kt, mp, row);
+        let live = &mut row[..=pos];
+        let max = live.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        for v in live.iter_mut() {
+            *v = exp(*v - max);
         }
-        let max = row[..=pos].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        let mut sum = 0.0f32;
-        for pu in row[..=pos].iter_mut() {
-            let e = (*pu - max).exp();
-            *pu = e;
-            sum += e;
+        let inv = 1.0 / sum(live);
+        for v in live.iter_mut() {
+            *v *= inv;
         }
-        let inv = 1.0 / sum;
-        row.iter_mut().for_each(|v| *v *= inv);
-        row[pos + 1..].iter_mut().for_each(|v| *v = 0.0);
-        let o = &mut out[i * os..i * os + dh];
-        for c in 0..dh {
-            o[c] = dot(row, &vt[c * mp..c * mp + len]);
-        }
+        let acc = &mut ws.acc[..dhp];
+        comb8(0..pos + 1, |u| live[u], vp, dhp, acc);
+        out[i * os..i * os + dh].copy_from_slice(&acc[..dh]);
         let prow = &mut probs[i * m..(i + 1) * m];
-        let k = len.min(m);
-        prow[..k].copy_from_slice(&row[..k]);
-        prow[k..].iter_mut().for_each(|v| *v = 0.0);
+        prow[..=pos].copy_from_slice(live);
+        prow[pos + 1..].fill(0.0);
     }
 }
 
-/// `dst[c * ld + u] = src[u * stride + off + c]` for `u < rows`, `c < cols`.
-#[inline]
+/// `dst[c * ld + u] = src[u * stride + c]` for `u < rows`, `c < cols`; `dst` is resized to
+/// `[cols, ld]` and zero in columns `rows..ld`.
+#[inline(always)]
 fn transpose_into(
     src: &[f32],
     stride: usize,
-    off: usize,
     rows: usize,
     cols: usize,
     ld: usize,
-    dst: &mut [f32],
+    dst: &mut Vec<f32>,
 ) {
+    dst.clear();
+    dst.resize(cols * ld, 0.0);
     for u in 0..rows {
-        let r = &src[u * stride + off..u * stride + off + cols];
+        let r = &src[u * stride..u * stride + cols];
         for (c, &v) in r.iter().enumerate() {
             dst[c * ld + u] = v;
         }
     }
 }
 
-/// Dot product with eight partial sums (vectorises; differs from a plain sum only by rounding).
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; 8];
-    let chunks = n / 8;
-    for k in 0..chunks {
-        let (x, y) = (&a[k * 8..k * 8 + 8], &b[k * 8..k * 8 + 8]);
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s = 0.0f32;
-    for k in chunks * 8..n {
-        s += a[k] * b[k];
-    }
-    acc.iter().sum::<f32>() + s
-}
-
-#[inline]
-pub(crate) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    for (yv, xv) in y.iter_mut().zip(x) {
-        *yv += alpha * xv;
+/// `dst[u * ld + c] = src[u * stride + c]` for `u < rows`, `c < cols`; `dst` is resized to
+/// `[rows, ld]` and zero in columns `cols..ld`.
+#[inline(always)]
+fn pad_rows_into(
+    src: &[f32],
+    stride: usize,
+    rows: usize,
+    cols: usize,
+    ld: usize,
+    dst: &mut Vec<f32>,
+) {
+    dst.clear();
+    dst.resize(rows * ld, 0.0);
+    for u in 0..rows {
+        dst[u * ld..u * ld + cols].copy_from_slice(&src[u * stride..u * stride + cols]);
     }
 }
 

@@ -7,6 +7,7 @@ use rand_distr::{Distribution, StandardNormal};
 use ndarray::ArrayViewD;
 
 use crate::error::{Error, Result};
+use crate::layers::linear::affine;
 use crate::layers::{visit_via_tensors, NamedTensors};
 use crate::params::{join, Parameters};
 
@@ -97,11 +98,7 @@ impl Embedding {
 
     /// The tied output head: `h: [rows, d] -> logits [rows, V]` (`h · weightᵀ`). Not checked.
     pub fn head(&self, h: ArrayView2<'_, f32>) -> Array2<f32> {
-        // One row (incremental decoding): gemv, without gemm's repacking of the whole table.
-        if h.nrows() == 1 {
-            return self.weight.dot(&h.row(0)).insert_axis(ndarray::Axis(0));
-        }
-        h.dot(&self.weight.t())
+        affine(h, self.weight.view(), None)
     }
 
     /// Backward of [`head`](Self::head): adds `dlogitsᵀ · h` into `grads`, returns

@@ -5,6 +5,7 @@ use rand::Rng;
 use rand_distr::{Distribution, Uniform};
 
 use crate::error::{Error, Result};
+use crate::kernels::{dispatch, dot};
 use crate::params::{join, Parameters};
 
 /// A dense affine layer, `y = x · weightᵀ + bias`, with `weight: [out, in]` and `bias: [out]`
@@ -105,15 +106,7 @@ impl Linear {
 
     /// `forward` without the shape check (the caller guarantees `x: [rows, in]`).
     pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        // One row (incremental decoding): a matrix–vector product. BLAS gemm would repack the
-        // whole weight on every call, which costs several times the product itself.
-        let mut y = if x.nrows() == 1 {
-            self.weight.dot(&x.row(0)).insert_axis(Axis(0))
-        } else {
-            x.dot(&self.weight.t())
-        };
-        y += &self.bias;
-        y
+        affine(x, self.weight.view(), Some(self.bias.view()))
     }
 
     /// Backward of [`forward`](Self::forward): given the input `x: [rows, in]` and the upstream
@@ -128,6 +121,45 @@ impl Linear {
         ndarray::linalg::general_mat_mul(1.0, &dy.t(), &x, 1.0, &mut grads.weight);
         grads.bias += &dy.sum_axis(Axis(0));
         dy.dot(&self.weight)
+    }
+}
+
+/// `y = x · wᵀ (+ bias)`, `[rows, out]`, for `x: [rows, in]` and `w: [out, in]` (the layout of
+/// `Linear` and of the tied embedding head). A few rows (decoding) go through dot products
+/// against the rows of `w`, which costs far less than a BLAS call's packing and dispatch; more
+/// rows through BLAS.
+pub(crate) fn affine(
+    x: ArrayView2<'_, f32>,
+    w: ArrayView2<'_, f32>,
+    bias: Option<ArrayView1<'_, f32>>,
+) -> Array2<f32> {
+    if x.nrows() >= 4 {
+        let mut y = x.dot(&w.t());
+        if let Some(b) = bias {
+            y += &b;
+        }
+        return y;
+    }
+    let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
+    let mut y = Array2::zeros((x.nrows(), w.nrows()));
+    let (xs, ws) = (
+        x.as_slice().expect("standard layout"),
+        w.as_slice().expect("standard layout"),
+    );
+    let bias = bias.map(|b| b.to_vec());
+    let ys = y.as_slice_mut().expect("standard layout");
+    dispatch!(rows_dot_rows, (xs, ws, x.ncols(), bias.as_deref(), ys));
+    y
+}
+
+/// `y[r, o] = x_r · w_o (+ bias[o])` for row-major `x: [rows, inp]`, `w: [out, inp]`.
+#[inline(always)]
+fn rows_dot_rows(xs: &[f32], ws: &[f32], inp: usize, bias: Option<&[f32]>, ys: &mut [f32]) {
+    let out = ws.len() / inp;
+    for (xr, yr) in xs.chunks_exact(inp).zip(ys.chunks_exact_mut(out)) {
+        for ((v, wr), o) in yr.iter_mut().zip(ws.chunks_exact(inp)).zip(0..) {
+            *v = dot(xr, wr) + bias.map_or(0.0, |b| b[o]);
+        }
     }
 }
 
