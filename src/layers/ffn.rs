@@ -113,6 +113,10 @@ impl Projection {
 
     /// Backward: adds parameter gradients into `grads` (which must be the same kind, as made by
     /// [`zeros_like`](Self::zeros_like)), returns `dx: [rows, in]`.
+    ///
+    /// # Panics
+    /// If `cache` or `grads` is not of this projection's kind (dense vs TT): a programming error,
+    /// since both come from this projection's own `forward_train` and `zeros_like`.
     pub fn backward(
         &self,
         cache: &ProjectionCache,

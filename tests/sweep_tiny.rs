@@ -1,0 +1,102 @@
+//! A short layer sweep on the real `tiny` profile, end to end: load the fixtures, train a few
+//! epochs, compress at two bonds, score every metric, write the report.
+
+mod common;
+
+use common::{fixture, temp_dir};
+use succulm::data::{load_corpus, standard_split};
+use succulm::eval::{hidden_ids, Evaluator, SampleConfig};
+use succulm::generate::Sampling;
+use succulm::probes::{load_probes, ProbeGroup};
+use succulm::report;
+use succulm::sweep::{run_grid, tensorized, Grid};
+use succulm::train::{fine_tune_tt, TrainConfig, Trainer};
+use succulm::Model;
+
+#[test]
+fn a_short_sweep_on_the_tiny_profile_runs_end_to_end() {
+    let vocab = common::vocab();
+    let probes = load_probes(fixture("succulm_probes.json")).unwrap();
+    let pinned: Vec<&str> = probes
+        .iter()
+        .filter(|p| p.group == ProbeGroup::SeedInTraining)
+        .map(|p| p.prompt.as_str())
+        .collect();
+    let pairs = load_corpus(fixture("")).unwrap();
+    let mut model = Model::from_profile("tiny", &vocab, 3).unwrap();
+    let (train, valid) = standard_split(&vocab, &pairs, &pinned, model.config().max_len).unwrap();
+    let config = TrainConfig {
+        epochs: 3,
+        lr: 3e-3,
+        seed: 3,
+        ..TrainConfig::default()
+    };
+    Trainer::new(config.clone())
+        .unwrap()
+        .fit(&mut model, &train, &valid, |_| {})
+        .unwrap();
+
+    let sample = SampleConfig {
+        sampling: Sampling::Temperature(0.6),
+        samples_per_probe: 2,
+        seed: 42,
+    };
+    let hidden = hidden_ids(&vocab).unwrap();
+    assert!(!hidden.is_empty());
+    let ev = Evaluator::new(
+        &model,
+        &vocab,
+        valid.x(),
+        valid.y(),
+        &probes,
+        &hidden,
+        sample,
+    )
+    .unwrap();
+    let heal = |m: &mut Model| {
+        let cfg = TrainConfig {
+            epochs: 1,
+            ..config.clone()
+        };
+        fine_tune_tt(m, &train, &valid, cfg, |_| {}).map(|_| ())
+    };
+    let report = run_grid(
+        &ev,
+        &Grid {
+            n_blocks: 1,
+            block_sets: &[vec![0]],
+            bonds: &[50, 5],
+            threads: 2,
+        },
+        |blocks: &[usize], bond: usize| tensorized(&model, blocks, &vec![bond; blocks.len()]),
+        Some(heal),
+        &|_: &str| {},
+    )
+    .unwrap();
+
+    assert_eq!(report.cells.len(), 2);
+    let full = report.cell(&[0], 50).unwrap();
+    let low = report.cell(&[0], 5).unwrap();
+    // Full middle bond: an exact TT, so the model is the reference (up to f32 rounding).
+    assert!(full.compression.max_rel_error() < 1e-5);
+    assert!(full.metrics.teacher_forced.kl.abs() < 1e-6);
+    assert!((full.metrics.teacher_forced.loss - report.reference.teacher_forced.loss).abs() < 1e-4);
+    // Bond 5 of 50 loses most of the FFN: real reconstruction error, real divergence.
+    assert!(low.compression.max_rel_error() > 0.3);
+    assert!(low.metrics.teacher_forced.kl > 1e-4);
+    assert!(low.compression.ffn_params_tt < low.compression.ffn_params_dense);
+    // Healing ran and was scored.
+    assert!(low.healed.is_some());
+
+    let dir = temp_dir("sweep-tiny");
+    let written = report::write_all(&report, &dir).unwrap();
+    for name in ["sweep.csv", "sweep.json", "table.txt", "verdict.txt"] {
+        assert!(written.iter().any(|p| p.ends_with(name)), "{name} written");
+    }
+    assert!(written
+        .iter()
+        .any(|p| p.extension().is_some_and(|e| e == "svg")));
+    let back = report::read_json(dir.join("sweep.json")).unwrap();
+    assert_eq!(back.cells.len(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
