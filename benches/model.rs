@@ -67,7 +67,7 @@ fn benches(c: &mut Criterion) {
         });
     }
     g.bench_function("forward_32x29", |b| {
-        b.iter(|| model.forward(x.view()).unwrap())
+        b.iter(|| model.forward_threaded(x.view(), threads).unwrap())
     });
     let x1 = ids(1, 3);
     g.throughput(Throughput::Elements(T as u64));

@@ -371,14 +371,60 @@ impl Model {
     ///
     /// Errors on an empty batch, `T > max_len`, or an id `>= V`.
     pub fn forward(&self, ids: ArrayView2<'_, u32>) -> Result<Array3<f32>> {
+        self.forward_threaded(ids, 1)
+    }
+
+    /// [`forward`](Self::forward) with the batch's chunks of whole sequences spread over up to
+    /// `threads` scoped threads. Each chunk is computed exactly as in the serial forward, so the
+    /// logits are bit-identical for any `threads` (keep OpenBLAS at one thread meanwhile; see
+    /// [`crate::blas`]). Errors as `forward`, and if `threads` is 0.
+    pub fn forward_threaded(
+        &self,
+        ids: ArrayView2<'_, u32>,
+        threads: usize,
+    ) -> Result<Array3<f32>> {
+        if threads == 0 {
+            return Err(Error::invalid_arg("threads", "must be at least 1"));
+        }
         self.check_ids(ids, "ids")?;
         let (b, t) = ids.dim();
         let flat: Vec<u32> = ids.iter().copied().collect();
         let v = self.config.vocab_size;
         let mut out = Array2::<f32>::zeros((b * t, v));
-        for (r, _) in chunks(b * t, t) {
-            let (logits, _) = self.forward_rows(&flat[r.clone()], t, None);
-            out.slice_mut(s![r, ..]).assign(&logits);
+        let parts: Vec<std::ops::Range<usize>> = chunks(b * t, t).map(|(r, _)| r).collect();
+        let threads = threads.min(parts.len());
+        if threads <= 1 {
+            for r in parts {
+                let (logits, _) = self.forward_rows(&flat[r.clone()], t, None);
+                out.slice_mut(s![r, ..]).assign(&logits);
+            }
+        } else {
+            // Each chunk's output rows are a disjoint view; thread k takes chunks k, k + threads, ...
+            let mut slots: Vec<(std::ops::Range<usize>, ndarray::ArrayViewMut2<'_, f32>)> =
+                Vec::with_capacity(parts.len());
+            let mut rest = out.view_mut();
+            let mut start = 0;
+            for r in &parts {
+                let (head, tail) = rest.split_at(Axis(0), r.end - start);
+                slots.push((r.clone(), head));
+                rest = tail;
+                start = r.end;
+            }
+            let mut per_thread: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
+            for (k, slot) in slots.into_iter().enumerate() {
+                per_thread[k % threads].push(slot);
+            }
+            let flat = &flat;
+            std::thread::scope(|sc| {
+                for work in per_thread {
+                    sc.spawn(move || {
+                        for (r, mut dst) in work {
+                            let (logits, _) = self.forward_rows(&flat[r], t, None);
+                            dst.assign(&logits);
+                        }
+                    });
+                }
+            });
         }
         Ok(out.into_shape_with_order((b, t, v)).expect("rows = B*T"))
     }

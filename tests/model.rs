@@ -324,3 +324,16 @@ fn truncated_cache_decodes_as_if_never_extended() {
     cache.truncate(10);
     assert_eq!(cache.len(), 6);
 }
+
+#[test]
+fn threaded_forward_is_bit_identical_to_serial() {
+    let model = Model::new(config(), 5).unwrap();
+    let t = model.config().max_len;
+    let v = model.config().vocab_size;
+    let x = Array2::from_shape_fn((37, t), |(i, j)| ((i * 7 + j * 3) % v) as u32);
+    let serial = model.forward(x.view()).unwrap();
+    for threads in [2, 3, 8] {
+        assert_eq!(model.forward_threaded(x.view(), threads).unwrap(), serial);
+    }
+    assert!(model.forward_threaded(x.view(), 0).is_err());
+}
