@@ -171,34 +171,34 @@ impl Model {
         Ok(())
     }
 
+    /// The model's TT projections with their module names (`"blocks.0.ffn.0"`), in block order.
+    fn tt_projections(&self) -> Vec<(String, &TTLayer)> {
+        let mut out = Vec::new();
+        for (i, b) in self.blocks().iter().enumerate() {
+            for (j, p) in [(0, &b.ffn.up), (2, &b.ffn.down)] {
+                if let Projection::Tt(t) = p {
+                    out.push((format!("blocks.{i}.ffn.{j}"), t));
+                }
+            }
+        }
+        out
+    }
+
     /// Names of the parameters that belong to TT projections (cores and biases), e.g. to
     /// fine-tune only them after compression.
     pub fn tt_parameter_names(&self) -> Vec<String> {
         let mut names = Vec::new();
-        for (i, b) in self.blocks().iter().enumerate() {
-            for (j, p) in [(0, &b.ffn.up), (2, &b.ffn.down)] {
-                if let Projection::Tt(t) = p {
-                    crate::params::Parameters::visit(
-                        t,
-                        &format!("blocks.{i}.ffn.{j}"),
-                        &mut |n, _| names.push(n),
-                    );
-                }
-            }
+        for (module, t) in self.tt_projections() {
+            crate::params::Parameters::visit(t, &module, &mut |n, _| names.push(n));
         }
         names
     }
 
     /// The TT specs of the model's TT projections, by module name (`"blocks.0.ffn.0"`).
     pub fn tt_specs(&self) -> Vec<(String, TTSpec)> {
-        let mut out = Vec::new();
-        for (i, b) in self.blocks().iter().enumerate() {
-            for (j, p) in [(0, &b.ffn.up), (2, &b.ffn.down)] {
-                if let Projection::Tt(t) = p {
-                    out.push((format!("blocks.{i}.ffn.{j}"), t.spec().clone()));
-                }
-            }
-        }
-        out
+        self.tt_projections()
+            .into_iter()
+            .map(|(module, t)| (module, t.spec().clone()))
+            .collect()
     }
 }

