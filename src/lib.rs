@@ -50,6 +50,7 @@ pub mod data;
 pub mod embeddings;
 pub mod error;
 pub mod eval;
+pub mod gemm;
 pub mod generate;
 pub mod io;
 mod kernels;

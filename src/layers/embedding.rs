@@ -1,21 +1,31 @@
 //! Token embedding lookup, tied with the output head (`logits = h · weightᵀ`).
 
-use ndarray::{linalg::general_mat_mul, Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use ndarray::ArrayViewD;
 
 use crate::error::{Error, Result};
-use crate::layers::linear::affine;
+use crate::gemm::PackedT;
+use crate::layers::linear::{affine, linear_backward};
 use crate::layers::{visit_via_tensors, NamedTensors};
 use crate::params::{join, Parameters};
 
 /// The embedding table `weight: [V, d]` (PyTorch's `nn.Embedding`). The same matrix is the
 /// output head: `logits = h · weightᵀ`, no bias.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Embedding {
     pub(crate) weight: Array2<f32>,
+    /// `weightᵀ`, `[d, V]`, for the head; rebuilt after any mutation.
+    wt: PackedT,
+}
+
+impl PartialEq for Embedding {
+    /// Equal tables (the cached transpose is derived from them).
+    fn eq(&self, other: &Self) -> bool {
+        self.weight == other.weight
+    }
 }
 
 impl Embedding {
@@ -23,7 +33,10 @@ impl Embedding {
     pub fn init<R: Rng + ?Sized>(vocab_size: usize, d: usize, rng: &mut R) -> Self {
         let weight =
             Array2::from_shape_simple_fn((vocab_size, d), || StandardNormal.sample(&mut *rng));
-        Embedding { weight }
+        Embedding {
+            weight,
+            wt: PackedT::default(),
+        }
     }
 
     /// From given vectors `[V, d]` (as `nn.Embedding.from_pretrained(.., freeze=False)`).
@@ -38,13 +51,17 @@ impl Embedding {
                 "contains a non-finite value",
             ));
         }
-        Ok(Embedding { weight })
+        Ok(Embedding {
+            weight,
+            wt: PackedT::default(),
+        })
     }
 
     /// Zeros of the same shape (to hold gradients).
     pub fn zeros_like(&self) -> Self {
         Embedding {
             weight: Array2::zeros(self.weight.raw_dim()),
+            wt: PackedT::default(),
         }
     }
 
@@ -90,6 +107,7 @@ impl Embedding {
 
     /// Backward of the lookup: adds row `r` of `dy: [rows, d]` into row `ids[r]` of `grads`.
     pub fn backward_lookup(&self, ids: &[u32], dy: ArrayView2<'_, f32>, grads: &mut Embedding) {
+        grads.wt.invalidate();
         for (row, &id) in dy.rows().into_iter().zip(ids) {
             let mut g = grads.weight.row_mut(id as usize);
             g += &row;
@@ -98,7 +116,7 @@ impl Embedding {
 
     /// The tied output head: `h: [rows, d] -> logits [rows, V]` (`h · weightᵀ`). Not checked.
     pub fn head(&self, h: ArrayView2<'_, f32>) -> Array2<f32> {
-        affine(h, self.weight.view(), None)
+        affine(h, self.weight.view(), &self.wt, None, false)
     }
 
     /// Backward of [`head`](Self::head): adds `dlogitsᵀ · h` into `grads`, returns
@@ -109,8 +127,8 @@ impl Embedding {
         dlogits: ArrayView2<'_, f32>,
         grads: &mut Embedding,
     ) -> Array2<f32> {
-        general_mat_mul(1.0, &dlogits.t(), &h, 1.0, &mut grads.weight);
-        dlogits.dot(&self.weight)
+        grads.wt.invalidate();
+        linear_backward(h, dlogits, self.weight.view(), &mut grads.weight, None)
     }
 }
 
@@ -129,6 +147,7 @@ impl Parameters for Embedding {
         prefix: &str,
         f: &mut dyn FnMut(String, ndarray::ArrayViewMutD<'_, f32>),
     ) {
+        self.wt.invalidate();
         f(join(prefix, "weight"), self.weight.view_mut().into_dyn());
     }
 }

@@ -99,13 +99,35 @@ impl Projection {
         }
     }
 
+    /// `max(apply(x), 0)` (fused into the product for a dense layer).
+    pub(crate) fn apply_relu(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        match self {
+            Projection::Dense(l) => l.apply_relu(x),
+            Projection::Tt(t) => relu(t.apply(x)),
+        }
+    }
+
     /// Forward keeping what backward needs; takes ownership of the input (kept in the cache).
     /// `x: [rows, in]` (not checked) `-> [rows, out]`.
     pub fn forward_train(&self, x: Array2<f32>) -> (Array2<f32>, ProjectionCache) {
+        self.forward_train_act(x, false)
+    }
+
+    /// [`forward_train`](Self::forward_train), then `max(·, 0)` when `relu` (the backward
+    /// takes the gradient after the ReLU's mask).
+    fn forward_train_act(&self, x: Array2<f32>, relu_out: bool) -> (Array2<f32>, ProjectionCache) {
         match self {
-            Projection::Dense(l) => (l.apply(x.view()), ProjectionCache::Dense(x)),
+            Projection::Dense(l) => {
+                let y = if relu_out {
+                    l.apply_relu(x.view())
+                } else {
+                    l.apply(x.view())
+                };
+                (y, ProjectionCache::Dense(x))
+            }
             Projection::Tt(t) => {
                 let (y, tape) = t.forward_train(x.view());
+                let y = if relu_out { relu(y) } else { y };
                 (y, ProjectionCache::Tt(x, tape))
             }
         }
@@ -219,22 +241,19 @@ impl Ffn {
 
     /// `x: [rows, d] -> [rows, d]`; errors on a width mismatch.
     pub fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        let mut h = self.up.forward(x)?;
-        h.mapv_inplace(|v| v.max(0.0));
+        let h = relu(self.up.forward(x)?);
         self.down.forward(h.view())
     }
 
     /// Forward without checks.
     pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        let mut h = self.up.apply(x);
-        h.mapv_inplace(|v| v.max(0.0));
+        let h = self.up.apply_relu(x);
         self.down.apply(h.view())
     }
 
     /// Forward keeping what backward needs. `x: [rows, d]` (owned, kept) `-> [rows, d]`.
     pub fn forward_train(&self, x: Array2<f32>) -> (Array2<f32>, FfnCache) {
-        let (mut h, up) = self.up.forward_train(x);
-        h.mapv_inplace(|v| v.max(0.0));
+        let (h, up) = self.up.forward_train_act(x, true);
         let (y, down) = self.down.forward_train(h);
         (y, FfnCache { up, down })
     }
@@ -278,4 +297,10 @@ impl Parameters for Ffn {
         self.up.visit_mut(&join(prefix, "0"), f);
         self.down.visit_mut(&join(prefix, "2"), f);
     }
+}
+
+/// `max(x, 0)` elementwise, in place.
+fn relu(mut x: Array2<f32>) -> Array2<f32> {
+    x.mapv_inplace(|v| v.max(0.0));
+    x
 }

@@ -1,10 +1,11 @@
 //! `Linear`: `y = x · Wᵀ + b`, PyTorch's layout (`weight` is `[out, in]`).
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use rand::Rng;
 use rand_distr::{Distribution, Uniform};
 
 use crate::error::{Error, Result};
+use crate::gemm::{gemm, Dims, PackedT, Strided, Write};
 use crate::kernels::{dispatch, dot};
 use crate::params::{join, Parameters};
 
@@ -18,10 +19,19 @@ use crate::params::{join, Parameters};
 /// assert_eq!(y, array![[3.5, 1.0, 0.0]]);
 /// # Ok::<(), succulm::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Linear {
     weight: Array2<f32>,
     bias: Array1<f32>,
+    /// `weightᵀ`, `[in, out]`, for the forward product; rebuilt after any mutation.
+    wt: PackedT,
+}
+
+impl PartialEq for Linear {
+    /// Equal weights and biases (the cached transpose is derived from them).
+    fn eq(&self, other: &Self) -> bool {
+        self.weight == other.weight && self.bias == other.bias
+    }
 }
 
 impl Linear {
@@ -47,7 +57,11 @@ impl Linear {
                 "contains a non-finite value",
             ));
         }
-        Ok(Linear { weight, bias })
+        Ok(Linear {
+            weight,
+            bias,
+            wt: PackedT::default(),
+        })
     }
 
     /// PyTorch's default initialisation: weight and bias ~ U(−1/√in, 1/√in).
@@ -56,7 +70,11 @@ impl Linear {
         let dist = Uniform::new_inclusive(-k, k);
         let weight = Array2::from_shape_simple_fn((out_features, in_features), || dist.sample(rng));
         let bias = Array1::from_shape_simple_fn(out_features, || dist.sample(rng));
-        Linear { weight, bias }
+        Linear {
+            weight,
+            bias,
+            wt: PackedT::default(),
+        }
     }
 
     /// A layer of zeros with the same shape (used to hold gradients).
@@ -64,6 +82,7 @@ impl Linear {
         Linear {
             weight: Array2::zeros(self.weight.raw_dim()),
             bias: Array1::zeros(self.bias.raw_dim()),
+            wt: PackedT::default(),
         }
     }
 
@@ -79,6 +98,7 @@ impl Linear {
 
     /// Mutable weight and bias (for optimisers and surgery).
     pub fn weight_bias_mut(&mut self) -> (&mut Array2<f32>, &mut Array1<f32>) {
+        self.wt.invalidate();
         (&mut self.weight, &mut self.bias)
     }
 
@@ -106,7 +126,24 @@ impl Linear {
 
     /// `forward` without the shape check (the caller guarantees `x: [rows, in]`).
     pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        affine(x, self.weight.view(), Some(self.bias.view()))
+        affine(
+            x,
+            self.weight.view(),
+            &self.wt,
+            Some(self.bias.view()),
+            false,
+        )
+    }
+
+    /// `max(apply(x), 0)`: the FFN's first layer and its ReLU in one pass.
+    pub(crate) fn apply_relu(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        affine(
+            x,
+            self.weight.view(),
+            &self.wt,
+            Some(self.bias.view()),
+            true,
+        )
     }
 
     /// Backward of [`forward`](Self::forward): given the input `x: [rows, in]` and the upstream
@@ -118,37 +155,121 @@ impl Linear {
         dy: ArrayView2<'_, f32>,
         grads: &mut Linear,
     ) -> Array2<f32> {
-        ndarray::linalg::general_mat_mul(1.0, &dy.t(), &x, 1.0, &mut grads.weight);
-        grads.bias += &dy.sum_axis(Axis(0));
-        dy.dot(&self.weight)
+        grads.wt.invalidate();
+        let gb = grads.bias.as_slice_mut().expect("contiguous");
+        linear_backward(x, dy, self.weight.view(), &mut grads.weight, Some(gb))
     }
 }
 
-/// `y = x · wᵀ (+ bias)`, `[rows, out]`, for `x: [rows, in]` and `w: [out, in]` (the layout of
-/// `Linear` and of the tied embedding head). A few rows (decoding) go through dot products
-/// against the rows of `w`, which costs far less than a BLAS call's packing and dispatch; more
-/// rows through BLAS.
+/// The backward of `y = x · wᵀ (+ b)` for `x: [rows, in]`, `dy: [rows, out]`, `w: [out, in]`:
+/// adds `dyᵀ · x` into `gw: [out, in]` and the column sums of `dy` into `gb: [out]`, and
+/// returns `dx = dy · w`, `[rows, in]`.
+pub(crate) fn linear_backward(
+    x: ArrayView2<'_, f32>,
+    dy: ArrayView2<'_, f32>,
+    w: ArrayView2<'_, f32>,
+    gw: &mut Array2<f32>,
+    gb: Option<&mut [f32]>,
+) -> Array2<f32> {
+    let (rows, inp, out) = (x.nrows(), x.ncols(), dy.ncols());
+    let (x, dy, w) = (
+        x.as_standard_layout(),
+        dy.as_standard_layout(),
+        w.as_standard_layout(),
+    );
+    let (xs, dys, ws) = (
+        x.as_slice().expect("standard layout"),
+        dy.as_slice().expect("standard layout"),
+        w.as_slice().expect("standard layout"),
+    );
+    let gws = gw.as_slice_mut().expect("gradients are contiguous");
+    let dw = Dims {
+        m: out,
+        n: inp,
+        k: rows,
+    };
+    gemm(
+        dw,
+        Strided::transposed(dys, out),
+        xs,
+        inp,
+        gws,
+        inp,
+        Write::Accumulate,
+        None,
+        false,
+    );
+    if let Some(gb) = gb {
+        for r in dys.chunks_exact(out) {
+            for (g, &v) in gb.iter_mut().zip(r) {
+                *g += v;
+            }
+        }
+    }
+    let mut dx = Array2::zeros((rows, inp));
+    let dxs = dx.as_slice_mut().expect("standard layout");
+    let di = Dims {
+        m: rows,
+        n: inp,
+        k: out,
+    };
+    gemm(
+        di,
+        Strided::rows(dys, out),
+        ws,
+        inp,
+        dxs,
+        inp,
+        Write::Overwrite,
+        None,
+        false,
+    );
+    dx
+}
+
+/// `y = x · wᵀ (+ bias)`, then `max(·, 0)` when `relu`; `[rows, out]`, for `x: [rows, in]`
+/// and `w: [out, in]` (the layout of `Linear` and of the tied embedding head), with `wt` the
+/// cached `wᵀ`. A few rows (decoding) go through dot products against the rows of `w`, which
+/// needs no transpose; more rows through the tiled GEMM.
 pub(crate) fn affine(
     x: ArrayView2<'_, f32>,
     w: ArrayView2<'_, f32>,
+    wt: &PackedT,
     bias: Option<ArrayView1<'_, f32>>,
+    relu: bool,
 ) -> Array2<f32> {
-    if x.nrows() >= 4 {
-        let mut y = x.dot(&w.t());
-        if let Some(b) = bias {
-            y += &b;
-        }
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let (rows, inp, out) = (x.nrows(), x.ncols(), w.nrows());
+    let mut y = Array2::zeros((rows, out));
+    let ys = y.as_slice_mut().expect("standard layout");
+    let bias = bias.map(|b| b.to_vec());
+    if rows >= 4 {
+        let dims = Dims {
+            m: rows,
+            n: out,
+            k: inp,
+        };
+        let b = wt.get(w);
+        gemm(
+            dims,
+            Strided::rows(xs, inp),
+            b,
+            out,
+            ys,
+            out,
+            Write::Overwrite,
+            bias.as_deref(),
+            relu,
+        );
         return y;
     }
-    let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
-    let mut y = Array2::zeros((x.nrows(), w.nrows()));
-    let (xs, ws) = (
-        x.as_slice().expect("standard layout"),
-        w.as_slice().expect("standard layout"),
-    );
-    let bias = bias.map(|b| b.to_vec());
-    let ys = y.as_slice_mut().expect("standard layout");
-    dispatch!(rows_dot_rows, (xs, ws, x.ncols(), bias.as_deref(), ys));
+    let w = w.as_standard_layout();
+    let ws = w.as_slice().expect("standard layout");
+    dispatch!(rows_dot_rows, (xs, ws, inp, bias.as_deref(), ys));
+    if relu {
+        ys.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
     y
 }
 
@@ -173,6 +294,7 @@ impl Parameters for Linear {
         prefix: &str,
         f: &mut dyn FnMut(String, ndarray::ArrayViewMutD<'_, f32>),
     ) {
+        self.wt.invalidate();
         f(join(prefix, "weight"), self.weight.view_mut().into_dyn());
         f(join(prefix, "bias"), self.bias.view_mut().into_dyn());
     }
