@@ -59,6 +59,7 @@ pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod params;
+mod pool;
 pub mod probes;
 pub mod report;
 pub mod surgery;

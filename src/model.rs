@@ -17,6 +17,7 @@ use crate::layers::{
 };
 use crate::loss::{count_real, cross_entropy_in_place};
 use crate::params::{join, Parameters};
+use crate::pool;
 use crate::vocab::{Vocab, PAD};
 
 /// The shape of a SuccuLM model (the seed's `settings_dict` entry plus `vocab_size`, `d_model`,
@@ -217,6 +218,14 @@ struct ModelCache {
     ln_f: LayerNormCache,
     /// `ln_f` output, `[rows, d]`.
     h: Array2<f32>,
+}
+
+impl ModelCache {
+    /// Returns the cached activations' storage to the buffer pool.
+    fn recycle(self) {
+        self.blocks.into_iter().for_each(BlockCache::recycle);
+        pool::give_array(self.h);
+    }
 }
 
 impl Model {
@@ -640,7 +649,9 @@ impl Model {
         let dh = self
             .embed
             .backward_head(cache.h.view(), dlogits.view(), &mut g.embed);
+        pool::give_array(dlogits);
         let mut dx = self.ln_f.backward(&cache.ln_f, dh.view(), &mut g.ln_f);
+        pool::give_array(dh);
         for ((block, c), gb) in self
             .blocks
             .iter()
@@ -648,11 +659,14 @@ impl Model {
             .zip(&mut g.blocks)
             .rev()
         {
-            dx = block.backward(c, dx.view(), gb);
+            let next = block.backward(c, dx.view(), gb);
+            pool::give_array(std::mem::replace(&mut dx, next));
         }
         // x = embed[ids] + pe: the positional table is a constant.
         self.embed
             .backward_lookup(&cache.ids, dx.view(), &mut g.embed);
+        pool::give_array(dx);
+        cache.recycle();
         sum
     }
 

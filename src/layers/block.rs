@@ -10,6 +10,7 @@ use crate::layers::{
     NamedTensors,
 };
 use crate::params::{join, Parameters};
+use crate::pool;
 
 /// One pre-LN block (`blocks.{i}` in the state_dict).
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +35,11 @@ pub struct BlockCache {
 }
 
 impl BlockCache {
+    /// Returns the cached activations' storage to the buffer pool.
+    pub(crate) fn recycle(self) {
+        self.ffn.recycle();
+    }
+
     /// The attention probabilities, `[B, h, T, T]`.
     pub fn attention(&self) -> &ndarray::Array4<f32> {
         self.attn.probs()
@@ -116,12 +122,14 @@ impl Block {
         let (att, attn) = self.attn.forward_train(a, seq);
         let mut x1 = x;
         x1 += &att;
+        pool::give_array(att);
         let (b, ln2) = self.ln2.forward_train(x1.view());
         let (f, ffn) = self.ffn.forward_train(b);
         if let Some(s) = stats {
             *s = FfnResidualStats::compute(x1.view(), f.view());
         }
         x1 += &f;
+        pool::give_array(f);
         (
             x1,
             BlockCache {
@@ -143,11 +151,14 @@ impl Block {
         // x2 = x1 + ffn(ln2(x1))
         let df = self.ffn.backward(&cache.ffn, dy, &mut grads.ffn);
         let mut dx1 = self.ln2.backward(&cache.ln2, df.view(), &mut grads.ln2);
+        pool::give_array(df);
         dx1 += &dy;
         // x1 = x + attn(ln1(x))
         let da = self.attn.backward(&cache.attn, dx1.view(), &mut grads.attn);
         let mut dx = self.ln1.backward(&cache.ln1, da.view(), &mut grads.ln1);
+        pool::give_array(da);
         Zip::from(&mut dx).and(&dx1).for_each(|a, &b| *a += b);
+        pool::give_array(dx1);
         dx
     }
 }

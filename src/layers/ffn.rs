@@ -8,6 +8,7 @@ use rand::Rng;
 use crate::error::{Error, Result};
 use crate::layers::{visit_via_tensors, Linear, NamedTensors};
 use crate::params::{join, Parameters};
+use crate::pool;
 use crate::tt::{TTCache, TTLayer};
 
 /// One FFN projection `[rows, in] -> [rows, out]`.
@@ -46,6 +47,13 @@ impl ProjectionCache {
     pub fn input(&self) -> ArrayView2<'_, f32> {
         match self {
             ProjectionCache::Dense(x) | ProjectionCache::Tt(x, _) => x.view(),
+        }
+    }
+
+    /// Returns the input's storage to the buffer pool.
+    pub(crate) fn recycle(self) {
+        match self {
+            ProjectionCache::Dense(x) | ProjectionCache::Tt(x, _) => pool::give_array(x),
         }
     }
 }
@@ -204,6 +212,14 @@ pub struct FfnCache {
     down: ProjectionCache,
 }
 
+impl FfnCache {
+    /// Returns the cached activations' storage to the buffer pool.
+    pub(crate) fn recycle(self) {
+        self.up.recycle();
+        self.down.recycle();
+    }
+}
+
 impl Ffn {
     /// PyTorch's default initialisation of two dense layers `d -> d·expansion -> d`.
     pub fn init<R: Rng + ?Sized>(d: usize, expansion: usize, rng: &mut R) -> Self {
@@ -274,7 +290,9 @@ impl Ffn {
                     *g = 0.0
                 }
             });
-        self.up.backward(&cache.up, dh.view(), &mut grads.up)
+        let dx = self.up.backward(&cache.up, dh.view(), &mut grads.up);
+        pool::give_array(dh);
+        dx
     }
 }
 

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::gemm::{gemm, Dims, PackedT, Strided, Write};
 use crate::kernels::{dispatch, dot};
 use crate::params::{join, Parameters};
+use crate::pool;
 
 /// A dense affine layer, `y = x · weightᵀ + bias`, with `weight: [out, in]` and `bias: [out]`
 /// (the layout of PyTorch's `nn.Linear`, so state_dict tensors move across unchanged).
@@ -206,7 +207,7 @@ pub(crate) fn linear_backward(
             }
         }
     }
-    let mut dx = Array2::zeros((rows, inp));
+    let mut dx = pool::array(rows, inp);
     let dxs = dx.as_slice_mut().expect("standard layout");
     let di = Dims {
         m: rows,
@@ -241,9 +242,17 @@ pub(crate) fn affine(
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let (rows, inp, out) = (x.nrows(), x.ncols(), w.nrows());
-    let mut y = Array2::zeros((rows, out));
+    let mut y = pool::array(rows, out);
     let ys = y.as_slice_mut().expect("standard layout");
-    let bias = bias.map(|b| b.to_vec());
+    let bias_copy: Option<Vec<f32>>;
+    let bias = match bias {
+        Some(b) if b.to_slice().is_none() => {
+            bias_copy = Some(b.to_vec());
+            bias_copy.as_deref()
+        }
+        Some(b) => b.to_slice(),
+        None => None,
+    };
     if rows >= 4 {
         let dims = Dims {
             m: rows,
@@ -259,14 +268,14 @@ pub(crate) fn affine(
             ys,
             out,
             Write::Overwrite,
-            bias.as_deref(),
+            bias,
             relu,
         );
         return y;
     }
     let w = w.as_standard_layout();
     let ws = w.as_slice().expect("standard layout");
-    dispatch!(rows_dot_rows, (xs, ws, inp, bias.as_deref(), ys));
+    dispatch!(rows_dot_rows, (xs, ws, inp, bias, ys));
     if relu {
         ys.iter_mut().for_each(|v| *v = v.max(0.0));
     }
