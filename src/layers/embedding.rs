@@ -1,5 +1,7 @@
 //! Token embedding lookup, tied with the output head (`logits = h · weightᵀ`).
 
+use std::mem::MaybeUninit;
+
 use ndarray::{linalg::general_mat_mul, Array2, ArrayView2};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -7,6 +9,7 @@ use rand_distr::{Distribution, StandardNormal};
 use ndarray::ArrayViewD;
 
 use crate::error::{Error, Result};
+use crate::kernels::dispatch;
 use crate::layers::linear::affine;
 use crate::layers::{visit_via_tensors, NamedTensors};
 use crate::params::{join, Parameters};
@@ -81,14 +84,7 @@ impl Embedding {
 
     /// Lookup without the range check (ids must be `< V`). `[rows] -> [rows, d]`.
     pub(crate) fn lookup(&self, ids: &[u32]) -> Array2<f32> {
-        let d = self.dim();
-        let w = self.weight.as_standard_layout();
-        let w = w.as_slice().expect("standard layout");
-        let mut out = Vec::with_capacity(ids.len() * d);
-        for &id in ids {
-            out.extend_from_slice(&w[id as usize * d..][..d]);
-        }
-        Array2::from_shape_vec((ids.len(), d), out).expect("rows · d values")
+        self.gather(ids, None)
     }
 
     /// Lookup plus positions, checked (a hook for the benches): row `r` of the result is
@@ -137,18 +133,24 @@ impl Embedding {
         start: usize,
         period: usize,
     ) -> Array2<f32> {
+        let pe = pe.as_standard_layout();
+        let pe = pe.as_slice().expect("standard layout");
+        self.gather(ids, Some((pe, start, period)))
+    }
+
+    /// Rows `ids` of the table, plus `pe` rows `(start + r) % period` if given, `[rows, d]`.
+    fn gather(&self, ids: &[u32], pe: Option<(&[f32], usize, usize)>) -> Array2<f32> {
         let d = self.dim();
-        let (w, pe) = (self.weight.as_standard_layout(), pe.as_standard_layout());
-        let (w, pe) = (
-            w.as_slice().expect("standard layout"),
-            pe.as_slice().expect("standard layout"),
-        );
-        let mut out = Vec::with_capacity(ids.len() * d);
-        for (r, &id) in ids.iter().enumerate() {
-            let e = &w[id as usize * d..][..d];
-            let p = &pe[(start + r) % period * d..][..d];
-            out.extend(e.iter().zip(p).map(|(a, b)| a + b));
+        let w = self.weight.as_standard_layout();
+        let w = w.as_slice().expect("standard layout");
+        let n = ids.len() * d;
+        let mut out = Vec::with_capacity(n);
+        if d > 0 {
+            let o = &mut out.spare_capacity_mut()[..n];
+            dispatch!(gather_rows, (o, w, d, ids, pe));
         }
+        // SAFETY: `gather_rows` wrote all `rows · d` values (there are none if `d = 0`).
+        unsafe { out.set_len(n) };
         Array2::from_shape_vec((ids.len(), d), out).expect("rows · d values")
     }
 
@@ -186,6 +188,43 @@ impl Embedding {
     ) -> Array2<f32> {
         general_mat_mul(1.0, &dlogits.t(), &h, 1.0, &mut grads.weight);
         dlogits.dot(&self.weight)
+    }
+}
+
+/// Writes every value of `out: [ids.len(), d]`: row `r` is `w[ids[r]] (+ pe[(start + r) % period])`
+/// for the row-major `w: [V, d]`, `pe: [≥ period, d]` (`d > 0`).
+#[inline(always)]
+fn gather_rows(
+    out: &mut [MaybeUninit<f32>],
+    w: &[f32],
+    d: usize,
+    ids: &[u32],
+    pe: Option<(&[f32], usize, usize)>,
+) {
+    let rows = out.chunks_exact_mut(d).zip(ids);
+    match pe {
+        None => {
+            for (o, &id) in rows {
+                let e = &w[id as usize * d..][..d];
+                for (o, &a) in o.iter_mut().zip(e) {
+                    o.write(a);
+                }
+            }
+        }
+        Some((pe, start, period)) => {
+            let mut pos = if ids.is_empty() { 0 } else { start % period };
+            for (o, &id) in rows {
+                let e = &w[id as usize * d..][..d];
+                let p = &pe[pos * d..][..d];
+                for ((o, &a), &b) in o.iter_mut().zip(e).zip(p) {
+                    o.write(a + b);
+                }
+                pos += 1;
+                if pos == period {
+                    pos = 0;
+                }
+            }
+        }
     }
 }
 

@@ -418,23 +418,41 @@ mod avx2 {
         }
     }
 
-    /// The group of rows `r0 .. r0 + count` (`count <= 8`; missing rows repeat the last one
-    /// and are not stored).
+    /// The group of rows `r0 .. r0 + count` (`1 <= count <= 8`; the sums of missing rows are
+    /// zeros, their statistics unused).
     #[inline(always)]
     unsafe fn forward_group(p: Fwd, xs: *const f32, r0: usize, count: usize, bl: Blocks) {
         let d = bl.d;
         let n = _mm256_set1_ps(d as f32);
-        let row = |i: usize| r0 + i.min(count - 1);
-        let mut pairs = [_mm256_setzero_ps(); G / 2];
+        let zero = _mm256_setzero_ps();
+        let mut pairs = [zero; G / 2];
         for (j, pr) in pairs.iter_mut().enumerate() {
-            let a = row_sum(xs.add(row(2 * j) * d), bl);
-            let b = row_sum(xs.add(row(2 * j + 1) * d), bl);
+            let (a, b) = (2 * j, 2 * j + 1);
+            let a = if a < count {
+                row_sum(xs.add((r0 + a) * d), bl)
+            } else {
+                zero
+            };
+            let b = if b < count {
+                row_sum(xs.add((r0 + b) * d), bl)
+            } else {
+                zero
+            };
             *pr = _mm256_hadd_ps(a, b);
         }
         let mean = lanes(_mm256_div_ps(reduce8(pairs), n));
         for (j, pr) in pairs.iter_mut().enumerate() {
-            let a = row_sq_dev(xs.add(row(2 * j) * d), mean[2 * j], bl);
-            let b = row_sq_dev(xs.add(row(2 * j + 1) * d), mean[2 * j + 1], bl);
+            let (a, b) = (2 * j, 2 * j + 1);
+            let a = if a < count {
+                row_sq_dev(xs.add((r0 + a) * d), mean[a], bl)
+            } else {
+                zero
+            };
+            let b = if b < count {
+                row_sq_dev(xs.add((r0 + b) * d), mean[b], bl)
+            } else {
+                zero
+            };
             *pr = _mm256_hadd_ps(a, b);
         }
         let var = _mm256_div_ps(reduce8(pairs), n);
@@ -533,13 +551,21 @@ mod avx2 {
         let bl = Blocks::new(d);
         let w = inp.weight.as_ptr();
         let (dys, hs) = (inp.dy.as_ptr(), inp.xhat.as_ptr());
-        let row = |i: usize| (r0 + i.min(count - 1)) * d;
-        let mut pg = [_mm256_setzero_ps(); G / 2];
-        let mut pgh = [_mm256_setzero_ps(); G / 2];
+        let zero = _mm256_setzero_ps();
+        let mut pg = [zero; G / 2];
+        let mut pgh = [zero; G / 2];
         for j in 0..G / 2 {
-            let (ra, rb) = (row(2 * j), row(2 * j + 1));
-            let [ag, agh] = row_g_sums(dys.add(ra), hs.add(ra), w, bl);
-            let [bg, bgh] = row_g_sums(dys.add(rb), hs.add(rb), w, bl);
+            let (a, b) = ((r0 + 2 * j) * d, (r0 + 2 * j + 1) * d);
+            let [ag, agh] = if 2 * j < count {
+                row_g_sums(dys.add(a), hs.add(a), w, bl)
+            } else {
+                [zero; 2]
+            };
+            let [bg, bgh] = if 2 * j + 1 < count {
+                row_g_sums(dys.add(b), hs.add(b), w, bl)
+            } else {
+                [zero; 2]
+            };
             pg[j] = _mm256_hadd_ps(ag, bg);
             pgh[j] = _mm256_hadd_ps(agh, bgh);
         }
