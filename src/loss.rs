@@ -5,6 +5,7 @@
 use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Error, Result};
+use crate::kernels::{self, exp};
 use crate::vocab::PAD;
 
 /// Mean cross-entropy of `logits: [N, V]` against `targets: [N]` (`PAD` ignored) and its
@@ -41,7 +42,7 @@ pub fn cross_entropy(logits: ArrayView2<'_, f32>, targets: &[u32]) -> Result<(f3
     if count == 0 {
         return Err(Error::invalid_arg("targets", "every target is <PAD>"));
     }
-    let mut g = logits.to_owned();
+    let mut g = logits.as_standard_layout().into_owned();
     let sum = cross_entropy_in_place(&mut g, targets, 1.0 / count as f32);
     Ok(((sum / count as f64) as f32, g))
 }
@@ -54,26 +55,314 @@ pub(crate) fn count_real(targets: &[u32]) -> usize {
 /// Replaces `logits: [N, V]` by `scale · d(Σ losses)/dlogits` and returns `Σ losses` over the
 /// non-PAD rows (targets must be `< V`).
 pub(crate) fn cross_entropy_in_place(logits: &mut Array2<f32>, targets: &[u32], scale: f32) -> f64 {
+    if !logits.is_standard_layout() {
+        *logits = logits.as_standard_layout().into_owned();
+    }
+    let v = logits.ncols();
+    let data = logits.as_slice_mut().expect("standard layout");
+    rows_in_place(data, v, targets, scale, true)
+}
+
+/// [`cross_entropy_in_place`] on the row-major `data: [N, v]`; `simd` allows the AVX2 + FMA
+/// kernels (when the CPU has them and `v >= 8`), otherwise the plain loops.
+fn rows_in_place(data: &mut [f32], v: usize, targets: &[u32], scale: f32, simd: bool) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    let simd = simd && v >= 8 && avx2_fma();
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
     let mut total = 0.0f64;
-    for (mut row, &t) in logits.rows_mut().into_iter().zip(targets) {
-        let r = row.as_slice_mut().expect("contiguous");
+    for (r, &t) in data.chunks_exact_mut(v.max(1)).zip(targets) {
         if t == PAD {
-            r.iter_mut().for_each(|x| *x = 0.0);
+            r.fill(0.0);
             continue;
         }
         let t = t as usize;
+        // −log softmax[t] = log Σ exp(z − max) − (z_t − max)
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            // SAFETY: the CPU has AVX2 and FMA; the row has at least 8 values; t < v.
+            unsafe {
+                let (zt, sum) = avx2::softmax_row(r, t);
+                total += (sum.ln() - zt) as f64;
+                avx2::scale_row(r, scale / sum);
+            }
+            r[t] -= scale;
+            continue;
+        }
         let max = r.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
         let zt = r[t] - max;
-        let mut sum = 0.0f32;
-        for x in r.iter_mut() {
-            *x = (*x - max).exp();
-            sum += *x;
-        }
-        // −log softmax[t] = log Σ exp(z − max) − (z_t − max)
+        r.iter_mut().for_each(|x| *x = exp(*x - max));
+        let sum = kernels::sum(r);
         total += (sum.ln() - zt) as f64;
         let k = scale / sum;
         r.iter_mut().for_each(|x| *x *= k);
         r[t] -= scale;
     }
     total
+}
+
+/// True if the CPU has AVX2 and FMA (the detection is cached by `std`).
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+/// AVX2 + FMA row kernels for rows of at least 8 values: whole vectors and, if `8 ∤ len`, one
+/// last vector at `len − 8`, overlapping the one before; it is loaded before the row is
+/// overwritten, so its overlapping lanes get the same values again.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// `e^x` on 8 lanes: [`crate::kernels::exp`] (same reduction and polynomial) with FMAs.
+    #[inline(always)]
+    pub(super) unsafe fn exp8(x: __m256) -> __m256 {
+        const LN2_HI: f32 = 0.693_359_4;
+        const LN2_LO: f32 = -2.121_944_4e-4;
+        const MAGIC: f32 = 12_582_912.0;
+        let x = _mm256_min_ps(
+            _mm256_max_ps(x, _mm256_set1_ps(-87.33)),
+            _mm256_set1_ps(88.0),
+        );
+        let magic = _mm256_set1_ps(MAGIC);
+        let t = _mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), magic);
+        let n = _mm256_sub_ps(t, magic);
+        let ni = _mm256_sub_epi32(
+            _mm256_castps_si256(t),
+            _mm256_set1_epi32(MAGIC.to_bits() as i32),
+        );
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+        let mut p = _mm256_set1_ps(1.987_569_2e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let p = _mm256_add_ps(
+            _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r),
+            _mm256_set1_ps(1.0),
+        );
+        let pow2n = _mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23);
+        _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n))
+    }
+
+    /// The upper `len mod 8` lanes (the last vector's lanes not covered by the others).
+    #[inline(always)]
+    unsafe fn tail_mask(len: usize) -> __m256 {
+        const M: [i32; 16] = [0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, -1, -1, -1, -1, -1];
+        _mm256_castsi256_ps(_mm256_loadu_si256(M.as_ptr().add(len % 8) as *const __m256i))
+    }
+
+    /// Replaces the row `z` by `exp(z − max z)`; returns `(z[t] − max z, Σ exp(z − max z))`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; `z.len() >= 8`, `t < z.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn softmax_row(z: &mut [f32], t: usize) -> (f32, f32) {
+        let len = z.len();
+        debug_assert!(len >= 8);
+        let full = len / 8 * 8;
+        let p = z.as_mut_ptr();
+        let last = _mm256_loadu_ps(p.add(len - 8));
+        let (mut m0, mut m1) = (last, last);
+        let mut k = 0;
+        while k + 16 <= full {
+            m0 = _mm256_max_ps(m0, _mm256_loadu_ps(p.add(k)));
+            m1 = _mm256_max_ps(m1, _mm256_loadu_ps(p.add(k + 8)));
+            k += 16;
+        }
+        if k < full {
+            m0 = _mm256_max_ps(m0, _mm256_loadu_ps(p.add(k)));
+        }
+        let m = _mm256_max_ps(m0, m1);
+        let m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
+        let m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0b01_00_11_10));
+        let m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0b10_11_00_01));
+        let max = _mm256_cvtss_f32(m);
+        let zt = z[t] - max;
+        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut k = 0;
+        while k + 16 <= full {
+            let e0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(k)), m));
+            let e1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(k + 8)), m));
+            _mm256_storeu_ps(p.add(k), e0);
+            _mm256_storeu_ps(p.add(k + 8), e1);
+            s0 = _mm256_add_ps(s0, e0);
+            s1 = _mm256_add_ps(s1, e1);
+            k += 16;
+        }
+        if k < full {
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(k)), m));
+            _mm256_storeu_ps(p.add(k), e);
+            s0 = _mm256_add_ps(s0, e);
+        }
+        if full < len {
+            let e = exp8(_mm256_sub_ps(last, m));
+            _mm256_storeu_ps(p.add(len - 8), e);
+            s1 = _mm256_add_ps(s1, _mm256_and_ps(e, tail_mask(len)));
+        }
+        let s = _mm256_add_ps(s0, s1);
+        let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        (zt, _mm_cvtss_f32(s))
+    }
+
+    /// `z *= k`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; `z.len() >= 8`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn scale_row(z: &mut [f32], k: f32) {
+        let len = z.len();
+        debug_assert!(len >= 8);
+        let p = z.as_mut_ptr();
+        let kv = _mm256_set1_ps(k);
+        let last = _mm256_loadu_ps(p.add(len - 8));
+        let mut i = 0;
+        while i + 8 <= len {
+            _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), kv));
+            i += 8;
+        }
+        if i < len {
+            _mm256_storeu_ps(p.add(len - 8), _mm256_mul_ps(last, kv));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    const EPS: f64 = f32::EPSILON as f64;
+
+    /// `(Σ losses, scale · gradient)` in f64.
+    fn reference(z: &[f32], v: usize, targets: &[u32], scale: f64) -> (f64, Vec<f64>) {
+        let mut total = 0.0;
+        let mut g = vec![0.0f64; z.len()];
+        for ((r, gr), &t) in z.chunks(v).zip(g.chunks_mut(v)).zip(targets) {
+            if t == PAD {
+                continue;
+            }
+            let max = r.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+            let sum: f64 = r.iter().map(|&x| (x as f64 - max).exp()).sum();
+            total += sum.ln() - (r[t as usize] as f64 - max);
+            for (gk, &x) in gr.iter_mut().zip(r) {
+                *gk = scale * (x as f64 - max).exp() / sum;
+            }
+            gr[t as usize] -= scale;
+        }
+        (total, g)
+    }
+
+    #[test]
+    fn matches_f64_reference_on_both_paths() {
+        let mut rng = StdRng::seed_from_u64(21);
+        for v in [1usize, 2, 7, 8, 9, 50, 64, 156] {
+            for rows in [1usize, 4, 29, 116] {
+                // Row kinds: ordinary, constant (uniform softmax), large magnitudes (some
+                // probabilities underflow), a large common offset.
+                let mut z = vec![0.0f32; rows * v];
+                for (i, r) in z.chunks_mut(v).enumerate() {
+                    let (offset, spread) = match i % 4 {
+                        0 => (0.0, 4.0),
+                        1 => (rng.gen_range(-5.0..5.0), 0.0),
+                        2 => (0.0, 200.0),
+                        _ => (1.0e4, 3.0),
+                    };
+                    for x in r.iter_mut() {
+                        *x = offset + spread * rng.gen_range(-1.0f32..1.0);
+                    }
+                }
+                let targets: Vec<u32> = (0..rows)
+                    .map(|i| {
+                        if i % 3 == 2 {
+                            PAD
+                        } else {
+                            rng.gen_range(0..v as u32)
+                        }
+                    })
+                    .collect();
+                let scale = 0.25f32;
+                let (want_sum, want_g) = reference(&z, v, &targets, scale as f64);
+                for simd in [true, false] {
+                    let mut g = z.clone();
+                    let sum = rows_in_place(&mut g, v, &targets, scale, simd);
+                    // log Σ exp(z − max) to a few ulps of the row's loss magnitude, per row.
+                    let tol = rows as f64 * 8.0 * EPS * (1.0 + want_sum.abs());
+                    assert!(
+                        (sum - want_sum).abs() <= tol,
+                        "v={v} rows={rows} simd={simd}: loss {sum} vs {want_sum}"
+                    );
+                    for (i, (&got, &want)) in g.iter().zip(&want_g).enumerate() {
+                        let t = (i / v, i % v);
+                        // Probabilities to a few ulps (relative), plus a few ulps of the scale
+                        // where the target's 1 is subtracted.
+                        let tol = 4.0 * v as f64 * EPS * want.abs() + 4.0 * EPS * scale as f64;
+                        assert!(
+                            (got as f64 - want).abs() <= tol + 1e-37,
+                            "v={v} rows={rows} simd={simd} {t:?}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_rows_sum_to_zero_and_pad_rows_are_zero() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let (rows, v) = (29, 156);
+        let logits = Array2::from_shape_simple_fn((rows, v), || rng.gen_range(-6.0f32..6.0));
+        let targets: Vec<u32> = (0..rows as u32).map(|i| i % 5).collect();
+        let (loss, g) = cross_entropy(logits.view(), &targets).unwrap();
+        assert!(loss.is_finite() && loss > 0.0);
+        for (r, &t) in g.rows().into_iter().zip(&targets) {
+            if t == PAD {
+                assert!(r.iter().all(|&x| x == 0.0));
+            } else {
+                // Σ_j (p_j − [j = t]) = 0.
+                assert!(r.sum().abs() < 1e-6, "{}", r.sum());
+            }
+        }
+        // A column-major view gives the same result.
+        let lt = logits.t().as_standard_layout().into_owned();
+        assert!(!lt.t().is_standard_layout());
+        let (loss2, g2) = cross_entropy(lt.t(), &targets).unwrap();
+        assert_eq!(loss, loss2);
+        assert_eq!(g, g2);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn exp8_is_within_two_ulps_of_f64() {
+        if !avx2_fma() {
+            return;
+        }
+        let xs: Vec<f32> = (0..=100_000).map(|i| -87.0 + i as f32 * 175.0e-5).collect();
+        for c in xs.chunks_exact(8) {
+            let mut out = [0.0f32; 8];
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            unsafe {
+                use std::arch::x86_64::*;
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn run(x: &[f32], out: &mut [f32; 8]) {
+                    _mm256_storeu_ps(out.as_mut_ptr(), avx2::exp8(_mm256_loadu_ps(x.as_ptr())));
+                }
+                run(c, &mut out);
+            }
+            for (&x, &e) in c.iter().zip(&out) {
+                let want = (x as f64).exp();
+                let rel = ((e as f64 - want) / want).abs();
+                assert!(rel < 2.5e-7, "exp({x}) = {e}, want {want} (rel {rel:.1e})");
+            }
+        }
+    }
 }

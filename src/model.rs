@@ -476,10 +476,7 @@ impl Model {
         seq: usize,
         mut stats: Option<&mut Vec<FfnResidualStats>>,
     ) -> (Array2<f32>, ModelCache) {
-        let mut x = self.embed.lookup(ids);
-        for (r, mut row) in x.rows_mut().into_iter().enumerate() {
-            row += &self.pe.row(r % seq);
-        }
+        let mut x = self.embed.lookup_positions(ids, self.pe.view(), 0, seq);
         let mut caches = Vec::with_capacity(self.blocks.len());
         for (i, block) in self.blocks.iter().enumerate() {
             let st = stats.as_mut().map(|s| &mut s[i]);
@@ -712,8 +709,8 @@ impl Model {
         }
         let n = ids.len();
         let p0 = cache.len;
-        let mut x = self.embed.lookup(ids);
-        x += &self.pe.slice(s![p0..p0 + n, ..]);
+        // Positions p0 .. p0 + n <= max_len: no wrap-around.
+        let mut x = self.embed.lookup_positions(ids, self.pe.view(), p0, m);
         let (h, dh) = (self.config.n_attn_heads, self.config.head_dim());
         let scale = 1.0 / (dh as f32).sqrt();
         let mut probs = vec![0.0f32; n * (p0 + n)];

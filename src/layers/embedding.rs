@@ -1,5 +1,7 @@
 //! Token embedding lookup, tied with the output head (`logits = h · weightᵀ`).
 
+use std::mem::MaybeUninit;
+
 use ndarray::{Array2, ArrayView2};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -8,6 +10,7 @@ use ndarray::ArrayViewD;
 
 use crate::error::{Error, Result};
 use crate::gemm::PackedT;
+use crate::kernels::dispatch;
 use crate::layers::linear::{affine, linear_backward};
 use crate::layers::{visit_via_tensors, NamedTensors};
 use crate::params::{join, Parameters};
@@ -98,19 +101,93 @@ impl Embedding {
 
     /// Lookup without the range check (ids must be `< V`). `[rows] -> [rows, d]`.
     pub(crate) fn lookup(&self, ids: &[u32]) -> Array2<f32> {
-        let mut out = Array2::zeros((ids.len(), self.dim()));
-        for (mut row, &id) in out.rows_mut().into_iter().zip(ids) {
-            row.assign(&self.weight.row(id as usize));
+        self.gather(ids, None)
+    }
+
+    /// Lookup plus positions, checked (a hook for the benches): row `r` of the result is
+    /// `weight[ids[r]] + pe[r % seq]`, `[rows, d]`. Errors on an id `>= V`, `pe` not `[_, d]`
+    /// or `seq` not in `1..=pe.nrows()`.
+    #[doc(hidden)]
+    pub fn forward_positions(
+        &self,
+        ids: &[u32],
+        pe: ArrayView2<'_, f32>,
+        seq: usize,
+    ) -> Result<Array2<f32>> {
+        if pe.ncols() != self.dim() {
+            return Err(Error::shape(
+                "positional table",
+                &[pe.nrows(), self.dim()],
+                pe.shape(),
+            ));
         }
-        out
+        if seq == 0 || seq > pe.nrows() {
+            return Err(Error::invalid_arg(
+                "seq",
+                format!("{seq} is not in 1..={}", pe.nrows()),
+            ));
+        }
+        if let Some((i, &id)) = ids
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| id as usize >= self.vocab_size())
+        {
+            return Err(Error::TokenOutOfRange {
+                id,
+                context: format!("ids[{i}]"),
+                vocab_size: self.vocab_size(),
+            });
+        }
+        Ok(self.lookup_positions(ids, pe, 0, seq))
+    }
+
+    /// `x[r] = weight[ids[r]] + pe[(start + r) % period]` (ids `< V`, `pe: [≥ period, d]`, not
+    /// checked), `[rows, d]`: the lookup and the positional encoding in one pass.
+    pub(crate) fn lookup_positions(
+        &self,
+        ids: &[u32],
+        pe: ArrayView2<'_, f32>,
+        start: usize,
+        period: usize,
+    ) -> Array2<f32> {
+        let pe = pe.as_standard_layout();
+        let pe = pe.as_slice().expect("standard layout");
+        self.gather(ids, Some((pe, start, period)))
+    }
+
+    /// Rows `ids` of the table, plus `pe` rows `(start + r) % period` if given, `[rows, d]`.
+    fn gather(&self, ids: &[u32], pe: Option<(&[f32], usize, usize)>) -> Array2<f32> {
+        let d = self.dim();
+        let w = self.weight.as_standard_layout();
+        let w = w.as_slice().expect("standard layout");
+        let n = ids.len() * d;
+        let mut out = Vec::with_capacity(n);
+        if d > 0 {
+            let o = &mut out.spare_capacity_mut()[..n];
+            dispatch!(gather_rows, (o, w, d, ids, pe));
+        }
+        // SAFETY: `gather_rows` wrote all `rows · d` values (there are none if `d = 0`).
+        unsafe { out.set_len(n) };
+        Array2::from_shape_vec((ids.len(), d), out).expect("rows · d values")
     }
 
     /// Backward of the lookup: adds row `r` of `dy: [rows, d]` into row `ids[r]` of `grads`.
     pub fn backward_lookup(&self, ids: &[u32], dy: ArrayView2<'_, f32>, grads: &mut Embedding) {
         grads.wt.invalidate();
-        for (row, &id) in dy.rows().into_iter().zip(ids) {
-            let mut g = grads.weight.row_mut(id as usize);
-            g += &row;
+        let d = self.dim();
+        let dy = dy.as_standard_layout();
+        let dys = dy.as_slice().expect("standard layout");
+        if let Some(g) = grads.weight.as_slice_mut() {
+            for (row, &id) in dys.chunks_exact(d.max(1)).zip(ids) {
+                for (a, &b) in g[id as usize * d..][..d].iter_mut().zip(row) {
+                    *a += b;
+                }
+            }
+        } else {
+            for (row, &id) in dy.rows().into_iter().zip(ids) {
+                let mut g = grads.weight.row_mut(id as usize);
+                g += &row;
+            }
         }
     }
 
@@ -132,6 +209,43 @@ impl Embedding {
     }
 }
 
+/// Writes every value of `out: [ids.len(), d]`: row `r` is `w[ids[r]] (+ pe[(start + r) % period])`
+/// for the row-major `w: [V, d]`, `pe: [≥ period, d]` (`d > 0`).
+#[inline(always)]
+fn gather_rows(
+    out: &mut [MaybeUninit<f32>],
+    w: &[f32],
+    d: usize,
+    ids: &[u32],
+    pe: Option<(&[f32], usize, usize)>,
+) {
+    let rows = out.chunks_exact_mut(d).zip(ids);
+    match pe {
+        None => {
+            for (o, &id) in rows {
+                let e = &w[id as usize * d..][..d];
+                for (o, &a) in o.iter_mut().zip(e) {
+                    o.write(a);
+                }
+            }
+        }
+        Some((pe, start, period)) => {
+            let mut pos = if ids.is_empty() { 0 } else { start % period };
+            for (o, &id) in rows {
+                let e = &w[id as usize * d..][..d];
+                let p = &pe[pos * d..][..d];
+                for ((o, &a), &b) in o.iter_mut().zip(e).zip(p) {
+                    o.write(a + b);
+                }
+                pos += 1;
+                if pos == period {
+                    pos = 0;
+                }
+            }
+        }
+    }
+}
+
 impl NamedTensors for Embedding {
     fn tensors<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ArrayViewD<'a, f32>)>) {
         out.push((join(prefix, "weight"), self.weight.view().into_dyn()));
@@ -149,5 +263,77 @@ impl Parameters for Embedding {
     ) {
         self.wt.invalidate();
         f(join(prefix, "weight"), self.weight.view_mut().into_dyn());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::positional_table;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    #[test]
+    fn lookup_with_positions_adds_the_table_rows() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let e = Embedding::init(11, 6, &mut rng);
+        let pe = positional_table(5, 6);
+        let ids = [3u32, 0, 10, 3, 7, 7, 1];
+        let x = e.forward_positions(&ids, pe.view(), 3).unwrap();
+        for (r, &id) in ids.iter().enumerate() {
+            for k in 0..6 {
+                assert_eq!(x[[r, k]], e.weight[[id as usize, k]] + pe[[r % 3, k]]);
+            }
+        }
+        // An offset without wrap-around (the KV-cache path).
+        let y = e.lookup_positions(&ids[..2], pe.view(), 3, 5);
+        assert_eq!(y.row(1).to_vec(), (&e.weight.row(0) + &pe.row(4)).to_vec());
+        assert_eq!(e.lookup(&ids).row(2), e.weight.row(10));
+        // A column-major table gives the same rows.
+        let ft = Embedding::from_weight(
+            e.weight
+                .t()
+                .as_standard_layout()
+                .into_owned()
+                .reversed_axes(),
+        )
+        .unwrap();
+        assert!(!ft.weight.is_standard_layout());
+        assert_eq!(ft.lookup_positions(&ids, pe.view(), 0, 3), x);
+        assert!(e.forward_positions(&[11], pe.view(), 3).is_err());
+        assert!(e.forward_positions(&ids, pe.view(), 6).is_err());
+        assert!(e.forward_positions(&ids, pe.view(), 0).is_err());
+        assert!(e
+            .forward_positions(&ids, positional_table(5, 4).view(), 3)
+            .is_err());
+    }
+
+    #[test]
+    fn backward_lookup_scatter_adds_rows() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let e = Embedding::init(5, 3, &mut rng);
+        let ids = [4u32, 1, 4, 0];
+        let dy = Array2::from_shape_fn((4, 3), |(r, k)| (r * 3 + k) as f32 + 0.5);
+        let mut g = e.zeros_like();
+        g.weight[[2, 1]] = 7.0;
+        e.backward_lookup(&ids, dy.view(), &mut g);
+        let mut want = Array2::<f32>::zeros((5, 3));
+        want[[2, 1]] = 7.0;
+        for (r, &id) in ids.iter().enumerate() {
+            for k in 0..3 {
+                want[[id as usize, k]] += dy[[r, k]];
+            }
+        }
+        assert_eq!(g.weight, want);
+        // The same through a column-major dy and a column-major gradient table.
+        let dyt = dy.t().as_standard_layout().into_owned();
+        let mut gt = Embedding {
+            weight: Array2::zeros((3, 5)).reversed_axes(),
+            wt: PackedT::default(),
+        };
+        gt.weight[[2, 1]] = 7.0;
+        assert!(!dyt.t().is_standard_layout());
+        e.backward_lookup(&ids, dyt.t(), &mut gt);
+        assert_eq!(gt.weight, want);
     }
 }
