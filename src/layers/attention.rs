@@ -97,18 +97,9 @@ impl Attention {
 
     /// Forward keeping what backward needs. `x: [B*T, d]` with `T = seq` (not checked).
     pub fn forward_train(&self, x: Array2<f32>, seq: usize) -> (Array2<f32>, AttentionCache) {
-        let rows = x.nrows();
-        let d = self.dim();
-        let batch = rows / seq;
+        let batch = x.nrows() / seq;
         let qkv = self.qkv.apply(x.view());
-        let mut probs = Array4::<f32>::zeros((batch, self.n_heads, seq, seq));
-        let mut concat = Array2::<f32>::zeros((rows, d));
-        let dims = self.core_dims(batch, seq);
-        let qkv_s = qkv.as_slice().expect("contiguous");
-        let probs_s = probs.as_slice_mut().expect("contiguous");
-        let cat_s = concat.as_slice_mut().expect("contiguous");
-        let mut ws = HeadScratch::default();
-        dispatch!(forward_core, (dims, qkv_s, probs_s, cat_s, &mut ws));
+        let (probs, concat) = attend(self.core_dims(batch, seq), &qkv);
         let y = self.out.apply(concat.view());
         (
             y,
@@ -130,14 +121,12 @@ impl Attention {
     ) -> Array2<f32> {
         let (batch, _, seq, _) = cache.probs.dim();
         let dconcat = self.out.backward(cache.concat.view(), dy, &mut grads.out);
-        let mut dqkv = Array2::<f32>::zeros((batch * seq, 3 * self.dim()));
-        let dims = self.core_dims(batch, seq);
-        let qkv_s = cache.qkv.as_slice().expect("contiguous");
-        let dcat_s = dconcat.as_slice().expect("contiguous");
-        let dqkv_s = dqkv.as_slice_mut().expect("contiguous");
-        let probs = cache.probs.as_slice().expect("contiguous");
-        let mut ws = HeadScratch::default();
-        dispatch!(backward_core, (dims, qkv_s, probs, dcat_s, dqkv_s, &mut ws));
+        let dqkv = attend_backward(
+            self.core_dims(batch, seq),
+            &cache.qkv,
+            &cache.probs,
+            &dconcat,
+        );
         self.qkv
             .backward(cache.x.view(), dqkv.view(), &mut grads.qkv)
     }
@@ -163,6 +152,40 @@ impl Attention {
     pub(crate) fn project_out(&self, concat: ArrayView2<'_, f32>) -> Array2<f32> {
         self.out.apply(concat)
     }
+}
+
+/// The attention core of every sequence and head: from Q/K/V `[B*T, 3d]`, the probabilities
+/// `[B, h, T, T]` and the concatenated heads `[B*T, d]`.
+fn attend(dims: CoreDims, qkv: &Array2<f32>) -> (Array4<f32>, Array2<f32>) {
+    let CoreDims {
+        batch, seq, d, h, ..
+    } = dims;
+    let mut probs = Array4::<f32>::zeros((batch, h, seq, seq));
+    let mut concat = Array2::<f32>::zeros((batch * seq, d));
+    let qkv_s = qkv.as_slice().expect("contiguous");
+    let probs_s = probs.as_slice_mut().expect("contiguous");
+    let cat_s = concat.as_slice_mut().expect("contiguous");
+    let mut ws = HeadScratch::default();
+    dispatch!(forward_core, (dims, qkv_s, probs_s, cat_s, &mut ws));
+    (probs, concat)
+}
+
+/// Backward of [`attend`]: from Q/K/V, the probabilities and the gradient of the concatenated
+/// heads `[B*T, d]`, the gradient of Q/K/V `[B*T, 3d]`.
+fn attend_backward(
+    dims: CoreDims,
+    qkv: &Array2<f32>,
+    probs: &Array4<f32>,
+    dconcat: &Array2<f32>,
+) -> Array2<f32> {
+    let mut dqkv = Array2::<f32>::zeros((dims.batch * dims.seq, 3 * dims.d));
+    let qkv_s = qkv.as_slice().expect("contiguous");
+    let dcat_s = dconcat.as_slice().expect("contiguous");
+    let dqkv_s = dqkv.as_slice_mut().expect("contiguous");
+    let probs = probs.as_slice().expect("contiguous");
+    let mut ws = HeadScratch::default();
+    dispatch!(backward_core, (dims, qkv_s, probs, dcat_s, dqkv_s, &mut ws));
+    dqkv
 }
 
 /// Sizes shared by the attention cores.
@@ -475,5 +498,108 @@ impl Parameters for Attention {
             f(join(&p, "bias"), b.slice_mut(s![r]).into_dyn());
         }
         self.out.visit_mut(&join(prefix, "attn_out"), f);
+    }
+}
+
+/// Hooks for `benches/attention.rs`: the attention core alone, without the Q/K/V and output
+/// projections. Not part of the API.
+#[doc(hidden)]
+pub mod bench {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    /// Random Q/K/V `[B*T, 3d]` and output gradient `[B*T, d]`, and the core's outputs.
+    pub struct Core {
+        dims: CoreDims,
+        qkv: Array2<f32>,
+        dcat: Array2<f32>,
+        probs: Array4<f32>,
+        concat: Array2<f32>,
+        dqkv: Array2<f32>,
+        scratch: HeadScratch,
+        row_probs: Vec<f32>,
+    }
+
+    impl Core {
+        /// `batch` sequences of `seq` rows, width `d`, `h` heads; values uniform in ±1.
+        pub fn new(batch: usize, seq: usize, d: usize, h: usize, seed: u64) -> Self {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let dh = d / h;
+            let dims = CoreDims {
+                batch,
+                seq,
+                d,
+                h,
+                dh,
+                scale: 1.0 / (dh as f32).sqrt(),
+            };
+            let qkv =
+                Array2::from_shape_simple_fn((batch * seq, 3 * d), || rng.gen_range(-1.0..1.0));
+            let dcat = Array2::from_shape_simple_fn((batch * seq, d), || rng.gen_range(-1.0..1.0));
+            let (probs, concat) = attend(dims, &qkv);
+            Core {
+                dims,
+                qkv,
+                dcat,
+                probs,
+                concat,
+                dqkv: Array2::zeros((0, 0)),
+                scratch: HeadScratch::default(),
+                row_probs: Vec::new(),
+            }
+        }
+
+        /// The forward core over the whole batch (as `Attention::forward_train` runs it).
+        pub fn forward(&mut self) -> f32 {
+            let (p, c) = attend(self.dims, &self.qkv);
+            self.probs = p;
+            self.concat = c;
+            self.concat[[0, 0]]
+        }
+
+        /// The backward core over the whole batch (as `Attention::backward` runs it).
+        pub fn backward(&mut self) -> f32 {
+            self.dqkv = attend_backward(self.dims, &self.qkv, &self.probs, &self.dcat);
+            self.dqkv[[0, 0]]
+        }
+
+        /// Every head of the first sequence's queries `offset..offset + n` against keys
+        /// `0..offset + n` through `head_forward` (the KV-cached decoding path), one call per
+        /// head. Needs `offset + n <= seq`.
+        pub fn head_forward(&mut self, offset: usize, n: usize) -> f32 {
+            let CoreDims {
+                seq,
+                d,
+                h,
+                dh,
+                scale,
+                ..
+            } = self.dims;
+            assert!(offset + n <= seq, "queries past the sequence");
+            let qs = self.qkv.as_slice().expect("contiguous");
+            let cs = self.concat.as_slice_mut().expect("contiguous");
+            self.row_probs.resize(n * seq, 0.0);
+            for j in 0..h {
+                head_forward(
+                    HeadIo {
+                        q: &qs[offset * 3 * d + j * dh..],
+                        k: &qs[d + j * dh..],
+                        v: &qs[2 * d + j * dh..],
+                        qs: 3 * d,
+                        kvs: 3 * d,
+                        n,
+                        offset,
+                        dh,
+                        scale,
+                    },
+                    &mut self.row_probs,
+                    &mut cs[j * dh..],
+                    d,
+                    &mut self.scratch,
+                );
+            }
+            cs[0]
+        }
     }
 }
