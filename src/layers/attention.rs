@@ -15,7 +15,7 @@ use crate::params::{join, Parameters};
 mod core;
 mod lanes;
 
-use self::core::CoreDims;
+use self::core::{col_base, CoreDims};
 pub(crate) use self::core::{head_forward, HeadIo, HeadScratch};
 use self::lanes::F8;
 
@@ -36,11 +36,12 @@ pub struct AttentionCache {
     x: Array2<f32>,
     /// Q, K, V of every head, `[B*T, 3d]`.
     qkv: Array2<f32>,
-    /// Sequences `B` and their length `T`.
+    /// Sequences `B`, their length `T` and the heads `h`.
     batch: usize,
     seq: usize,
-    /// Attention probabilities as the core keeps them, `[B, h, T, ⌈T/8⌉]` vectors of 8 keys
-    /// (zero past the query's position).
+    heads: usize,
+    /// Attention probabilities as the core keeps them: per sequence and head, the causal
+    /// triangle by columns of 8 keys (see `core`).
     probs: Vec<F8>,
     /// [`probs`](Self::probs), made on first request.
     probs_full: OnceLock<Array4<f32>>,
@@ -53,15 +54,15 @@ impl AttentionCache {
     /// the diagonal).
     pub fn probs(&self) -> &Array4<f32> {
         self.probs_full.get_or_init(|| {
-            let (b, t) = (self.batch, self.seq);
-            let h = if b * t == 0 {
-                0
-            } else {
-                self.probs.len() / (b * t * t.div_ceil(8))
-            };
-            let mb = t.div_ceil(8);
+            let (b, t, h) = (self.batch, self.seq, self.heads);
+            let head = col_base(t, t.div_ceil(8));
             Array4::from_shape_fn((b, h, t, t), |(bi, j, i, u)| {
-                self.probs[((bi * h + j) * t + i) * mb + u / 8].0[u % 8]
+                let ub = u / 8;
+                if u > i {
+                    0.0
+                } else {
+                    self.probs[(bi * h + j) * head + col_base(t, ub) + i - ub * 8].0[u % 8]
+                }
             })
         })
     }
@@ -134,6 +135,7 @@ impl Attention {
                 qkv,
                 batch,
                 seq,
+                heads: self.n_heads,
                 probs,
                 probs_full: OnceLock::new(),
                 concat,
@@ -466,13 +468,30 @@ mod tests {
         assert_eq!(n, want.len(), "{what}: length");
     }
 
-    /// The probabilities of the core's layout as `[B, h, T, T]`.
-    fn unpack_probs(p: &[F8], dims: CoreDims) -> Vec<f32> {
-        let (t, mb) = (dims.seq, dims.blocks());
-        let rows = dims.batch * dims.h * t;
-        (0..rows * t)
-            .map(|k| p[(k / t) * mb + (k % t) / 8].0[(k % t) % 8])
-            .collect()
+    /// The probabilities of the core's layout as `[B, h, T, T]`, and whether every stored
+    /// lane past its query's position is zero.
+    fn unpack_probs(p: &[F8], dims: CoreDims) -> (Vec<f32>, bool) {
+        let (t, head) = (dims.seq, dims.head_probs());
+        assert_eq!(p.len(), dims.batch * dims.h * head);
+        let mut out = vec![0.0; dims.batch * dims.h * t * t];
+        let mut masked_zero = true;
+        for (k, o) in out.chunks_exact_mut(t * t).enumerate() {
+            let hp = &p[k * head..(k + 1) * head];
+            for ub in 0..dims.blocks() {
+                for i in ub * 8..t {
+                    let lanes = hp[col_base(t, ub) + i - ub * 8].0;
+                    for (l, &x) in lanes.iter().enumerate() {
+                        let u = ub * 8 + l;
+                        if u <= i {
+                            o[i * t + u] = x;
+                        } else {
+                            masked_zero &= x == 0.0;
+                        }
+                    }
+                }
+            }
+        }
+        (out, masked_zero)
     }
 
     /// Forward and backward of the batch cores, through `run_fwd` / `run_bwd`, against the
@@ -494,19 +513,10 @@ mod tests {
                 let mut cat = vec![f32::NAN; 2 * t * 50];
                 run_fwd(dims, &qkv, &mut probs, &mut cat);
                 let ctx = format!("h={h} T={t}");
-                assert_close(
-                    &format!("probs {ctx}"),
-                    unpack_probs(&probs, dims),
-                    &want.probs,
-                );
+                let (p, masked_zero) = unpack_probs(&probs, dims);
+                assert_close(&format!("probs {ctx}"), p, &want.probs);
+                assert!(masked_zero, "{ctx}: probabilities past the diagonal");
                 assert_close(&format!("heads {ctx}"), cat.iter().copied(), &want.cat);
-                for (k, p) in probs.iter().enumerate() {
-                    let i = (k / dims.blocks()) % t;
-                    let u0 = (k % dims.blocks()) * 8;
-                    for (l, &x) in p.0.iter().enumerate() {
-                        assert!(u0 + l <= i || x == 0.0, "{ctx}: P[{i}, {}] = {x}", u0 + l);
-                    }
-                }
                 let mut dqkv = vec![f32::NAN; 2 * t * 150];
                 run_bwd(dims, &qkv, &probs, &dcat, &mut dqkv);
                 assert_close(&format!("dqkv {ctx}"), dqkv.iter().copied(), &want.dqkv);

@@ -5,11 +5,14 @@
 //! - forward, per block of 8 queries: `Qᵀ·scale` packed `[dh]` (queries on lanes), then
 //!   `Sᵀ = K·(Qᵀ·scale)` as rows `u` of keys (`[m']`, `m'` the keys that block sees), softmax
 //!   down the rows (lane-wise, no horizontal reductions), `Oᵀ = Σ_u V[u]·Pᵀ[u]` into the
-//!   output, and `Pᵀ` transposed 8×8 into the probabilities `P: [n, mb]` (rows of queries,
-//!   keys on lanes, zero past each query's position);
+//!   output, and `Pᵀ` transposed 8×8 into the probabilities `P` (keys on lanes);
 //! - backward, per head: `Vᵀ` packed `[mb, dh]`; `dP = dO·Vᵀ` and `dS = P ⊙ (dP − Σ_u P⊙dP)·scale`
-//!   as rows `[T, mb]`; `dK = dSᵀ·Q` and `dV = Pᵀ·dO` straight from those rows (keys on lanes);
+//!   (keys on lanes, as `P`); `dK = dSᵀ·Q` and `dV = Pᵀ·dO` straight from those;
 //!   `dQ = dS·K` through `dSᵀ` (8×8 transposes; queries on lanes).
+//!
+//! `P` and `dS` of a head keep only the causal triangle, by columns of 8 keys: column `ub`
+//! holds rows (queries) `8ub..T`, row `i` at [`col_base`]`(T, ub) + i − 8ub`, lanes past the
+//! query's position zero.
 //!
 //! Every product skips the blocks above the causal diagonal. Scalars `K[u, c]`, `V[u, c]`,
 //! `Q[i, c]`, `dO[i, c]` are read in place (broadcast), so only `Qᵀ` and `Vᵀ` are packed.
@@ -54,10 +57,22 @@ impl CoreDims {
         self.seq.div_ceil(8)
     }
 
-    /// Length in `F8` of the probabilities of every sequence and head, `[B, h, T, ⌈T/8⌉]`.
-    pub fn probs_len(&self) -> usize {
-        self.batch * self.h * self.seq * self.blocks()
+    /// Length in `F8` of one head's probabilities (see the module doc).
+    pub fn head_probs(&self) -> usize {
+        col_base(self.seq, self.blocks())
     }
+
+    /// Length in `F8` of the probabilities of every sequence and head, `[B, h, ·]`.
+    pub fn probs_len(&self) -> usize {
+        self.batch * self.h * self.head_probs()
+    }
+}
+
+/// Where column `ub` (keys `8ub..8ub + 8`, rows `8ub..seq`) of a head's triangle starts:
+/// `Σ_{k < ub} (seq − 8k)`.
+#[inline(always)]
+pub(crate) fn col_base(seq: usize, ub: usize) -> usize {
+    ub * seq - 4 * ub * ub.saturating_sub(1)
 }
 
 /// Scratch of the attention cores, reused across heads (and across calls when decoding).
@@ -65,14 +80,16 @@ impl CoreDims {
 pub(crate) struct HeadScratch {
     /// Forward: `Qᵀ·scale` of one query block, `[dh]`. Backward: `Vᵀ`, `[mb, dh]`.
     packed: Vec<F8>,
-    /// Forward: `Sᵀ` then `Pᵀ` of one query block, `[8·mb]`. Backward: `dS`, `[8·mb, mb]`.
+    /// Forward: `Sᵀ` then `Pᵀ` of one query block, `[8·mb]`. Backward: `dS` as a triangle,
+    /// plus 8 rows of padding.
     rows: Vec<F8>,
     /// Backward: `dSᵀ` per query block, `[mb, 8·mb]`.
     rows_t: Vec<F8>,
 }
 
 /// Forward core of every sequence and head: from Q/K/V `[B*T, 3d]` writes the probabilities
-/// `probs: [B, h, T, ⌈T/8⌉]` (see the module doc) and the concatenated heads `cat: [B*T, d]`.
+/// `probs: [B, h, ·]` (triangles, see the module doc) and the concatenated heads
+/// `cat: [B*T, d]`.
 pub(crate) fn forward(
     dims: CoreDims,
     qkv: &[f32],
@@ -168,7 +185,7 @@ pub(crate) fn forward_with<L: Lanes>(
         dh,
         scale,
     } = dims;
-    let head_probs = seq * dims.blocks();
+    let head_probs = dims.head_probs();
     for b in 0..batch {
         let sq = &qkv[b * seq * 3 * d..(b + 1) * seq * 3 * d];
         let sc = &mut cat[b * seq * d..(b + 1) * seq * d];
@@ -190,8 +207,8 @@ pub(crate) fn forward_with<L: Lanes>(
     }
 }
 
-/// One head, queries in blocks of 8 lanes. With `probs` (`[n, ⌈m/8⌉]`), also stores the
-/// probabilities, rows of queries.
+/// One head, queries in blocks of 8 lanes. With `probs` (needs `offset = 0`), also stores the
+/// probabilities as a triangle (see the module doc).
 #[inline(always)]
 fn head_with<L: Lanes>(
     l: L,
@@ -231,7 +248,7 @@ fn head_with<L: Lanes>(
         let rows = (offset + i0 + 8).min(m);
         let diag = offset + i0;
         let st = &mut ws.rows[..rows];
-        scores(l, k, kvs, &ws.packed[..dh], st, 1);
+        scores(l, k, kvs, &ws.packed[..dh], st);
         // Softmax down the rows, lane by lane.
         let (full, tri) = st.split_at_mut(diag);
         let mut mx = l.splat(f32::NEG_INFINITY);
@@ -271,20 +288,15 @@ fn head_with<L: Lanes>(
             live,
         );
         if let Some(p) = probs.as_deref_mut() {
-            // Pᵀ by 8×8 tiles (rows past `rows` zero) into rows of queries.
-            let rows8 = rows.div_ceil(8) * 8;
-            ws.rows[rows..rows8].fill(F8::default());
-            for ub in 0..mb {
-                let dst = |li: usize| (i0 + li) * mb + ub;
-                if ub * 8 < rows8 {
-                    let tile = &ws.rows[ub * 8..ub * 8 + 8];
-                    let t = l.transpose(load8(l, tile, 1));
-                    for (li, &tv) in t.iter().enumerate().take(live) {
-                        l.store(&mut p[dst(li)], tv);
-                    }
-                } else {
-                    for li in 0..live {
-                        p[dst(li)] = F8::default();
+            debug_assert_eq!(offset, 0, "probabilities of a whole sequence only");
+            // Pᵀ by 8×8 tiles (keys past the sequence zero) into the columns of the triangle.
+            ws.rows[rows..(ib + 1) * 8].fill(F8::default());
+            for ub in 0..=ib {
+                let t = l.transpose(load8(l, &ws.rows[ub * 8..], 1));
+                let pt = &mut p[col_base(n, ub) + i0 - ub * 8..];
+                for k in 0..8 {
+                    if k < live {
+                        l.store(&mut pt[k], t[k]);
                     }
                 }
             }
@@ -312,9 +324,10 @@ pub(crate) fn backward_with<L: Lanes>(
     } = dims;
     let mb = dims.blocks();
     let s3 = 3 * d;
-    let head_probs = seq * mb;
+    let head_probs = dims.head_probs();
+    let at = |ub: usize, i: usize| col_base(seq, ub) + i - ub * 8;
     ws.packed.resize(mb * dh, F8::default());
-    ws.rows.resize(8 * mb * mb, F8::default());
+    ws.rows.resize(head_probs + 8, F8::default());
     ws.rows_t.resize(mb * 8 * mb, F8::default());
     for b in 0..batch {
         let sq = &qkv[b * seq * s3..(b + 1) * seq * s3];
@@ -324,45 +337,55 @@ pub(crate) fn backward_with<L: Lanes>(
             let p = &probs[(b * h + j) * head_probs..(b * h + j + 1) * head_probs];
             let (qo, ko, vo) = (j * dh, d + j * dh, 2 * d + j * dh);
             let dout = &sdc[j * dh..];
-            // Vᵀ: packed[ub·dh + c] lane `l` = V[8ub + l, c].
+            // Vᵀ·scale: packed[ub·dh + c] lane `l` = V[8ub + l, c]·scale.
+            let sc = l.splat(scale);
             for ub in 0..mb {
                 let live = (seq - ub * 8).min(8);
                 for c0 in (0..dh).step_by(8) {
                     let t = gather_t(l, &sq[ub * 8 * s3 + vo + c0..], s3, live);
                     let dst = &mut ws.packed[ub * dh + c0..ub * dh + dh.min(c0 + 8)];
                     for (x, &tv) in dst.iter_mut().zip(&t) {
-                        l.store(x, tv);
+                        l.store(x, l.mul(tv, sc));
                     }
                 }
             }
-            // dP = dO·Vᵀ, then dS in place, by blocks of 8 query rows (keys on lanes).
+            // By blocks of 8 query rows: dP·scale = dO·(Vᵀ·scale) (keys on lanes), the row
+            // sums s = Σ_u P⊙dP·scale, dS = P ⊙ (dP·scale − s) and its 8×8 transposes
+            // rows_t[ib·8mb + u] (lane `l` = dS[8ib + l, u]; zero past the sequence).
             for ib in 0..mb {
                 let i0 = ib * 8;
                 let live = (seq - i0).min(8);
-                let ds = &mut ws.rows[i0 * mb..(i0 + live) * mb];
+                let xr = rows8(&dout[i0 * d..], d, live, dh);
+                let mut acc = [l.zero(); 8];
                 for ub in 0..=ib {
-                    let vt = &ws.packed[ub * dh..(ub + 1) * dh];
-                    scores(l, &dout[i0 * d..], d, vt, &mut ds[ub..], mb);
-                }
-                for (r, dsr) in ds.chunks_exact_mut(mb).enumerate() {
-                    let pr = &p[(i0 + r) * mb..(i0 + r + 1) * mb];
-                    let mut acc = l.zero();
-                    for (x, y) in pr[..=ib].iter().zip(&dsr[..=ib]) {
-                        acc = l.mul_add(l.load(x), l.load(y), acc);
-                    }
-                    let s = l.splat(l.hsum(acc));
-                    let sc = l.splat(scale);
-                    for (x, y) in pr[..=ib].iter().zip(&mut dsr[..=ib]) {
-                        let g = l.mul(l.mul(l.load(x), l.sub(l.load(y), s)), sc);
-                        l.store(y, g);
+                    let dp = tile_scores(l, &xr, &ws.packed[ub * dh..(ub + 1) * dh]);
+                    let (pt, dt) = (&p[at(ub, i0)..], &mut ws.rows[at(ub, i0)..]);
+                    for k in 0..8 {
+                        if k < live {
+                            acc[k] = l.mul_add(l.load(&pt[k]), dp[k], acc[k]);
+                            l.store(&mut dt[k], dp[k]);
+                        }
                     }
                 }
-            }
-            // dSᵀ by 8×8 tiles: rows_t[ib·8mb + u] lane `l` = dS[8ib + l, u]. Rows of `dS`
-            // past the sequence hold stale values that only reach lanes never written out.
-            for ib in 0..mb {
+                // Lane `k` of Σ_r transpose(acc)[r] is the sum of the lanes of acc[k].
+                let t = l.transpose(acc);
+                let s = l.add(
+                    l.add(l.add(t[0], t[4]), l.add(t[2], t[6])),
+                    l.add(l.add(t[1], t[5]), l.add(t[3], t[7])),
+                );
+                let mut sums = F8::default();
+                l.store(&mut sums, s);
                 for ub in 0..=ib {
-                    let t = l.transpose(load8(l, &ws.rows[ib * 8 * mb + ub..], mb));
+                    let (pt, dt) = (&p[at(ub, i0)..], &mut ws.rows[at(ub, i0)..]);
+                    let mut g = [l.zero(); 8];
+                    for k in 0..8 {
+                        if k < live {
+                            let dp = l.sub(l.load(&dt[k]), l.splat(sums.0[k]));
+                            g[k] = l.mul(l.load(&pt[k]), dp);
+                            l.store(&mut dt[k], g[k]);
+                        }
+                    }
+                    let t = l.transpose(g);
                     let dst = &mut ws.rows_t[ib * 8 * mb + ub * 8..ib * 8 * mb + ub * 8 + 8];
                     for (x, tv) in dst.iter_mut().zip(t) {
                         l.store(x, tv);
@@ -379,48 +402,64 @@ pub(crate) fn backward_with<L: Lanes>(
                 combine_into(l, dst, 1, keys, &sq[d + j * dh..], s3, dh, out, s3, live);
                 // dKᵀ[c] = Σ_{i ≥ 8blk} Q[i, c]·dS[i, blk]; dVᵀ[c] = Σ_{i ≥ 8blk} dO[i, c]·P[i, blk]
                 let queries = seq - r0;
-                let ds = &ws.rows[r0 * mb + blk..];
+                let ds = &ws.rows[at(blk, r0)..];
                 let (q, out) = (&sq[r0 * s3 + qo..], &mut sdq[r0 * s3 + ko..]);
-                combine_into(l, ds, mb, queries, q, s3, dh, out, s3, live);
-                let pr = &p[r0 * mb + blk..];
+                combine_into(l, ds, 1, queries, q, s3, dh, out, s3, live);
+                let pr = &p[at(blk, r0)..];
                 let out = &mut sdq[r0 * s3 + vo..];
-                combine_into(l, pr, mb, queries, &dout[r0 * d..], d, dh, out, s3, live);
+                combine_into(l, pr, 1, queries, &dout[r0 * d..], d, dh, out, s3, live);
             }
         }
     }
 }
 
-/// `out[r·os] = Σ_c x[r·xs + c] · yt[c]` for `r < ⌈out.len()/os⌉`, `c < yt.len()`: rows of
-/// scalars times packed columns, four rows at a time.
+/// `out[r] = Σ_c x[r·xs + c] · yt[c]` for `r < out.len()`, `c < yt.len()`: rows of scalars
+/// times packed columns, eight rows (eight independent sums) at a time.
 #[inline(always)]
-fn scores<L: Lanes>(l: L, x: &[f32], xs: usize, yt: &[F8], out: &mut [F8], os: usize) {
-    let dh = yt.len();
-    let rows = out.len().div_ceil(os);
-    let mut r = 0;
-    while r + 4 <= rows {
-        let row = |k: usize| &x[(r + k) * xs..(r + k) * xs + dh];
-        let xr = [row(0), row(1), row(2), row(3)];
-        let mut a = [l.zero(); 4];
-        for (c, y) in yt.iter().enumerate() {
-            let y = l.load(y);
-            for k in 0..4 {
-                a[k] = l.mul_add(l.splat(xr[k][c]), y, a[k]);
+fn scores<L: Lanes>(l: L, x: &[f32], xs: usize, yt: &[F8], out: &mut [F8]) {
+    for (g, o) in out.chunks_mut(8).enumerate() {
+        let t = tile_scores(l, &rows8(&x[g * 8 * xs..], xs, o.len(), yt.len()), yt);
+        // (Not a zip: that becomes a copy through memory.)
+        for k in 0..8 {
+            if k < o.len() {
+                l.store(&mut o[k], t[k]);
             }
         }
-        for (k, &ak) in a.iter().enumerate() {
-            l.store(&mut out[(r + k) * os], ak);
-        }
-        r += 4;
     }
-    while r < rows {
-        let xr = &x[r * xs..r * xs + dh];
-        let mut a = l.zero();
-        for (&xc, y) in xr.iter().zip(yt) {
-            a = l.mul_add(l.splat(xc), l.load(y), a);
-        }
-        l.store(&mut out[r * os], a);
-        r += 1;
+}
+
+/// Rows `x[k·xs..][..dh]` for `k < 8`, those past `live` repeating row `live − 1`.
+#[inline(always)]
+fn rows8(x: &[f32], xs: usize, live: usize, dh: usize) -> [&[f32]; 8] {
+    let mut xr = [&x[..0]; 8];
+    for (k, xk) in xr.iter_mut().enumerate() {
+        let i = k.min(live - 1);
+        *xk = &x[i * xs..i * xs + dh];
     }
+    xr
+}
+
+/// `Σ_c xr[k][c] · yt[c]` for `k < 8` (eight independent sums).
+#[inline(always)]
+fn tile_scores<L: Lanes>(l: L, xr: &[&[f32]; 8], yt: &[F8]) -> [L::V; 8] {
+    // Eight slices of exactly `yt.len()` values: no bounds checks in the loop (and the
+    // accumulators stay in registers).
+    let dh = yt.len();
+    let (x0, x1, x2, x3) = (&xr[0][..dh], &xr[1][..dh], &xr[2][..dh], &xr[3][..dh]);
+    let (x4, x5, x6, x7) = (&xr[4][..dh], &xr[5][..dh], &xr[6][..dh], &xr[7][..dh]);
+    let mut a = [l.zero(); 8];
+    for c in 0..dh {
+        let y = l.load(&yt[c]);
+        a[0] = l.mul_add(l.splat(x0[c]), y, a[0]);
+        a[1] = l.mul_add(l.splat(x1[c]), y, a[1]);
+        a[2] = l.mul_add(l.splat(x2[c]), y, a[2]);
+        a[3] = l.mul_add(l.splat(x3[c]), y, a[3]);
+        a[4] = l.mul_add(l.splat(x4[c]), y, a[4]);
+        a[5] = l.mul_add(l.splat(x5[c]), y, a[5]);
+        a[6] = l.mul_add(l.splat(x6[c]), y, a[6]);
+        a[7] = l.mul_add(l.splat(x7[c]), y, a[7]);
+    }
+    a
 }
 
 /// `acc[c] = Σ_{r < rows} b[r·bs + c] · a[r·astride]` for `c < NC`: vector rows combined

@@ -45,8 +45,6 @@ pub(crate) trait Lanes: Copy {
     fn select_from(self, a: Self::V, b: Self::V, k: usize) -> Self::V;
     /// `2^n` for lanes `t = n + 1.5·2^23` holding an integer `n` in `[−126, 127]`.
     fn pow2_magic(self, t: Self::V) -> Self::V;
-    /// The sum of the lanes, pairwise: `((0+4)+(2+6)) + ((1+5)+(3+7))`.
-    fn hsum(self, a: Self::V) -> f32;
     /// Rows become columns: `out[i]` lane `l` is `rows[l]` lane `i`.
     fn transpose(self, rows: [Self::V; 8]) -> [Self::V; 8];
 
@@ -154,10 +152,6 @@ impl Lanes for Portable {
             let n = (v.to_bits() as i32).wrapping_sub(magic);
             f32::from_bits(((n + 127) << 23) as u32)
         })
-    }
-    #[inline(always)]
-    fn hsum(self, a: [f32; 8]) -> f32 {
-        ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
     }
     /// The scalar [`crate::kernels::exp`] in every lane (the same operations as the generic
     /// version without fused multiply-adds).
@@ -290,16 +284,6 @@ mod x86 {
             }
         }
         #[inline(always)]
-        fn hsum(self, a: __m256) -> f32 {
-            unsafe {
-                // (l, l+4) pairs, then (l, l+2), then (l, l+1).
-                let s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
-                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-                let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-                _mm_cvtss_f32(s)
-            }
-        }
-        #[inline(always)]
         fn transpose(self, r: [__m256; 8]) -> [__m256; 8] {
             unsafe {
                 let t0 = _mm256_unpacklo_ps(r[0], r[1]);
@@ -371,8 +355,6 @@ mod tests {
         l.store_slice(&mut buf[2..], a);
         assert_eq!(&buf[2..10], &x);
         assert_eq!(get(l.load_slice(&buf[2..])), x);
-        let s: f32 = x.iter().sum();
-        assert!((l.hsum(a) - s).abs() < 1e-5 * s.abs().max(1.0));
         let t = l.transpose(std::array::from_fn(|r| l.load(&rs[r])));
         for (i, v) in t.into_iter().enumerate() {
             for (k, &got) in get(v).iter().enumerate() {
