@@ -1,6 +1,6 @@
 //! Small numeric kernels shared by the layers: a branch-free `exp` (so that loops over it
-//! vectorise), dot products, sums and AXPYs with vector-friendly summation, and the AVX2
-//! dispatch that compiles a loop nest once more for CPUs that have AVX2.
+//! vectorise), dot products and sums with vector-friendly summation, and the AVX2 dispatch that
+//! compiles a loop nest once more for CPUs that have AVX2.
 //!
 //! None of these contracts a multiply and an add into an FMA, so the AVX2 build computes the
 //! same values as the baseline build; summation orders differ from a naive left-to-right sum
@@ -98,32 +98,6 @@ fn hsum(a: [f32; 8]) -> f32 {
     ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
 }
 
-/// `out[j] = Σ_{p ∈ rows} coef(p) · b[p·ldb + j]` for `j < out.len()` (a multiple of 8): a
-/// linear combination of rows of `b`, each block of 8 outputs accumulated in registers (in
-/// the order of `rows`, as a sequence of AXPYs would).
-#[inline(always)]
-pub(crate) fn comb8(
-    rows: std::ops::Range<usize>,
-    coef: impl Fn(usize) -> f32,
-    b: &[f32],
-    ldb: usize,
-    out: &mut [f32],
-) {
-    debug_assert_eq!(out.len() % 8, 0);
-    for (blk, o) in out.chunks_exact_mut(8).enumerate() {
-        let mut acc = [0.0f32; 8];
-        for p in rows.clone() {
-            let a = coef(p);
-            let at = p * ldb + blk * 8;
-            let bv: &[f32; 8] = b[at..at + 8].try_into().expect("8 values");
-            for l in 0..8 {
-                acc[l] += a * bv[l];
-            }
-        }
-        o.copy_from_slice(&acc);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,23 +119,10 @@ mod tests {
     }
 
     #[test]
-    fn comb8_is_a_sum_of_scaled_rows() {
-        let b: Vec<f32> = (0..5 * 24).map(|i| i as f32 * 0.5 - 3.0).collect();
-        let mut out = vec![0.0f32; 16];
-        comb8(1..4, |p| p as f32 - 1.5, &b, 24, &mut out);
-        for (j, &o) in out.iter().enumerate() {
-            let want: f32 = (1..4).map(|p| (p as f32 - 1.5) * b[p * 24 + j]).sum();
-            assert!((o - want).abs() < 1e-4, "{j}: {o} vs {want}");
-        }
-    }
-
-    #[test]
-    fn dot_and_sum_match_f64() {
+    fn dot_matches_f64() {
         let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
         let d: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
         assert!((dot(&a, &b) as f64 - d).abs() < 1e-5);
-        let s: f64 = a.iter().map(|&x| x as f64).sum();
-        assert!((sum(&a) as f64 - s).abs() < 1e-5);
     }
 }

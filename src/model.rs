@@ -713,7 +713,6 @@ impl Model {
         let mut x = self.embed.lookup_positions(ids, self.pe.view(), p0, m);
         let (h, dh) = (self.config.n_attn_heads, self.config.head_dim());
         let scale = 1.0 / (dh as f32).sqrt();
-        let mut probs = vec![0.0f32; n * (p0 + n)];
         let mut concat = Array2::<f32>::zeros((n, d));
         for (l, block) in self.blocks.iter().enumerate() {
             let a = block.ln1.apply(x.view());
@@ -741,7 +740,6 @@ impl Model {
                         dh,
                         scale,
                     },
-                    &mut probs,
                     &mut cs[j * dh..],
                     d,
                     &mut cache.scratch,

@@ -3,13 +3,21 @@
 //! `[q heads 0..h | k heads 0..h | v heads 0..h]`, each head `dh = d / h` rows. Parameters are
 //! visited as per-head row slices under PyTorch's names (`q_linears.{j}.weight`, ...).
 
+use std::sync::OnceLock;
+
 use ndarray::{s, Array2, Array4, ArrayView2, ArrayViewD};
 use rand::Rng;
 
 use crate::error::{Error, Result};
-use crate::kernels::{comb8, dispatch, dot, exp, sum};
 use crate::layers::{visit_via_tensors, Linear, NamedTensors};
 use crate::params::{join, Parameters};
+
+mod core;
+mod lanes;
+
+use self::core::{col_base, CoreDims};
+pub(crate) use self::core::{head_forward, HeadIo, HeadScratch};
+use self::lanes::F8;
 
 /// Multi-head causal self-attention: `y = attn_out(concat_j softmax(Q_j K_jᵀ/√dh + mask) V_j)`.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,16 +36,35 @@ pub struct AttentionCache {
     x: Array2<f32>,
     /// Q, K, V of every head, `[B*T, 3d]`.
     qkv: Array2<f32>,
-    /// Attention probabilities, `[B, h, T, T]` (zero above the diagonal).
-    probs: Array4<f32>,
+    /// Sequences `B`, their length `T` and the heads `h`.
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    /// Attention probabilities as the core keeps them: per sequence and head, the causal
+    /// triangle by columns of 8 keys (see `core`).
+    probs: Vec<F8>,
+    /// [`probs`](Self::probs), made on first request.
+    probs_full: OnceLock<Array4<f32>>,
     /// Heads concatenated (input of `attn_out`), `[B*T, d]`.
     concat: Array2<f32>,
 }
 
 impl AttentionCache {
-    /// The attention probabilities, `[B, h, T, T]` (row `t` is query position `t`).
+    /// The attention probabilities, `[B, h, T, T]` (row `t` is query position `t`; zero above
+    /// the diagonal).
     pub fn probs(&self) -> &Array4<f32> {
-        &self.probs
+        self.probs_full.get_or_init(|| {
+            let (b, t, h) = (self.batch, self.seq, self.heads);
+            let head = col_base(t, t.div_ceil(8));
+            Array4::from_shape_fn((b, h, t, t), |(bi, j, i, u)| {
+                let ub = u / 8;
+                if u > i {
+                    0.0
+                } else {
+                    self.probs[(bi * h + j) * head + col_base(t, ub) + i - ub * 8].0[u % 8]
+                }
+            })
+        })
     }
 }
 
@@ -97,25 +124,20 @@ impl Attention {
 
     /// Forward keeping what backward needs. `x: [B*T, d]` with `T = seq` (not checked).
     pub fn forward_train(&self, x: Array2<f32>, seq: usize) -> (Array2<f32>, AttentionCache) {
-        let rows = x.nrows();
-        let d = self.dim();
-        let batch = rows / seq;
+        let batch = x.nrows() / seq;
         let qkv = self.qkv.apply(x.view());
-        let mut probs = Array4::<f32>::zeros((batch, self.n_heads, seq, seq));
-        let mut concat = Array2::<f32>::zeros((rows, d));
-        let dims = self.core_dims(batch, seq);
-        let qkv_s = qkv.as_slice().expect("contiguous");
-        let probs_s = probs.as_slice_mut().expect("contiguous");
-        let cat_s = concat.as_slice_mut().expect("contiguous");
-        let mut ws = HeadScratch::default();
-        dispatch!(forward_core, (dims, qkv_s, probs_s, cat_s, &mut ws));
+        let (probs, concat) = attend(self.core_dims(batch, seq), &qkv);
         let y = self.out.apply(concat.view());
         (
             y,
             AttentionCache {
                 x,
                 qkv,
+                batch,
+                seq,
+                heads: self.n_heads,
                 probs,
+                probs_full: OnceLock::new(),
                 concat,
             },
         )
@@ -128,16 +150,14 @@ impl Attention {
         dy: ArrayView2<'_, f32>,
         grads: &mut Attention,
     ) -> Array2<f32> {
-        let (batch, _, seq, _) = cache.probs.dim();
+        let (batch, seq) = (cache.batch, cache.seq);
         let dconcat = self.out.backward(cache.concat.view(), dy, &mut grads.out);
-        let mut dqkv = Array2::<f32>::zeros((batch * seq, 3 * self.dim()));
-        let dims = self.core_dims(batch, seq);
-        let qkv_s = cache.qkv.as_slice().expect("contiguous");
-        let dcat_s = dconcat.as_slice().expect("contiguous");
-        let dqkv_s = dqkv.as_slice_mut().expect("contiguous");
-        let probs = cache.probs.as_slice().expect("contiguous");
-        let mut ws = HeadScratch::default();
-        dispatch!(backward_core, (dims, qkv_s, probs, dcat_s, dqkv_s, &mut ws));
+        let dqkv = attend_backward(
+            self.core_dims(batch, seq),
+            &cache.qkv,
+            &cache.probs,
+            &dconcat,
+        );
         self.qkv
             .backward(cache.x.view(), dqkv.view(), &mut grads.qkv)
     }
@@ -165,264 +185,32 @@ impl Attention {
     }
 }
 
-/// Sizes shared by the attention cores.
-#[derive(Clone, Copy)]
-struct CoreDims {
-    batch: usize,
-    seq: usize,
-    d: usize,
-    h: usize,
-    dh: usize,
-    scale: f32,
+/// The attention core of every sequence and head: from Q/K/V `[B*T, 3d]`, the probabilities
+/// (`[B, h, T, ⌈T/8⌉]` vectors) and the concatenated heads `[B*T, d]`.
+fn attend(dims: CoreDims, qkv: &Array2<f32>) -> (Vec<F8>, Array2<f32>) {
+    let mut probs = vec![F8::default(); dims.probs_len()];
+    let mut concat = Array2::<f32>::zeros((dims.batch * dims.seq, dims.d));
+    let qkv_s = qkv.as_slice().expect("contiguous");
+    let cat_s = concat.as_slice_mut().expect("contiguous");
+    self::core::forward(dims, qkv_s, &mut probs, cat_s, &mut HeadScratch::default());
+    (probs, concat)
 }
 
-/// Scratch of the attention cores, reused across heads (and across calls when decoding).
-///
-/// Every inner loop runs over a contiguous, zero-padded axis whose length is a multiple of 8
-/// (one AVX vector): key positions (`mp = ⌈m/8⌉·8`) or head channels (`dhp = ⌈dh/8⌉·8`).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct HeadScratch {
-    /// Keys (forward) or values (backward) transposed, `[dh, mp]`.
-    kt: Vec<f32>,
-    /// Values (forward) or keys (backward) with padded rows, `[m, dhp]`.
-    vp: Vec<f32>,
-    /// Queries with padded rows, `[T, dhp]` (backward).
-    qp: Vec<f32>,
-    /// Upstream gradient of the head's output with padded rows, `[T, dhp]` (backward).
-    dop: Vec<f32>,
-    /// Gradient of the scores, `[T, mp]` (backward; row `t` valid up to `t`).
-    ds: Vec<f32>,
-    /// One row of scores, `[mp]`.
-    row: Vec<f32>,
-    /// One output row, `[dhp]`.
-    acc: Vec<f32>,
-    /// A second output row, `[dhp]`.
-    acc2: Vec<f32>,
-}
-
-/// Forward of the attention core for every sequence and head: from Q/K/V `[B*T, 3d]`, writes
-/// the probabilities `[B, h, T, T]` and the concatenated heads `[B*T, d]`.
-#[inline(always)]
-fn forward_core(
+/// Backward of [`attend`]: from Q/K/V, the probabilities and the gradient of the concatenated
+/// heads `[B*T, d]`, the gradient of Q/K/V `[B*T, 3d]`.
+fn attend_backward(
     dims: CoreDims,
-    qkv_s: &[f32],
-    probs: &mut [f32],
-    cat_s: &mut [f32],
-    ws: &mut HeadScratch,
-) {
-    let CoreDims {
-        batch,
-        seq,
-        d,
-        h,
-        dh,
-        scale,
-    } = dims;
-    for b in 0..batch {
-        let seq_qkv = &qkv_s[b * seq * 3 * d..(b + 1) * seq * 3 * d];
-        let seq_cat = &mut cat_s[b * seq * d..(b + 1) * seq * d];
-        for j in 0..h {
-            let p = &mut probs[(b * h + j) * seq * seq..(b * h + j + 1) * seq * seq];
-            let io = HeadIo {
-                q: &seq_qkv[j * dh..],
-                k: &seq_qkv[d + j * dh..],
-                v: &seq_qkv[2 * d + j * dh..],
-                qs: 3 * d,
-                kvs: 3 * d,
-                n: seq,
-                offset: 0,
-                dh,
-                scale,
-            };
-            head_forward_core(io, p, &mut seq_cat[j * dh..], d, ws);
-        }
-    }
-}
-
-/// Backward of the attention core for every sequence and head: from the probabilities
-/// `[B, h, T, T]`, Q/K/V `[B*T, 3d]` and the gradient of the concatenated heads `[B*T, d]`,
-/// writes dQ/dK/dV into `dqkv: [B*T, 3d]`.
-///
-/// Per head, with `P` the probabilities and `dO` the output gradient (all `[T, ·]`):
-/// `dP = dO·Vᵀ`, `dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale`, `dQ = dS·K`, `dK = dSᵀ·Q`,
-/// `dV = Pᵀ·dO`; every product runs over the causal triangle only.
-#[inline(always)]
-fn backward_core(
-    dims: CoreDims,
-    qkv_s: &[f32],
-    probs: &[f32],
-    dcat_s: &[f32],
-    dqkv_s: &mut [f32],
-    ws: &mut HeadScratch,
-) {
-    let CoreDims {
-        batch,
-        seq,
-        d,
-        h,
-        dh,
-        scale,
-    } = dims;
-    let (mp, dhp) = (seq.div_ceil(8) * 8, dh.div_ceil(8) * 8);
-    let s3 = 3 * d;
-    for b in 0..batch {
-        let seq_qkv = &qkv_s[b * seq * s3..(b + 1) * seq * s3];
-        let seq_dqkv = &mut dqkv_s[b * seq * s3..(b + 1) * seq * s3];
-        let seq_dcat = &dcat_s[b * seq * d..(b + 1) * seq * d];
-        for j in 0..h {
-            let p = &probs[(b * h + j) * seq * seq..(b * h + j + 1) * seq * seq];
-            let (qo, ko, vo) = (j * dh, d + j * dh, 2 * d + j * dh);
-            transpose_into(&seq_qkv[vo..], s3, seq, dh, mp, &mut ws.kt);
-            pad_rows_into(&seq_qkv[ko..], s3, seq, dh, dhp, &mut ws.vp);
-            pad_rows_into(&seq_qkv[qo..], s3, seq, dh, dhp, &mut ws.qp);
-            pad_rows_into(&seq_dcat[j * dh..], d, seq, dh, dhp, &mut ws.dop);
-            ws.ds.resize(seq * mp, 0.0);
-            ws.row.resize(mp, 0.0);
-            ws.acc.resize(dhp, 0.0);
-            ws.acc2.resize(dhp, 0.0);
-            let (vt, kp, qp, dop) = (&ws.kt, &ws.vp, &ws.qp, &ws.dop);
-            for t in 0..seq {
-                let len = (t + 1).div_ceil(8) * 8;
-                // dP[t, u] = dO_t · v_u over whole vectors of key positions.
-                let dp = &mut ws.row[..len];
-                let dout = &dop[t * dhp..t * dhp + dh];
-                comb8(0..dh, |c| dout[c], vt, mp, dp);
-                // dS[t, u] = P[t, u] (dP[t, u] − Σ_u' P dP) · scale, u ≤ t.
-                let prow = &p[t * seq..t * seq + t + 1];
-                let dp = &dp[..=t];
-                let s = dot(prow, dp);
-                let ds = &mut ws.ds[t * mp..t * mp + t + 1];
-                for ((g, &pu), &dpu) in ds.iter_mut().zip(prow).zip(dp) {
-                    *g = pu * (dpu - s) * scale;
-                }
-                // dq_t = Σ_u dS[t, u] k_u
-                let acc = &mut ws.acc[..dhp];
-                comb8(0..t + 1, |u| ds[u], kp, dhp, acc);
-                seq_dqkv[t * s3 + qo..t * s3 + qo + dh].copy_from_slice(&acc[..dh]);
-            }
-            for u in 0..seq {
-                // dv_u = Σ_{t ≥ u} P[t, u] dO_t ; dk_u = Σ_{t ≥ u} dS[t, u] q_t
-                let (dv, dk) = (&mut ws.acc[..dhp], &mut ws.acc2[..dhp]);
-                let dsm = &ws.ds;
-                comb8(u..seq, |t| p[t * seq + u], dop, dhp, dv);
-                comb8(u..seq, |t| dsm[t * mp + u], qp, dhp, dk);
-                let row = &mut seq_dqkv[u * s3..(u + 1) * s3];
-                row[vo..vo + dh].copy_from_slice(&dv[..dh]);
-                row[ko..ko + dh].copy_from_slice(&dk[..dh]);
-            }
-        }
-    }
-}
-
-/// Inputs of one head's attention: `n` queries at absolute positions `offset..offset+n`,
-/// attending causally to keys/values `0..offset+n`.
-pub(crate) struct HeadIo<'a> {
-    /// Query `i` starts at `q[i * qs]`, `dh` values.
-    pub q: &'a [f32],
-    /// Key `u` starts at `k[u * kvs]`.
-    pub k: &'a [f32],
-    /// Value `u` starts at `v[u * kvs]`.
-    pub v: &'a [f32],
-    pub qs: usize,
-    pub kvs: usize,
-    pub n: usize,
-    pub offset: usize,
-    pub dh: usize,
-    pub scale: f32,
-}
-
-/// One head's causal attention. Writes the probabilities into `probs: [n, offset + n]`
-/// (row-major, zero where masked) and the output of query `i` into `out[i * os..][..dh]`.
-pub(crate) fn head_forward(
-    io: HeadIo<'_>,
-    probs: &mut [f32],
-    out: &mut [f32],
-    os: usize,
-    ws: &mut HeadScratch,
-) {
-    dispatch!(head_forward_core, (io, probs, out, os, ws))
-}
-
-/// `S = scale·Q·Kᵀ` row by row over whole vectors of key positions, softmax over `u ≤ pos`,
-/// then `o = Σ_u P[u]·v_u` over the padded channel axis.
-#[inline(always)]
-fn head_forward_core(
-    io: HeadIo<'_>,
-    probs: &mut [f32],
-    out: &mut [f32],
-    os: usize,
-    ws: &mut HeadScratch,
-) {
-    let m = io.offset + io.n;
-    let dh = io.dh;
-    let (mp, dhp) = (m.div_ceil(8) * 8, dh.div_ceil(8) * 8);
-    transpose_into(io.k, io.kvs, m, dh, mp, &mut ws.kt);
-    pad_rows_into(io.v, io.kvs, m, dh, dhp, &mut ws.vp);
-    ws.row.resize(mp, 0.0);
-    ws.acc.resize(dhp, 0.0);
-    let (kt, vp) = (&ws.kt, &ws.vp);
-    for i in 0..io.n {
-        let pos = io.offset + i;
-        let q = &io.q[i * io.qs..i * io.qs + dh];
-        // Scores over the first `len` keys (a whole number of vectors covering 0..=pos).
-        let len = (pos + 1).div_ceil(8) * 8;
-        let row = &mut ws.row[..len];
-        comb8(0..dh, |c| q[c] * io.scale, kt, mp, row);
-        let live = &mut row[..=pos];
-        let max = live.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        for v in live.iter_mut() {
-            *v = exp(*v - max);
-        }
-        let inv = 1.0 / sum(live);
-        for v in live.iter_mut() {
-            *v *= inv;
-        }
-        let acc = &mut ws.acc[..dhp];
-        comb8(0..pos + 1, |u| live[u], vp, dhp, acc);
-        out[i * os..i * os + dh].copy_from_slice(&acc[..dh]);
-        let prow = &mut probs[i * m..(i + 1) * m];
-        prow[..=pos].copy_from_slice(live);
-        prow[pos + 1..].fill(0.0);
-    }
-}
-
-/// `dst[c * ld + u] = src[u * stride + c]` for `u < rows`, `c < cols`; `dst` is resized to
-/// `[cols, ld]` and zero in columns `rows..ld`.
-#[inline(always)]
-fn transpose_into(
-    src: &[f32],
-    stride: usize,
-    rows: usize,
-    cols: usize,
-    ld: usize,
-    dst: &mut Vec<f32>,
-) {
-    dst.clear();
-    dst.resize(cols * ld, 0.0);
-    for u in 0..rows {
-        let r = &src[u * stride..u * stride + cols];
-        for (c, &v) in r.iter().enumerate() {
-            dst[c * ld + u] = v;
-        }
-    }
-}
-
-/// `dst[u * ld + c] = src[u * stride + c]` for `u < rows`, `c < cols`; `dst` is resized to
-/// `[rows, ld]` and zero in columns `cols..ld`.
-#[inline(always)]
-fn pad_rows_into(
-    src: &[f32],
-    stride: usize,
-    rows: usize,
-    cols: usize,
-    ld: usize,
-    dst: &mut Vec<f32>,
-) {
-    dst.clear();
-    dst.resize(rows * ld, 0.0);
-    for u in 0..rows {
-        dst[u * ld..u * ld + cols].copy_from_slice(&src[u * stride..u * stride + cols]);
-    }
+    qkv: &Array2<f32>,
+    probs: &[F8],
+    dconcat: &Array2<f32>,
+) -> Array2<f32> {
+    let mut dqkv = Array2::<f32>::zeros((dims.batch * dims.seq, 3 * dims.d));
+    let qkv_s = qkv.as_slice().expect("contiguous");
+    let dcat_s = dconcat.as_slice().expect("contiguous");
+    let dqkv_s = dqkv.as_slice_mut().expect("contiguous");
+    let mut ws = HeadScratch::default();
+    self::core::backward(dims, qkv_s, probs, dcat_s, dqkv_s, &mut ws);
+    dqkv
 }
 
 impl Attention {
@@ -475,5 +263,365 @@ impl Parameters for Attention {
             f(join(&p, "bias"), b.slice_mut(s![r]).into_dyn());
         }
         self.out.visit_mut(&join(prefix, "attn_out"), f);
+    }
+}
+
+/// Hooks for `benches/attention.rs`: the attention core alone, without the Q/K/V and output
+/// projections. Not part of the API.
+#[doc(hidden)]
+pub mod bench {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    /// Random Q/K/V `[B*T, 3d]` and output gradient `[B*T, d]`, and the core's outputs.
+    pub struct Core {
+        dims: CoreDims,
+        qkv: Array2<f32>,
+        dcat: Array2<f32>,
+        probs: Vec<F8>,
+        concat: Array2<f32>,
+        dqkv: Array2<f32>,
+        scratch: HeadScratch,
+    }
+
+    impl Core {
+        /// `batch` sequences of `seq` rows, width `d`, `h` heads; values uniform in ±1.
+        pub fn new(batch: usize, seq: usize, d: usize, h: usize, seed: u64) -> Self {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let dh = d / h;
+            let dims = CoreDims {
+                batch,
+                seq,
+                d,
+                h,
+                dh,
+                scale: 1.0 / (dh as f32).sqrt(),
+            };
+            let qkv =
+                Array2::from_shape_simple_fn((batch * seq, 3 * d), || rng.gen_range(-1.0..1.0));
+            let dcat = Array2::from_shape_simple_fn((batch * seq, d), || rng.gen_range(-1.0..1.0));
+            let (probs, concat) = attend(dims, &qkv);
+            Core {
+                dims,
+                qkv,
+                dcat,
+                probs,
+                concat,
+                dqkv: Array2::zeros((0, 0)),
+                scratch: HeadScratch::default(),
+            }
+        }
+
+        /// The forward core over the whole batch (as `Attention::forward_train` runs it).
+        pub fn forward(&mut self) -> f32 {
+            let (p, c) = attend(self.dims, &self.qkv);
+            self.probs = p;
+            self.concat = c;
+            self.concat[[0, 0]]
+        }
+
+        /// The backward core over the whole batch (as `Attention::backward` runs it).
+        pub fn backward(&mut self) -> f32 {
+            self.dqkv = attend_backward(self.dims, &self.qkv, &self.probs, &self.dcat);
+            self.dqkv[[0, 0]]
+        }
+
+        /// Every head of the first sequence's queries `offset..offset + n` against keys
+        /// `0..offset + n` through `head_forward` (the KV-cached decoding path), one call per
+        /// head. Needs `offset + n <= seq`.
+        pub fn head_forward(&mut self, offset: usize, n: usize) -> f32 {
+            let CoreDims {
+                seq,
+                d,
+                h,
+                dh,
+                scale,
+                ..
+            } = self.dims;
+            assert!(offset + n <= seq, "queries past the sequence");
+            let qs = self.qkv.as_slice().expect("contiguous");
+            let cs = self.concat.as_slice_mut().expect("contiguous");
+            for j in 0..h {
+                head_forward(
+                    HeadIo {
+                        q: &qs[offset * 3 * d + j * dh..],
+                        k: &qs[d + j * dh..],
+                        v: &qs[2 * d + j * dh..],
+                        qs: 3 * d,
+                        kvs: 3 * d,
+                        n,
+                        offset,
+                        dh,
+                        scale,
+                    },
+                    &mut cs[j * dh..],
+                    d,
+                    &mut self.scratch,
+                );
+            }
+            cs[0]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lanes::Portable;
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    /// Naive causal attention in f64 on Q/K/V `[B*T, 3d]` and `dcat: [B*T, d]`: probabilities
+    /// `[B, h, T, T]`, heads `[B*T, d]` and dQ/dK/dV `[B*T, 3d]`.
+    struct Reference {
+        probs: Vec<f64>,
+        cat: Vec<f64>,
+        dqkv: Vec<f64>,
+    }
+
+    fn reference(qkv: &[f32], dcat: &[f32], dims: CoreDims) -> Reference {
+        let CoreDims {
+            batch: bn,
+            seq: t,
+            d,
+            h,
+            dh,
+            ..
+        } = dims;
+        let scale = 1.0 / (dh as f64).sqrt();
+        let s3 = 3 * d;
+        let at = |r: usize, c: usize| qkv[r * s3 + c] as f64;
+        let mut probs = vec![0.0; bn * h * t * t];
+        let mut cat = vec![0.0; bn * t * d];
+        let mut dqkv = vec![0.0; bn * t * s3];
+        for b in 0..bn {
+            for j in 0..h {
+                let (qo, ko, vo) = (j * dh, d + j * dh, 2 * d + j * dh);
+                let row = |i: usize| b * t + i;
+                let mut p = vec![vec![0.0; t]; t];
+                for (i, pi) in p.iter_mut().enumerate() {
+                    let s: Vec<f64> = (0..=i)
+                        .map(|u| {
+                            (0..dh)
+                                .map(|c| at(row(i), qo + c) * at(row(u), ko + c))
+                                .sum::<f64>()
+                                * scale
+                        })
+                        .collect();
+                    let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let z: f64 = s.iter().map(|x| (x - mx).exp()).sum();
+                    for u in 0..=i {
+                        pi[u] = (s[u] - mx).exp() / z;
+                        probs[((b * h + j) * t + i) * t + u] = pi[u];
+                    }
+                    for c in 0..dh {
+                        cat[row(i) * d + qo + c] =
+                            (0..=i).map(|u| pi[u] * at(row(u), vo + c)).sum();
+                    }
+                }
+                let dout = |i: usize, c: usize| dcat[row(i) * d + qo + c] as f64;
+                for i in 0..t {
+                    let dp: Vec<f64> = (0..=i)
+                        .map(|u| (0..dh).map(|c| dout(i, c) * at(row(u), vo + c)).sum())
+                        .collect();
+                    let s: f64 = (0..=i).map(|u| p[i][u] * dp[u]).sum();
+                    for u in 0..=i {
+                        let ds = p[i][u] * (dp[u] - s) * scale;
+                        for c in 0..dh {
+                            dqkv[row(i) * s3 + qo + c] += ds * at(row(u), ko + c);
+                            dqkv[row(u) * s3 + ko + c] += ds * at(row(i), qo + c);
+                            dqkv[row(u) * s3 + vo + c] += p[i][u] * dout(i, c);
+                        }
+                    }
+                }
+            }
+        }
+        Reference { probs, cat, dqkv }
+    }
+
+    fn dims(batch: usize, seq: usize, d: usize, h: usize) -> CoreDims {
+        let dh = d / h;
+        CoreDims {
+            batch,
+            seq,
+            d,
+            h,
+            dh,
+            scale: 1.0 / (dh as f32).sqrt(),
+        }
+    }
+
+    fn random(n: usize, amp: f32, rng: &mut StdRng) -> Vec<f32> {
+        (0..n).map(|_| rng.gen_range(-amp..amp)).collect()
+    }
+
+    /// `got` within `1e-5` of `want`, relative to the largest `|want|` (at least 1).
+    fn assert_close(what: &str, got: impl IntoIterator<Item = f32>, want: &[f64]) {
+        let top = want.iter().fold(1.0f64, |a, &b| a.max(b.abs()));
+        let mut n = 0;
+        for (k, (g, &w)) in got.into_iter().zip(want).enumerate() {
+            let err = (g as f64 - w).abs() / top;
+            assert!(err < 1e-5, "{what}[{k}]: {g} vs {w} (rel {err:.1e})");
+            n += 1;
+        }
+        assert_eq!(n, want.len(), "{what}: length");
+    }
+
+    /// The probabilities of the core's layout as `[B, h, T, T]`, and whether every stored
+    /// lane past its query's position is zero.
+    fn unpack_probs(p: &[F8], dims: CoreDims) -> (Vec<f32>, bool) {
+        let (t, head) = (dims.seq, dims.head_probs());
+        assert_eq!(p.len(), dims.batch * dims.h * head);
+        let mut out = vec![0.0; dims.batch * dims.h * t * t];
+        let mut masked_zero = true;
+        for (k, o) in out.chunks_exact_mut(t * t).enumerate() {
+            let hp = &p[k * head..(k + 1) * head];
+            for ub in 0..dims.blocks() {
+                for i in ub * 8..t {
+                    let lanes = hp[col_base(t, ub) + i - ub * 8].0;
+                    for (l, &x) in lanes.iter().enumerate() {
+                        let u = ub * 8 + l;
+                        if u <= i {
+                            o[i * t + u] = x;
+                        } else {
+                            masked_zero &= x == 0.0;
+                        }
+                    }
+                }
+            }
+        }
+        (out, masked_zero)
+    }
+
+    /// Forward and backward of the batch cores, through `run_fwd` / `run_bwd`, against the
+    /// f64 reference for every head count of d = 50 and sequence lengths around the 8-lane
+    /// blocks; also checks the padding lanes of the probabilities are zero.
+    fn check_cores(
+        run_fwd: impl Fn(CoreDims, &[f32], &mut [F8], &mut [f32]),
+        run_bwd: impl Fn(CoreDims, &[f32], &[F8], &[f32], &mut [f32]),
+    ) {
+        let mut rng = StdRng::seed_from_u64(5);
+        for h in [1, 2, 5, 10] {
+            for t in [1, 7, 8, 9, 16, 29] {
+                let dims = dims(2, t, 50, h);
+                let qkv = random(2 * t * 150, 1.5, &mut rng);
+                let dcat = random(2 * t * 50, 1.0, &mut rng);
+                let want = reference(&qkv, &dcat, dims);
+                // Stale values in the outputs must not matter.
+                let mut probs = vec![F8([f32::NAN; 8]); dims.probs_len()];
+                let mut cat = vec![f32::NAN; 2 * t * 50];
+                run_fwd(dims, &qkv, &mut probs, &mut cat);
+                let ctx = format!("h={h} T={t}");
+                let (p, masked_zero) = unpack_probs(&probs, dims);
+                assert_close(&format!("probs {ctx}"), p, &want.probs);
+                assert!(masked_zero, "{ctx}: probabilities past the diagonal");
+                assert_close(&format!("heads {ctx}"), cat.iter().copied(), &want.cat);
+                let mut dqkv = vec![f32::NAN; 2 * t * 150];
+                run_bwd(dims, &qkv, &probs, &dcat, &mut dqkv);
+                assert_close(&format!("dqkv {ctx}"), dqkv.iter().copied(), &want.dqkv);
+            }
+        }
+    }
+
+    #[test]
+    fn core_matches_an_f64_reference() {
+        // The dispatched cores (AVX2 + FMA on CPUs that have them).
+        check_cores(
+            |dims, qkv, p, cat| self::core::forward(dims, qkv, p, cat, &mut HeadScratch::default()),
+            |dims, qkv, p, dcat, dqkv| {
+                let mut ws = HeadScratch::default();
+                // The same scratch twice: reuse must not change the result.
+                self::core::backward(dims, qkv, p, dcat, dqkv, &mut ws);
+                let first = dqkv.to_vec();
+                self::core::backward(dims, qkv, p, dcat, dqkv, &mut ws);
+                assert_eq!(first, dqkv, "deterministic");
+            },
+        );
+    }
+
+    #[test]
+    fn portable_core_matches_an_f64_reference() {
+        check_cores(
+            |dims, qkv, p, cat| {
+                self::core::forward_with(Portable, dims, qkv, p, cat, &mut HeadScratch::default())
+            },
+            |dims, qkv, p, dcat, dqkv| {
+                let mut ws = HeadScratch::default();
+                self::core::backward_with(Portable, dims, qkv, p, dcat, dqkv, &mut ws)
+            },
+        );
+    }
+
+    /// `head_forward` with keys and values in separate `[m, d]` arrays (as the KV cache keeps
+    /// them): queries `offset..offset + n` equal the reference's rows at those positions.
+    #[test]
+    fn head_forward_with_an_offset_matches_the_reference() {
+        let mut rng = StdRng::seed_from_u64(6);
+        let mut ws = HeadScratch::default();
+        for h in [1, 2, 5, 10] {
+            let t = 29;
+            let dims = dims(1, t, 50, h);
+            let qkv = random(t * 150, 1.5, &mut rng);
+            let want = reference(&qkv, &vec![0.0; t * 50], dims);
+            let k: Vec<f32> = (0..t)
+                .flat_map(|r| qkv[r * 150 + 50..r * 150 + 100].to_vec())
+                .collect();
+            let v: Vec<f32> = (0..t)
+                .flat_map(|r| qkv[r * 150 + 100..r * 150 + 150].to_vec())
+                .collect();
+            for (offset, n) in [
+                (0, 1),
+                (0, 29),
+                (1, 1),
+                (7, 1),
+                (8, 1),
+                (15, 1),
+                (28, 1),
+                (3, 9),
+                (8, 8),
+                (13, 16),
+            ] {
+                let m = offset + n;
+                let mut out = vec![f32::NAN; n * 50];
+                for j in 0..h {
+                    let dh = dims.dh;
+                    let io = HeadIo {
+                        q: &qkv[offset * 150 + j * dh..],
+                        k: &k[j * dh..m * 50],
+                        v: &v[j * dh..m * 50],
+                        qs: 150,
+                        kvs: 50,
+                        n,
+                        offset,
+                        dh,
+                        scale: dims.scale,
+                    };
+                    head_forward(io, &mut out[j * dh..], 50, &mut ws);
+                }
+                assert_close(
+                    &format!("h={h} offset={offset} n={n}"),
+                    out.iter().copied(),
+                    &want.cat[offset * 50..m * 50],
+                );
+            }
+        }
+    }
+
+    /// Through the layer: `AttentionCache::probs` is `[B, h, T, T]`, the reference's.
+    #[test]
+    fn cache_probs_are_the_reference_probabilities() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let attn = Attention::init(50, 5, &mut rng).unwrap();
+        let x = Array2::from_shape_vec((3 * 11, 50), random(3 * 11 * 50, 1.0, &mut rng)).unwrap();
+        let (_, cache) = attn.forward_train(x, 11);
+        let p = cache.probs();
+        assert_eq!(p.dim(), (3, 5, 11, 11));
+        let want = reference(
+            cache.qkv.as_slice().unwrap(),
+            &vec![0.0; 3 * 11 * 50],
+            dims(3, 11, 50, 5),
+        );
+        assert_close("probs", p.iter().copied(), &want.probs);
     }
 }
