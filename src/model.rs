@@ -224,6 +224,7 @@ impl ModelCache {
     /// Returns the cached activations' storage to the buffer pool.
     fn recycle(self) {
         self.blocks.into_iter().for_each(BlockCache::recycle);
+        self.ln_f.recycle();
         pool::give_array(self.h);
     }
 }
@@ -404,8 +405,10 @@ impl Model {
         let threads = threads.min(parts.len());
         if threads <= 1 {
             for r in parts {
-                let (logits, _) = self.forward_rows(&flat[r.clone()], t, None);
+                let (logits, cache) = self.forward_rows(&flat[r.clone()], t, None);
                 out.slice_mut(s![r, ..]).assign(&logits);
+                pool::give_array(logits);
+                cache.recycle();
             }
         } else {
             // Each chunk's output rows are a disjoint view; thread k takes chunks k, k + threads, ...
@@ -428,8 +431,10 @@ impl Model {
                 for work in per_thread {
                     sc.spawn(move || {
                         for (r, mut dst) in work {
-                            let (logits, _) = self.forward_rows(&flat[r], t, None);
+                            let (logits, cache) = self.forward_rows(&flat[r], t, None);
                             dst.assign(&logits);
+                            pool::give_array(logits);
+                            cache.recycle();
                         }
                     });
                 }
@@ -502,8 +507,10 @@ impl Model {
         let (x, y, t, count) = self.prepare(x, y)?;
         let mut sum = 0.0;
         for (r, _) in chunks(x.len(), t) {
-            let (mut logits, _) = self.forward_rows(&x[r.clone()], t, None);
+            let (mut logits, cache) = self.forward_rows(&x[r.clone()], t, None);
             sum += cross_entropy_in_place(&mut logits, &y[r], 1.0);
+            pool::give_array(logits);
+            cache.recycle();
         }
         Ok((sum / count as f64) as f32)
     }

@@ -124,7 +124,6 @@ pub(crate) fn take(len: usize) -> Vec<f32> {
 }
 
 /// A buffer of `len` zeros.
-#[allow(dead_code)] // used once the attention and LayerNorm caches come from the pool
 pub(crate) fn zeros(len: usize) -> Vec<f32> {
     let mut v = take(len);
     v.fill(0.0);
@@ -137,9 +136,15 @@ pub(crate) fn array(rows: usize, cols: usize) -> Array2<f32> {
 }
 
 /// An `[rows, cols]` array of zeros.
-#[allow(dead_code)]
 pub(crate) fn zeros2(rows: usize, cols: usize) -> Array2<f32> {
     Array2::from_shape_vec((rows, cols), zeros(rows * cols)).expect("length = rows·cols")
+}
+
+/// `v` as `MaybeUninit` storage, for kernels that write every element.
+pub(crate) fn as_uninit(v: &mut [f32]) -> &mut [std::mem::MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and the kernels only store
+    // initialised `f32`s through the returned slice, so `v` stays initialised.
+    unsafe { &mut *(v as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]) }
 }
 
 /// Returns a buffer to this thread's pool.

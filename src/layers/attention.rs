@@ -11,6 +11,7 @@ use rand::Rng;
 use crate::error::{Error, Result};
 use crate::layers::{visit_via_tensors, Linear, NamedTensors};
 use crate::params::{join, Parameters};
+use crate::pool;
 
 mod core;
 mod lanes;
@@ -50,6 +51,13 @@ pub struct AttentionCache {
 }
 
 impl AttentionCache {
+    /// Returns the cached activations' storage to the buffer pool.
+    pub(crate) fn recycle(self) {
+        pool::give_array(self.x);
+        pool::give_array(self.qkv);
+        pool::give_array(self.concat);
+    }
+
     /// The attention probabilities, `[B, h, T, T]` (row `t` is query position `t`; zero above
     /// the diagonal).
     pub fn probs(&self) -> &Array4<f32> {
@@ -158,8 +166,12 @@ impl Attention {
             &cache.probs,
             &dconcat,
         );
-        self.qkv
-            .backward(cache.x.view(), dqkv.view(), &mut grads.qkv)
+        pool::give_array(dconcat);
+        let dx = self
+            .qkv
+            .backward(cache.x.view(), dqkv.view(), &mut grads.qkv);
+        pool::give_array(dqkv);
+        dx
     }
 
     fn core_dims(&self, batch: usize, seq: usize) -> CoreDims {
@@ -189,7 +201,7 @@ impl Attention {
 /// (`[B, h, T, ⌈T/8⌉]` vectors) and the concatenated heads `[B*T, d]`.
 fn attend(dims: CoreDims, qkv: &Array2<f32>) -> (Vec<F8>, Array2<f32>) {
     let mut probs = vec![F8::default(); dims.probs_len()];
-    let mut concat = Array2::<f32>::zeros((dims.batch * dims.seq, dims.d));
+    let mut concat = pool::zeros2(dims.batch * dims.seq, dims.d);
     let qkv_s = qkv.as_slice().expect("contiguous");
     let cat_s = concat.as_slice_mut().expect("contiguous");
     self::core::forward(dims, qkv_s, &mut probs, cat_s, &mut HeadScratch::default());
@@ -204,7 +216,7 @@ fn attend_backward(
     probs: &[F8],
     dconcat: &Array2<f32>,
 ) -> Array2<f32> {
-    let mut dqkv = Array2::<f32>::zeros((dims.batch * dims.seq, 3 * dims.d));
+    let mut dqkv = pool::zeros2(dims.batch * dims.seq, 3 * dims.d);
     let qkv_s = qkv.as_slice().expect("contiguous");
     let dcat_s = dconcat.as_slice().expect("contiguous");
     let dqkv_s = dqkv.as_slice_mut().expect("contiguous");

@@ -37,6 +37,9 @@ pub struct BlockCache {
 impl BlockCache {
     /// Returns the cached activations' storage to the buffer pool.
     pub(crate) fn recycle(self) {
+        self.ln1.recycle();
+        self.attn.recycle();
+        self.ln2.recycle();
         self.ffn.recycle();
     }
 

@@ -9,6 +9,7 @@ use ndarray::ArrayViewD;
 use crate::error::{Error, Result};
 use crate::layers::{visit_via_tensors, NamedTensors};
 use crate::params::{join, Parameters};
+use crate::pool;
 
 /// PyTorch's default `eps`.
 pub const LN_EPS: f32 = 1e-5;
@@ -35,6 +36,13 @@ pub struct LayerNormCache {
     xhat: Array2<f32>,
     /// `1 / sqrt(var + eps)` per row, `[rows]`.
     rstd: Array1<f32>,
+}
+
+impl LayerNormCache {
+    /// Returns the cached activations' storage to the buffer pool.
+    pub(crate) fn recycle(self) {
+        pool::give_array(self.xhat);
+    }
 }
 
 impl LayerNorm {
@@ -92,22 +100,14 @@ impl LayerNorm {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let n = rows * d;
-        let (mut y, mut xhat) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        // Zeroed (calloc), not uninitialised: glibc serves small calloc requests from the top
-        // of the heap, which keeps it from trimming and faulting pages back in at every chunk
-        // of a training step (3× the page faults with a plain malloc here).
+        let (mut y, mut xhat) = (pool::take(n), pool::take(n));
         let mut rstd = vec![0.0f32; rows];
         forward_rows(
             xs,
             self.params(),
-            &mut y.spare_capacity_mut()[..n],
-            Some((&mut xhat.spare_capacity_mut()[..n], &mut rstd)),
+            pool::as_uninit(&mut y),
+            Some((pool::as_uninit(&mut xhat), &mut rstd)),
         );
-        // SAFETY: `forward_rows` wrote every element of `y` and `xhat` (`rows · d`).
-        unsafe {
-            y.set_len(n);
-            xhat.set_len(n);
-        }
         let shape = (rows, d);
         (
             Array2::from_shape_vec(shape, y).expect("sized"),
@@ -124,10 +124,8 @@ impl LayerNorm {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let n = rows * d;
-        let mut y = Vec::with_capacity(n);
-        forward_rows(xs, self.params(), &mut y.spare_capacity_mut()[..n], None);
-        // SAFETY: `forward_rows` wrote every element of `y` (`rows · d`).
-        unsafe { y.set_len(n) };
+        let mut y = pool::take(n);
+        forward_rows(xs, self.params(), pool::as_uninit(&mut y), None);
         Array2::from_shape_vec((rows, d), y).expect("sized")
     }
 
@@ -142,7 +140,7 @@ impl LayerNorm {
         let (rows, d) = dy.dim();
         let dy = dy.as_standard_layout();
         let n = rows * d;
-        let mut dx = Vec::with_capacity(n);
+        let mut dx = pool::take(n);
         backward_rows(
             BackwardIn {
                 dy: dy.as_slice().expect("standard layout"),
@@ -150,12 +148,10 @@ impl LayerNorm {
                 rstd: cache.rstd.as_slice().expect("contiguous"),
                 weight: self.weight.as_slice().expect("contiguous"),
             },
-            &mut dx.spare_capacity_mut()[..n],
+            pool::as_uninit(&mut dx),
             grads.weight.as_slice_mut().expect("contiguous"),
             grads.bias.as_slice_mut().expect("contiguous"),
         );
-        // SAFETY: `backward_rows` wrote every element of `dx` (`rows · d`).
-        unsafe { dx.set_len(n) };
         Array2::from_shape_vec((rows, d), dx).expect("sized")
     }
 
