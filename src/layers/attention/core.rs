@@ -2,13 +2,14 @@
 //! backward, as small register-blocked products over 8-lane vectors ([`Lanes`]).
 //!
 //! Layouts (`F8` = 8 lanes; `mb = ⌈m/8⌉` key blocks of a head with `m` keys):
-//! - forward, per block of 8 queries: `Qᵀ·scale` packed `[dh]` (queries on lanes), then
-//!   `Sᵀ = K·(Qᵀ·scale)` as rows `u` of keys (`[m']`, `m'` the keys that block sees), softmax
-//!   down the rows (lane-wise, no horizontal reductions), `Oᵀ = Σ_u V[u]·Pᵀ[u]` into the
-//!   output, and `Pᵀ` transposed 8×8 into the probabilities `P` (keys on lanes);
-//! - backward, per head: `Vᵀ` packed `[mb, dh]`; `dP = dO·Vᵀ` and `dS = P ⊙ (dP − Σ_u P⊙dP)·scale`
-//!   (keys on lanes, as `P`); `dK = dSᵀ·Q` and `dV = Pᵀ·dO` straight from those;
-//!   `dQ = dS·K` through `dSᵀ` (8×8 transposes; queries on lanes).
+//! - forward, per head: `Qᵀ·scale` packed by blocks of 8 queries (queries on lanes);
+//!   `Sᵀ = K·(Qᵀ·scale)` as rows `u` of keys, tiles of 8 keys × 8 queries (eight
+//!   independent sums of `dh` terms); per query block, softmax down the rows (lane-wise, no
+//!   horizontal reductions), `Oᵀ = Σ_u V[u]·Pᵀ[u]` into the output, and `Pᵀ` transposed 8×8
+//!   into the probabilities `P` (keys on lanes);
+//! - backward, per head: `Vᵀ` packed `[mb, dh]`; `dP = dO·Vᵀ` and
+//!   `dS = P ⊙ (dP − Σ_u P⊙dP)·scale` (keys on lanes, as `P`); `dK = dSᵀ·Q` and `dV = Pᵀ·dO`
+//!   straight from those; `dQ = dS·K` through `dSᵀ` (8×8 transposes; queries on lanes).
 //!
 //! `P` and `dS` of a head keep only the causal triangle, by columns of 8 keys: column `ub`
 //! holds rows (queries) `8ub..T`, row `i` at [`col_base`]`(T, ub) + i − 8ub`, lanes past the
@@ -78,10 +79,10 @@ pub(crate) fn col_base(seq: usize, ub: usize) -> usize {
 /// Scratch of the attention cores, reused across heads (and across calls when decoding).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HeadScratch {
-    /// Forward: `Qᵀ·scale` of one query block, `[dh]`. Backward: `Vᵀ`, `[mb, dh]`.
+    /// Forward: `Qᵀ·scale` by query blocks, `[nb, dh]`. Backward: `Vᵀ·scale`, `[mb, dh]`.
     packed: Vec<F8>,
-    /// Forward: `Sᵀ` then `Pᵀ` of one query block, `[8·mb]`. Backward: `dS` as a triangle,
-    /// plus 8 rows of padding.
+    /// Forward: `Sᵀ`, then `e^(S − max)`, by query blocks, `[nb, 8·mb]`. Backward: `dP`, then
+    /// `dS`, as a triangle.
     rows: Vec<F8>,
     /// Backward: `dSᵀ` per query block, `[mb, 8·mb]`.
     rows_t: Vec<F8>,
@@ -147,8 +148,8 @@ pub(crate) fn backward(
     backward_with(Portable, dims, qkv, probs, dcat, dqkv, ws)
 }
 
-/// One head's causal attention (the KV-cached path): writes the output of query `i` into
-/// `out[i * os..][..dh]`.
+/// One head's causal attention without the probabilities (the KV-cached path): writes the
+/// output of query `i` into `out[i * os..][..dh]`.
 pub(crate) fn head_forward(io: HeadIo<'_>, out: &mut [f32], os: usize, ws: &mut HeadScratch) {
     #[cfg(target_arch = "x86_64")]
     if let Some(l) = Avx2Fma::detect() {
@@ -168,6 +169,7 @@ pub(crate) fn head_forward(io: HeadIo<'_>, out: &mut [f32], os: usize, ws: &mut 
     head_with(Portable, io, out, os, None, ws)
 }
 
+/// [`forward`] with the lanes `l`.
 #[inline(always)]
 pub(crate) fn forward_with<L: Lanes>(
     l: L,
@@ -231,24 +233,48 @@ fn head_with<L: Lanes>(
     } = io;
     let m = offset + n;
     let mb = m.div_ceil(8);
-    ws.packed.resize(dh, F8::default());
-    ws.rows.resize(8 * mb, F8::default());
-    for ib in 0..n.div_ceil(8) {
-        let i0 = ib * 8;
-        let live = (n - i0).min(8);
-        // Qᵀ·scale, zero in the lanes past the last query.
-        let sc = l.splat(scale);
+    let nb = n.div_ceil(8);
+    // Query block `ib` sees keys `0..rows(ib)`.
+    let rows = |ib: usize| (offset + ib * 8 + 8).min(m);
+    // Qᵀ·scale of every query block (`[nb, dh]`), zero in the lanes past the last query.
+    ws.packed.resize(nb * dh, F8::default());
+    let sc = l.splat(scale);
+    for ib in 0..nb {
+        let (i0, live) = (ib * 8, (n - ib * 8).min(8));
         for c0 in (0..dh).step_by(8) {
             let t = gather_t(l, &q[i0 * qs + c0..], qs, live);
-            for (x, &tv) in ws.packed[c0..dh.min(c0 + 8)].iter_mut().zip(&t) {
+            let dst = &mut ws.packed[ib * dh + c0..ib * dh + dh.min(c0 + 8)];
+            for (x, &tv) in dst.iter_mut().zip(&t) {
                 l.store(x, l.mul(tv, sc));
             }
         }
+    }
+    // Sᵀ of every query block (`[nb, 8·mb]`), by tiles of 8 keys, each tile's rows of K read
+    // once for all the query blocks that see them.
+    ws.rows.resize(nb * 8 * mb, F8::default());
+    for g in 0..mb {
+        let xr = rows8(&k[g * 8 * kvs..], kvs, (m - g * 8).min(8), dh);
+        for ib in 0..nb {
+            let live = rows(ib).saturating_sub(g * 8).min(8);
+            if live == 0 {
+                continue;
+            }
+            let t = tile_scores(l, &xr, &ws.packed[ib * dh..(ib + 1) * dh]);
+            let st = &mut ws.rows[ib * 8 * mb + g * 8..];
+            for k in 0..8 {
+                if k < live {
+                    l.store(&mut st[k], t[k]);
+                }
+            }
+        }
+    }
+    for ib in 0..nb {
+        let i0 = ib * 8;
+        let live = (n - i0).min(8);
         // Keys 0..rows; from row `diag` on, lane `li` sees key `u` only if `u − diag ≤ li`.
-        let rows = (offset + i0 + 8).min(m);
+        let rows = rows(ib);
         let diag = offset + i0;
-        let st = &mut ws.rows[..rows];
-        scores(l, k, kvs, &ws.packed[..dh], st);
+        let st = &mut ws.rows[ib * 8 * mb..ib * 8 * mb + rows];
         // Softmax down the rows, lane by lane.
         let (full, tri) = st.split_at_mut(diag);
         let mut mx = l.splat(f32::NEG_INFINITY);
@@ -270,29 +296,33 @@ fn head_with<L: Lanes>(
             sum = l.add(sum, e);
             l.store(s, e);
         }
+        // P = e/sum: the division is applied to the products (and to P when stored).
         let inv = l.div(l.splat(1.0), sum);
-        for s in st.iter_mut() {
-            l.store(s, l.mul(l.load(s), inv));
-        }
         // Oᵀ = Σ_u V[u]·Pᵀ[u], written as rows of queries.
-        combine_into(
-            l,
-            &ws.rows[..rows],
-            1,
+        let pv = Combine {
+            a: &ws.rows[ib * 8 * mb..],
             rows,
-            v,
-            kvs,
+            b: v,
+            bs: kvs,
             dh,
-            &mut out[i0 * os..],
+        };
+        let dst = Dst {
+            out: &mut out[i0 * os..],
             os,
             live,
-        );
+        };
+        combine_into(l, pv, dst, inv);
         if let Some(p) = probs.as_deref_mut() {
             debug_assert_eq!(offset, 0, "probabilities of a whole sequence only");
             // Pᵀ by 8×8 tiles (keys past the sequence zero) into the columns of the triangle.
-            ws.rows[rows..(ib + 1) * 8].fill(F8::default());
+            let st = &mut ws.rows[ib * 8 * mb..(ib + 1) * 8 * mb];
+            st[rows..(ib + 1) * 8].fill(F8::default());
             for ub in 0..=ib {
-                let t = l.transpose(load8(l, &ws.rows[ub * 8..], 1));
+                let mut e = load8(l, &st[ub * 8..], 1);
+                for x in e.iter_mut() {
+                    *x = l.mul(*x, inv);
+                }
+                let t = l.transpose(e);
                 let pt = &mut p[col_base(n, ub) + i0 - ub * 8..];
                 for k in 0..8 {
                     if k < live {
@@ -304,6 +334,7 @@ fn head_with<L: Lanes>(
     }
 }
 
+/// [`backward`] with the lanes `l`.
 #[inline(always)]
 pub(crate) fn backward_with<L: Lanes>(
     l: L,
@@ -327,7 +358,7 @@ pub(crate) fn backward_with<L: Lanes>(
     let head_probs = dims.head_probs();
     let at = |ub: usize, i: usize| col_base(seq, ub) + i - ub * 8;
     ws.packed.resize(mb * dh, F8::default());
-    ws.rows.resize(head_probs + 8, F8::default());
+    ws.rows.resize(head_probs, F8::default());
     ws.rows_t.resize(mb * 8 * mb, F8::default());
     for b in 0..batch {
         let sq = &qkv[b * seq * s3..(b + 1) * seq * s3];
@@ -337,6 +368,23 @@ pub(crate) fn backward_with<L: Lanes>(
             let p = &probs[(b * h + j) * head_probs..(b * h + j + 1) * head_probs];
             let (qo, ko, vo) = (j * dh, d + j * dh, 2 * d + j * dh);
             let dout = &sdc[j * dh..];
+            // The inputs were written long ago (by the forward): ask for the next head's
+            // probabilities and a share of the next sequence's Q/K/V rows, a cache line each.
+            let next_head = (b * h + j + 1) * head_probs;
+            if next_head < probs.len() {
+                for k in (0..head_probs).step_by(2) {
+                    l.prefetch(&probs[next_head + k]);
+                }
+            }
+            if b + 1 < batch {
+                let share = seq.div_ceil(h);
+                for r in (j * share..(j + 1) * share).take_while(|&r| r < seq) {
+                    let row = &qkv[((b + 1) * seq + r) * s3..((b + 1) * seq + r + 1) * s3];
+                    for k in (0..s3).step_by(16) {
+                        l.prefetch(&row[k]);
+                    }
+                }
+            }
             // Vᵀ·scale: packed[ub·dh + c] lane `l` = V[8ub + l, c]·scale.
             let sc = l.splat(scale);
             for ub in 0..mb {
@@ -397,32 +445,61 @@ pub(crate) fn backward_with<L: Lanes>(
                 let live = (seq - r0).min(8);
                 // dQᵀ[c] = Σ_{u < min(T, 8blk + 8)} K[u, c]·dSᵀ[u]
                 let keys = (r0 + 8).min(seq);
-                let dst = &ws.rows_t[blk * 8 * mb..];
-                let out = &mut sdq[r0 * s3 + qo..];
-                combine_into(l, dst, 1, keys, &sq[d + j * dh..], s3, dh, out, s3, live);
-                // dKᵀ[c] = Σ_{i ≥ 8blk} Q[i, c]·dS[i, blk]; dVᵀ[c] = Σ_{i ≥ 8blk} dO[i, c]·P[i, blk]
+                let one = l.splat(1.0);
+                let dq = Combine {
+                    a: &ws.rows_t[blk * 8 * mb..],
+                    rows: keys,
+                    b: &sq[d + j * dh..],
+                    bs: s3,
+                    dh,
+                };
+                combine_into(
+                    l,
+                    dq,
+                    Dst {
+                        out: &mut sdq[r0 * s3 + qo..],
+                        os: s3,
+                        live,
+                    },
+                    one,
+                );
+                // dKᵀ[c] = Σ_{i ≥ 8blk} Q[i, c]·dS[i, blk];
+                // dVᵀ[c] = Σ_{i ≥ 8blk} dO[i, c]·P[i, blk]
                 let queries = seq - r0;
-                let ds = &ws.rows[at(blk, r0)..];
-                let (q, out) = (&sq[r0 * s3 + qo..], &mut sdq[r0 * s3 + ko..]);
-                combine_into(l, ds, 1, queries, q, s3, dh, out, s3, live);
-                let pr = &p[at(blk, r0)..];
-                let out = &mut sdq[r0 * s3 + vo..];
-                combine_into(l, pr, 1, queries, &dout[r0 * d..], d, dh, out, s3, live);
-            }
-        }
-    }
-}
-
-/// `out[r] = Σ_c x[r·xs + c] · yt[c]` for `r < out.len()`, `c < yt.len()`: rows of scalars
-/// times packed columns, eight rows (eight independent sums) at a time.
-#[inline(always)]
-fn scores<L: Lanes>(l: L, x: &[f32], xs: usize, yt: &[F8], out: &mut [F8]) {
-    for (g, o) in out.chunks_mut(8).enumerate() {
-        let t = tile_scores(l, &rows8(&x[g * 8 * xs..], xs, o.len(), yt.len()), yt);
-        // (Not a zip: that becomes a copy through memory.)
-        for k in 0..8 {
-            if k < o.len() {
-                l.store(&mut o[k], t[k]);
+                let dk = Combine {
+                    a: &ws.rows[at(blk, r0)..],
+                    rows: queries,
+                    b: &sq[r0 * s3 + qo..],
+                    bs: s3,
+                    dh,
+                };
+                combine_into(
+                    l,
+                    dk,
+                    Dst {
+                        out: &mut sdq[r0 * s3 + ko..],
+                        os: s3,
+                        live,
+                    },
+                    one,
+                );
+                let dv = Combine {
+                    a: &p[at(blk, r0)..],
+                    rows: queries,
+                    b: &dout[r0 * d..],
+                    bs: d,
+                    dh,
+                };
+                combine_into(
+                    l,
+                    dv,
+                    Dst {
+                        out: &mut sdq[r0 * s3 + vo..],
+                        os: s3,
+                        live,
+                    },
+                    one,
+                );
             }
         }
     }
@@ -462,28 +539,38 @@ fn tile_scores<L: Lanes>(l: L, xr: &[&[f32]; 8], yt: &[F8]) -> [L::V; 8] {
     a
 }
 
-/// `acc[c] = Σ_{r < rows} b[r·bs + c] · a[r·astride]` for `c < NC`: vector rows combined
-/// with scalar coefficients, `NC` accumulators in registers.
-#[inline(always)]
-fn combine<L: Lanes, const NC: usize>(
-    l: L,
-    a: &[F8],
-    astride: usize,
+/// `Σ_{r < rows} b[r·bs + c] · a[r]` for channels `c < dh`: vector rows `a` combined with
+/// scalar coefficients `b` (a product whose lanes are rows of the result).
+#[derive(Clone, Copy)]
+struct Combine<'a> {
+    a: &'a [F8],
     rows: usize,
-    b: &[f32],
+    b: &'a [f32],
     bs: usize,
-) -> [L::V; NC] {
+    dh: usize,
+}
+
+/// Where [`combine_into`] writes: lane `li < live` of channel `c` to `out[li·os + c]`.
+struct Dst<'a> {
+    out: &'a mut [f32],
+    os: usize,
+    live: usize,
+}
+
+/// [`Combine`] for `NC` channels from `c0`, `NC` accumulators in registers.
+#[inline(always)]
+fn combine<L: Lanes, const NC: usize>(l: L, p: Combine<'_>, c0: usize) -> [L::V; NC] {
     let mut acc = [l.zero(); NC];
-    if rows == 0 {
+    if p.rows == 0 {
         return acc;
     }
-    // Slicing first lets the compiler drop most checks in the loop (and keeps the
-    // accumulators in registers).
-    let a = &a[..(rows - 1) * astride + 1];
-    let b = &b[..(rows - 1) * bs + NC];
-    for r in 0..rows {
-        let x = l.load(&a[r * astride]);
-        let br = &b[r * bs..r * bs + NC];
+    // Rows of `b` through `chunks`: one check per row and none on the arithmetic, which
+    // keeps the loop tight (and the accumulators in registers).
+    let b = &p.b[c0..];
+    assert!(b.len() >= (p.rows - 1) * p.bs + NC, "coefficient rows");
+    for (x, br) in p.a[..p.rows].iter().zip(b.chunks(p.bs)) {
+        let x = l.load(x);
+        let br = &br[..NC];
         for c in 0..NC {
             acc[c] = l.mul_add(l.splat(br[c]), x, acc[c]);
         }
@@ -491,64 +578,48 @@ fn combine<L: Lanes, const NC: usize>(
     acc
 }
 
-/// For `c < dh`: `out[li·os + c] = Σ_{r < rows} b[r·bs + c] · a[r·astride][li]` for lanes
-/// `li < live` (a product written transposed: lanes become rows of `out`).
-#[allow(clippy::too_many_arguments)]
+/// `p` written transposed into `dst`, every lane multiplied by the lane of `scale`.
 #[inline(always)]
-fn combine_into<L: Lanes>(
-    l: L,
-    a: &[F8],
-    astride: usize,
-    rows: usize,
-    b: &[f32],
-    bs: usize,
-    dh: usize,
-    out: &mut [f32],
-    os: usize,
-    live: usize,
-) {
+fn combine_into<L: Lanes>(l: L, p: Combine<'_>, mut dst: Dst<'_>, scale: L::V) {
     let mut c0 = 0;
-    while c0 < dh {
-        let b = &b[c0..];
-        let out = &mut out[c0..];
-        c0 += match dh - c0 {
-            10.. => chunk::<L, 10>(l, a, astride, rows, b, bs, out, os, live),
-            5..=9 => chunk::<L, 5>(l, a, astride, rows, b, bs, out, os, live),
-            4 => chunk::<L, 4>(l, a, astride, rows, b, bs, out, os, live),
-            2 | 3 => chunk::<L, 2>(l, a, astride, rows, b, bs, out, os, live),
-            _ => chunk::<L, 1>(l, a, astride, rows, b, bs, out, os, live),
+    while c0 < p.dh {
+        c0 += match p.dh - c0 {
+            10.. => chunk::<L, 10>(l, p, c0, &mut dst, scale),
+            5..=9 => chunk::<L, 5>(l, p, c0, &mut dst, scale),
+            4 => chunk::<L, 4>(l, p, c0, &mut dst, scale),
+            2 | 3 => chunk::<L, 2>(l, p, c0, &mut dst, scale),
+            _ => chunk::<L, 1>(l, p, c0, &mut dst, scale),
         };
     }
 }
 
-/// [`combine`] of `NC` channels, written transposed; returns `NC`.
-#[allow(clippy::too_many_arguments)]
+/// [`combine_into`] for `NC` channels from `c0`; returns `NC`.
 #[inline(always)]
 fn chunk<L: Lanes, const NC: usize>(
     l: L,
-    a: &[F8],
-    astride: usize,
-    rows: usize,
-    b: &[f32],
-    bs: usize,
-    out: &mut [f32],
-    os: usize,
-    live: usize,
+    p: Combine<'_>,
+    c0: usize,
+    dst: &mut Dst<'_>,
+    scale: L::V,
 ) -> usize {
-    let acc = combine::<L, NC>(l, a, astride, rows, b, bs);
+    let acc = combine::<L, NC>(l, p, c0);
     // NC ≤ 10: at most one whole group of 8 columns and one partial group (sizes known at
     // compile time).
     let whole = if NC >= 8 { 8 } else { 0 };
     let mut cols = [l.zero(); 8];
     if whole == 8 {
-        cols.copy_from_slice(&acc[..8]);
-        scatter_t(l, cols, 8, out, os, live);
+        for (x, &a) in cols.iter_mut().zip(&acc) {
+            *x = l.mul(a, scale);
+        }
+        scatter_t(l, cols, 8, &mut dst.out[c0..], dst.os, dst.live);
     }
     let rest = NC - whole;
     if rest > 0 {
         cols = [l.zero(); 8];
-        cols[..rest].copy_from_slice(&acc[whole..]);
-        scatter_t(l, cols, rest, &mut out[whole..], os, live);
+        for (x, &a) in cols.iter_mut().zip(&acc[whole..]) {
+            *x = l.mul(a, scale);
+        }
+        scatter_t(l, cols, rest, &mut dst.out[c0 + whole..], dst.os, dst.live);
     }
     NC
 }

@@ -47,6 +47,8 @@ pub(crate) trait Lanes: Copy {
     fn pow2_magic(self, t: Self::V) -> Self::V;
     /// Rows become columns: `out[i]` lane `l` is `rows[l]` lane `i`.
     fn transpose(self, rows: [Self::V; 8]) -> [Self::V; 8];
+    /// A hint to fetch the cache line holding `x` (no effect on results).
+    fn prefetch<T>(self, x: &T);
 
     /// All lanes zero.
     #[inline(always)]
@@ -159,6 +161,8 @@ impl Lanes for Portable {
     fn exp(self, x: [f32; 8]) -> [f32; 8] {
         x.map(crate::kernels::exp)
     }
+    #[inline(always)]
+    fn prefetch<T>(self, _: &T) {}
     #[inline(always)]
     fn transpose(self, rows: [[f32; 8]; 8]) -> [[f32; 8]; 8] {
         std::array::from_fn(|i| std::array::from_fn(|l| rows[l][i]))
@@ -282,6 +286,10 @@ mod x86 {
                 let n = _mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(bias));
                 _mm256_castsi256_ps(_mm256_slli_epi32::<23>(n))
             }
+        }
+        #[inline(always)]
+        fn prefetch<T>(self, x: &T) {
+            unsafe { _mm_prefetch::<_MM_HINT_T0>((x as *const T).cast()) }
         }
         #[inline(always)]
         fn transpose(self, r: [__m256; 8]) -> [__m256; 8] {
