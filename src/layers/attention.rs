@@ -3,6 +3,7 @@
 //! `[q heads 0..h | k heads 0..h | v heads 0..h]`, each head `dh = d / h` rows. Parameters are
 //! visited as per-head row slices under PyTorch's names (`q_linears.{j}.weight`, ...).
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use ndarray::{s, Array2, Array4, ArrayView2, ArrayViewD};
@@ -160,17 +161,11 @@ impl Attention {
     ) -> Array2<f32> {
         let (batch, seq) = (cache.batch, cache.seq);
         let dconcat = self.out.backward(cache.concat.view(), dy, &mut grads.out);
-        let dqkv = attend_backward(
-            self.core_dims(batch, seq),
-            &cache.qkv,
-            &cache.probs,
-            &dconcat,
-        );
+        let dims = self.core_dims(batch, seq);
+        let dx = attend_backward(dims, &cache.qkv, &cache.probs, &dconcat, |dqkv| {
+            self.qkv.backward(cache.x.view(), dqkv, &mut grads.qkv)
+        });
         pool::give_array(dconcat);
-        let dx = self
-            .qkv
-            .backward(cache.x.view(), dqkv.view(), &mut grads.qkv);
-        pool::give_array(dqkv);
         dx
     }
 
@@ -197,32 +192,51 @@ impl Attention {
     }
 }
 
+thread_local! {
+    /// Per thread: the cores' scratch, and the buffer of dQ/dK/dV (every backward overwrites
+    /// all of it, so it is never cleared).
+    static SCRATCH: RefCell<(HeadScratch, Vec<f32>)> = RefCell::new(Default::default());
+}
+
+/// `f` with this thread's scratch (or fresh buffers, should the scratch be in use).
+fn with_scratch<R>(f: impl FnOnce(&mut HeadScratch, &mut Vec<f32>) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => {
+            let (ws, buf) = &mut *s;
+            f(ws, buf)
+        }
+        Err(_) => f(&mut HeadScratch::default(), &mut Vec::new()),
+    })
+}
+
 /// The attention core of every sequence and head: from Q/K/V `[B*T, 3d]`, the probabilities
-/// (`[B, h, T, ⌈T/8⌉]` vectors) and the concatenated heads `[B*T, d]`.
+/// (triangles of `F8`, see `core`) and the concatenated heads `[B*T, d]`.
 fn attend(dims: CoreDims, qkv: &Array2<f32>) -> (Vec<F8>, Array2<f32>) {
     let mut probs = vec![F8::default(); dims.probs_len()];
     let mut concat = pool::zeros2(dims.batch * dims.seq, dims.d);
     let qkv_s = qkv.as_slice().expect("contiguous");
     let cat_s = concat.as_slice_mut().expect("contiguous");
-    self::core::forward(dims, qkv_s, &mut probs, cat_s, &mut HeadScratch::default());
+    with_scratch(|ws, _| self::core::forward(dims, qkv_s, &mut probs, cat_s, ws));
     (probs, concat)
 }
 
 /// Backward of [`attend`]: from Q/K/V, the probabilities and the gradient of the concatenated
-/// heads `[B*T, d]`, the gradient of Q/K/V `[B*T, 3d]`.
-fn attend_backward(
+/// heads `[B*T, d]`, the gradient of Q/K/V `[B*T, 3d]`, handed to `then`.
+fn attend_backward<R>(
     dims: CoreDims,
     qkv: &Array2<f32>,
     probs: &[F8],
     dconcat: &Array2<f32>,
-) -> Array2<f32> {
-    let mut dqkv = pool::zeros2(dims.batch * dims.seq, 3 * dims.d);
+    then: impl FnOnce(ArrayView2<'_, f32>) -> R,
+) -> R {
+    let shape = (dims.batch * dims.seq, 3 * dims.d);
     let qkv_s = qkv.as_slice().expect("contiguous");
     let dcat_s = dconcat.as_slice().expect("contiguous");
-    let dqkv_s = dqkv.as_slice_mut().expect("contiguous");
-    let mut ws = HeadScratch::default();
-    self::core::backward(dims, qkv_s, probs, dcat_s, dqkv_s, &mut ws);
-    dqkv
+    with_scratch(|ws, dqkv| {
+        dqkv.resize(shape.0 * shape.1, 0.0);
+        self::core::backward(dims, qkv_s, probs, dcat_s, dqkv, ws);
+        then(ArrayView2::from_shape(shape, dqkv).expect("[B*T, 3d]"))
+    })
 }
 
 impl Attention {
@@ -293,7 +307,6 @@ pub mod bench {
         dcat: Array2<f32>,
         probs: Vec<F8>,
         concat: Array2<f32>,
-        dqkv: Array2<f32>,
         scratch: HeadScratch,
     }
 
@@ -320,7 +333,6 @@ pub mod bench {
                 dcat,
                 probs,
                 concat,
-                dqkv: Array2::zeros((0, 0)),
                 scratch: HeadScratch::default(),
             }
         }
@@ -335,8 +347,9 @@ pub mod bench {
 
         /// The backward core over the whole batch (as `Attention::backward` runs it).
         pub fn backward(&mut self) -> f32 {
-            self.dqkv = attend_backward(self.dims, &self.qkv, &self.probs, &self.dcat);
-            self.dqkv[[0, 0]]
+            attend_backward(self.dims, &self.qkv, &self.probs, &self.dcat, |dqkv| {
+                dqkv[[0, 0]]
+            })
         }
 
         /// Every head of the first sequence's queries `offset..offset + n` against keys

@@ -606,20 +606,26 @@ fn chunk<L: Lanes, const NC: usize>(
     // NC ≤ 10: at most one whole group of 8 columns and one partial group (sizes known at
     // compile time).
     let whole = if NC >= 8 { 8 } else { 0 };
-    let mut cols = [l.zero(); 8];
     if whole == 8 {
+        let mut cols = [l.zero(); 8];
         for (x, &a) in cols.iter_mut().zip(&acc) {
             *x = l.mul(a, scale);
         }
-        scatter_t(l, cols, 8, &mut dst.out[c0..], dst.os, dst.live);
+        scatter_t(l, cols, &mut dst.out[c0..], dst.os, dst.live);
     }
+    // The other columns lane by lane (cheaper than a transpose for a few columns).
     let rest = NC - whole;
     if rest > 0 {
-        cols = [l.zero(); 8];
-        for (x, &a) in cols.iter_mut().zip(&acc[whole..]) {
-            *x = l.mul(a, scale);
+        let mut t = [F8::default(); 8];
+        for (x, &a) in t.iter_mut().zip(&acc[whole..]) {
+            l.store(x, l.mul(a, scale));
         }
-        scatter_t(l, cols, rest, &mut dst.out[c0 + whole..], dst.os, dst.live);
+        for r in 0..dst.live {
+            let o = &mut dst.out[r * dst.os + c0 + whole..][..rest];
+            for (k, x) in o.iter_mut().enumerate() {
+                *x = t[k].0[r];
+            }
+        }
     }
     NC
 }
@@ -665,21 +671,12 @@ fn short_row(s: &[f32]) -> F8 {
     t
 }
 
-/// The inverse of [`gather_t`] for `nk` columns: `out[r·os + k]` = lane `r` of `cols[k]` for
-/// `r < live`, `k < nk`.
+/// The inverse of [`gather_t`]: `out[r·os + k]` = lane `r` of `cols[k]` for `r < live`,
+/// `k < 8`.
 #[inline(always)]
-fn scatter_t<L: Lanes>(l: L, cols: [L::V; 8], nk: usize, out: &mut [f32], os: usize, live: usize) {
+fn scatter_t<L: Lanes>(l: L, cols: [L::V; 8], out: &mut [f32], os: usize, live: usize) {
     let rows = l.transpose(cols);
     for (r, &v) in rows.iter().enumerate().take(live) {
-        let o = &mut out[r * os..];
-        if nk == 8 {
-            l.store_slice(o, v);
-        } else {
-            let mut t = F8::default();
-            l.store(&mut t, v);
-            for (x, &y) in o[..nk].iter_mut().zip(&t.0) {
-                *x = y;
-            }
-        }
+        l.store_slice(&mut out[r * os..], v);
     }
 }
