@@ -313,6 +313,10 @@ pub mod bench {
     impl Core {
         /// `batch` sequences of `seq` rows, width `d`, `h` heads; values uniform in ±1.
         pub fn new(batch: usize, seq: usize, d: usize, h: usize, seed: u64) -> Self {
+            assert!(
+                seq > 0 && h > 0 && d % h == 0,
+                "shape: T > 0 and h dividing d"
+            );
             let mut rng = StdRng::seed_from_u64(seed);
             let dh = d / h;
             let dims = CoreDims {
