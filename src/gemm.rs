@@ -80,70 +80,121 @@ pub(crate) struct Dims {
     pub k: usize,
 }
 
-/// `C (+)= A · B (+ bias)`, then `max(·, 0)` when `relu`. `b: [k, n]` row-major with leading
-/// dimension `ldb`, `c: [m, n]` row-major with leading dimension `ldc`, `bias: [n]`.
+/// The activation applied to `C` as it is written (after the bias).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Act<'a> {
+    /// None: `C` is the sum (plus bias).
+    Identity,
+    /// `max(·, 0)`.
+    Relu,
+    /// The backward of a ReLU: `C(i, j)` is zeroed where the ReLU's output
+    /// `gate[i·ld + j]` is `<= 0` (kept where it is positive or NaN, as `if h <= 0 { g = 0 }`).
+    ReluGrad { gate: &'a [f32], ld: usize },
+}
+
+/// The output side of one product: `C: [m, n]` row-major with leading dimension `ld`, what
+/// to do with its contents, and the bias (`[n]`) and activation applied as it is written.
+#[derive(Debug)]
+pub(crate) struct Out<'a> {
+    pub c: &'a mut [f32],
+    pub ld: usize,
+    pub write: Write,
+    pub bias: Option<&'a [f32]>,
+    pub act: Act<'a>,
+}
+
+impl<'a> Out<'a> {
+    /// `C` with leading dimension `ld`, no bias, no activation.
+    pub fn new(c: &'a mut [f32], ld: usize, write: Write) -> Self {
+        Out {
+            c,
+            ld,
+            write,
+            bias: None,
+            act: Act::Identity,
+        }
+    }
+
+    /// Adds `bias: [n]` to every row.
+    pub fn bias(self, bias: Option<&'a [f32]>) -> Self {
+        Out { bias, ..self }
+    }
+
+    /// Applies `act` last.
+    pub fn act(self, act: Act<'a>) -> Self {
+        Out { act, ..self }
+    }
+}
+
+/// `C (+)= A · B (+ bias)`, then the activation: `b: [k, n]` row-major with leading dimension
+/// `ldb`, the output side as [`Out`] describes.
 ///
 /// Panics if a slice is too short for the given dimensions (a programming error inside the
 /// crate; public callers go through [`matmul_into`]).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm(
-    dims: Dims,
-    a: Strided<'_>,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-    write: Write,
-    bias: Option<&[f32]>,
-    relu: bool,
-) {
+pub(crate) fn gemm(dims: Dims, a: Strided<'_>, b: &[f32], ldb: usize, out: Out<'_>) {
     let Dims { m, n, k } = dims;
     if m == 0 || n == 0 {
         return;
     }
-    assert!(ldb >= n && ldc >= n, "gemm: leading dimensions too small");
+    assert!(
+        ldb >= n && out.ld >= n,
+        "gemm: leading dimensions too small"
+    );
     assert!(a.data.len() >= a.extent(m, k), "gemm: A too short");
     assert!(k == 0 || b.len() >= (k - 1) * ldb + n, "gemm: B too short");
-    assert!(c.len() >= (m - 1) * ldc + n, "gemm: C too short");
-    assert!(bias.map_or(true, |b| b.len() >= n), "gemm: bias too short");
+    assert!(out.c.len() >= (m - 1) * out.ld + n, "gemm: C too short");
+    assert!(
+        out.bias.map_or(true, |b| b.len() >= n),
+        "gemm: bias too short"
+    );
+    if let Act::ReluGrad { gate, ld } = out.act {
+        assert!(
+            ld >= n && gate.len() >= (m - 1) * ld + n,
+            "gemm: gate too short"
+        );
+    }
     #[cfg(target_arch = "x86_64")]
     {
         if has_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked), and every index the kernels touch is
             // within the slices (checked above: rows < m, columns < n, p < k).
-            unsafe { avx2::gemm(dims, a, b, ldb, c, ldc, write, bias, relu) };
+            unsafe { avx2::gemm(dims, a, b, ldb, out) };
             return;
         }
     }
-    blas(dims, a, b, ldb, c, ldc, write, bias, relu);
+    blas(dims, a, b, ldb, out);
 }
 
 /// The fallback without AVX2 + FMA: the product by BLAS (through ndarray), then the epilogue.
-#[allow(clippy::too_many_arguments)]
-fn blas(
-    Dims { m, n, k }: Dims,
-    a: Strided<'_>,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-    write: Write,
-    bias: Option<&[f32]>,
-    relu: bool,
-) {
+fn blas(Dims { m, n, k }: Dims, a: Strided<'_>, b: &[f32], ldb: usize, out: Out<'_>) {
     use ndarray::ShapeBuilder;
     let av = ArrayView2::from_shape((m, k).strides((a.rs, a.cs)), a.data)
         .expect("A fits (checked by gemm)");
     let bv = ArrayView2::from_shape((k, n).strides((ldb, 1)), b).expect("B fits");
-    let mut cv = ArrayViewMut2::from_shape((m, n).strides((ldc, 1)), c).expect("C fits");
-    let beta = if write == Write::Accumulate { 1.0 } else { 0.0 };
+    let mut cv = ArrayViewMut2::from_shape((m, n).strides((out.ld, 1)), out.c).expect("C fits");
+    let beta = if out.write == Write::Accumulate {
+        1.0
+    } else {
+        0.0
+    };
     ndarray::linalg::general_mat_mul(1.0, &av, &bv, beta, &mut cv);
-    if bias.is_some() || relu {
-        for mut row in cv.rows_mut() {
-            for (j, o) in row.iter_mut().enumerate() {
-                let v = *o + bias.map_or(0.0, |b| b[j]);
-                *o = if relu { v.max(0.0) } else { v };
-            }
+    if out.bias.is_none() && matches!(out.act, Act::Identity) {
+        return;
+    }
+    for (i, mut row) in cv.rows_mut().into_iter().enumerate() {
+        for (j, o) in row.iter_mut().enumerate() {
+            let v = *o + out.bias.map_or(0.0, |b| b[j]);
+            *o = match out.act {
+                Act::Identity => v,
+                Act::Relu => v.max(0.0),
+                Act::ReluGrad { gate, ld } => {
+                    if gate[i * ld + j] <= 0.0 {
+                        0.0
+                    } else {
+                        v
+                    }
+                }
+            };
         }
     }
 }
@@ -158,7 +209,7 @@ pub(crate) fn has_fma() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Dims, Strided, Write, MR, NR};
+    use super::{Act, Dims, Out, Strided, Write, MR, NR};
     use std::arch::x86_64::*;
 
     /// Lanes `0..live` set (all when `live >= 8`).
@@ -173,22 +224,22 @@ mod avx2 {
 
     /// The driver: column panels of `NR`, row tiles of `MR` inside each (the panel of `B`
     /// stays in L1 while `A` streams).
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn gemm(
         Dims { m, n, k }: Dims,
         a: Strided<'_>,
         b: &[f32],
         ldb: usize,
-        c: &mut [f32],
-        ldc: usize,
-        write: Write,
-        bias: Option<&[f32]>,
-        relu: bool,
+        out: Out<'_>,
     ) {
-        let (ap, bp, cp) = (a.data.as_ptr(), b.as_ptr(), c.as_mut_ptr());
-        let bias = bias.map(|b| b.as_ptr());
-        let acc = write == Write::Accumulate;
+        let (ap, bp, cp, ldc) = (a.data.as_ptr(), b.as_ptr(), out.c.as_mut_ptr(), out.ld);
+        let bias = out.bias.map(|b| b.as_ptr());
+        let acc = out.write == Write::Accumulate;
+        let (relu, gate, ldg) = match out.act {
+            Act::Identity => (false, None, 0),
+            Act::Relu => (true, None, 0),
+            Act::ReluGrad { gate, ld } => (false, Some(gate.as_ptr()), ld),
+        };
         let mut j0 = 0;
         while j0 < n {
             let cols = (n - j0).min(NR);
@@ -206,6 +257,8 @@ mod avx2 {
                 bias: bias.map(|b| b.add(j0)),
                 acc,
                 relu,
+                gate: gate.map(|g| g.add(j0)),
+                ldg,
             };
             let mut i0 = 0;
             while i0 < m {
@@ -250,6 +303,9 @@ mod avx2 {
         bias: Option<*const f32>,
         acc: bool,
         relu: bool,
+        /// The ReLU backward's gate (`C` is zeroed where it is `<= 0`), leading dimension `ldg`.
+        gate: Option<*const f32>,
+        ldg: usize,
     }
 
     impl Tile {
@@ -258,6 +314,7 @@ mod avx2 {
             Tile {
                 a: self.a.add(i0 * self.ars),
                 c: self.c.add(i0 * self.ldc),
+                gate: self.gate.map(|g| g.add(i0 * self.ldg)),
                 ..*self
             }
         }
@@ -313,6 +370,16 @@ mod avx2 {
                 if t.relu {
                     x = _mm256_max_ps(x, zero);
                 }
+                if let Some(g) = t.gate {
+                    let g = g.add(r * t.ldg + 8 * v);
+                    let h = if masked {
+                        _mm256_maskload_ps(g, last_mask)
+                    } else {
+                        _mm256_loadu_ps(g)
+                    };
+                    // Keep where !(h <= 0): positive or NaN.
+                    x = _mm256_and_ps(x, _mm256_cmp_ps::<_CMP_NLE_UQ>(h, zero));
+                }
                 if masked {
                     _mm256_maskstore_ps(c.add(8 * v), last_mask, x);
                 } else {
@@ -337,8 +404,10 @@ impl PackedT {
         self.cell.get_or_init(|| {
             let (out, inp) = w.dim();
             let mut t = vec![0.0f32; out * inp];
-            for ((o, i), &v) in w.indexed_iter() {
-                t[i * out + o] = v;
+            for (o, row) in w.outer_iter().enumerate() {
+                for (i, &v) in row.iter().enumerate() {
+                    t[i * out + o] = v;
+                }
             }
             t
         })
@@ -402,11 +471,11 @@ pub fn matmul_into(
         cs: acs,
     };
     match c.as_slice_mut() {
-        Some(cs) => gemm(dims, a_op, bs, n, cs, n, write, None, false),
+        Some(cs) => gemm(dims, a_op, bs, n, Out::new(cs, n, write)),
         None => {
             let mut tmp = c.as_standard_layout().into_owned();
             let ts = tmp.as_slice_mut().expect("standard layout");
-            gemm(dims, a_op, bs, n, ts, n, write, None, false);
+            gemm(dims, a_op, bs, n, Out::new(ts, n, write));
             c.assign(&tmp);
         }
     }
@@ -435,18 +504,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     /// The reference loop: the same sums in the same order, multiply and add separately.
-    #[allow(clippy::too_many_arguments)]
-    fn portable(
-        Dims { m, n, k }: Dims,
-        a: Strided<'_>,
-        b: &[f32],
-        ldb: usize,
-        c: &mut [f32],
-        ldc: usize,
-        write: Write,
-        bias: Option<&[f32]>,
-        relu: bool,
-    ) {
+    fn portable(Dims { m, n, k }: Dims, a: Strided<'_>, b: &[f32], ldb: usize, out: Out<'_>) {
         let mut acc = vec![0.0f32; n];
         for i in 0..m {
             acc.fill(0.0);
@@ -456,16 +514,26 @@ mod tests {
                     *s += av * bv;
                 }
             }
-            let row = &mut c[i * ldc..i * ldc + n];
+            let row = &mut out.c[i * out.ld..i * out.ld + n];
             for (j, (o, &s)) in row.iter_mut().zip(&acc).enumerate() {
                 let mut v = s;
-                if write == Write::Accumulate {
+                if out.write == Write::Accumulate {
                     v += *o;
                 }
-                if let Some(bias) = bias {
+                if let Some(bias) = out.bias {
                     v += bias[j];
                 }
-                *o = if relu { v.max(0.0) } else { v };
+                *o = match out.act {
+                    Act::Identity => v,
+                    Act::Relu => v.max(0.0),
+                    Act::ReluGrad { gate, ld } => {
+                        if gate[i * ld + j] <= 0.0 {
+                            0.0
+                        } else {
+                            v
+                        }
+                    }
+                };
             }
         }
     }
@@ -487,7 +555,7 @@ mod tests {
     }
 
     /// Every tile shape and tail (rows 1..=13, columns 1..=40), both `A` layouts, both write
-    /// modes, bias and ReLU, against an f64 reference.
+    /// modes, bias, ReLU and the ReLU's backward gate, against an f64 reference.
     #[test]
     fn matches_f64_reference_for_every_tail() {
         let mut rng = StdRng::seed_from_u64(7);
@@ -506,25 +574,41 @@ mod tests {
             let b: Vec<f32> = (0..k * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let bias: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let c0: Vec<f32> = (0..m * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            // A gate with a leading dimension wider than `n`, exact zeros and negative zeros.
+            let ldg = n + 3;
+            let gate: Vec<f32> = (0..m * ldg)
+                .map(|i| [1.0, -0.5, 0.0, -0.0, 2.0][(i * 7 + i / 3) % 5])
+                .collect();
             let want = reference(m, n, k, &|i, p| a[i * k + p], &|p, j| b[p * n + j]);
             for (layout, op) in [
                 ("rows", Strided::rows(&a, k)),
                 ("transposed", Strided::transposed(&at, m)),
             ] {
                 for write in [Write::Overwrite, Write::Accumulate] {
-                    for (with_bias, relu) in [(false, false), (true, false), (true, true)] {
+                    for (with_bias, act) in [
+                        (false, Act::Identity),
+                        (true, Act::Identity),
+                        (true, Act::Relu),
+                        (
+                            false,
+                            Act::ReluGrad {
+                                gate: &gate,
+                                ld: ldg,
+                            },
+                        ),
+                        (
+                            true,
+                            Act::ReluGrad {
+                                gate: &gate,
+                                ld: ldg,
+                            },
+                        ),
+                    ] {
                         let mut c = c0.clone();
-                        gemm(
-                            Dims { m, n, k },
-                            op,
-                            &b,
-                            n,
-                            &mut c,
-                            n,
-                            write,
-                            with_bias.then_some(&bias[..]),
-                            relu,
-                        );
+                        let out = Out::new(&mut c, n, write)
+                            .bias(with_bias.then_some(&bias[..]))
+                            .act(act);
+                        gemm(Dims { m, n, k }, op, &b, n, out);
                         for i in 0..m * n {
                             let mut w = want[i];
                             if write == Write::Accumulate {
@@ -533,12 +617,18 @@ mod tests {
                             if with_bias {
                                 w += bias[i % n] as f64;
                             }
-                            if relu {
-                                w = w.max(0.0);
+                            match act {
+                                Act::Identity => {}
+                                Act::Relu => w = w.max(0.0),
+                                Act::ReluGrad { .. } => {
+                                    if gate[(i / n) * ldg + i % n] <= 0.0 {
+                                        w = 0.0;
+                                    }
+                                }
                             }
                             assert!(
                                 (c[i] as f64 - w).abs() < 1e-5 * (1.0 + k as f64).sqrt(),
-                                "{layout} {write:?} bias {with_bias} relu {relu} \
+                                "{layout} {write:?} bias {with_bias} {act:?} \
                                  [{m},{n},{k}] at {i}: {} vs {w}",
                                 c[i]
                             );
@@ -564,17 +654,13 @@ mod tests {
             Strided::rows(&a, k),
             &b,
             n,
-            &mut all,
-            n,
-            Write::Overwrite,
-            None,
-            false,
+            Out::new(&mut all, n, Write::Overwrite),
         );
         for i in 0..m {
             let mut one = vec![0.0f32; n];
             let d1 = Dims { m: 1, n, k };
             let row = Strided::rows(&a[i * k..], k);
-            gemm(d1, row, &b, n, &mut one, n, Write::Overwrite, None, false);
+            gemm(d1, row, &b, n, Out::new(&mut one, n, Write::Overwrite));
             assert_eq!(&all[i * n..(i + 1) * n], &one[..], "row {i}");
         }
         let mut port = vec![0.0f32; m * n];
@@ -583,11 +669,7 @@ mod tests {
             Strided::rows(&a, k),
             &b,
             n,
-            &mut port,
-            n,
-            Write::Overwrite,
-            None,
-            false,
+            Out::new(&mut port, n, Write::Overwrite),
         );
         for (x, y) in all.iter().zip(&port) {
             assert!((x - y).abs() < 1e-5);

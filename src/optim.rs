@@ -95,7 +95,10 @@ impl Adam {
         grads.visit("", &mut |n, t| {
             gnames.push(n);
             gsizes.push(t.len());
-            grad.extend(t.iter().copied());
+            match t.as_slice() {
+                Some(s) => grad.extend_from_slice(s),
+                None => grad.extend(t.iter().copied()),
+            }
         });
         if pnames != gnames || psizes != gsizes {
             return Err(Error::invalid_arg(
@@ -124,11 +127,16 @@ impl Adam {
         params.visit_mut("", &mut |_, mut p| {
             let n = p.len();
             let (m, v, g) = (&mut m[off..off + n], &mut v[off..off + n], &g[off..off + n]);
-            for (i, pv) in p.iter_mut().enumerate() {
-                m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * g[i];
-                v[i] = c.beta2 * v[i] + (1.0 - c.beta2) * g[i] * g[i];
-                let denom = v[i].sqrt() / bc2_sqrt + c.eps;
-                *pv -= step_size * m[i] / denom;
+            let update = |pv: &mut f32, ((m, v), &g): ((&mut f32, &mut f32), &f32)| {
+                *m = c.beta1 * *m + (1.0 - c.beta1) * g;
+                *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
+                let denom = v.sqrt() / bc2_sqrt + c.eps;
+                *pv -= step_size * *m / denom;
+            };
+            let mvg = m.iter_mut().zip(v.iter_mut()).zip(g);
+            match p.as_slice_mut() {
+                Some(ps) => ps.iter_mut().zip(mvg).for_each(|(pv, x)| update(pv, x)),
+                None => p.iter_mut().zip(mvg).for_each(|(pv, x)| update(pv, x)),
             }
             off += n;
         });

@@ -205,7 +205,14 @@ impl Embedding {
         grads: &mut Embedding,
     ) -> Array2<f32> {
         grads.wt.invalidate();
-        linear_backward(h, dlogits, self.weight.view(), &mut grads.weight, None)
+        linear_backward(
+            h,
+            dlogits,
+            self.weight.view(),
+            &mut grads.weight,
+            None,
+            None,
+        )
     }
 }
 

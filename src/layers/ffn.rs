@@ -163,6 +163,30 @@ impl Projection {
             _ => panic!("Projection::backward: cache and grads must match the projection's kind"),
         }
     }
+
+    /// [`backward`](Self::backward) of a projection whose input is a ReLU's output (the FFN's
+    /// second layer): `dx` is zeroed where the input `<= 0`, the gradient of the ReLU's input.
+    pub(crate) fn backward_relu(
+        &self,
+        cache: &ProjectionCache,
+        dy: ArrayView2<'_, f32>,
+        grads: &mut Projection,
+    ) -> Array2<f32> {
+        match (self, cache, &mut *grads) {
+            (Projection::Dense(l), ProjectionCache::Dense(x), Projection::Dense(g)) => {
+                l.backward_gated(x.view(), dy, g, Some(x.view()))
+            }
+            _ => {
+                let mut dx = self.backward(cache, dy, grads);
+                Zip::from(&mut dx).and(cache.input()).for_each(|g, &h| {
+                    if h <= 0.0 {
+                        *g = 0.0
+                    }
+                });
+                dx
+            }
+        }
+    }
 }
 
 impl NamedTensors for Projection {
@@ -281,15 +305,8 @@ impl Ffn {
         dy: ArrayView2<'_, f32>,
         grads: &mut Ffn,
     ) -> Array2<f32> {
-        let mut dh = self.down.backward(&cache.down, dy, &mut grads.down);
-        // ReLU: the gradient passes where the activation is positive.
-        Zip::from(&mut dh)
-            .and(cache.down.input())
-            .for_each(|g, &h| {
-                if h <= 0.0 {
-                    *g = 0.0
-                }
-            });
+        // Through the ReLU too: the gradient passes where the activation is positive.
+        let dh = self.down.backward_relu(&cache.down, dy, &mut grads.down);
         let dx = self.up.backward(&cache.up, dh.view(), &mut grads.up);
         pool::give_array(dh);
         dx

@@ -5,7 +5,7 @@ use rand::Rng;
 use rand_distr::{Distribution, Uniform};
 
 use crate::error::{Error, Result};
-use crate::gemm::{gemm, Dims, PackedT, Strided, Write};
+use crate::gemm::{gemm, Act, Dims, Out, PackedT, Strided, Write};
 use crate::kernels::{dispatch, dot};
 use crate::params::{join, Parameters};
 use crate::pool;
@@ -156,21 +156,35 @@ impl Linear {
         dy: ArrayView2<'_, f32>,
         grads: &mut Linear,
     ) -> Array2<f32> {
+        self.backward_gated(x, dy, grads, None)
+    }
+
+    /// [`backward`](Self::backward), then through a ReLU: `dx` is zeroed where
+    /// `gate: [rows, in]` (the ReLU's output) is `<= 0`.
+    pub(crate) fn backward_gated(
+        &self,
+        x: ArrayView2<'_, f32>,
+        dy: ArrayView2<'_, f32>,
+        grads: &mut Linear,
+        gate: Option<ArrayView2<'_, f32>>,
+    ) -> Array2<f32> {
         grads.wt.invalidate();
         let gb = grads.bias.as_slice_mut().expect("contiguous");
-        linear_backward(x, dy, self.weight.view(), &mut grads.weight, Some(gb))
+        linear_backward(x, dy, self.weight.view(), &mut grads.weight, Some(gb), gate)
     }
 }
 
 /// The backward of `y = x · wᵀ (+ b)` for `x: [rows, in]`, `dy: [rows, out]`, `w: [out, in]`:
 /// adds `dyᵀ · x` into `gw: [out, in]` and the column sums of `dy` into `gb: [out]`, and
-/// returns `dx = dy · w`, `[rows, in]`.
+/// returns `dx = dy · w`, `[rows, in]`. With `gate: [rows, in]` (when `x = relu(·)` is the
+/// ReLU's output), `dx` is zeroed where `gate <= 0`: the gradient through the ReLU as well.
 pub(crate) fn linear_backward(
     x: ArrayView2<'_, f32>,
     dy: ArrayView2<'_, f32>,
     w: ArrayView2<'_, f32>,
     gw: &mut Array2<f32>,
     gb: Option<&mut [f32]>,
+    gate: Option<ArrayView2<'_, f32>>,
 ) -> Array2<f32> {
     let (rows, inp, out) = (x.nrows(), x.ncols(), dy.ncols());
     let (x, dy, w) = (
@@ -194,11 +208,7 @@ pub(crate) fn linear_backward(
         Strided::transposed(dys, out),
         xs,
         inp,
-        gws,
-        inp,
-        Write::Accumulate,
-        None,
-        false,
+        Out::new(gws, inp, Write::Accumulate),
     );
     if let Some(gb) = gb {
         for r in dys.chunks_exact(out) {
@@ -214,16 +224,20 @@ pub(crate) fn linear_backward(
         n: inp,
         k: out,
     };
+    let gate = gate.as_ref().map(|g| g.as_standard_layout());
+    let act = match &gate {
+        Some(g) => Act::ReluGrad {
+            gate: g.as_slice().expect("standard layout"),
+            ld: inp,
+        },
+        None => Act::Identity,
+    };
     gemm(
         di,
         Strided::rows(dys, out),
         ws,
         inp,
-        dxs,
-        inp,
-        Write::Overwrite,
-        None,
-        false,
+        Out::new(dxs, inp, Write::Overwrite).act(act),
     );
     dx
 }
@@ -260,16 +274,13 @@ pub(crate) fn affine(
             k: inp,
         };
         let b = wt.get(w);
+        let act = if relu { Act::Relu } else { Act::Identity };
         gemm(
             dims,
             Strided::rows(xs, inp),
             b,
             out,
-            ys,
-            out,
-            Write::Overwrite,
-            bias,
-            relu,
+            Out::new(ys, out, Write::Overwrite).bias(bias).act(act),
         );
         return y;
     }
