@@ -67,6 +67,7 @@ pub mod sweep;
 pub mod train;
 pub mod tt;
 pub mod vocab;
+mod workers;
 
 pub use data::{load_pairs, Batch, Dataset, EncodedPair};
 pub use error::{Error, Result};

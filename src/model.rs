@@ -8,6 +8,7 @@ use ndarray::{s, Array2, Array3, Array4, ArrayView2, ArrayViewD, ArrayViewMutD, 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::layers::attention::{head_forward, HeadIo, HeadScratch};
@@ -19,6 +20,7 @@ use crate::loss::{count_real, cross_entropy_in_place};
 use crate::params::{join, Parameters};
 use crate::pool;
 use crate::vocab::{Vocab, PAD};
+use crate::workers;
 
 /// The shape of a SuccuLM model (the seed's `settings_dict` entry plus `vocab_size`, `d_model`,
 /// `max_len`).
@@ -385,7 +387,7 @@ impl Model {
     }
 
     /// [`forward`](Self::forward) with the batch's chunks of whole sequences spread over up to
-    /// `threads` scoped threads. Each chunk is computed exactly as in the serial forward, so the
+    /// `threads` threads (the caller and persistent workers). Each chunk is computed exactly as in the serial forward, so the
     /// logits are bit-identical for any `threads` (keep OpenBLAS at one thread meanwhile; see
     /// [`crate::blas`]). Errors as `forward`, and if `threads` is 0.
     pub fn forward_threaded(
@@ -426,17 +428,15 @@ impl Model {
             for (k, slot) in slots.into_iter().enumerate() {
                 per_thread[k % threads].push(slot);
             }
+            let work: Vec<Mutex<Vec<_>>> = per_thread.into_iter().map(Mutex::new).collect();
             let flat = &flat;
-            std::thread::scope(|sc| {
-                for work in per_thread {
-                    sc.spawn(move || {
-                        for (r, mut dst) in work {
-                            let (logits, cache) = self.forward_rows(&flat[r], t, None);
-                            dst.assign(&logits);
-                            pool::give_array(logits);
-                            cache.recycle();
-                        }
-                    });
+            workers::run(threads, &|i| {
+                let mine = std::mem::take(&mut *work[i].lock().unwrap_or_else(|e| e.into_inner()));
+                for (r, mut dst) in mine {
+                    let (logits, cache) = self.forward_rows(&flat[r], t, None);
+                    dst.assign(&logits);
+                    pool::give_array(logits);
+                    cache.recycle();
                 }
             });
         }
@@ -609,32 +609,31 @@ impl Model {
                 )
             })
             .collect();
-        let mut sums = vec![0.0f64; threads];
-        std::thread::scope(|sc| {
-            let (first, rest) = sums.split_first_mut().expect("threads >= 2");
-            let mut handles = Vec::new();
-            for ((part, g), out) in parts[1..]
-                .iter()
-                .zip(scratch.iter_mut())
-                .zip(rest.iter_mut())
-            {
-                handles.push(sc.spawn(move || {
-                    g.zero();
-                    if !part.0.is_empty() {
-                        *out = self.backward_rows(&part.0, &part.1, part.2, scale, &mut g.inner);
-                    }
-                }));
+        // Part 0 into `grads`, part i into `scratch[i - 1]`; each with its loss sum.
+        let targets: Vec<Mutex<(&mut Model, f64)>> = std::iter::once(&mut grads.inner)
+            .chain(scratch.iter_mut().map(|g| &mut g.inner))
+            .take(threads)
+            .map(|g| Mutex::new((g, 0.0)))
+            .collect();
+        workers::run(threads, &|i| {
+            let mut slot = targets[i].lock().unwrap_or_else(|e| e.into_inner());
+            let (g, sum) = &mut *slot;
+            if i > 0 {
+                g.visit_mut("", &mut |_, mut t| t.fill(0.0));
             }
-            let p = &parts[0];
-            *first = self.backward_rows(&p.0, &p.1, p.2, scale, &mut grads.inner);
-            for h in handles {
-                h.join().expect("gradient thread panicked");
+            let (x, y, t) = &parts[i];
+            if !x.is_empty() {
+                *sum = self.backward_rows(x, y, *t, scale, g);
             }
         });
+        let total: f64 = targets
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).1)
+            .sum();
         for g in scratch.iter().take(threads - 1) {
             grads.add_assign(g);
         }
-        Ok((sums.iter().sum::<f64>() / count as f64) as f32)
+        Ok((total / count as f64) as f32)
     }
 
     /// Forward and backward of `Σ losses · scale` on trimmed rows; returns `Σ losses`.

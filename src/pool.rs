@@ -12,7 +12,7 @@
 //!
 //! Each thread uses its own pool (no locking on the hot path). A pool outlives its thread: at
 //! thread exit it is parked in a small global stash and adopted by the next thread that needs
-//! one, so the short-lived scoped threads of a threaded step reuse the previous step's buffers.
+//! one, so short-lived threads (the sweep's scoped threads, a caller's own) reuse earlier buffers.
 //! The pool is bounded ([`MAX_BUFFERS`], [`MAX_FLOATS`]); beyond that, buffers are freed.
 
 use std::cell::RefCell;
