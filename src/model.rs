@@ -843,7 +843,13 @@ impl Grads {
         let src = other.named();
         let mut i = 0;
         self.visit_mut("", &mut |_, mut g| {
-            g += &src[i].1;
+            let o = &src[i].1;
+            match (g.as_slice_mut(), o.as_slice()) {
+                (Some(d), Some(s)) if d.len() == s.len() => {
+                    d.iter_mut().zip(s).for_each(|(d, &s)| *d += s)
+                }
+                _ => g += o,
+            }
             i += 1;
         });
     }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::kernels::dispatch;
 use crate::params::Parameters;
 
 /// Adam's hyper-parameters; `Default` is PyTorch's (lr 1e-3, betas (0.9, 0.999), eps 1e-8).
@@ -127,20 +128,47 @@ impl Adam {
         params.visit_mut("", &mut |_, mut p| {
             let n = p.len();
             let (m, v, g) = (&mut m[off..off + n], &mut v[off..off + n], &g[off..off + n]);
-            let update = |pv: &mut f32, ((m, v), &g): ((&mut f32, &mut f32), &f32)| {
-                *m = c.beta1 * *m + (1.0 - c.beta1) * g;
-                *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
-                let denom = v.sqrt() / bc2_sqrt + c.eps;
-                *pv -= step_size * *m / denom;
+            let k = AdamCoeffs {
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                bc2_sqrt,
+                step_size,
             };
-            let mvg = m.iter_mut().zip(v.iter_mut()).zip(g);
             match p.as_slice_mut() {
-                Some(ps) => ps.iter_mut().zip(mvg).for_each(|(pv, x)| update(pv, x)),
-                None => p.iter_mut().zip(mvg).for_each(|(pv, x)| update(pv, x)),
+                Some(ps) => dispatch!(adam_update, (ps, m, v, g, k)),
+                None => {
+                    let mut ps: Vec<f32> = p.iter().copied().collect();
+                    dispatch!(adam_update, (&mut ps, m, v, g, k));
+                    p.iter_mut().zip(ps).for_each(|(d, s)| *d = s);
+                }
             }
             off += n;
         });
         Ok(())
+    }
+}
+
+/// The scalars of one Adam update.
+#[derive(Clone, Copy)]
+struct AdamCoeffs {
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    bc2_sqrt: f32,
+    step_size: f32,
+}
+
+/// PyTorch's Adam update (no weight decay, no amsgrad) over slices of equal length; the loop
+/// vectorises (square root and division are correctly rounded, so every width gives the same
+/// bits).
+#[inline(always)]
+fn adam_update(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], k: AdamCoeffs) {
+    for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+        *m = k.beta1 * *m + (1.0 - k.beta1) * g;
+        *v = k.beta2 * *v + (1.0 - k.beta2) * g * g;
+        let denom = v.sqrt() / k.bc2_sqrt + k.eps;
+        *p -= k.step_size * *m / denom;
     }
 }
 

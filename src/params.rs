@@ -27,8 +27,12 @@ pub trait Parameters {
 /// Joins a prefix and a name with a dot (`join("blocks.0", "ln1")` is `"blocks.0.ln1"`).
 pub fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
+        return name.to_string();
     }
+    // Called for every tensor on every optimiser step: no formatting machinery.
+    let mut s = String::with_capacity(prefix.len() + 1 + name.len());
+    s.push_str(prefix);
+    s.push('.');
+    s.push_str(name);
+    s
 }
