@@ -490,7 +490,7 @@ impl Model {
             caches.push(c);
         }
         let (h, ln_f) = self.ln_f.forward_train(x.view());
-        let logits = self.embed.head(h.view());
+        let logits = self.embed.logits(h.view());
         (
             logits,
             ModelCache {
@@ -651,7 +651,7 @@ impl Model {
         // logits = h · Eᵀ
         let dh = self
             .embed
-            .backward_head(cache.h.view(), dlogits.view(), &mut g.embed);
+            .head_backward(cache.h.view(), dlogits.view(), &mut g.embed);
         pool::give_array(dlogits);
         let mut dx = self.ln_f.backward(&cache.ln_f, dh.view(), &mut g.ln_f);
         pool::give_array(dh);
@@ -666,8 +666,7 @@ impl Model {
             pool::give_array(std::mem::replace(&mut dx, next));
         }
         // x = embed[ids] + pe: the positional table is a constant.
-        self.embed
-            .backward_lookup(&cache.ids, dx.view(), &mut g.embed);
+        self.embed.scatter_add(&cache.ids, dx.view(), &mut g.embed);
         pool::give_array(dx);
         cache.recycle();
         sum
@@ -757,7 +756,7 @@ impl Model {
         }
         cache.len += n;
         let hf = self.ln_f.apply(x.view());
-        Ok(self.embed.head(hf.view()))
+        Ok(self.embed.logits(hf.view()))
     }
 }
 

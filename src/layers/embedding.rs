@@ -85,18 +85,36 @@ impl Embedding {
 
     /// Lookup: `ids: [rows] -> [rows, d]`. Errors on an id `>= V`.
     pub fn forward(&self, ids: &[u32]) -> Result<Array2<f32>> {
-        if let Some((i, &id)) = ids
+        self.check_ids(ids)?;
+        Ok(self.lookup(ids))
+    }
+
+    /// Errors on the first id `>= V`.
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        match ids
             .iter()
             .enumerate()
             .find(|(_, &id)| id as usize >= self.vocab_size())
         {
-            return Err(Error::TokenOutOfRange {
+            Some((i, &id)) => Err(Error::TokenOutOfRange {
                 id,
                 context: format!("ids[{i}]"),
                 vocab_size: self.vocab_size(),
-            });
+            }),
+            None => Ok(()),
         }
-        Ok(self.lookup(ids))
+    }
+
+    /// Errors unless `grads` has this table's shape.
+    fn check_grads(&self, grads: &Embedding, context: &str) -> Result<()> {
+        if grads.weight.dim() != self.weight.dim() {
+            return Err(Error::shape(
+                context,
+                self.weight.shape(),
+                grads.weight.shape(),
+            ));
+        }
+        Ok(())
     }
 
     /// Lookup without the range check (ids must be `< V`). `[rows] -> [rows, d]`.
@@ -171,8 +189,31 @@ impl Embedding {
         Array2::from_shape_vec((ids.len(), d), out).expect("rows · d values")
     }
 
-    /// Backward of the lookup: adds row `r` of `dy: [rows, d]` into row `ids[r]` of `grads`.
-    pub fn backward_lookup(&self, ids: &[u32], dy: ArrayView2<'_, f32>, grads: &mut Embedding) {
+    /// Backward of the lookup: adds row `r` of `dy: [rows, d]` into row `ids[r]` of `grads`
+    /// (`[V, d]`, as from [`zeros_like`](Self::zeros_like)). Errors on an id `>= V` or a shape
+    /// mismatch.
+    pub fn backward_lookup(
+        &self,
+        ids: &[u32],
+        dy: ArrayView2<'_, f32>,
+        grads: &mut Embedding,
+    ) -> Result<()> {
+        self.check_ids(ids)?;
+        let d = self.dim();
+        if dy.dim() != (ids.len(), d) {
+            return Err(Error::shape(
+                "Embedding::backward_lookup dy",
+                &[ids.len(), d],
+                dy.shape(),
+            ));
+        }
+        self.check_grads(grads, "Embedding::backward_lookup grads")?;
+        self.scatter_add(ids, dy, grads);
+        Ok(())
+    }
+
+    /// [`backward_lookup`](Self::backward_lookup) without the checks.
+    pub(crate) fn scatter_add(&self, ids: &[u32], dy: ArrayView2<'_, f32>, grads: &mut Embedding) {
         grads.wt.invalidate();
         let d = self.dim();
         let dy = dy.as_standard_layout();
@@ -191,14 +232,54 @@ impl Embedding {
         }
     }
 
-    /// The tied output head: `h: [rows, d] -> logits [rows, V]` (`h · weightᵀ`). Not checked.
-    pub fn head(&self, h: ArrayView2<'_, f32>) -> Array2<f32> {
+    /// The tied output head: `h: [rows, d] -> logits [rows, V]` (`h · weightᵀ`). Errors if `h`
+    /// is not `d` wide.
+    pub fn head(&self, h: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        if h.ncols() != self.dim() {
+            return Err(Error::shape(
+                "Embedding::head input",
+                &[h.nrows(), self.dim()],
+                h.shape(),
+            ));
+        }
+        Ok(self.logits(h))
+    }
+
+    /// [`head`](Self::head) without the check.
+    pub(crate) fn logits(&self, h: ArrayView2<'_, f32>) -> Array2<f32> {
         affine(h, self.weight.view(), &self.wt, None, false)
     }
 
     /// Backward of [`head`](Self::head): adds `dlogitsᵀ · h` into `grads`, returns
-    /// `dh = dlogits · weight`, `[rows, d]`.
+    /// `dh = dlogits · weight`, `[rows, d]`. Errors unless `h: [rows, d]`,
+    /// `dlogits: [rows, V]` and `grads` is `[V, d]`.
     pub fn backward_head(
+        &self,
+        h: ArrayView2<'_, f32>,
+        dlogits: ArrayView2<'_, f32>,
+        grads: &mut Embedding,
+    ) -> Result<Array2<f32>> {
+        let (rows, d, v) = (h.nrows(), self.dim(), self.vocab_size());
+        if h.ncols() != d {
+            return Err(Error::shape(
+                "Embedding::backward_head h",
+                &[rows, d],
+                h.shape(),
+            ));
+        }
+        if dlogits.dim() != (rows, v) {
+            return Err(Error::shape(
+                "Embedding::backward_head dlogits",
+                &[rows, v],
+                dlogits.shape(),
+            ));
+        }
+        self.check_grads(grads, "Embedding::backward_head grads")?;
+        Ok(self.head_backward(h, dlogits, grads))
+    }
+
+    /// [`backward_head`](Self::backward_head) without the checks.
+    pub(crate) fn head_backward(
         &self,
         h: ArrayView2<'_, f32>,
         dlogits: ArrayView2<'_, f32>,
@@ -323,7 +404,7 @@ mod tests {
         let dy = Array2::from_shape_fn((4, 3), |(r, k)| (r * 3 + k) as f32 + 0.5);
         let mut g = e.zeros_like();
         g.weight[[2, 1]] = 7.0;
-        e.backward_lookup(&ids, dy.view(), &mut g);
+        e.backward_lookup(&ids, dy.view(), &mut g).unwrap();
         let mut want = Array2::<f32>::zeros((5, 3));
         want[[2, 1]] = 7.0;
         for (r, &id) in ids.iter().enumerate() {
@@ -340,7 +421,26 @@ mod tests {
         };
         gt.weight[[2, 1]] = 7.0;
         assert!(!dyt.t().is_standard_layout());
-        e.backward_lookup(&ids, dyt.t(), &mut gt);
+        e.backward_lookup(&ids, dyt.t(), &mut gt).unwrap();
         assert_eq!(gt.weight, want);
+        // Bad input: errors, and nothing is added.
+        let before = g.weight.clone();
+        assert!(e
+            .backward_lookup(&[5], dy.slice(ndarray::s![..1, ..]), &mut g)
+            .is_err());
+        assert!(e
+            .backward_lookup(&ids, dy.slice(ndarray::s![..3, ..]), &mut g)
+            .is_err());
+        let mut small = Embedding::init(4, 3, &mut rng);
+        assert!(e.backward_lookup(&ids, dy.view(), &mut small).is_err());
+        assert_eq!(g.weight, before);
+        assert!(e.head(dy.slice(ndarray::s![.., ..2])).is_err());
+        let h = dy.view();
+        let dlogits = Array2::<f32>::ones((4, 5));
+        assert!(e
+            .backward_head(h, dlogits.slice(ndarray::s![.., ..4]), &mut g)
+            .is_err());
+        assert!(e.backward_head(h, dlogits.view(), &mut small).is_err());
+        assert_eq!(e.head(h).unwrap().dim(), (4, 5));
     }
 }
