@@ -3,9 +3,10 @@
 //!
 //! A training step or a batched forward is a few milliseconds of work; spawning scoped threads
 //! for every call costs thread creation, a cold start on another core and fresh thread-local
-//! state (the activation [`pool`](crate::pool), the attention scratch) each time. Measured on
-//! the 2-core development machine, interleaved runs of a 32×29 forward split over two threads
-//! took a median 4.9 ms with scoped threads and 3.8 ms on these persistent workers.
+//! state (the activation [`pool`](crate::pool), the attention scratch) each time. In
+//! interleaved runs on the 2-core development machine, a 32×29 forward split over two threads
+//! took a median 4.9 ms with scoped threads spawned per call, and 3.8–4.2 ms with persistent
+//! ones.
 //!
 //! [`run`]`(n, f)` calls `f(0)`, …, `f(n − 1)` concurrently: `f(0)` on the calling thread, the
 //! rest on parked worker threads (created on first use, kept for the life of the process),
