@@ -30,12 +30,15 @@ fn benches(c: &mut Criterion) {
         let x = random(rows, D, &mut rng);
         let dy = random(rows, D, &mut rng);
         g.bench_function(format!("ln_forward_train_{rows}x{D}"), |b| {
-            b.iter(|| ln.forward_train(black_box(x.view())))
+            b.iter(|| ln.forward_train(black_box(x.view())).unwrap())
         });
-        let (_, cache) = ln.forward_train(x.view());
+        let (_, cache) = ln.forward_train(x.view()).unwrap();
         let mut grads = ln.zeros_like();
         g.bench_function(format!("ln_backward_{rows}x{D}"), |b| {
-            b.iter(|| ln.backward(&cache, black_box(dy.view()), &mut grads))
+            b.iter(|| {
+                ln.backward(&cache, black_box(dy.view()), &mut grads)
+                    .unwrap()
+            })
         });
     }
 

@@ -485,11 +485,11 @@ impl Model {
         let mut caches = Vec::with_capacity(self.blocks.len());
         for (i, block) in self.blocks.iter().enumerate() {
             let st = stats.as_mut().map(|s| &mut s[i]);
-            let (y, c) = block.forward_train(x, seq, st);
+            let (y, c) = block.forward_train_unchecked(x, seq, st);
             x = y;
             caches.push(c);
         }
-        let (h, ln_f) = self.ln_f.forward_train(x.view());
+        let (h, ln_f) = self.ln_f.forward_train_unchecked(x.view());
         let logits = self.embed.logits(h.view());
         (
             logits,
@@ -653,7 +653,9 @@ impl Model {
             .embed
             .head_backward(cache.h.view(), dlogits.view(), &mut g.embed);
         pool::give_array(dlogits);
-        let mut dx = self.ln_f.backward(&cache.ln_f, dh.view(), &mut g.ln_f);
+        let mut dx = self
+            .ln_f
+            .backward_unchecked(&cache.ln_f, dh.view(), &mut g.ln_f);
         pool::give_array(dh);
         for ((block, c), gb) in self
             .blocks
@@ -662,7 +664,7 @@ impl Model {
             .zip(&mut g.blocks)
             .rev()
         {
-            let next = block.backward(c, dx.view(), gb);
+            let next = block.backward_unchecked(c, dx.view(), gb);
             pool::give_array(std::mem::replace(&mut dx, next));
         }
         // x = embed[ids] + pe: the positional table is a constant.

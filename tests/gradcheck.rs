@@ -78,9 +78,9 @@ fn layer_norm_gradients() {
         randn(5, 6, 1),
         |l, x| l.forward(x).unwrap(),
         |l, x, dy| {
-            let (_, c) = l.forward_train(x);
+            let (_, c) = l.forward_train(x).unwrap();
             let mut g = l.zeros_like();
-            let dx = l.backward(&c, dy, &mut g);
+            let dx = l.backward(&c, dy, &mut g).unwrap();
             (g, dx)
         },
     );
@@ -95,9 +95,9 @@ fn dense_projection_gradients() {
         randn(6, 7, 2),
         |l, x| l.forward(x).unwrap(),
         |l, x, dy| {
-            let (_, c) = l.forward_train(x.to_owned());
+            let (_, c) = l.forward_train(x.to_owned()).unwrap();
             let mut g = l.zeros_like();
-            let dx = l.backward(&c, dy, &mut g);
+            let dx = l.backward(&c, dy, &mut g).unwrap();
             (g, dx)
         },
     );
@@ -112,9 +112,9 @@ fn ffn_gradients() {
         randn(7, 6, 3),
         |l, x| l.forward(x).unwrap(),
         |l, x, dy| {
-            let (_, c) = l.forward_train(x.to_owned());
+            let (_, c) = l.forward_train(x.to_owned()).unwrap();
             let mut g = l.zeros_like();
-            let dx = l.backward(&c, dy, &mut g);
+            let dx = l.backward(&c, dy, &mut g).unwrap();
             (g, dx)
         },
     );
@@ -131,9 +131,9 @@ fn attention_gradients_with_causal_mask() {
         randn(2 * seq, 6, 4),
         |l, x| l.forward(x, seq).unwrap(),
         |l, x, dy| {
-            let (_, c) = l.forward_train(x.to_owned(), seq);
+            let (_, c) = l.forward_train(x.to_owned(), seq).unwrap();
             let mut g = l.zeros_like();
-            let dx = l.backward(&c, dy, &mut g);
+            let dx = l.backward(&c, dy, &mut g).unwrap();
             (g, dx)
         },
     );
@@ -163,11 +163,11 @@ fn block_gradients() {
     check_layer(
         &b,
         randn(3 * seq, 6, 6),
-        |l, x| l.forward_train(x.to_owned(), seq, None).0,
+        |l, x| l.forward_train(x.to_owned(), seq, None).unwrap().0,
         |l, x, dy| {
-            let (_, c) = l.forward_train(x.to_owned(), seq, None);
+            let (_, c) = l.forward_train(x.to_owned(), seq, None).unwrap();
             let mut g = l.zeros_like();
-            let dx = l.backward(&c, dy, &mut g);
+            let dx = l.backward(&c, dy, &mut g).unwrap();
             (g, dx)
         },
     );
@@ -179,12 +179,12 @@ fn backward_accumulates() {
     let b = Block::init(6, 2, 3, &mut rng).unwrap();
     let x = randn(4, 6, 1);
     let dy = randn(4, 6, 2);
-    let (_, c) = b.forward_train(x.clone(), 4, None);
+    let (_, c) = b.forward_train(x.clone(), 4, None).unwrap();
     let mut once = b.zeros_like();
-    b.backward(&c, dy.view(), &mut once);
+    b.backward(&c, dy.view(), &mut once).unwrap();
     let mut twice = b.zeros_like();
-    b.backward(&c, dy.view(), &mut twice);
-    b.backward(&c, dy.view(), &mut twice);
+    b.backward(&c, dy.view(), &mut twice).unwrap();
+    b.backward(&c, dy.view(), &mut twice).unwrap();
     let (o, t) = (common_grad::snapshot(&once), common_grad::snapshot(&twice));
     for ((n, a), (_, b2)) in o.iter().zip(&t) {
         for (&u, &v) in a.iter().zip(b2.iter()) {

@@ -59,6 +59,11 @@ impl AttentionCache {
         pool::give_array(self.concat);
     }
 
+    /// Rows of the forward's input and output, `B*T`.
+    pub(crate) fn rows(&self) -> usize {
+        self.batch * self.seq
+    }
+
     /// The attention probabilities, `[B, h, T, T]` (row `t` is query position `t`; zero above
     /// the diagonal).
     pub fn probs(&self) -> &Array4<f32> {
@@ -119,20 +124,80 @@ impl Attention {
     }
 
     /// `x: [batch * seq, d] -> [batch * seq, d]` (rows grouped by sequence). Errors on a shape
-    /// mismatch.
+    /// mismatch or `seq = 0`.
     pub fn forward(&self, x: ArrayView2<'_, f32>, seq: usize) -> Result<Array2<f32>> {
-        if x.ncols() != self.dim() || seq == 0 || x.nrows() % seq != 0 {
+        self.check_input(x, seq, "Attention::forward")?;
+        Ok(self.forward_train_unchecked(x.to_owned(), seq).0)
+    }
+
+    /// Errors unless `seq > 0` and `x` is `[batch * seq, d]` (`context` names the function).
+    pub(crate) fn check_input(
+        &self,
+        x: ArrayView2<'_, f32>,
+        seq: usize,
+        context: &str,
+    ) -> Result<()> {
+        if seq == 0 {
+            return Err(Error::invalid_arg(
+                "seq",
+                format!("{context}: must be at least 1"),
+            ));
+        }
+        if x.ncols() != self.dim() || x.nrows() % seq != 0 {
             return Err(Error::Shape {
-                context: "Attention::forward input".into(),
+                context: format!("{context} x"),
                 expected: format!("[batch * {seq}, {}]", self.dim()),
                 got: format!("{:?}", x.shape()),
             });
         }
-        Ok(self.forward_train(x.to_owned(), seq).0)
+        Ok(())
     }
 
-    /// Forward keeping what backward needs. `x: [B*T, d]` with `T = seq` (not checked).
-    pub fn forward_train(&self, x: Array2<f32>, seq: usize) -> (Array2<f32>, AttentionCache) {
+    /// Errors unless `cache` was recorded by an attention layer of this width and head count.
+    pub(crate) fn check_cache(&self, cache: &AttentionCache, context: &str) -> Result<()> {
+        let (h, d) = (self.n_heads, self.dim());
+        if cache.heads != h || cache.x.ncols() != d {
+            return Err(Error::Shape {
+                context: context.into(),
+                expected: format!("{h} heads over [rows, {d}]"),
+                got: format!("{} heads over {:?}", cache.heads, cache.x.shape()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Errors unless `grads` has this layer's head count and parameter shapes.
+    pub(crate) fn check_grads(&self, grads: &Attention, context: &str) -> Result<()> {
+        if grads.n_heads != self.n_heads {
+            return Err(Error::Shape {
+                context: context.into(),
+                expected: format!("{} heads", self.n_heads),
+                got: format!("{} heads", grads.n_heads),
+            });
+        }
+        self.qkv.check_same_shape(&grads.qkv, context, "qkv")?;
+        self.out.check_same_shape(&grads.out, context, "attn_out")
+    }
+
+    /// Forward keeping what backward needs: `x: [B*T, d] -> [B*T, d]` with `T = seq` (rows
+    /// grouped by sequence). Errors if `seq = 0`, `x` is not `d` wide or its rows are not a
+    /// multiple of `seq`.
+    pub fn forward_train(
+        &self,
+        x: Array2<f32>,
+        seq: usize,
+    ) -> Result<(Array2<f32>, AttentionCache)> {
+        self.check_input(x.view(), seq, "Attention::forward_train")?;
+        Ok(self.forward_train_unchecked(x, seq))
+    }
+
+    /// [`forward_train`](Self::forward_train) without the checks (the caller guarantees
+    /// `seq > 0` and `x: [B*T, d]`).
+    pub(crate) fn forward_train_unchecked(
+        &self,
+        x: Array2<f32>,
+        seq: usize,
+    ) -> (Array2<f32>, AttentionCache) {
         let batch = x.nrows() / seq;
         let qkv = self.qkv.apply(x.view());
         let (probs, concat) = attend(self.core_dims(batch, seq), &qkv);
@@ -152,8 +217,33 @@ impl Attention {
         )
     }
 
-    /// Backward: adds parameter gradients into `grads`, returns `dx: [B*T, d]`.
+    /// Backward: `dy: [B*T, d]`, adds parameter gradients into `grads`, returns
+    /// `dx: [B*T, d]`.
+    ///
+    /// Errors, leaving `grads` untouched, unless `cache` comes from an attention layer of this
+    /// width and head count, `dy` has the forward output's shape `[B*T, d]` and `grads` has
+    /// this layer's heads and parameter shapes (as made by [`zeros_like`](Self::zeros_like)).
     pub fn backward(
+        &self,
+        cache: &AttentionCache,
+        dy: ArrayView2<'_, f32>,
+        grads: &mut Attention,
+    ) -> Result<Array2<f32>> {
+        self.check_cache(cache, "Attention::backward cache")?;
+        let (rows, d) = (cache.rows(), self.dim());
+        if dy.dim() != (rows, d) {
+            return Err(Error::shape(
+                "Attention::backward dy",
+                &[rows, d],
+                dy.shape(),
+            ));
+        }
+        self.check_grads(grads, "Attention::backward grads")?;
+        Ok(self.backward_unchecked(cache, dy, grads))
+    }
+
+    /// [`backward`](Self::backward) without the checks.
+    pub(crate) fn backward_unchecked(
         &self,
         cache: &AttentionCache,
         dy: ArrayView2<'_, f32>,
@@ -643,7 +733,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(7);
         let attn = Attention::init(50, 5, &mut rng).unwrap();
         let x = Array2::from_shape_vec((3 * 11, 50), random(3 * 11 * 50, 1.0, &mut rng)).unwrap();
-        let (_, cache) = attn.forward_train(x, 11);
+        let (_, cache) = attn.forward_train(x, 11).unwrap();
         let p = cache.probs();
         assert_eq!(p.dim(), (3, 5, 11, 11));
         let want = reference(
@@ -652,5 +742,78 @@ mod tests {
             dims(3, 11, 50, 5),
         );
         assert_close("probs", p.iter().copied(), &want.probs);
+    }
+
+    /// `forward_train` and `backward` error, without touching the gradients, on a bad input
+    /// (width, `seq = 0`, rows not a multiple of `seq`), a `dy` not of the output's shape, a
+    /// cache of another layer shape and gradients of another shape or head count; on valid
+    /// input they give exactly what the unchecked versions give.
+    #[test]
+    fn checked_entry_points_reject_bad_shapes() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let (d, h, seq) = (12, 3, 5);
+        let attn = Attention::init(d, h, &mut rng).unwrap();
+        let rand2 = |r: usize, c: usize, rng: &mut StdRng| {
+            Array2::from_shape_vec((r, c), random(r * c, 1.0, rng)).unwrap()
+        };
+        let x = rand2(2 * seq, d, &mut rng);
+        let dy = rand2(2 * seq, d, &mut rng);
+
+        let (y, cache) = attn.forward_train(x.clone(), seq).unwrap();
+        let (y0, cache0) = attn.forward_train_unchecked(x.clone(), seq);
+        assert_eq!(y, y0);
+        let (mut g, mut g0) = (attn.zeros_like(), attn.zeros_like());
+        let dx = attn.backward(&cache, dy.view(), &mut g).unwrap();
+        let dx0 = attn.backward_unchecked(&cache0, dy.view(), &mut g0);
+        assert_eq!(dx, dx0);
+        assert_eq!(g, g0);
+
+        let e = attn
+            .forward_train(rand2(2 * seq, d + 1, &mut rng), seq)
+            .unwrap_err();
+        assert!(matches!(e, Error::Shape { .. }), "{e}");
+        assert!(e.to_string().contains("Attention::forward_train x"), "{e}");
+        let e = attn.forward_train(x.clone(), 0).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument { name, .. } if name == "seq"),
+            "{e}"
+        );
+        let e = attn
+            .forward_train(rand2(2 * seq + 1, d, &mut rng), seq)
+            .unwrap_err();
+        assert!(matches!(e, Error::Shape { .. }), "{e}");
+        assert!(attn.forward(x.view(), 0).is_err());
+
+        let before = g.clone();
+        for shape in [(2 * seq, d + 1), (2 * seq - 1, d), (seq, d), (0, d)] {
+            let e = attn
+                .backward(&cache, Array2::zeros(shape).view(), &mut g)
+                .unwrap_err();
+            assert!(e.to_string().contains("Attention::backward dy"), "{e}");
+            assert_eq!(g, before);
+        }
+
+        // A cache of another head count, or of another width.
+        let other = Attention::init(d, 4, &mut rng).unwrap();
+        let (_, other_cache) = other.forward_train(x.clone(), seq).unwrap();
+        let e = attn.backward(&other_cache, dy.view(), &mut g).unwrap_err();
+        assert!(e.to_string().contains("Attention::backward cache"), "{e}");
+        let wide = Attention::init(d + 3, h, &mut rng).unwrap();
+        let (_, wide_cache) = wide
+            .forward_train(rand2(2 * seq, d + 3, &mut rng), seq)
+            .unwrap();
+        assert!(attn.backward(&wide_cache, dy.view(), &mut g).is_err());
+        assert_eq!(g, before);
+
+        // Gradients of another head count, or of another width.
+        for other in [
+            Attention::init(d, 4, &mut rng).unwrap(),
+            Attention::init(d + 3, h, &mut rng).unwrap(),
+        ] {
+            let mut wrong = other.zeros_like();
+            let e = attn.backward(&cache, dy.view(), &mut wrong).unwrap_err();
+            assert!(e.to_string().contains("Attention::backward grads"), "{e}");
+            assert_eq!(wrong, other.zeros_like());
+        }
     }
 }

@@ -4,7 +4,7 @@
 use ndarray::{Array2, ArrayView2, ArrayViewD, Zip};
 use rand::Rng;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layers::{
     visit_via_tensors, Attention, AttentionCache, Ffn, FfnCache, LayerNorm, LayerNormCache,
     NamedTensors,
@@ -113,21 +113,70 @@ impl Block {
         }
     }
 
+    /// Model width `d` (of `ln1`).
+    fn dim(&self) -> usize {
+        self.ln1.dim()
+    }
+
+    /// Errors unless every sub-layer has width `d` and the FFN chains `d -> f -> d` (the
+    /// fields are public, so a struct literal can pair mismatched layers).
+    fn check_layers(&self, context: &str) -> Result<()> {
+        let d = self.dim();
+        let (up, down) = (&self.ffn.up, &self.ffn.down);
+        if self.attn.dim() != d
+            || self.ln2.dim() != d
+            || up.in_features() != d
+            || down.out_features() != d
+            || up.out_features() != down.in_features()
+        {
+            return Err(Error::Shape {
+                context: context.into(),
+                expected: format!("ln1, attn, ln2 and ffn [{d} -> f -> {d}] of width {d}"),
+                got: format!(
+                    "ln1 {d}, attn {}, ln2 {}, ffn [{} -> {}], [{} -> {}]",
+                    self.attn.dim(),
+                    self.ln2.dim(),
+                    up.in_features(),
+                    up.out_features(),
+                    down.in_features(),
+                    down.out_features()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Forward keeping what backward needs. `x: [B*T, d]` (rows grouped by sequence of length
-    /// `seq`, not checked) `-> [B*T, d]`. With `stats`, also the FFN residual statistics.
+    /// `seq`) `-> [B*T, d]`. With `stats`, also the FFN residual statistics. Errors if
+    /// `seq = 0`, `x` is not `d` wide, its rows are not a multiple of `seq`, or the block's
+    /// layers do not have one width `d`.
     pub fn forward_train(
         &self,
         x: Array2<f32>,
         seq: usize,
         stats: Option<&mut FfnResidualStats>,
+    ) -> Result<(Array2<f32>, BlockCache)> {
+        self.check_layers("Block::forward_train self")?;
+        self.attn
+            .check_input(x.view(), seq, "Block::forward_train")?;
+        Ok(self.forward_train_unchecked(x, seq, stats))
+    }
+
+    /// [`forward_train`](Self::forward_train) without the checks (the caller guarantees
+    /// `seq > 0`, `x: [B*T, d]` and consistent layers).
+    pub(crate) fn forward_train_unchecked(
+        &self,
+        x: Array2<f32>,
+        seq: usize,
+        stats: Option<&mut FfnResidualStats>,
     ) -> (Array2<f32>, BlockCache) {
-        let (a, ln1) = self.ln1.forward_train(x.view());
-        let (att, attn) = self.attn.forward_train(a, seq);
+        let (a, ln1) = self.ln1.forward_train_unchecked(x.view());
+        let (att, attn) = self.attn.forward_train_unchecked(a, seq);
         let mut x1 = x;
         x1 += &att;
         pool::give_array(att);
-        let (b, ln2) = self.ln2.forward_train(x1.view());
-        let (f, ffn) = self.ffn.forward_train(b);
+        let (b, ln2) = self.ln2.forward_train_unchecked(x1.view());
+        let (f, ffn) = self.ffn.forward_train_unchecked(b);
         if let Some(s) = stats {
             *s = FfnResidualStats::compute(x1.view(), f.view());
         }
@@ -144,21 +193,64 @@ impl Block {
         )
     }
 
-    /// Backward: `dy: [B*T, d]`, adds parameter gradients into `grads`, returns `dx`.
+    /// Backward: `dy: [B*T, d]`, adds parameter gradients into `grads`, returns
+    /// `dx: [B*T, d]`.
+    ///
+    /// Errors, leaving `grads` untouched, unless the block's layers have one width `d`,
+    /// `cache` comes from a block of these layers' shapes, `dy` has the forward output's shape
+    /// `[B*T, d]` and `grads` has this block's shapes (as made by
+    /// [`zeros_like`](Self::zeros_like)).
     pub fn backward(
+        &self,
+        cache: &BlockCache,
+        dy: ArrayView2<'_, f32>,
+        grads: &mut Block,
+    ) -> Result<Array2<f32>> {
+        self.check_layers("Block::backward self")?;
+        self.ln1
+            .check_cache(&cache.ln1, "Block::backward cache.ln1")?;
+        self.attn
+            .check_cache(&cache.attn, "Block::backward cache.attn")?;
+        self.ln2
+            .check_cache(&cache.ln2, "Block::backward cache.ln2")?;
+        self.ffn
+            .check_cache(&cache.ffn, "Block::backward cache.ffn")?;
+        let (rows, d) = (cache.attn.rows(), self.dim());
+        if dy.dim() != (rows, d) {
+            return Err(Error::shape("Block::backward dy", &[rows, d], dy.shape()));
+        }
+        self.ln1
+            .check_grads(&grads.ln1, "Block::backward grads.ln1")?;
+        self.attn
+            .check_grads(&grads.attn, "Block::backward grads.attn")?;
+        self.ln2
+            .check_grads(&grads.ln2, "Block::backward grads.ln2")?;
+        self.ffn
+            .check_grads(&grads.ffn, "Block::backward grads.ffn")?;
+        Ok(self.backward_unchecked(cache, dy, grads))
+    }
+
+    /// [`backward`](Self::backward) without the checks.
+    pub(crate) fn backward_unchecked(
         &self,
         cache: &BlockCache,
         dy: ArrayView2<'_, f32>,
         grads: &mut Block,
     ) -> Array2<f32> {
         // x2 = x1 + ffn(ln2(x1))
-        let df = self.ffn.backward(&cache.ffn, dy, &mut grads.ffn);
-        let mut dx1 = self.ln2.backward(&cache.ln2, df.view(), &mut grads.ln2);
+        let df = self.ffn.backward_unchecked(&cache.ffn, dy, &mut grads.ffn);
+        let mut dx1 = self
+            .ln2
+            .backward_unchecked(&cache.ln2, df.view(), &mut grads.ln2);
         pool::give_array(df);
         dx1 += &dy;
         // x1 = x + attn(ln1(x))
-        let da = self.attn.backward(&cache.attn, dx1.view(), &mut grads.attn);
-        let mut dx = self.ln1.backward(&cache.ln1, da.view(), &mut grads.ln1);
+        let da = self
+            .attn
+            .backward_unchecked(&cache.attn, dx1.view(), &mut grads.attn);
+        let mut dx = self
+            .ln1
+            .backward_unchecked(&cache.ln1, da.view(), &mut grads.ln1);
         pool::give_array(da);
         Zip::from(&mut dx).and(&dx1).for_each(|a, &b| *a += b);
         pool::give_array(dx1);
@@ -188,5 +280,121 @@ impl Parameters for Block {
         self.attn.visit_mut(prefix, f);
         self.ln2.visit_mut(&join(prefix, "ln2"), f);
         self.ffn.visit_mut(&join(prefix, "ffn"), f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::{Linear, Projection};
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn randn(rows: usize, cols: usize, rng: &mut StdRng) -> Array2<f32> {
+        Array2::from_shape_simple_fn((rows, cols), || rng.gen_range(-1.0f32..1.0))
+    }
+
+    /// `forward_train` and `backward` error, without touching the gradients, on a bad input
+    /// (width, `seq = 0`, rows not a multiple of `seq`), a `dy` not of the output's shape, a
+    /// cache of another block shape, gradients of another shape (any one sub-layer) and
+    /// sub-layers of different widths; on valid input they give exactly what the unchecked
+    /// versions give.
+    #[test]
+    fn checked_entry_points_reject_bad_input() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let (d, seq) = (12, 4);
+        let block = Block::init(d, 2, 3, &mut rng).unwrap();
+        let x = randn(3 * seq, d, &mut rng);
+        let dy = randn(3 * seq, d, &mut rng);
+
+        let (mut s, mut s0) = (
+            FfnResidualStats::compute(x.view(), x.view()),
+            FfnResidualStats::compute(x.view(), x.view()),
+        );
+        let (y, cache) = block.forward_train(x.clone(), seq, Some(&mut s)).unwrap();
+        let (y0, cache0) = block.forward_train_unchecked(x.clone(), seq, Some(&mut s0));
+        assert_eq!(y, y0);
+        assert_eq!(s, s0);
+        let (mut g, mut g0) = (block.zeros_like(), block.zeros_like());
+        let dx = block.backward(&cache, dy.view(), &mut g).unwrap();
+        let dx0 = block.backward_unchecked(&cache0, dy.view(), &mut g0);
+        assert_eq!(dx, dx0);
+        assert_eq!(g, g0);
+
+        let e = block
+            .forward_train(randn(3 * seq, d + 1, &mut rng), seq, None)
+            .unwrap_err();
+        assert!(matches!(e, Error::Shape { .. }), "{e}");
+        assert!(e.to_string().contains("Block::forward_train x"), "{e}");
+        let e = block.forward_train(x.clone(), 0, None).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument { name, .. } if name == "seq"),
+            "{e}"
+        );
+        assert!(block
+            .forward_train(randn(3 * seq + 2, d, &mut rng), seq, None)
+            .is_err());
+
+        let before = g.clone();
+        for shape in [(3 * seq, d + 1), (3 * seq - 1, d), (seq, d), (0, d)] {
+            let e = block
+                .backward(&cache, Array2::zeros(shape).view(), &mut g)
+                .unwrap_err();
+            assert!(e.to_string().contains("Block::backward dy"), "{e}");
+            assert_eq!(g, before);
+        }
+
+        // A cache of a block of another width, or of another head count.
+        for other in [
+            Block::init(d + 4, 2, 4, &mut rng).unwrap(),
+            Block::init(d, 2, 4, &mut rng).unwrap(),
+        ] {
+            let w = other.ln1.dim();
+            let (_, c) = other
+                .forward_train(randn(3 * seq, w, &mut rng), seq, None)
+                .unwrap();
+            let e = block.backward(&c, dy.view(), &mut g).unwrap_err();
+            assert!(e.to_string().contains("Block::backward cache"), "{e}");
+            assert_eq!(g, before);
+        }
+
+        // Gradients of another block shape, or with one sub-layer of another shape: the
+        // check happens before any sub-layer's backward runs.
+        let other = Block::init(d, 3, 4, &mut rng).unwrap();
+        let mut wrong = [
+            Block::init(d + 6, 2, 3, &mut rng).unwrap().zeros_like(),
+            Block {
+                ffn: other.ffn.zeros_like(),
+                ..block.zeros_like()
+            },
+            Block {
+                attn: other.attn.zeros_like(),
+                ..block.zeros_like()
+            },
+            Block {
+                ln1: LayerNorm::new(d + 1).zeros_like(),
+                ..block.zeros_like()
+            },
+        ];
+        for w in &mut wrong {
+            let want = w.clone();
+            let e = block.backward(&cache, dy.view(), w).unwrap_err();
+            assert!(e.to_string().contains("Block::backward grads"), "{e}");
+            assert_eq!(*w, want);
+        }
+
+        // Sub-layers of different widths (the fields are public).
+        let broken = Block {
+            ffn: Ffn {
+                up: Projection::Dense(Linear::init(d, 2 * d, &mut rng)),
+                down: Projection::Dense(Linear::init(2 * d, d + 1, &mut rng)),
+            },
+            ..block.clone()
+        };
+        let e = broken.forward_train(x.clone(), seq, None).unwrap_err();
+        assert!(e.to_string().contains("Block::forward_train self"), "{e}");
+        let mut gb = broken.zeros_like();
+        assert!(broken.backward(&cache, dy.view(), &mut gb).is_err());
+        assert_eq!(gb, broken.zeros_like());
     }
 }

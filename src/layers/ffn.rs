@@ -56,6 +56,19 @@ impl ProjectionCache {
             ProjectionCache::Dense(x) | ProjectionCache::Tt(x, _) => pool::give_array(x),
         }
     }
+
+    /// Rows of the forward's input and output.
+    pub(crate) fn rows(&self) -> usize {
+        self.input().nrows()
+    }
+
+    /// `"dense"` or `"TT"`, for messages.
+    fn kind(&self) -> &'static str {
+        match self {
+            ProjectionCache::Dense(_) => "dense",
+            ProjectionCache::Tt(..) => "TT",
+        }
+    }
 }
 
 impl Projection {
@@ -115,9 +128,98 @@ impl Projection {
         }
     }
 
+    /// `"dense"` or `"TT"`, for messages.
+    fn kind(&self) -> &'static str {
+        match self {
+            Projection::Dense(_) => "dense",
+            Projection::Tt(_) => "TT",
+        }
+    }
+
+    /// Errors unless `cache` was recorded by a projection of this kind and shape.
+    pub(crate) fn check_cache(&self, cache: &ProjectionCache, context: &str) -> Result<()> {
+        if self.kind() != cache.kind() {
+            return Err(Error::invalid_arg(
+                context,
+                format!(
+                    "is the cache of a {} projection, this one is {}",
+                    cache.kind(),
+                    self.kind()
+                ),
+            ));
+        }
+        let x = cache.input();
+        if x.ncols() != self.in_features() {
+            return Err(Error::shape(
+                context,
+                &[x.nrows(), self.in_features()],
+                x.shape(),
+            ));
+        }
+        if let (Projection::Tt(t), ProjectionCache::Tt(_, tape)) = (self, cache) {
+            if !t.cache_matches(tape) {
+                return Err(Error::invalid_arg(
+                    context,
+                    "was recorded by a TT layer of another spec",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Errors unless `grads` is of this projection's kind with its parameter shapes (as made
+    /// by [`zeros_like`](Self::zeros_like)).
+    pub(crate) fn check_grads(&self, grads: &Projection, context: &str) -> Result<()> {
+        match (self, grads) {
+            (Projection::Dense(l), Projection::Dense(g)) => l.check_same_shape(g, context, ""),
+            (Projection::Tt(t), Projection::Tt(g)) => {
+                let same = t.spec() == g.spec()
+                    && t.bias().dim() == g.bias().dim()
+                    && t.cores().len() == g.cores().len()
+                    && t.cores()
+                        .iter()
+                        .zip(g.cores())
+                        .all(|(a, b)| a.shape() == b.shape());
+                if same {
+                    return Ok(());
+                }
+                let describe = |l: &TTLayer| {
+                    let shapes: Vec<&[usize]> = l.cores().iter().map(|c| c.shape()).collect();
+                    format!("{:?} with cores {shapes:?}", l.spec())
+                };
+                Err(Error::Shape {
+                    context: context.into(),
+                    expected: describe(t),
+                    got: describe(g),
+                })
+            }
+            _ => Err(Error::invalid_arg(
+                context,
+                format!(
+                    "is a {} projection, this one is {} (make gradients with zeros_like)",
+                    grads.kind(),
+                    self.kind()
+                ),
+            )),
+        }
+    }
+
     /// Forward keeping what backward needs; takes ownership of the input (kept in the cache).
-    /// `x: [rows, in]` (not checked) `-> [rows, out]`.
-    pub fn forward_train(&self, x: Array2<f32>) -> (Array2<f32>, ProjectionCache) {
+    /// `x: [rows, in] -> [rows, out]`. Errors if `x` is not `in` wide.
+    pub fn forward_train(&self, x: Array2<f32>) -> Result<(Array2<f32>, ProjectionCache)> {
+        if x.ncols() != self.in_features() {
+            return Err(Error::shape(
+                "Projection::forward_train x",
+                &[x.nrows(), self.in_features()],
+                x.shape(),
+            ));
+        }
+        Ok(self.forward_train_unchecked(x))
+    }
+
+    /// [`forward_train`](Self::forward_train) without the check (the caller guarantees
+    /// `x: [rows, in]`).
+    pub(crate) fn forward_train_unchecked(&self, x: Array2<f32>) -> (Array2<f32>, ProjectionCache) {
         self.forward_train_act(x, false)
     }
 
@@ -141,13 +243,37 @@ impl Projection {
         }
     }
 
-    /// Backward: adds parameter gradients into `grads` (which must be the same kind, as made by
-    /// [`zeros_like`](Self::zeros_like)), returns `dx: [rows, in]`.
+    /// Backward: `dy: [rows, out]`, adds parameter gradients into `grads`, returns
+    /// `dx: [rows, in]`.
+    ///
+    /// Errors, leaving `grads` untouched, unless `cache` comes from a projection of this kind
+    /// and shape, `dy` has the forward output's shape `[rows, out]` and `grads` is of this
+    /// projection's kind (dense vs TT) and shapes, as made by [`zeros_like`](Self::zeros_like).
+    pub fn backward(
+        &self,
+        cache: &ProjectionCache,
+        dy: ArrayView2<'_, f32>,
+        grads: &mut Projection,
+    ) -> Result<Array2<f32>> {
+        self.check_cache(cache, "Projection::backward cache")?;
+        let (rows, out) = (cache.rows(), self.out_features());
+        if dy.dim() != (rows, out) {
+            return Err(Error::shape(
+                "Projection::backward dy",
+                &[rows, out],
+                dy.shape(),
+            ));
+        }
+        self.check_grads(grads, "Projection::backward grads")?;
+        Ok(self.backward_unchecked(cache, dy, grads))
+    }
+
+    /// [`backward`](Self::backward) without the checks.
     ///
     /// # Panics
-    /// If `cache` or `grads` is not of this projection's kind (dense vs TT): a programming error,
-    /// since both come from this projection's own `forward_train` and `zeros_like`.
-    pub fn backward(
+    /// If `cache` or `grads` is not of this projection's kind (dense vs TT), or on a shape
+    /// mismatch.
+    pub(crate) fn backward_unchecked(
         &self,
         cache: &ProjectionCache,
         dy: ArrayView2<'_, f32>,
@@ -177,7 +303,7 @@ impl Projection {
                 l.backward_gated(x.view(), dy, g, Some(x.view()))
             }
             _ => {
-                let mut dx = self.backward(cache, dy, grads);
+                let mut dx = self.backward_unchecked(cache, dy, grads);
                 Zip::from(&mut dx).and(cache.input()).for_each(|g, &h| {
                     if h <= 0.0 {
                         *g = 0.0
@@ -242,6 +368,11 @@ impl FfnCache {
         self.up.recycle();
         self.down.recycle();
     }
+
+    /// Rows of the forward's input and output.
+    pub(crate) fn rows(&self) -> usize {
+        self.up.rows()
+    }
 }
 
 impl Ffn {
@@ -255,9 +386,18 @@ impl Ffn {
 
     /// From two projections; errors unless `up: d -> f` and `down: f -> d`.
     pub fn new(up: Projection, down: Projection) -> Result<Self> {
+        let ffn = Ffn { up, down };
+        ffn.check_layers("Ffn::new")?;
+        Ok(ffn)
+    }
+
+    /// Errors unless `up: d -> f` and `down: f -> d` (the fields are public, so a struct
+    /// literal can pair mismatched projections).
+    pub(crate) fn check_layers(&self, context: &str) -> Result<()> {
+        let (up, down) = (&self.up, &self.down);
         if up.out_features() != down.in_features() || up.in_features() != down.out_features() {
             return Err(Error::Shape {
-                context: "Ffn::new".into(),
+                context: context.into(),
                 expected: format!("up [{0} -> f], down [f -> {0}]", up.in_features()),
                 got: format!(
                     "up [{} -> {}], down [{} -> {}]",
@@ -268,7 +408,21 @@ impl Ffn {
                 ),
             });
         }
-        Ok(Ffn { up, down })
+        Ok(())
+    }
+
+    /// Errors unless `cache` was recorded by an FFN of these projections' kinds and shapes.
+    pub(crate) fn check_cache(&self, cache: &FfnCache, context: &str) -> Result<()> {
+        self.up.check_cache(&cache.up, &format!("{context}.up"))?;
+        self.down
+            .check_cache(&cache.down, &format!("{context}.down"))
+    }
+
+    /// Errors unless `grads` has these projections' kinds and shapes.
+    pub(crate) fn check_grads(&self, grads: &Ffn, context: &str) -> Result<()> {
+        self.up.check_grads(&grads.up, &format!("{context}.up"))?;
+        self.down
+            .check_grads(&grads.down, &format!("{context}.down"))
     }
 
     /// Zeros of the same shape and kind (to hold gradients).
@@ -292,14 +446,51 @@ impl Ffn {
     }
 
     /// Forward keeping what backward needs. `x: [rows, d]` (owned, kept) `-> [rows, d]`.
-    pub fn forward_train(&self, x: Array2<f32>) -> (Array2<f32>, FfnCache) {
+    /// Errors if `x` is not `d` wide or the projections do not chain (`d -> f -> d`).
+    pub fn forward_train(&self, x: Array2<f32>) -> Result<(Array2<f32>, FfnCache)> {
+        self.check_layers("Ffn::forward_train self")?;
+        if x.ncols() != self.up.in_features() {
+            return Err(Error::shape(
+                "Ffn::forward_train x",
+                &[x.nrows(), self.up.in_features()],
+                x.shape(),
+            ));
+        }
+        Ok(self.forward_train_unchecked(x))
+    }
+
+    /// [`forward_train`](Self::forward_train) without the checks.
+    pub(crate) fn forward_train_unchecked(&self, x: Array2<f32>) -> (Array2<f32>, FfnCache) {
         let (h, up) = self.up.forward_train_act(x, true);
-        let (y, down) = self.down.forward_train(h);
+        let (y, down) = self.down.forward_train_unchecked(h);
         (y, FfnCache { up, down })
     }
 
-    /// Backward: adds parameter gradients into `grads`, returns `dx: [rows, d]`.
+    /// Backward: `dy: [rows, d]`, adds parameter gradients into `grads`, returns
+    /// `dx: [rows, d]`.
+    ///
+    /// Errors, leaving `grads` untouched, unless the projections chain, `cache` comes from an
+    /// FFN of these projections' kinds and shapes, `dy` has the forward output's shape
+    /// `[rows, d]` and `grads` has this FFN's kinds and shapes (as made by
+    /// [`zeros_like`](Self::zeros_like)).
     pub fn backward(
+        &self,
+        cache: &FfnCache,
+        dy: ArrayView2<'_, f32>,
+        grads: &mut Ffn,
+    ) -> Result<Array2<f32>> {
+        self.check_layers("Ffn::backward self")?;
+        self.check_cache(cache, "Ffn::backward cache")?;
+        let (rows, d) = (cache.rows(), self.down.out_features());
+        if dy.dim() != (rows, d) {
+            return Err(Error::shape("Ffn::backward dy", &[rows, d], dy.shape()));
+        }
+        self.check_grads(grads, "Ffn::backward grads")?;
+        Ok(self.backward_unchecked(cache, dy, grads))
+    }
+
+    /// [`backward`](Self::backward) without the checks.
+    pub(crate) fn backward_unchecked(
         &self,
         cache: &FfnCache,
         dy: ArrayView2<'_, f32>,
@@ -307,7 +498,9 @@ impl Ffn {
     ) -> Array2<f32> {
         // Through the ReLU too: the gradient passes where the activation is positive.
         let dh = self.down.backward_relu(&cache.down, dy, &mut grads.down);
-        let dx = self.up.backward(&cache.up, dh.view(), &mut grads.up);
+        let dx = self
+            .up
+            .backward_unchecked(&cache.up, dh.view(), &mut grads.up);
         pool::give_array(dh);
         dx
     }
@@ -338,4 +531,153 @@ impl Parameters for Ffn {
 fn relu(mut x: Array2<f32>) -> Array2<f32> {
     x.mapv_inplace(|v| v.max(0.0));
     x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn randn(rows: usize, cols: usize, rng: &mut StdRng) -> Array2<f32> {
+        Array2::from_shape_simple_fn((rows, cols), || rng.gen_range(-1.0f32..1.0))
+    }
+
+    /// A TT projection `6 -> 8` (modes `[2, 3]` -> `[2, 4]`, full rank).
+    fn tt(rng: &mut StdRng) -> Projection {
+        let lin = Linear::init(6, 8, rng);
+        Projection::Tt(TTLayer::from_linear(&[2, 3], &[2, 4], &lin, &[]).unwrap())
+    }
+
+    /// `forward_train` and `backward` of both kinds of projection error, without touching the
+    /// gradients, on a wrong-width input, a `dy` not of the output's shape, a cache or
+    /// gradients of the other kind or of another shape; on valid input they give exactly what
+    /// the unchecked versions give.
+    #[test]
+    fn projection_checked_entry_points_reject_bad_input() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let dense = Projection::Dense(Linear::init(6, 8, &mut rng));
+        let tt = tt(&mut rng);
+        for (p, other_kind) in [(&dense, &tt), (&tt, &dense)] {
+            let x = randn(5, 6, &mut rng);
+            let dy = randn(5, 8, &mut rng);
+            let (y, cache) = p.forward_train(x.clone()).unwrap();
+            let (y0, cache0) = p.forward_train_unchecked(x.clone());
+            assert_eq!(y, y0);
+            let (mut g, mut g0) = (p.zeros_like(), p.zeros_like());
+            let dx = p.backward(&cache, dy.view(), &mut g).unwrap();
+            let dx0 = p.backward_unchecked(&cache0, dy.view(), &mut g0);
+            assert_eq!(dx, dx0);
+            assert_eq!(g, g0);
+
+            let e = p.forward_train(randn(5, 7, &mut rng)).unwrap_err();
+            assert!(matches!(e, Error::Shape { .. }), "{e}");
+            assert!(e.to_string().contains("Projection::forward_train x"), "{e}");
+
+            let before = g.clone();
+            for shape in [(5, 6), (4, 8), (5, 9), (0, 8)] {
+                let e = p
+                    .backward(&cache, Array2::zeros(shape).view(), &mut g)
+                    .unwrap_err();
+                assert!(e.to_string().contains("Projection::backward dy"), "{e}");
+                assert_eq!(g, before);
+            }
+
+            // Gradients and caches of the other kind (this used to panic).
+            let mut wrong = other_kind.zeros_like();
+            let e = p.backward(&cache, dy.view(), &mut wrong).unwrap_err();
+            assert!(e.to_string().contains("Projection::backward grads"), "{e}");
+            assert_eq!(wrong, other_kind.zeros_like());
+            let (_, other_cache) = other_kind.forward_train(x.clone()).unwrap();
+            let e = p.backward(&other_cache, dy.view(), &mut g).unwrap_err();
+            assert!(e.to_string().contains("Projection::backward cache"), "{e}");
+            assert_eq!(g, before);
+
+            // Gradients and caches of the same kind but another shape.
+            let bigger = match p {
+                Projection::Dense(_) => Projection::Dense(Linear::init(7, 8, &mut rng)),
+                Projection::Tt(_) => {
+                    let lin = Linear::init(7, 8, &mut rng);
+                    Projection::Tt(TTLayer::from_linear(&[7], &[2, 4], &lin, &[]).unwrap())
+                }
+            };
+            let mut wrong = bigger.zeros_like();
+            assert!(p.backward(&cache, dy.view(), &mut wrong).is_err());
+            assert_eq!(wrong, bigger.zeros_like());
+            let (_, big_cache) = bigger.forward_train(randn(5, 7, &mut rng)).unwrap();
+            assert!(p.backward(&big_cache, dy.view(), &mut g).is_err());
+            assert_eq!(g, before);
+        }
+
+        // A TT cache of the same width from a layer of another spec.
+        let lin = Linear::init(6, 8, &mut rng);
+        let tt2 = Projection::Tt(TTLayer::from_linear(&[3, 2], &[4, 2], &lin, &[]).unwrap());
+        let (_, c2) = tt2.forward_train(randn(5, 6, &mut rng)).unwrap();
+        let mut g = tt.zeros_like();
+        let e = tt
+            .backward(&c2, randn(5, 8, &mut rng).view(), &mut g)
+            .unwrap_err();
+        assert!(e.to_string().contains("Projection::backward cache"), "{e}");
+        assert_eq!(g, tt.zeros_like());
+        let mut g2 = tt2.zeros_like();
+        let (_, c) = tt.forward_train(randn(5, 6, &mut rng)).unwrap();
+        let e = tt
+            .backward(&c, randn(5, 8, &mut rng).view(), &mut g2)
+            .unwrap_err();
+        assert!(e.to_string().contains("Projection::backward grads"), "{e}");
+    }
+
+    /// `Ffn::forward_train` and `Ffn::backward` error, without touching the gradients, on a
+    /// wrong-width input, a `dy` not of the output's shape, a cache or gradients of another
+    /// shape and projections that do not chain; on valid input they give exactly what the
+    /// unchecked versions give.
+    #[test]
+    fn ffn_checked_entry_points_reject_bad_input() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let ffn = Ffn::init(6, 3, &mut rng);
+        let x = randn(7, 6, &mut rng);
+        let dy = randn(7, 6, &mut rng);
+        let (y, cache) = ffn.forward_train(x.clone()).unwrap();
+        let (y0, cache0) = ffn.forward_train_unchecked(x.clone());
+        assert_eq!(y, y0);
+        let (mut g, mut g0) = (ffn.zeros_like(), ffn.zeros_like());
+        let dx = ffn.backward(&cache, dy.view(), &mut g).unwrap();
+        let dx0 = ffn.backward_unchecked(&cache0, dy.view(), &mut g0);
+        assert_eq!(dx, dx0);
+        assert_eq!(g, g0);
+
+        let e = ffn.forward_train(randn(7, 5, &mut rng)).unwrap_err();
+        assert!(matches!(e, Error::Shape { .. }), "{e}");
+        assert!(e.to_string().contains("Ffn::forward_train x"), "{e}");
+
+        let before = g.clone();
+        for shape in [(7, 18), (7, 5), (6, 6), (0, 6)] {
+            let e = ffn
+                .backward(&cache, Array2::zeros(shape).view(), &mut g)
+                .unwrap_err();
+            assert!(e.to_string().contains("Ffn::backward dy"), "{e}");
+            assert_eq!(g, before);
+        }
+
+        // Another expansion: its gradients and its cache.
+        let other = Ffn::init(6, 2, &mut rng);
+        let mut wrong = other.zeros_like();
+        let e = ffn.backward(&cache, dy.view(), &mut wrong).unwrap_err();
+        assert!(e.to_string().contains("Ffn::backward grads"), "{e}");
+        assert_eq!(wrong, other.zeros_like());
+        let (_, other_cache) = other.forward_train(x.clone()).unwrap();
+        let e = ffn.backward(&other_cache, dy.view(), &mut g).unwrap_err();
+        assert!(e.to_string().contains("Ffn::backward cache"), "{e}");
+        assert_eq!(g, before);
+
+        // Projections that do not chain (the fields are public).
+        let broken = Ffn {
+            up: ffn.up.clone(),
+            down: Projection::Dense(Linear::init(12, 6, &mut rng)),
+        };
+        assert!(broken.forward_train(x.clone()).is_err());
+        let mut gb = broken.zeros_like();
+        assert!(broken.backward(&cache, dy.view(), &mut gb).is_err());
+        assert_eq!(gb, broken.zeros_like());
+    }
 }

@@ -79,14 +79,15 @@ impl LayerNorm {
 
     /// `x: [rows, d] -> [rows, d]`; errors if `x` does not have `d` columns.
     pub fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        self.check(x)?;
+        self.check_input(x, "LayerNorm::forward input")?;
         Ok(self.apply(x))
     }
 
-    fn check(&self, x: ArrayView2<'_, f32>) -> Result<()> {
+    /// Errors unless `x` is `[rows, d]`.
+    fn check_input(&self, x: ArrayView2<'_, f32>, context: &str) -> Result<()> {
         if x.ncols() != self.dim() {
             return Err(Error::shape(
-                "LayerNorm input",
+                context,
                 &[x.nrows(), self.dim()],
                 &[x.nrows(), x.ncols()],
             ));
@@ -94,8 +95,45 @@ impl LayerNorm {
         Ok(())
     }
 
-    /// Forward keeping what backward needs. `x: [rows, d]` (not checked) `-> ([rows, d], cache)`.
-    pub fn forward_train(&self, x: ArrayView2<'_, f32>) -> (Array2<f32>, LayerNormCache) {
+    /// Errors unless `cache` was recorded by a LayerNorm of this width.
+    pub(crate) fn check_cache(&self, cache: &LayerNormCache, context: &str) -> Result<()> {
+        let (rows, d) = cache.xhat.dim();
+        if d != self.dim() {
+            return Err(Error::shape(context, &[rows, self.dim()], &[rows, d]));
+        }
+        Ok(())
+    }
+
+    /// Errors unless `grads` has this layer's parameter shapes (`weight, bias: [d]`).
+    pub(crate) fn check_grads(&self, grads: &LayerNorm, context: &str) -> Result<()> {
+        for (name, mine, theirs) in [
+            ("weight", &self.weight, &grads.weight),
+            ("bias", &self.bias, &grads.bias),
+        ] {
+            if theirs.dim() != mine.dim() {
+                return Err(Error::shape(
+                    format!("{context} {name}"),
+                    mine.shape(),
+                    theirs.shape(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forward keeping what backward needs: `x: [rows, d] -> ([rows, d], cache)`. Errors if
+    /// `x` does not have `d` columns.
+    pub fn forward_train(&self, x: ArrayView2<'_, f32>) -> Result<(Array2<f32>, LayerNormCache)> {
+        self.check_input(x, "LayerNorm::forward_train x")?;
+        Ok(self.forward_train_unchecked(x))
+    }
+
+    /// [`forward_train`](Self::forward_train) without the check (the caller guarantees
+    /// `x: [rows, d]`).
+    pub(crate) fn forward_train_unchecked(
+        &self,
+        x: ArrayView2<'_, f32>,
+    ) -> (Array2<f32>, LayerNormCache) {
         let (rows, d) = x.dim();
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
@@ -131,7 +169,31 @@ impl LayerNorm {
 
     /// Backward: adds `dweight = Σ dy·xhat`, `dbias = Σ dy` into `grads`, returns
     /// `dx = rstd · (g − mean(g) − xhat · mean(g · xhat))` with `g = dy · weight`, `[rows, d]`.
+    ///
+    /// Errors, leaving `grads` untouched, unless `cache` comes from a LayerNorm of width `d`,
+    /// `dy` is `[rows, d]` (the shape of the forward output) and `grads` has this layer's
+    /// shapes (as made by [`zeros_like`](Self::zeros_like)).
     pub fn backward(
+        &self,
+        cache: &LayerNormCache,
+        dy: ArrayView2<'_, f32>,
+        grads: &mut LayerNorm,
+    ) -> Result<Array2<f32>> {
+        self.check_cache(cache, "LayerNorm::backward cache")?;
+        let (rows, d) = cache.xhat.dim();
+        if dy.dim() != (rows, d) {
+            return Err(Error::shape(
+                "LayerNorm::backward dy",
+                &[rows, d],
+                dy.shape(),
+            ));
+        }
+        self.check_grads(grads, "LayerNorm::backward grads")?;
+        Ok(self.backward_unchecked(cache, dy, grads))
+    }
+
+    /// [`backward`](Self::backward) without the checks.
+    pub(crate) fn backward_unchecked(
         &self,
         cache: &LayerNormCache,
         dy: ArrayView2<'_, f32>,
@@ -818,7 +880,7 @@ mod tests {
             let ln = ln_with(&w, &b);
             for nrows in [1usize, 3, 8, 9, 29, 116] {
                 let x = rows(nrows, d, &mut rng);
-                let (_, cache) = ln.forward_train(x.view());
+                let (_, cache) = ln.forward_train(x.view()).unwrap();
                 let dy = Array2::from_shape_simple_fn((nrows, d), || rng.gen_range(-1.0f32..1.0));
                 let gw0: Vec<f32> = (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect();
                 let gb0: Vec<f32> = (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect();
@@ -893,7 +955,7 @@ mod tests {
         // A column-major input goes through the same kernel.
         let xt = x.t().as_standard_layout().into_owned();
         assert!(!xt.t().is_standard_layout());
-        let (y, cache) = ln.forward_train(xt.t());
+        let (y, cache) = ln.forward_train(xt.t()).unwrap();
         assert_eq!(y, ln.apply(x.view()));
         assert_eq!(y, ln.forward(x.view()).unwrap());
         let out = forward(Path::Dispatched, &ln, &x, true);
@@ -902,13 +964,68 @@ mod tests {
         assert_eq!(cache.rstd.as_slice().unwrap(), &out[2][..]);
         let dy = Array2::from_shape_simple_fn((21, d), || rng.gen_range(-1.0f32..1.0));
         let mut g1 = ln.zeros_like();
-        let dx1 = ln.backward(&cache, dy.view(), &mut g1);
+        let dx1 = ln.backward(&cache, dy.view(), &mut g1).unwrap();
         let dyt = dy.t().as_standard_layout().into_owned();
         let mut g2 = ln.zeros_like();
         assert!(!dyt.t().is_standard_layout());
-        let dx2 = ln.backward(&cache, dyt.t(), &mut g2);
+        let dx2 = ln.backward(&cache, dyt.t(), &mut g2).unwrap();
         assert_eq!(dx1, dx2);
         assert_eq!(g1, g2);
         assert!(ln.forward(Array2::zeros((2, d + 1)).view()).is_err());
+    }
+
+    /// `forward_train` and `backward` error, without touching the gradients, on a wrong-width
+    /// input, a `dy` not of the output's shape, a cache of another width and gradients of
+    /// another shape; on valid input they give exactly what the unchecked versions give.
+    #[test]
+    fn checked_entry_points_reject_bad_shapes() {
+        let mut rng = StdRng::seed_from_u64(8);
+        let d = 9;
+        let w: Vec<f32> = (0..d).map(|_| rng.gen_range(-2.0..2.0)).collect();
+        let b: Vec<f32> = (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let ln = ln_with(&w, &b);
+        let x = rows(7, d, &mut rng);
+        let dy = Array2::from_shape_simple_fn((7, d), || rng.gen_range(-1.0f32..1.0));
+
+        let (y, cache) = ln.forward_train(x.view()).unwrap();
+        let (y0, cache0) = ln.forward_train_unchecked(x.view());
+        assert_eq!(y, y0);
+        assert_eq!(cache.xhat, cache0.xhat);
+        assert_eq!(cache.rstd, cache0.rstd);
+        let (mut g, mut g0) = (ln.zeros_like(), ln.zeros_like());
+        let dx = ln.backward(&cache, dy.view(), &mut g).unwrap();
+        let dx0 = ln.backward_unchecked(&cache0, dy.view(), &mut g0);
+        assert_eq!(dx, dx0);
+        assert_eq!(g, g0);
+
+        let e = ln
+            .forward_train(Array2::zeros((7, d + 1)).view())
+            .unwrap_err();
+        assert!(matches!(e, Error::Shape { .. }), "{e}");
+        assert!(e.to_string().contains("LayerNorm::forward_train x"), "{e}");
+
+        let before = g.clone();
+        for shape in [(7, d + 1), (7, d - 1), (6, d), (8, d), (0, d)] {
+            let e = ln
+                .backward(&cache, Array2::zeros(shape).view(), &mut g)
+                .unwrap_err();
+            assert!(e.to_string().contains("LayerNorm::backward dy"), "{e}");
+            assert_eq!(g, before);
+        }
+
+        let other = LayerNorm::new(d + 1);
+        let (_, other_cache) = other
+            .forward_train(Array2::zeros((7, d + 1)).view())
+            .unwrap();
+        let e = ln
+            .backward(&other_cache, Array2::zeros((7, d + 1)).view(), &mut g)
+            .unwrap_err();
+        assert!(e.to_string().contains("LayerNorm::backward cache"), "{e}");
+        assert_eq!(g, before);
+
+        let mut wrong = LayerNorm::new(d + 1).zeros_like();
+        let e = ln.backward(&cache, dy.view(), &mut wrong).unwrap_err();
+        assert!(e.to_string().contains("LayerNorm::backward grads"), "{e}");
+        assert_eq!(wrong, LayerNorm::new(d + 1).zeros_like());
     }
 }

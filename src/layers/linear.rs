@@ -125,6 +125,34 @@ impl Linear {
         Ok(self.apply(x))
     }
 
+    /// Errors unless `other` has this layer's weight and bias shapes (e.g. gradients made by
+    /// [`zeros_like`](Self::zeros_like)). `context` names the argument, e.g.
+    /// `"Attention::backward grads"`, and `part` the layer within it (may be empty).
+    pub(crate) fn check_same_shape(&self, other: &Linear, context: &str, part: &str) -> Result<()> {
+        let name = |t: &str| {
+            if part.is_empty() {
+                format!("{context} {t}")
+            } else {
+                format!("{context} {part}.{t}")
+            }
+        };
+        if other.weight.dim() != self.weight.dim() {
+            return Err(Error::shape(
+                name("weight"),
+                self.weight.shape(),
+                other.weight.shape(),
+            ));
+        }
+        if other.bias.dim() != self.bias.dim() {
+            return Err(Error::shape(
+                name("bias"),
+                self.bias.shape(),
+                other.bias.shape(),
+            ));
+        }
+        Ok(())
+    }
+
     /// `forward` without the shape check (the caller guarantees `x: [rows, in]`).
     pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
         affine(

@@ -761,6 +761,15 @@ impl TTLayer {
         Array2::from_shape_vec((rows, self.in_features()), d).expect("dx is [rows, in]")
     }
 
+    /// Whether `cache` was recorded by a layer of this layer's block dims (so that
+    /// [`backward`](Self::backward) can run on it).
+    pub(crate) fn cache_matches(&self, cache: &TTCache) -> bool {
+        let n = self.dims.len();
+        cache.sched.mask >> n.saturating_sub(1).min(63) == 0
+            && cache.sched.dims == plan::merged_dims(&self.dims, cache.sched.mask)
+            && (cache.rows == 0 || cache.tape.len() == cache.sched.steps.len())
+    }
+
     fn core_slices(&self) -> Vec<&[f32]> {
         self.cores
             .iter()
