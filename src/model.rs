@@ -507,8 +507,13 @@ impl Model {
         let (x, y, t, count) = self.prepare(x, y)?;
         let mut sum = 0.0;
         for (r, _) in chunks(x.len(), t) {
-            let (mut logits, cache) = self.forward_rows(&x[r.clone()], t, None);
-            sum += cross_entropy_in_place(&mut logits, &y[r], 1.0);
+            let (xc, yc, tc) = match trim_chunk(&x[r.clone()], &y[r.clone()], t) {
+                Trimmed::Empty => continue,
+                Trimmed::Whole => (x[r.clone()].to_vec(), y[r].to_vec(), t),
+                Trimmed::To(xc, yc, tc) => (xc, yc, tc),
+            };
+            let (mut logits, cache) = self.forward_rows(&xc, tc, None);
+            sum += cross_entropy_in_place(&mut logits, &yc, 1.0);
             pool::give_array(logits);
             cache.recycle();
         }
@@ -540,8 +545,9 @@ impl Model {
     /// The loss (mean cross-entropy over non-PAD targets) and its gradient with respect to every
     /// parameter. `x, y: [B, T]` of the same shape.
     ///
-    /// Each batch is computed only up to its longest real row (exact: the causal mask keeps real
-    /// positions from seeing later padding, and PAD targets are ignored).
+    /// The batch is computed in chunks of a few sequences (about 128 rows), each only up to its
+    /// own longest real row (exact: the causal mask keeps real positions from seeing later
+    /// padding, and PAD targets are ignored).
     pub fn loss_and_grads(
         &self,
         x: ArrayView2<'_, u32>,
@@ -639,7 +645,13 @@ impl Model {
     /// Forward and backward of `Σ losses · scale` on trimmed rows; returns `Σ losses`.
     fn backward_rows(&self, x: &[u32], y: &[u32], seq: usize, scale: f32, g: &mut Model) -> f64 {
         chunks(x.len(), seq)
-            .map(|(r, _)| self.backward_chunk(&x[r.clone()], &y[r], seq, scale, g))
+            .map(
+                |(r, _)| match trim_chunk(&x[r.clone()], &y[r.clone()], seq) {
+                    Trimmed::Empty => 0.0,
+                    Trimmed::Whole => self.backward_chunk(&x[r.clone()], &y[r], seq, scale, g),
+                    Trimmed::To(xc, yc, t) => self.backward_chunk(&xc, &yc, t, scale, g),
+                },
+            )
             .sum()
     }
 
@@ -775,6 +787,39 @@ fn chunks(rows: usize, seq: usize) -> impl Iterator<Item = (std::ops::Range<usiz
         let r1 = (r0 + step).min(rows);
         (r0..r1, r1 - r0)
     })
+}
+
+/// A chunk of whole sequences cut to its own longest real row.
+enum Trimmed {
+    /// Every target is PAD: the chunk adds nothing.
+    Empty,
+    /// Some row is real up to the last position: use the chunk as it is.
+    Whole,
+    /// `x`, `y` cut to `T'` positions per sequence.
+    To(Vec<u32>, Vec<u32>, usize),
+}
+
+/// Cuts a chunk (`x`, `y`: sequences of `seq` ids, flattened) to its longest real row. Exact,
+/// as trimming a whole batch is: real positions never attend to later ones, and PAD targets
+/// add nothing.
+fn trim_chunk(x: &[u32], y: &[u32], seq: usize) -> Trimmed {
+    let t = y
+        .chunks_exact(seq)
+        .map(|row| row.iter().rposition(|&v| v != PAD).map_or(0, |p| p + 1))
+        .max()
+        .unwrap_or(0);
+    if t == 0 {
+        Trimmed::Empty
+    } else if t == seq {
+        Trimmed::Whole
+    } else {
+        let cut = |v: &[u32]| -> Vec<u32> {
+            v.chunks_exact(seq)
+                .flat_map(|row| row[..t].iter().copied())
+                .collect()
+        };
+        Trimmed::To(cut(x), cut(y), t)
+    }
 }
 
 /// The length of the longest real row: one past the last non-PAD target of any row.

@@ -25,6 +25,66 @@ fn grads_map(g: &succulm::model::Grads) -> Vec<(String, ArrayD<f32>)> {
         .collect()
 }
 
+/// A batch of many chunks (each chunk is trimmed to its own longest real row), rows of very
+/// different lengths and one chunk that is all PAD: the same loss and gradients as the rows one
+/// by one, with one thread and with three.
+#[test]
+fn multi_chunk_padded_batch_equals_rows_one_by_one() {
+    let cfg = ModelConfig {
+        max_len: 20,
+        ..config()
+    };
+    let model = Model::new(cfg, 5).unwrap();
+    // 20 positions: 6 sequences per chunk of about 128 rows, so 18 rows make 3 chunks. Rows
+    // 6..12 (the second chunk) are all PAD.
+    let lens = [19usize, 3, 7, 2, 5, 9, 0, 0, 0, 0, 0, 0, 4, 6, 2, 3, 11, 5];
+    let (b, t) = (lens.len(), 20);
+    let mut x = Array2::<u32>::zeros((b, t));
+    let mut y = Array2::<u32>::zeros((b, t));
+    for (r, &n) in lens.iter().enumerate() {
+        for k in 0..n {
+            x[[r, k]] = 4 + ((r * 5 + k * 3) % 9) as u32;
+            y[[r, k]] = 4 + ((r * 7 + k * 2 + 1) % 9) as u32;
+        }
+    }
+    let total: usize = lens.iter().sum();
+    let (loss, grads) = model.loss_and_grads(x.view(), y.view()).unwrap();
+    assert!((model.loss(x.view(), y.view()).unwrap() - loss).abs() < 1e-6);
+    let mut loss_sum = 0.0f64;
+    let mut acc: Vec<ArrayD<f32>> = grads_map(&grads)
+        .iter()
+        .map(|(_, t)| ArrayD::zeros(t.raw_dim()))
+        .collect();
+    for (r, &n) in lens.iter().enumerate().filter(|(_, &n)| n > 0) {
+        let xr = x.slice(s![r..r + 1, ..n]);
+        let yr = y.slice(s![r..r + 1, ..n]);
+        let (l, g) = model.loss_and_grads(xr, yr).unwrap();
+        loss_sum += l as f64 * n as f64;
+        for (a, (_, t)) in acc.iter_mut().zip(grads_map(&g)) {
+            a.zip_mut_with(&t, |a, &b| *a += b * n as f32 / total as f32);
+        }
+    }
+    assert!((loss as f64 - loss_sum / total as f64).abs() < 1e-5);
+    for threads in [1, 3] {
+        let mut g = model.zero_grads();
+        let mut scratch = Vec::new();
+        let l = model
+            .accumulate_grads_threaded(x.view(), y.view(), &mut g, &mut scratch, threads)
+            .unwrap();
+        assert!(
+            (l - loss).abs() < 1e-6,
+            "{threads} threads: loss {l} vs {loss}"
+        );
+        for ((name, b), a) in grads_map(&g).iter().zip(&acc) {
+            let d = (b - a).iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!(
+                d < 1e-5,
+                "{threads} threads, {name}: padded vs one-by-one differ by {d}"
+            );
+        }
+    }
+}
+
 #[test]
 fn padded_batch_equals_rows_one_by_one() {
     let model = Model::new(config(), 3).unwrap();
