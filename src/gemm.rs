@@ -8,7 +8,7 @@
 //! * `B` is read **in place**, row-major with unit column stride (`B(p, j) = b[p·ldb + j]`); a
 //!   tile's `B` panel (`k × 16` floats) stays in L1 while the row tiles stream past it. For
 //!   `y = x · Wᵀ` with PyTorch's `W: [out, in]`, `B = Wᵀ` is materialised once
-//!   ([`PackedT`]) and reused until `W` changes.
+//!   (`PackedT`) and reused until `W` changes.
 //! * Tiles are 6 rows × 16 columns (12 accumulators); ragged column tails use masked loads
 //!   and stores, so no padding or copying is needed.
 //!

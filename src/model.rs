@@ -8,9 +8,11 @@ use ndarray::{s, Array2, Array3, Array4, ArrayView2, ArrayViewD, ArrayViewMutD, 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
+use crate::kernels::dispatch;
 use crate::layers::attention::{head_forward, HeadIo, HeadScratch};
 use crate::layers::{
     positional_table, visit_via_tensors, Block, BlockCache, Embedding, FfnResidualStats, LayerNorm,
@@ -386,8 +388,9 @@ impl Model {
         self.forward_threaded(ids, 1)
     }
 
-    /// [`forward`](Self::forward) with the batch's chunks of whole sequences spread over up to
-    /// `threads` threads (the caller and persistent workers). Each chunk is computed exactly as in the serial forward, so the
+    /// [`forward`](Self::forward) with the batch's chunks of whole sequences shared out among
+    /// up to `threads` threads (the caller and persistent workers; each takes the next chunk
+    /// when free). Each chunk is computed exactly as in the serial forward, so the
     /// logits are bit-identical for any `threads` (keep OpenBLAS at one thread meanwhile; see
     /// [`crate::blas`]). Errors as `forward`, and if `threads` is 0.
     pub fn forward_threaded(
@@ -424,15 +427,16 @@ impl Model {
                 rest = tail;
                 start = r.end;
             }
-            let mut per_thread: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
-            for (k, slot) in slots.into_iter().enumerate() {
-                per_thread[k % threads].push(slot);
-            }
-            let work: Vec<Mutex<Vec<_>>> = per_thread.into_iter().map(Mutex::new).collect();
+            // Each thread claims the next unclaimed chunk as it becomes free.
+            let work: Vec<Mutex<Option<_>>> =
+                slots.into_iter().map(|s| Mutex::new(Some(s))).collect();
+            let next = AtomicUsize::new(0);
             let flat = &flat;
-            workers::run(threads, &|i| {
-                let mine = std::mem::take(&mut *work[i].lock().unwrap_or_else(|e| e.into_inner()));
-                for (r, mut dst) in mine {
+            workers::run(threads, &|_| loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some(cell) = work.get(k) else { break };
+                let taken = cell.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some((r, mut dst)) = taken {
                     let (logits, cache) = self.forward_rows(&flat[r], t, None);
                     dst.assign(&logits);
                     pool::give_array(logits);
@@ -571,11 +575,14 @@ impl Model {
         Ok((sum / count as f64) as f32)
     }
 
-    /// As [`accumulate_grads`](Self::accumulate_grads), splitting the batch's rows across
-    /// `threads` threads (each computed up to its own longest real row; `scratch` holds the
-    /// extra threads' gradients between calls). The result equals the one-thread result up to
-    /// float summation order. Set [`crate::blas::set_num_threads`]`(1)` to avoid
-    /// oversubscription.
+    /// As [`accumulate_grads`](Self::accumulate_grads), with the batch's chunks (a few
+    /// sequences each) shared out dynamically among `threads` threads: each thread takes the
+    /// next unclaimed piece of the batch as it becomes free, so a slower core (a busy virtual
+    /// CPU, an efficiency core) simply does fewer. Every piece's gradient goes to its own
+    /// buffer in `scratch` (at most 16, kept between calls), and they are added into `grads`
+    /// in the batch's order, so the result does not depend on the timing or on `threads`
+    /// (≥ 2); it equals the one-thread result up to float summation order. Set
+    /// [`crate::blas::set_num_threads`]`(1)` to avoid oversubscription.
     pub fn accumulate_grads_threaded(
         &self,
         x: ArrayView2<'_, u32>,
@@ -589,56 +596,60 @@ impl Model {
         if threads == 1 {
             return self.accumulate_grads(x, y, grads);
         }
-        if x.dim() != y.dim() {
-            return Err(Error::shape("loss targets y", x.shape(), y.shape()));
-        }
-        self.check_ids(x, "x")?;
-        self.check_ids(y, "y")?;
-        let count = y.iter().filter(|&&t| t != PAD).count();
-        if count == 0 {
-            return Err(Error::invalid_arg("y", "every target is <PAD>"));
-        }
+        let (xs, ys, t, count) = self.prepare(x, y)?;
         let scale = 1.0 / count as f32;
-        while scratch.len() < threads - 1 {
+        // Pieces: contiguous runs of whole chunks, at most MAX_PIECES of them.
+        let per_chunk = (CHUNK_ROWS / t).max(1);
+        let n_chunks = b.div_ceil(per_chunk);
+        let pieces = n_chunks.min(MAX_PIECES);
+        while scratch.len() < pieces {
             scratch.push(self.zero_grads());
         }
-        let chunk = b.div_ceil(threads);
-        let parts: Vec<(Vec<u32>, Vec<u32>, usize)> = (0..threads)
-            .map(|i| {
-                let r = (i * chunk).min(b)..((i + 1) * chunk).min(b);
-                let (xc, yc) = (x.slice(s![r.clone(), ..]), y.slice(s![r, ..]));
-                let t = trimmed_len(yc);
-                (
-                    xc.slice(s![.., ..t]).iter().copied().collect(),
-                    yc.slice(s![.., ..t]).iter().copied().collect(),
-                    t,
-                )
-            })
+        let seqs = |k: usize| {
+            let c = |k: usize| (k * n_chunks / pieces * per_chunk).min(b);
+            c(k)..c(k + 1)
+        };
+        let slots: Vec<Mutex<(&mut Model, f64)>> = scratch[..pieces]
+            .iter_mut()
+            .map(|g| Mutex::new((&mut g.inner, 0.0)))
             .collect();
-        // Part 0 into `grads`, part i into `scratch[i - 1]`; each with its loss sum.
-        let targets: Vec<Mutex<(&mut Model, f64)>> = std::iter::once(&mut grads.inner)
-            .chain(scratch.iter_mut().map(|g| &mut g.inner))
-            .take(threads)
-            .map(|g| Mutex::new((g, 0.0)))
-            .collect();
-        workers::run(threads, &|i| {
-            let mut slot = targets[i].lock().unwrap_or_else(|e| e.into_inner());
+        let next = AtomicUsize::new(0);
+        workers::run(threads, &|_| loop {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            if k >= pieces {
+                break;
+            }
+            let mut slot = slots[k].lock().unwrap_or_else(|e| e.into_inner());
             let (g, sum) = &mut *slot;
-            if i > 0 {
-                g.visit_mut("", &mut |_, mut t| t.fill(0.0));
-            }
-            let (x, y, t) = &parts[i];
-            if !x.is_empty() {
-                *sum = self.backward_rows(x, y, *t, scale, g);
-            }
+            g.visit_mut("", &mut |_, mut v| v.fill(0.0));
+            let r = seqs(k);
+            let rows = r.start * t..r.end * t;
+            *sum = self.backward_rows(&xs[rows.clone()], &ys[rows], t, scale, g);
         });
-        let total: f64 = targets
+        let total: f64 = slots
             .into_iter()
             .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).1)
             .sum();
-        for g in scratch.iter().take(threads - 1) {
-            grads.add_assign(g);
-        }
+        // grads += piece 0, then piece 1, …: a fixed order.
+        let parts: Vec<Vec<(String, ArrayViewD<'_, f32>)>> =
+            scratch[..pieces].iter().map(|g| g.named()).collect();
+        let mut i = 0;
+        grads.visit_mut("", &mut |_, mut g| {
+            match g.as_slice_mut() {
+                Some(d) => {
+                    for p in &parts {
+                        let src = p[i].1.as_slice().expect("gradients are contiguous");
+                        dispatch!(add_into, (d, src));
+                    }
+                }
+                None => {
+                    for p in &parts {
+                        g += &p[i].1;
+                    }
+                }
+            }
+            i += 1;
+        });
         Ok((total / count as f64) as f32)
     }
 
@@ -787,6 +798,15 @@ fn chunks(rows: usize, seq: usize) -> impl Iterator<Item = (std::ops::Range<usiz
         let r1 = (r0 + step).min(rows);
         (r0..r1, r1 - r0)
     })
+}
+
+/// Most pieces (gradient buffers) a threaded gradient pass splits a batch into.
+const MAX_PIECES: usize = 16;
+
+/// `d += s`, elementwise.
+#[inline(always)]
+fn add_into(d: &mut [f32], s: &[f32]) {
+    d.iter_mut().zip(s).for_each(|(d, &s)| *d += s);
 }
 
 /// A chunk of whole sequences cut to its own longest real row.

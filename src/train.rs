@@ -33,7 +33,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Optional global-norm gradient clipping.
     pub clip: Option<f32>,
-    /// Threads splitting each batch's rows (1 = deterministic single-thread summation).
+    /// Threads sharing each batch's chunks (results are deterministic for any value; 1 sums in
+    /// the plain single-thread order, 2 or more in a fixed per-piece order, see
+    /// [`Model::accumulate_grads_threaded`](crate::Model::accumulate_grads_threaded)).
     pub threads: usize,
 }
 
