@@ -18,7 +18,10 @@ fn config() -> ModelConfig {
     }
 }
 
-fn grads_map(g: &succulm::model::Grads) -> Vec<(String, ArrayD<f32>)> {
+/// Gradients by name, owned.
+type NamedGrads = Vec<(String, ArrayD<f32>)>;
+
+fn grads_map(g: &succulm::model::Grads) -> NamedGrads {
     g.named()
         .into_iter()
         .map(|(n, t)| (n, t.to_owned()))
@@ -68,7 +71,7 @@ fn multi_chunk_padded_batch_equals_rows_one_by_one() {
     // Threads share the chunks dynamically; the pieces are summed in a fixed order, so every
     // thread count >= 2 gives the same bits, also when `scratch` holds an earlier call's sums.
     let mut scratch = Vec::new();
-    let mut first: Option<(f32, Vec<(String, ArrayD<f32>)>)> = None;
+    let mut first: Option<(f32, NamedGrads)> = None;
     for threads in [1, 3, 2, 5, 3] {
         let mut g = model.zero_grads();
         let l = model
