@@ -9,9 +9,10 @@
 //! ones.
 //!
 //! [`run`]`(n, f)` calls `f(0)`, …, `f(n − 1)` concurrently: `f(0)` on the calling thread, the
-//! rest on parked worker threads (created on first use, kept for the life of the process),
-//! and returns once every call has finished. A panic in any call is re-raised in the caller
-//! after all calls have finished. Calls made from inside a worker run serially (no nested
+//! rest on parked worker threads (created on first use, kept for the life of the process; if
+//! the system refuses a thread, its calls run on the caller), and returns once every call has
+//! finished. A panic in any call is re-raised in the caller after all calls have finished.
+//! Calls made from inside a worker run serially (no nested
 //! parallelism, so no deadlock).
 
 use std::cell::Cell;
@@ -67,7 +68,8 @@ thread_local! {
 /// The workers' queues, one per worker, grown on demand.
 static WORKERS: Mutex<Vec<Sender<Job>>> = Mutex::new(Vec::new());
 
-fn spawn_worker() -> Sender<Job> {
+/// A new worker's queue, or `None` if the system refused a thread.
+fn spawn_worker() -> Option<Sender<Job>> {
     let (tx, rx) = channel::<Job>();
     std::thread::Builder::new()
         .name("succulm-worker".into())
@@ -81,8 +83,8 @@ fn spawn_worker() -> Sender<Job> {
                 job.latch.finish(result.err());
             }
         })
-        .expect("failed to spawn a succulm worker thread");
-    tx
+        .ok()?;
+    Some(tx)
 }
 
 /// Calls `f(i)` for every `i < n`, concurrently (`f(0)` on the calling thread, the others on
@@ -99,12 +101,16 @@ pub(crate) fn run(n: usize, f: &(dyn Fn(usize) + Sync)) {
     // SAFETY: only the lifetime is erased: every job has finished with `f` before `run`
     // returns or unwinds (the latch is waited on unconditionally below).
     let task: Task = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), Task>(f) };
-    {
+    let have = {
         let mut workers = WORKERS.lock().unwrap_or_else(|e| e.into_inner());
         while workers.len() < n - 1 {
-            workers.push(spawn_worker());
+            match spawn_worker() {
+                Some(tx) => workers.push(tx),
+                None => break,
+            }
         }
-        for (i, tx) in workers.iter().take(n - 1).enumerate() {
+        let have = workers.len().min(n - 1);
+        for (i, tx) in workers.iter().take(have).enumerate() {
             let job = Job {
                 task,
                 index: i + 1,
@@ -117,8 +123,14 @@ pub(crate) fn run(n: usize, f: &(dyn Fn(usize) + Sync)) {
                 latch.finish(result.err());
             }
         }
-    }
+        have
+    };
     let own = catch_unwind(AssertUnwindSafe(|| f(0)));
+    // Indices without a worker (the system refused a thread) run here, in order.
+    for i in have + 1..n {
+        let result = catch_unwind(AssertUnwindSafe(|| f(i)));
+        latch.finish(result.err());
+    }
     let theirs = latch.wait();
     if let Err(p) = own {
         resume_unwind(p);
