@@ -12,8 +12,7 @@
 //! rest on parked worker threads (created on first use, kept for the life of the process; if
 //! the system refuses a thread, its calls run on the caller), and returns once every call has
 //! finished. A panic in any call is re-raised in the caller after all calls have finished.
-//! Calls made from inside a worker run serially (no nested
-//! parallelism, so no deadlock).
+//! Calls made from inside a worker run serially (no nested parallelism, so no deadlock).
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
