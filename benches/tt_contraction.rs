@@ -129,16 +129,19 @@ fn bench_backward(c: &mut Criterion) {
             for (bonds, label) in case.bonds.iter().zip(&case.labels) {
                 let tt =
                     TTLayer::from_linear(&case.in_modes, &case.out_modes, &lin, bonds).unwrap();
-                let (_, cache) = tt.forward_train(x.view());
+                let (_, cache) = tt.forward_train(x.view()).unwrap();
                 let mut grads = tt.zeros_like();
                 let sweep_flops: u64 = 2 * tt.training_plan(rows).flops.max(1);
                 g.throughput(Throughput::Elements(sweep_flops));
                 g.bench_function(BenchmarkId::new(format!("tt_r{label}"), rows), |b| {
-                    b.iter(|| tt.backward(&cache, black_box(dy.view()), &mut grads))
+                    b.iter(|| {
+                        tt.backward(&cache, black_box(dy.view()), &mut grads)
+                            .unwrap()
+                    })
                 });
                 g.bench_function(
                     BenchmarkId::new(format!("tt_r{label}_fwd_train"), rows),
-                    |b| b.iter(|| tt.forward_train(black_box(x.view()))),
+                    |b| b.iter(|| tt.forward_train(black_box(x.view())).unwrap()),
                 );
             }
         }

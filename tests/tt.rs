@@ -408,10 +408,10 @@ fn check_backward(tt: &TTLayer, rows: usize, seed: u64) {
     let (i, o) = (tt.in_features(), tt.out_features());
     let x = random_x(rows, i, seed);
     let dy = random_x(rows, o, seed + 1);
-    let (y, cache) = tt.forward_train(x.view());
+    let (y, cache) = tt.forward_train(x.view()).unwrap();
     assert!(max_abs_diff(&y, &tt.forward(x.view()).unwrap()) < 1e-5);
     let mut grads = tt.zeros_like();
-    let dx = tt.backward(&cache, dy.view(), &mut grads);
+    let dx = tt.backward(&cache, dy.view(), &mut grads).unwrap();
 
     // dx = dy · W_dense.
     let w = tt.to_dense().weight().to_owned();
@@ -458,7 +458,7 @@ fn check_backward(tt: &TTLayer, rows: usize, seed: u64) {
 
     // Backward accumulates.
     let mut twice = grads.clone();
-    let _ = tt.backward(&cache, dy.view(), &mut twice);
+    tt.backward(&cache, dy.view(), &mut twice).unwrap();
     for (a, b) in twice.cores().iter().zip(grads.cores()) {
         assert!(a
             .iter()
@@ -503,9 +503,9 @@ fn backward_checked_by_central_differences() {
     let tt = TTLayer::from_linear(&[2, 3], &[2, 2], &lin, &[2, 3, 3]).unwrap();
     let x = random_x(3, 6, 7);
     let dy = random_x(3, 4, 8);
-    let (_, cache) = tt.forward_train(x.view());
+    let (_, cache) = tt.forward_train(x.view()).unwrap();
     let mut grads = tt.zeros_like();
-    let _ = tt.backward(&cache, dy.view(), &mut grads);
+    tt.backward(&cache, dy.view(), &mut grads).unwrap();
     let loss = |t: &TTLayer| -> f64 {
         let y = t.forward(x.view()).unwrap();
         y.iter()
@@ -555,13 +555,13 @@ fn check_every_plan_backward(tt: &TTLayer, rows: usize, seed: u64) {
         .expect("the unmerged plan is a candidate");
     let (want_y, cache) = tt.forward_train_with_plan(x.view(), unmerged).unwrap();
     let mut want = tt.zeros_like();
-    let want_dx = tt.backward(&cache, dy.view(), &mut want);
+    let want_dx = tt.backward(&cache, dy.view(), &mut want).unwrap();
     let scale = |a: &[f32]| a.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
     assert!(plans.len() > 1);
     for plan in &plans {
         let (y, cache) = tt.forward_train_with_plan(x.view(), plan).unwrap();
         let mut got = tt.zeros_like();
-        let dx = tt.backward(&cache, dy.view(), &mut got);
+        let dx = tt.backward(&cache, dy.view(), &mut got).unwrap();
         let ys = scale(want_y.as_slice().unwrap());
         assert!(max_abs_diff(&y, &want_y) < 1e-5 * ys, "{plan:?}: y");
         let dxs = scale(want_dx.as_slice().unwrap());
@@ -862,7 +862,7 @@ fn plan_timings() {
                             // As in training: the update drops the merged blocks.
                             tt.visit_mut("", &mut |_, _| {});
                             let (_, c) = tt.forward_train_with_plan(x.view(), &plan).unwrap();
-                            let _ = tt.backward(&c, dy.view(), &mut grads);
+                            tt.backward(&c, dy.view(), &mut grads).unwrap();
                         })
                     } else {
                         median_us(|| {

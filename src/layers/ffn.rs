@@ -157,12 +157,7 @@ impl Projection {
             ));
         }
         if let (Projection::Tt(t), ProjectionCache::Tt(_, tape)) = (self, cache) {
-            if !t.cache_matches(tape) {
-                return Err(Error::invalid_arg(
-                    context,
-                    "was recorded by a TT layer of another spec",
-                ));
-            }
+            t.check_cache(tape, context)?;
         }
         Ok(())
     }
@@ -172,27 +167,7 @@ impl Projection {
     pub(crate) fn check_grads(&self, grads: &Projection, context: &str) -> Result<()> {
         match (self, grads) {
             (Projection::Dense(l), Projection::Dense(g)) => l.check_same_shape(g, context, ""),
-            (Projection::Tt(t), Projection::Tt(g)) => {
-                let same = t.spec() == g.spec()
-                    && t.bias().dim() == g.bias().dim()
-                    && t.cores().len() == g.cores().len()
-                    && t.cores()
-                        .iter()
-                        .zip(g.cores())
-                        .all(|(a, b)| a.shape() == b.shape());
-                if same {
-                    return Ok(());
-                }
-                let describe = |l: &TTLayer| {
-                    let shapes: Vec<&[usize]> = l.cores().iter().map(|c| c.shape()).collect();
-                    format!("{:?} with cores {shapes:?}", l.spec())
-                };
-                Err(Error::Shape {
-                    context: context.into(),
-                    expected: describe(t),
-                    got: describe(g),
-                })
-            }
+            (Projection::Tt(t), Projection::Tt(g)) => t.check_grads(g, context),
             _ => Err(Error::invalid_arg(
                 context,
                 format!(
@@ -236,7 +211,7 @@ impl Projection {
                 (y, ProjectionCache::Dense(x))
             }
             Projection::Tt(t) => {
-                let (y, tape) = t.forward_train(x.view());
+                let (y, tape) = t.forward_train_unchecked(x.view());
                 let y = if relu_out { relu(y) } else { y };
                 (y, ProjectionCache::Tt(x, tape))
             }
@@ -284,7 +259,7 @@ impl Projection {
                 l.backward(x.view(), dy, g)
             }
             (Projection::Tt(t), ProjectionCache::Tt(_, tape), Projection::Tt(g)) => {
-                t.backward(tape, dy, g)
+                t.backward_unchecked(tape, dy, g)
             }
             _ => panic!("Projection::backward: cache and grads must match the projection's kind"),
         }

@@ -205,13 +205,16 @@ pub struct TTLayer {
     spec: TTSpec,
     cores: Vec<ArrayD<f32>>,
     bias: Array1<f32>,
-    dims: Vec<Dims>,
+    /// The block dims of the cores (shared with every [`TTCache`] this layer records).
+    dims: Arc<[Dims]>,
     cache: PlanCache,
 }
 
 /// What [`TTLayer::backward`] needs from [`TTLayer::forward_train`].
 #[derive(Debug, Clone)]
 pub struct TTCache {
+    /// The block dims of the layer that recorded it.
+    dims: Arc<[Dims]>,
     sched: Arc<Schedule>,
     /// The merged blocks the forward used (with suffixes), if the plan merges anything.
     merged: Option<Merged>,
@@ -399,7 +402,7 @@ impl TTLayer {
     }
 
     fn assemble(spec: TTSpec, cores: Vec<ArrayD<f32>>, bias: Array1<f32>) -> TTLayer {
-        let dims = spec.block_dims();
+        let dims = spec.block_dims().into();
         TTLayer {
             spec,
             cores,
@@ -663,18 +666,32 @@ impl TTLayer {
         self.bias.as_slice().expect("bias is contiguous")
     }
 
-    /// Forward for training: like [`forward`](Self::forward) (without the shape check: the
-    /// caller guarantees `x: [rows, in]`), under the [`training_plan`](Self::training_plan)
-    /// for `rows`, recording what [`backward`](Self::backward) needs.
-    pub fn forward_train(&self, x: ArrayView2<'_, f32>) -> (Array2<f32>, TTCache) {
+    /// Forward for training: like [`forward`](Self::forward), `x: [rows, in] -> [rows, out]`,
+    /// under the [`training_plan`](Self::training_plan) for `rows`, also returning what
+    /// [`backward`](Self::backward) needs. Errors if `x` is not `in` wide.
+    pub fn forward_train(&self, x: ArrayView2<'_, f32>) -> Result<(Array2<f32>, TTCache)> {
+        if x.ncols() != self.in_features() {
+            return Err(Error::shape(
+                "TTLayer::forward_train x",
+                &[x.nrows(), self.in_features()],
+                &[x.nrows(), x.ncols()],
+            ));
+        }
+        Ok(self.forward_train_unchecked(x))
+    }
+
+    /// [`forward_train`](Self::forward_train) without the check (the caller guarantees
+    /// `x: [rows, in]`).
+    pub(crate) fn forward_train_unchecked(&self, x: ArrayView2<'_, f32>) -> (Array2<f32>, TTCache) {
         let sched = self.schedule(x.nrows().max(1), true);
         self.train_with(sched, x)
     }
 
     /// [`forward_train`](Self::forward_train) under an explicit plan (e.g. one of
-    /// [`candidate_plans`](Self::candidate_plans)); the gradients [`backward`](Self::backward)
-    /// then gives are the same for every plan, up to rounding. Errors if `x` has the wrong
-    /// number of columns or the plan's groups do not partition this layer's cores.
+    /// [`candidate_plans`](Self::candidate_plans)): `x: [rows, in] -> [rows, out]`; the
+    /// gradients [`backward`](Self::backward) then gives are the same for every plan, up to
+    /// rounding. Errors if the plan's groups do not partition this layer's cores or `x` is not
+    /// `in` wide.
     pub fn forward_train_with_plan(
         &self,
         x: ArrayView2<'_, f32>,
@@ -705,6 +722,7 @@ impl TTLayer {
         };
         let y = self.finish(rows, y);
         let cache = TTCache {
+            dims: Arc::clone(&self.dims),
             sched,
             merged,
             tape,
@@ -713,12 +731,38 @@ impl TTLayer {
         (y, cache)
     }
 
-    /// Backward of [`forward_train`](Self::forward_train): given `dy: [rows, out]`, **adds**
-    /// the gradients of every core and of the bias into `grads` (a layer of the same spec, e.g.
-    /// from [`zeros_like`](Self::zeros_like)) and returns `dx: [rows, in]`. Under a plan that
-    /// merges cores, the gradient of each merged block is passed back to its cores
-    /// (`dA = dG·Bᵀ`, `dB = Aᵀ·dG` for `G = A ⋈ B`, down the group).
+    /// Backward of [`forward_train`](Self::forward_train) (or of
+    /// [`forward_train_with_plan`](Self::forward_train_with_plan)): given `dy: [rows, out]`,
+    /// **adds** the gradients of every core and of the bias into `grads` and returns
+    /// `dx: [rows, in]`. Under a plan that merges cores, the gradient of each merged block is
+    /// passed back to its cores (`dA = dG·Bᵀ`, `dB = Aᵀ·dG` for `G = A ⋈ B`, down the group).
+    ///
+    /// Errors, leaving `grads` untouched, unless `cache` was recorded by a layer of this spec,
+    /// `dy` has the forward output's shape `[rows, out]` (`rows` as recorded in the cache) and
+    /// `grads` has this layer's spec, core shapes and bias shape (as made by
+    /// [`zeros_like`](Self::zeros_like)).
     pub fn backward(
+        &self,
+        cache: &TTCache,
+        dy: ArrayView2<'_, f32>,
+        grads: &mut TTLayer,
+    ) -> Result<Array2<f32>> {
+        self.check_cache(cache, "TTLayer::backward cache")?;
+        let (rows, out) = (cache.rows, self.out_features());
+        if dy.dim() != (rows, out) {
+            return Err(Error::shape(
+                "TTLayer::backward dy",
+                &[rows, out],
+                dy.shape(),
+            ));
+        }
+        self.check_grads(grads, "TTLayer::backward grads")?;
+        Ok(self.backward_unchecked(cache, dy, grads))
+    }
+
+    /// [`backward`](Self::backward) without the checks (the caller guarantees that `cache`
+    /// matches this layer, `dy: [rows, out]` and `grads` of this spec).
+    pub(crate) fn backward_unchecked(
         &self,
         cache: &TTCache,
         dy: ArrayView2<'_, f32>,
@@ -762,12 +806,56 @@ impl TTLayer {
     }
 
     /// Whether `cache` was recorded by a layer of this layer's block dims (so that
-    /// [`backward`](Self::backward) can run on it).
+    /// [`backward`](Self::backward) can run on it). The merged blocks a cache carries depend on
+    /// the recording layer's unmerged cores, so the block dims must match core by core, not
+    /// only after merging.
     pub(crate) fn cache_matches(&self, cache: &TTCache) -> bool {
         let n = self.dims.len();
-        cache.sched.mask >> n.saturating_sub(1).min(63) == 0
+        cache.dims == self.dims
+            && cache.sched.mask >> n.saturating_sub(1).min(63) == 0
             && cache.sched.dims == plan::merged_dims(&self.dims, cache.sched.mask)
             && (cache.rows == 0 || cache.tape.len() == cache.sched.steps.len())
+    }
+
+    /// Errors unless `cache` was recorded by a layer of this spec (see
+    /// [`cache_matches`](Self::cache_matches)).
+    pub(crate) fn check_cache(&self, cache: &TTCache, context: &str) -> Result<()> {
+        if self.cache_matches(cache) {
+            return Ok(());
+        }
+        Err(Error::invalid_arg(
+            context,
+            format!(
+                "was recorded by a TT layer of another spec: its cores have block dims \
+                 [r_left, out, in, r_right] {:?}, this layer's {:?}",
+                cache.dims, self.dims
+            ),
+        ))
+    }
+
+    /// Errors unless `grads` has this layer's spec, core shapes and bias shape (as made by
+    /// [`zeros_like`](Self::zeros_like)).
+    pub(crate) fn check_grads(&self, grads: &TTLayer, context: &str) -> Result<()> {
+        let same = self.spec == grads.spec
+            && self.bias.dim() == grads.bias.dim()
+            && self.cores.len() == grads.cores.len()
+            && self
+                .cores
+                .iter()
+                .zip(&grads.cores)
+                .all(|(a, b)| a.shape() == b.shape());
+        if same {
+            return Ok(());
+        }
+        let describe = |l: &TTLayer| {
+            let shapes: Vec<&[usize]> = l.cores.iter().map(|c| c.shape()).collect();
+            format!("{:?} with cores {shapes:?}", l.spec)
+        };
+        Err(Error::Shape {
+            context: context.into(),
+            expected: describe(self),
+            got: describe(grads),
+        })
     }
 
     fn core_slices(&self) -> Vec<&[f32]> {
@@ -954,5 +1042,131 @@ mod tests {
         let got = tt.forward(x.view()).expect("shape");
         let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         assert!(max_abs_diff(&got, &want) < 1e-4 * scale.max(1.0));
+    }
+
+    /// The bits of every gradient in `g` (cores, then bias), to see that nothing changed.
+    fn grad_bits(g: &TTLayer) -> Vec<u32> {
+        g.cores()
+            .iter()
+            .flat_map(|c| c.iter())
+            .chain(g.bias().iter())
+            .map(|v| v.to_bits())
+            .collect()
+    }
+
+    fn bits<'a>(a: impl IntoIterator<Item = &'a f32>) -> Vec<u32> {
+        a.into_iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// `forward_train`, `forward_train_with_plan` and `backward` error, without touching the
+    /// gradients, on a wrong-width input, a `dy` not of the output's shape, a cache from a
+    /// layer of another spec (also one whose merged blocks have the same dims) and gradients
+    /// of another spec; on valid input they give exactly what the unchecked versions give.
+    #[test]
+    fn checked_entry_points_reject_bad_shapes() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let rand = |r: usize, c: usize, rng: &mut StdRng| {
+            Array2::from_shape_fn((r, c), |_| rng.gen_range(-1.0f32..1.0))
+        };
+        let lin = Linear::init(6, 4, &mut rng);
+        // Same modes, other bond dims: the same block dims once all cores are merged.
+        let tt = TTLayer::from_linear(&[6], &[2, 2], &lin, &[2, 4]).unwrap();
+        let narrow = TTLayer::from_linear(&[6], &[2, 2], &lin, &[1, 4]).unwrap();
+        assert_ne!(tt.spec(), narrow.spec());
+        let wide = TTLayer::from_linear(&[7], &[2, 2], &Linear::init(7, 4, &mut rng), &[]).unwrap();
+        let (rows, x) = (5, rand(5, 6, &mut rng));
+        let dy = rand(rows, 4, &mut rng);
+
+        // Valid input: bit for bit what the unchecked versions give, under every plan too.
+        let (y, cache) = tt.forward_train(x.view()).unwrap();
+        let (y0, cache0) = tt.forward_train_unchecked(x.view());
+        assert_eq!(bits(&y), bits(&y0));
+        let (mut g, mut g0) = (tt.zeros_like(), tt.zeros_like());
+        let dx = tt.backward(&cache, dy.view(), &mut g).unwrap();
+        let dx0 = tt.backward_unchecked(&cache0, dy.view(), &mut g0);
+        assert_eq!(bits(&dx), bits(&dx0));
+        assert_eq!(grad_bits(&g), grad_bits(&g0));
+        for plan in tt.candidate_plans(rows, true) {
+            let (y, c) = tt.forward_train_with_plan(x.view(), &plan).unwrap();
+            let mask = tt.mask_of(&plan.groups).unwrap();
+            let sched = Arc::new(plan::plan_for(&tt.dims, rows, mask, true));
+            let (y0, c0) = tt.train_with(sched, x.view());
+            assert_eq!(bits(&y), bits(&y0), "{plan:?}");
+            let (mut g, mut g0) = (tt.zeros_like(), tt.zeros_like());
+            let dx = tt.backward(&c, dy.view(), &mut g).unwrap();
+            let dx0 = tt.backward_unchecked(&c0, dy.view(), &mut g0);
+            assert_eq!(bits(&dx), bits(&dx0), "{plan:?}");
+            assert_eq!(grad_bits(&g), grad_bits(&g0), "{plan:?}");
+        }
+        // No rows is valid.
+        let (y, c) = tt.forward_train(Array2::zeros((0, 6)).view()).unwrap();
+        assert_eq!(y.dim(), (0, 4));
+        let mut g_empty = tt.zeros_like();
+        let dx = tt
+            .backward(&c, Array2::zeros((0, 4)).view(), &mut g_empty)
+            .unwrap();
+        assert_eq!(dx.dim(), (0, 6));
+
+        // A wrong-width x.
+        for cols in [5, 7, 0] {
+            let e = tt
+                .forward_train(rand(rows, cols, &mut rng).view())
+                .unwrap_err();
+            assert!(matches!(e, Error::Shape { .. }), "{e}");
+            assert!(e.to_string().contains("TTLayer::forward_train x"), "{e}");
+            let plan = tt.training_plan(rows);
+            let e = tt
+                .forward_train_with_plan(rand(rows, cols, &mut rng).view(), &plan)
+                .unwrap_err();
+            assert!(matches!(e, Error::Shape { .. }), "{e}");
+        }
+
+        // A dy not of the forward output's shape.
+        let before = grad_bits(&g);
+        for shape in [(rows, 5), (rows, 3), (rows - 1, 4), (rows + 1, 4), (0, 4)] {
+            let e = tt
+                .backward(&cache, Array2::zeros(shape).view(), &mut g)
+                .unwrap_err();
+            assert!(matches!(e, Error::Shape { .. }), "{e}");
+            assert!(e.to_string().contains("TTLayer::backward dy"), "{e}");
+            assert_eq!(grad_bits(&g), before);
+        }
+
+        // A cache from a layer of another spec: of another width, or of the same width (under
+        // its own plan, under a plan merging all cores, under every plan).
+        let (_, wide_cache) = wide.forward_train(rand(rows, 7, &mut rng).view()).unwrap();
+        let mut other_caches = vec![wide_cache];
+        other_caches.push(narrow.forward_train(x.view()).unwrap().1);
+        for plan in narrow.candidate_plans(rows, true) {
+            other_caches.push(narrow.forward_train_with_plan(x.view(), &plan).unwrap().1);
+        }
+        let all = TTPlan {
+            groups: vec![(0, 3)],
+            flops: 0,
+            modelled_ns: 0.0,
+        };
+        let (_, merged_cache) = narrow.forward_train_with_plan(x.view(), &all).unwrap();
+        assert_eq!(merged_cache.sched.dims, vec![[1, 4, 6, 1]]);
+        other_caches.push(merged_cache);
+        for other in &other_caches {
+            assert!(!tt.cache_matches(other));
+            let e = tt.backward(other, dy.view(), &mut g).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+            assert!(e.to_string().contains("TTLayer::backward cache"), "{e}");
+            assert_eq!(grad_bits(&g), before);
+        }
+        // ... while a cache of the same spec from another layer is fine.
+        let (_, twin_cache) = tt.zeros_like().forward_train(x.view()).unwrap();
+        assert!(tt.cache_matches(&twin_cache));
+
+        // Gradients of another spec.
+        for other in [&narrow, &wide] {
+            let mut wrong = other.zeros_like();
+            let want = grad_bits(&wrong);
+            let e = tt.backward(&cache, dy.view(), &mut wrong).unwrap_err();
+            assert!(matches!(e, Error::Shape { .. }), "{e}");
+            assert!(e.to_string().contains("TTLayer::backward grads"), "{e}");
+            assert_eq!(grad_bits(&wrong), want);
+        }
     }
 }
