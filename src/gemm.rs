@@ -331,6 +331,20 @@ mod avx2 {
         }
     }
 
+    /// Vector `v` of a tile row at `p`: masked when it is the partial last one.
+    #[inline(always)]
+    unsafe fn load_vec<const V: usize, const MASKED: bool>(
+        p: *const f32,
+        v: usize,
+        mask: __m256i,
+    ) -> __m256 {
+        if MASKED && v == V - 1 {
+            _mm256_maskload_ps(p, mask)
+        } else {
+            _mm256_loadu_ps(p)
+        }
+    }
+
     /// `R` rows × `V` vectors of `C`; `MASKED`: the last vector is partial (masked loads and
     /// stores; the first vector of a two-vector tile is always whole).
     #[inline(always)]
@@ -356,42 +370,49 @@ mod avx2 {
             a = a.add(t.acs);
             b = b.add(t.ldb);
         }
+        // The epilogue, one stage at a time (each flag tested once per tile, the bias loaded
+        // once), in the same order as before: + old C, + bias, ReLU, gate.
         let zero = _mm256_setzero_ps();
+        if t.acc {
+            for (r, row) in acc.iter_mut().enumerate() {
+                let c = t.c.add(r * t.ldc);
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = _mm256_add_ps(*x, load_vec::<V, MASKED>(c.add(8 * v), v, last_mask));
+                }
+            }
+        }
+        if let Some(bias) = t.bias {
+            let mut bb = [zero; V];
+            for (v, b) in bb.iter_mut().enumerate() {
+                *b = load_vec::<V, MASKED>(bias.add(8 * v), v, last_mask);
+            }
+            for row in acc.iter_mut() {
+                for (x, &b) in row.iter_mut().zip(&bb) {
+                    *x = _mm256_add_ps(*x, b);
+                }
+            }
+        }
+        if t.relu {
+            for row in acc.iter_mut() {
+                for x in row.iter_mut() {
+                    *x = _mm256_max_ps(*x, zero);
+                }
+            }
+        }
+        if let Some(g) = t.gate {
+            for (r, row) in acc.iter_mut().enumerate() {
+                let g = g.add(r * t.ldg);
+                for (v, x) in row.iter_mut().enumerate() {
+                    // Keep where !(h <= 0): positive or NaN.
+                    let h = load_vec::<V, MASKED>(g.add(8 * v), v, last_mask);
+                    *x = _mm256_and_ps(*x, _mm256_cmp_ps::<_CMP_NLE_UQ>(h, zero));
+                }
+            }
+        }
         for (r, row) in acc.iter().enumerate() {
             let c = t.c.add(r * t.ldc);
             for (v, &x) in row.iter().enumerate() {
-                let masked = MASKED && v == V - 1;
-                let mut x = x;
-                if t.acc {
-                    let old = if masked {
-                        _mm256_maskload_ps(c.add(8 * v), last_mask)
-                    } else {
-                        _mm256_loadu_ps(c.add(8 * v))
-                    };
-                    x = _mm256_add_ps(x, old);
-                }
-                if let Some(bias) = t.bias {
-                    let bb = if masked {
-                        _mm256_maskload_ps(bias.add(8 * v), last_mask)
-                    } else {
-                        _mm256_loadu_ps(bias.add(8 * v))
-                    };
-                    x = _mm256_add_ps(x, bb);
-                }
-                if t.relu {
-                    x = _mm256_max_ps(x, zero);
-                }
-                if let Some(g) = t.gate {
-                    let g = g.add(r * t.ldg + 8 * v);
-                    let h = if masked {
-                        _mm256_maskload_ps(g, last_mask)
-                    } else {
-                        _mm256_loadu_ps(g)
-                    };
-                    // Keep where !(h <= 0): positive or NaN.
-                    x = _mm256_and_ps(x, _mm256_cmp_ps::<_CMP_NLE_UQ>(h, zero));
-                }
-                if masked {
+                if MASKED && v == V - 1 {
                     _mm256_maskstore_ps(c.add(8 * v), last_mask, x);
                 } else {
                     _mm256_storeu_ps(c.add(8 * v), x);
