@@ -92,6 +92,24 @@ pub(crate) enum Act<'a> {
     ReluGrad { gate: &'a [f32], ld: usize },
 }
 
+impl Act<'_> {
+    /// The activation of `v`, the value at row `i`, column `j` of `C`.
+    #[inline]
+    fn apply(self, v: f32, i: usize, j: usize) -> f32 {
+        match self {
+            Act::Identity => v,
+            Act::Relu => v.max(0.0),
+            Act::ReluGrad { gate, ld } => {
+                if gate[i * ld + j] <= 0.0 {
+                    0.0
+                } else {
+                    v
+                }
+            }
+        }
+    }
+}
+
 /// The output side of one product: `C: [m, n]` row-major with leading dimension `ld`, what
 /// to do with its contents, and the bias (`[n]`) and activation applied as it is written.
 #[derive(Debug)]
@@ -168,33 +186,30 @@ pub(crate) fn gemm(dims: Dims, a: Strided<'_>, b: &[f32], ldb: usize, out: Out<'
 /// The fallback without AVX2 + FMA: the product by BLAS (through ndarray), then the epilogue.
 fn blas(Dims { m, n, k }: Dims, a: Strided<'_>, b: &[f32], ldb: usize, out: Out<'_>) {
     use ndarray::ShapeBuilder;
-    let av = ArrayView2::from_shape((m, k).strides((a.rs, a.cs)), a.data)
-        .expect("A fits (checked by gemm)");
-    let bv = ArrayView2::from_shape((k, n).strides((ldb, 1)), b).expect("B fits");
     let mut cv = ArrayViewMut2::from_shape((m, n).strides((out.ld, 1)), out.c).expect("C fits");
-    let beta = if out.write == Write::Accumulate {
-        1.0
+    if k == 0 {
+        // An empty sum (ndarray refuses a `[0, n]` view of an empty `B` with these strides).
+        if out.write == Write::Overwrite {
+            cv.fill(0.0);
+        }
     } else {
-        0.0
-    };
-    ndarray::linalg::general_mat_mul(1.0, &av, &bv, beta, &mut cv);
+        let av = ArrayView2::from_shape((m, k).strides((a.rs, a.cs)), a.data)
+            .expect("A fits (checked by gemm)");
+        let bv = ArrayView2::from_shape((k, n).strides((ldb, 1)), b).expect("B fits");
+        let beta = if out.write == Write::Accumulate {
+            1.0
+        } else {
+            0.0
+        };
+        ndarray::linalg::general_mat_mul(1.0, &av, &bv, beta, &mut cv);
+    }
     if out.bias.is_none() && matches!(out.act, Act::Identity) {
         return;
     }
     for (i, mut row) in cv.rows_mut().into_iter().enumerate() {
         for (j, o) in row.iter_mut().enumerate() {
             let v = *o + out.bias.map_or(0.0, |b| b[j]);
-            *o = match out.act {
-                Act::Identity => v,
-                Act::Relu => v.max(0.0),
-                Act::ReluGrad { gate, ld } => {
-                    if gate[i * ld + j] <= 0.0 {
-                        0.0
-                    } else {
-                        v
-                    }
-                }
-            };
+            *o = out.act.apply(v, i, j);
         }
     }
 }
@@ -555,17 +570,7 @@ mod tests {
                 if let Some(bias) = out.bias {
                     v += bias[j];
                 }
-                *o = match out.act {
-                    Act::Identity => v,
-                    Act::Relu => v.max(0.0),
-                    Act::ReluGrad { gate, ld } => {
-                        if gate[i * ld + j] <= 0.0 {
-                            0.0
-                        } else {
-                            v
-                        }
-                    }
-                };
+                *o = out.act.apply(v, i, j);
             }
         }
     }
@@ -587,7 +592,8 @@ mod tests {
     }
 
     /// Every tile shape and tail (rows 1..=13, columns 1..=40), both `A` layouts, both write
-    /// modes, bias, ReLU and the ReLU's backward gate, against an f64 reference.
+    /// modes, bias, ReLU and the ReLU's backward gate, against an f64 reference; for the
+    /// dispatched kernels and for the BLAS fallback of CPUs without AVX2 + FMA.
     #[test]
     fn matches_f64_reference_for_every_tail() {
         let mut rng = StdRng::seed_from_u64(7);
@@ -636,34 +642,40 @@ mod tests {
                             },
                         ),
                     ] {
-                        let mut c = c0.clone();
-                        let out = Out::new(&mut c, n, write)
-                            .bias(with_bias.then_some(&bias[..]))
-                            .act(act);
-                        gemm(Dims { m, n, k }, op, &b, n, out);
-                        for i in 0..m * n {
-                            let mut w = want[i];
-                            if write == Write::Accumulate {
-                                w += c0[i] as f64;
+                        for path in ["dispatched", "blas fallback"] {
+                            let mut c = c0.clone();
+                            let out = Out::new(&mut c, n, write)
+                                .bias(with_bias.then_some(&bias[..]))
+                                .act(act);
+                            if path == "blas fallback" {
+                                blas(Dims { m, n, k }, op, &b, n, out);
+                            } else {
+                                gemm(Dims { m, n, k }, op, &b, n, out);
                             }
-                            if with_bias {
-                                w += bias[i % n] as f64;
-                            }
-                            match act {
-                                Act::Identity => {}
-                                Act::Relu => w = w.max(0.0),
-                                Act::ReluGrad { .. } => {
-                                    if gate[(i / n) * ldg + i % n] <= 0.0 {
-                                        w = 0.0;
+                            for i in 0..m * n {
+                                let mut w = want[i];
+                                if write == Write::Accumulate {
+                                    w += c0[i] as f64;
+                                }
+                                if with_bias {
+                                    w += bias[i % n] as f64;
+                                }
+                                match act {
+                                    Act::Identity => {}
+                                    Act::Relu => w = w.max(0.0),
+                                    Act::ReluGrad { .. } => {
+                                        if gate[(i / n) * ldg + i % n] <= 0.0 {
+                                            w = 0.0;
+                                        }
                                     }
                                 }
-                            }
-                            assert!(
-                                (c[i] as f64 - w).abs() < 1e-5 * (1.0 + k as f64).sqrt(),
-                                "{layout} {write:?} bias {with_bias} {act:?} \
+                                assert!(
+                                    (c[i] as f64 - w).abs() < 1e-5 * (1.0 + k as f64).sqrt(),
+                                    "{path} {layout} {write:?} bias {with_bias} {act:?} \
                                  [{m},{n},{k}] at {i}: {} vs {w}",
-                                c[i]
-                            );
+                                    c[i]
+                                );
+                            }
                         }
                     }
                 }
