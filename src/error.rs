@@ -113,6 +113,15 @@ impl Error {
         }
     }
 
+    /// `Ok` if `got` is `expected`, else the [`Error::Shape`] of [`shape`](Self::shape).
+    pub(crate) fn check_shape(context: &str, expected: &[usize], got: &[usize]) -> Result<()> {
+        if got == expected {
+            Ok(())
+        } else {
+            Err(Error::shape(context, expected, got))
+        }
+    }
+
     /// Shorthand for [`Error::InvalidFile`].
     pub fn invalid_file(
         path: impl Into<PathBuf>,

@@ -231,13 +231,7 @@ impl Attention {
     ) -> Result<Array2<f32>> {
         self.check_cache(cache, "Attention::backward cache")?;
         let (rows, d) = (cache.rows(), self.dim());
-        if dy.dim() != (rows, d) {
-            return Err(Error::shape(
-                "Attention::backward dy",
-                &[rows, d],
-                dy.shape(),
-            ));
-        }
+        Error::check_shape("Attention::backward dy", &[rows, d], dy.shape())?;
         self.check_grads(grads, "Attention::backward grads")?;
         Ok(self.backward_unchecked(cache, dy, grads))
     }

@@ -216,9 +216,7 @@ impl Block {
         self.ffn
             .check_cache(&cache.ffn, "Block::backward cache.ffn")?;
         let (rows, d) = (cache.attn.rows(), self.dim());
-        if dy.dim() != (rows, d) {
-            return Err(Error::shape("Block::backward dy", &[rows, d], dy.shape()));
-        }
+        Error::check_shape("Block::backward dy", &[rows, d], dy.shape())?;
         self.ln1
             .check_grads(&grads.ln1, "Block::backward grads.ln1")?;
         self.attn

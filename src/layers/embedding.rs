@@ -200,13 +200,7 @@ impl Embedding {
     ) -> Result<()> {
         self.check_ids(ids)?;
         let d = self.dim();
-        if dy.dim() != (ids.len(), d) {
-            return Err(Error::shape(
-                "Embedding::backward_lookup dy",
-                &[ids.len(), d],
-                dy.shape(),
-            ));
-        }
+        Error::check_shape("Embedding::backward_lookup dy", &[ids.len(), d], dy.shape())?;
         self.check_grads(grads, "Embedding::backward_lookup grads")?;
         self.scatter_add(ids, dy, grads);
         Ok(())

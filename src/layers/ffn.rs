@@ -232,13 +232,7 @@ impl Projection {
     ) -> Result<Array2<f32>> {
         self.check_cache(cache, "Projection::backward cache")?;
         let (rows, out) = (cache.rows(), self.out_features());
-        if dy.dim() != (rows, out) {
-            return Err(Error::shape(
-                "Projection::backward dy",
-                &[rows, out],
-                dy.shape(),
-            ));
-        }
+        Error::check_shape("Projection::backward dy", &[rows, out], dy.shape())?;
         self.check_grads(grads, "Projection::backward grads")?;
         Ok(self.backward_unchecked(cache, dy, grads))
     }
@@ -457,9 +451,7 @@ impl Ffn {
         self.check_layers("Ffn::backward self")?;
         self.check_cache(cache, "Ffn::backward cache")?;
         let (rows, d) = (cache.rows(), self.down.out_features());
-        if dy.dim() != (rows, d) {
-            return Err(Error::shape("Ffn::backward dy", &[rows, d], dy.shape()));
-        }
+        Error::check_shape("Ffn::backward dy", &[rows, d], dy.shape())?;
         self.check_grads(grads, "Ffn::backward grads")?;
         Ok(self.backward_unchecked(cache, dy, grads))
     }

@@ -181,13 +181,7 @@ impl LayerNorm {
     ) -> Result<Array2<f32>> {
         self.check_cache(cache, "LayerNorm::backward cache")?;
         let (rows, d) = cache.xhat.dim();
-        if dy.dim() != (rows, d) {
-            return Err(Error::shape(
-                "LayerNorm::backward dy",
-                &[rows, d],
-                dy.shape(),
-            ));
-        }
+        Error::check_shape("LayerNorm::backward dy", &[rows, d], dy.shape())?;
         self.check_grads(grads, "LayerNorm::backward grads")?;
         Ok(self.backward_unchecked(cache, dy, grads))
     }

@@ -749,13 +749,7 @@ impl TTLayer {
     ) -> Result<Array2<f32>> {
         self.check_cache(cache, "TTLayer::backward cache")?;
         let (rows, out) = (cache.rows, self.out_features());
-        if dy.dim() != (rows, out) {
-            return Err(Error::shape(
-                "TTLayer::backward dy",
-                &[rows, out],
-                dy.shape(),
-            ));
-        }
+        Error::check_shape("TTLayer::backward dy", &[rows, out], dy.shape())?;
         self.check_grads(grads, "TTLayer::backward grads")?;
         Ok(self.backward_unchecked(cache, dy, grads))
     }
