@@ -366,7 +366,14 @@ mod avx2 {
     unsafe fn kernel<const R: usize, const V: usize, const MASKED: bool>(t: &Tile) {
         let mut acc = [[_mm256_setzero_ps(); V]; R];
         let last_mask = if V == 2 { t.m1 } else { t.m0 };
-        let (mut a, mut b) = (t.a, t.b);
+        // Each row's `A` pointer is fixed and one offset steps along `k`: the addresses of a
+        // step do not depend on each other (a chain of pointer increments would bound the loop
+        // by its latency rather than by the FMAs).
+        let mut rows = [t.a; R];
+        for (r, p) in rows.iter_mut().enumerate() {
+            *p = t.a.add(r * t.ars);
+        }
+        let (mut off, mut b) = (0usize, t.b);
         for _ in 0..t.k {
             let mut bv = [_mm256_setzero_ps(); V];
             for (v, x) in bv.iter_mut().enumerate() {
@@ -376,13 +383,13 @@ mod avx2 {
                     _mm256_loadu_ps(b.add(8 * v))
                 };
             }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*a.add(r * t.ars));
+            for (row, &p) in acc.iter_mut().zip(&rows) {
+                let av = _mm256_broadcast_ss(&*p.add(off));
                 for (x, y) in row.iter_mut().zip(bv) {
                     *x = _mm256_fmadd_ps(av, y, *x);
                 }
             }
-            a = a.add(t.acs);
+            off += t.acs;
             b = b.add(t.ldb);
         }
         // The epilogue, one stage at a time (each flag tested once per tile, the bias loaded
