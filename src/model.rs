@@ -621,7 +621,7 @@ impl Model {
             }
             let mut slot = slots[k].lock().unwrap_or_else(|e| e.into_inner());
             let (g, sum) = &mut *slot;
-            g.visit_mut("", &mut |_, mut v| v.fill(0.0));
+            zero_all(g);
             let r = seqs(k);
             let rows = r.start * t..r.end * t;
             *sum = self.backward_rows(&xs[rows.clone()], &ys[rows], t, scale, g);
@@ -630,25 +630,30 @@ impl Model {
             .into_iter()
             .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).1)
             .sum();
-        // grads += piece 0, then piece 1, …: a fixed order.
-        let parts: Vec<Vec<(String, ArrayViewD<'_, f32>)>> =
-            scratch[..pieces].iter().map(|g| g.named()).collect();
-        let mut i = 0;
-        grads.visit_mut("", &mut |_, mut g| {
-            match g.as_slice_mut() {
-                Some(d) => {
-                    for p in &parts {
-                        let src = p[i].1.as_slice().expect("gradients are contiguous");
-                        dispatch!(add_into, (d, src));
-                    }
+        // grads += piece 0, then piece 1, …: a fixed order for every element, whichever
+        // thread sums it. The threads split the elements of all tensors, end to end.
+        let parts: Vec<Vec<&[f32]>> = scratch[..pieces]
+            .iter()
+            .map(|g| {
+                g.named()
+                    .into_iter()
+                    .map(|(_, v)| v.to_slice().expect("gradients are contiguous"))
+                    .collect()
+            })
+            .collect();
+        let dst = TensorsMut::of(&mut grads.inner);
+        let total_len = dst.len();
+        workers::run(threads, &|w| {
+            let range = w * total_len / threads..(w + 1) * total_len / threads;
+            let add = |i: usize, at: usize, d: &mut [f32]| {
+                for p in &parts {
+                    let s = &p[i][at..at + d.len()];
+                    dispatch!(add_into, (&mut *d, s));
                 }
-                None => {
-                    for p in &parts {
-                        g += &p[i].1;
-                    }
-                }
-            }
-            i += 1;
+            };
+            // SAFETY: the threads' ranges are disjoint and `grads` is borrowed mutably by this
+            // function, so nothing else reads or writes it meanwhile.
+            unsafe { dst.for_each_in(range, add) };
         });
         Ok((total / count as f64) as f32)
     }
@@ -803,6 +808,65 @@ fn chunks(rows: usize, seq: usize) -> impl Iterator<Item = (std::ops::Range<usiz
 /// Most pieces (gradient buffers) a threaded gradient pass splits a batch into.
 const MAX_PIECES: usize = 16;
 
+/// Sets every tensor of `m` to zero (a `memset` where contiguous).
+fn zero_all(m: &mut Model) {
+    m.visit_mut("", &mut |_, mut t| match t.as_slice_mut() {
+        Some(s) => s.fill(0.0),
+        None => t.fill(0.0),
+    });
+}
+
+/// Every tensor of a model as a raw `(pointer, length)`, in `visit_mut` order, so that threads
+/// can write disjoint element ranges of them.
+struct TensorsMut(Vec<(*mut f32, usize)>);
+
+// SAFETY: the pointers are only dereferenced through `for_each_in`, whose callers guarantee
+// exclusive access to the ranges they pass.
+unsafe impl Sync for TensorsMut {}
+
+impl TensorsMut {
+    /// The tensors of `m` (all contiguous: gradients are built that way). `m` must stay
+    /// mutably borrowed, and untouched otherwise, while the result is used.
+    fn of(m: &mut Model) -> Self {
+        let mut v = Vec::new();
+        m.visit_mut("", &mut |_, mut t| {
+            let s = t.as_slice_mut().expect("gradients are contiguous");
+            v.push((s.as_mut_ptr(), s.len()));
+        });
+        TensorsMut(v)
+    }
+
+    /// Total number of elements.
+    fn len(&self) -> usize {
+        self.0.iter().map(|t| t.1).sum()
+    }
+
+    /// `f(tensor index, offset in that tensor, elements)` for every tensor's part of the
+    /// element `range`, counted over all tensors end to end.
+    ///
+    /// # Safety
+    /// No other thread may access `range` of these tensors meanwhile, and the model they came
+    /// from must still be mutably borrowed.
+    unsafe fn for_each_in(
+        &self,
+        range: std::ops::Range<usize>,
+        mut f: impl FnMut(usize, usize, &mut [f32]),
+    ) {
+        let mut base = 0;
+        for (i, &(p, len)) in self.0.iter().enumerate() {
+            let (lo, hi) = (range.start.max(base), range.end.min(base + len));
+            if lo < hi {
+                f(
+                    i,
+                    lo - base,
+                    std::slice::from_raw_parts_mut(p.add(lo - base), hi - lo),
+                );
+            }
+            base += len;
+        }
+    }
+}
+
 /// `d += s`, elementwise.
 #[inline(always)]
 fn add_into(d: &mut [f32], s: &[f32]) {
@@ -896,7 +960,7 @@ impl Grads {
 
     /// Sets every gradient to zero.
     pub fn zero(&mut self) {
-        self.visit_mut("", &mut |_, mut g| g.fill(0.0));
+        zero_all(&mut self.inner);
     }
 
     /// Multiplies every gradient by `k`.
