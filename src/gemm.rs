@@ -25,6 +25,10 @@ use crate::error::{Error, Result};
 const MR: usize = 6;
 /// Tile width in floats (two AVX vectors).
 const NR: usize = 16;
+/// `B` panels are packed when the inner dimension is at least this …
+const PACK_MIN_K: usize = 128;
+/// … and `B` spans at least this many floats (1 MiB: beyond L2).
+const PACK_MIN_B: usize = 1 << 18;
 
 /// What to do with the existing contents of `C`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,7 +228,7 @@ pub(crate) fn has_fma() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Act, Dims, Out, Strided, Write, MR, NR};
+    use super::{Act, Dims, Out, Strided, Write, MR, NR, PACK_MIN_B, PACK_MIN_K};
     use std::arch::x86_64::*;
 
     /// Lanes `0..live` set (all when `live >= 8`).
@@ -255,16 +259,33 @@ mod avx2 {
             Act::Relu => (true, None, 0),
             Act::ReluGrad { gate, ld } => (false, Some(gate.as_ptr()), ld),
         };
+        // When `B` is large and its rows far apart, each panel is first copied into a
+        // contiguous `k × NR` buffer: a row tile then reads `B` from consecutive cache lines
+        // (and pages) instead of one line per row of `B`. The arithmetic is unchanged.
+        let mut packed = if k >= PACK_MIN_K && k * ldb >= PACK_MIN_B {
+            vec![0.0f32; k * NR]
+        } else {
+            Vec::new()
+        };
         let mut j0 = 0;
         while j0 < n {
             let cols = (n - j0).min(NR);
+            let (b_panel, ldb_panel) = if packed.is_empty() {
+                (bp.add(j0), ldb)
+            } else {
+                for (p, dst) in packed.chunks_exact_mut(NR).enumerate() {
+                    let src = std::slice::from_raw_parts(bp.add(p * ldb + j0), cols);
+                    dst[..cols].copy_from_slice(src);
+                }
+                (packed.as_ptr(), NR)
+            };
             let t = Tile {
                 k,
                 a: ap,
                 ars: a.rs,
                 acs: a.cs,
-                b: bp.add(j0),
-                ldb,
+                b: b_panel,
+                ldb: ldb_panel,
                 c: cp.add(j0),
                 ldc,
                 m0: lane_mask(cols),
@@ -473,8 +494,9 @@ impl PackedT {
     }
 }
 
-/// `C = A · B` or `C += A · B` for ndarray views of any layout (`B` and `C` are copied to a
-/// row-major buffer when their columns are not contiguous).
+/// `C = A · B` or `C += A · B` for ndarray views of any layout. `A` is read in place through
+/// its strides; a column-major `C` is computed as `Cᵀ = Bᵀ · Aᵀ` in place; otherwise `B` and
+/// `C` are copied to a row-major buffer when they are not row-major.
 ///
 /// ```
 /// use ndarray::{array, Array2};
@@ -507,6 +529,20 @@ pub fn matmul_into(
     }
     if m == 0 || n == 0 {
         return Ok(());
+    }
+    // The kernels read `B` and write `C` by rows (`A` is read through any strides). Either
+    // `C = A · B` or, as the same sums term for term (so the same bits), `Cᵀ = Bᵀ · Aᵀ`:
+    // whichever needs the fewer elements copied to row-major buffers.
+    let copies = |b: &ArrayView2<'_, f32>, c_row_major: bool| {
+        let b_copy = if b.is_standard_layout() { 0 } else { b.len() };
+        b_copy + if c_row_major { 0 } else { 2 * m * n }
+    };
+    let (direct, transposed) = (
+        copies(&b, c.is_standard_layout()),
+        copies(&a.t(), c.t().is_standard_layout()),
+    );
+    if transposed < direct {
+        return matmul_into(b.t(), a.t(), c.reversed_axes(), write);
     }
     // A through its strides (a standard-layout copy if a stride is negative).
     if a.strides().iter().any(|&s| s < 0) {
@@ -748,5 +784,126 @@ mod tests {
         let b = ndarray::Array2::<f32>::zeros((4, 2));
         let mut c = ndarray::Array2::<f32>::zeros((2, 2));
         assert!(matmul_into(a.view(), b.view(), c.view_mut(), Write::Overwrite).is_err());
+    }
+
+    /// Every layout of `A`, `B` and `C` (row-major, column-major, a strided sub-view) gives
+    /// the same bits as the all-row-major product, which matches the f64 reference.
+    #[test]
+    fn matmul_into_any_layout() {
+        use ndarray::{s, Array2, ShapeBuilder};
+        let (m, n, k) = (13, 19, 7);
+        let mut rng = StdRng::seed_from_u64(5);
+        let a0 = Array2::from_shape_simple_fn((m, k), || rng.gen_range(-1.0f32..1.0));
+        let b0 = Array2::from_shape_simple_fn((k, n), || rng.gen_range(-1.0f32..1.0));
+        let c0 = Array2::from_shape_simple_fn((m, n), || rng.gen_range(-1.0f32..1.0));
+        let reference = reference(m, n, k, &|i, p| a0[[i, p]], &|p, j| b0[[p, j]]);
+        // Layout 0: row-major; 1: column-major; 2: every other column of a wider array.
+        let layout = |x: &Array2<f32>, l: usize| -> Array2<f32> {
+            let (r, c) = x.dim();
+            match l {
+                0 => x.clone(),
+                1 => {
+                    let mut y = Array2::zeros((r, c).f());
+                    y.assign(x);
+                    y
+                }
+                _ => {
+                    let mut y = Array2::from_elem((r, 2 * c), f32::NAN);
+                    y.slice_mut(s![.., ..;2]).assign(x);
+                    y
+                }
+            }
+        };
+        let view = |y: &Array2<f32>, l: usize| -> Array2<f32> {
+            // The logical matrix back from a layout (for comparing).
+            if l == 2 {
+                y.slice(s![.., ..;2]).to_owned()
+            } else {
+                y.clone()
+            }
+        };
+        for write in [Write::Overwrite, Write::Accumulate] {
+            let mut first: Option<Array2<f32>> = None;
+            for (la, lb, lc) in (0..27).map(|i| (i % 3, i / 3 % 3, i / 9)) {
+                let (a, b) = (layout(&a0, la), layout(&b0, lb));
+                let mut c = layout(&c0, lc);
+                let av = if la == 2 {
+                    a.slice(s![.., ..;2])
+                } else {
+                    a.view()
+                };
+                let bv = if lb == 2 {
+                    b.slice(s![.., ..;2])
+                } else {
+                    b.view()
+                };
+                let cv = if lc == 2 {
+                    c.slice_mut(s![.., ..;2])
+                } else {
+                    c.view_mut()
+                };
+                matmul_into(av, bv, cv, write).unwrap();
+                let got = view(&c, lc);
+                if lc == 2 {
+                    // The columns between are untouched.
+                    assert!(c.slice(s![.., 1..;2]).iter().all(|v| v.is_nan()));
+                }
+                match &first {
+                    None => {
+                        for ((i, j), &g) in got.indexed_iter() {
+                            let want = reference[i * n + j]
+                                + if write == Write::Accumulate {
+                                    c0[[i, j]] as f64
+                                } else {
+                                    0.0
+                                };
+                            assert!((g as f64 - want).abs() < 1e-5, "({i}, {j}): {g} vs {want}");
+                        }
+                        first = Some(got);
+                    }
+                    Some(f) => assert_eq!(&got, f, "layouts A {la}, B {lb}, C {lc}, {write:?}"),
+                }
+            }
+        }
+    }
+
+    /// A large `B` is packed panel by panel: the same bits as the unpacked kernel (computed
+    /// here on narrow copies of `B`, too small to be packed), close to the f64 reference.
+    #[test]
+    fn packed_b_panels_give_the_same_bits() {
+        use ndarray::{s, Array2};
+        let (m, n, k) = (7, 2050, PACK_MIN_K + 3);
+        assert!(k * n >= PACK_MIN_B);
+        let mut rng = StdRng::seed_from_u64(9);
+        let a = Array2::from_shape_simple_fn((m, k), || rng.gen_range(-1.0f32..1.0));
+        let b = Array2::from_shape_simple_fn((k, n), || rng.gen_range(-1.0f32..1.0));
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.01).collect();
+        let run = |b: &Array2<f32>, bias: &[f32]| {
+            let (k, n) = b.dim();
+            let mut c = vec![0.0f32; m * n];
+            gemm(
+                Dims { m, n, k },
+                Strided::rows(a.as_slice().unwrap(), k),
+                b.as_slice().unwrap(),
+                n,
+                Out::new(&mut c, n, Write::Overwrite)
+                    .bias(Some(bias))
+                    .act(Act::Relu),
+            );
+            Array2::from_shape_vec((m, n), c).unwrap()
+        };
+        let whole = run(&b, &bias);
+        let reference = reference(m, n, k, &|i, p| a[[i, p]], &|p, j| b[[p, j]]);
+        for j0 in (0..n).step_by(NR) {
+            let j1 = (j0 + NR).min(n);
+            let narrow = run(&b.slice(s![.., j0..j1]).to_owned(), &bias[j0..j1]);
+            assert_eq!(narrow, whole.slice(s![.., j0..j1]), "columns {j0}..{j1}");
+            for i in 0..m {
+                for j in j0..j1 {
+                    let want = (reference[i * n + j] + bias[j] as f64).max(0.0);
+                    assert!((whole[[i, j]] as f64 - want).abs() < 1e-4, "({i}, {j})");
+                }
+            }
+        }
     }
 }
