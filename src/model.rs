@@ -651,8 +651,7 @@ impl Model {
                     dispatch!(add_into, (&mut *d, s));
                 }
             };
-            // SAFETY: the threads' ranges are disjoint and `grads` is borrowed mutably by this
-            // function, so nothing else reads or writes it meanwhile.
+            // SAFETY: the threads' ranges are disjoint, and `dst` holds `grads` borrowed.
             unsafe { dst.for_each_in(range, add) };
         });
         Ok((total / count as f64) as f32)
@@ -817,23 +816,25 @@ fn zero_all(m: &mut Model) {
 }
 
 /// Every tensor of a model as a raw `(pointer, length)`, in `visit_mut` order, so that threads
-/// can write disjoint element ranges of them.
-struct TensorsMut(Vec<(*mut f32, usize)>);
+/// can write disjoint element ranges of them. Holds the model's mutable borrow meanwhile.
+struct TensorsMut<'a>(
+    Vec<(*mut f32, usize)>,
+    std::marker::PhantomData<&'a mut Model>,
+);
 
 // SAFETY: the pointers are only dereferenced through `for_each_in`, whose callers guarantee
-// exclusive access to the ranges they pass.
-unsafe impl Sync for TensorsMut {}
+// that no two threads pass overlapping ranges; the model itself stays borrowed.
+unsafe impl Sync for TensorsMut<'_> {}
 
-impl TensorsMut {
-    /// The tensors of `m` (all contiguous: gradients are built that way). `m` must stay
-    /// mutably borrowed, and untouched otherwise, while the result is used.
-    fn of(m: &mut Model) -> Self {
+impl<'a> TensorsMut<'a> {
+    /// The tensors of `m` (all contiguous: gradients are built that way).
+    fn of(m: &'a mut Model) -> Self {
         let mut v = Vec::new();
         m.visit_mut("", &mut |_, mut t| {
             let s = t.as_slice_mut().expect("gradients are contiguous");
             v.push((s.as_mut_ptr(), s.len()));
         });
-        TensorsMut(v)
+        TensorsMut(v, std::marker::PhantomData)
     }
 
     /// Total number of elements.
@@ -845,8 +846,7 @@ impl TensorsMut {
     /// element `range`, counted over all tensors end to end.
     ///
     /// # Safety
-    /// No other thread may access `range` of these tensors meanwhile, and the model they came
-    /// from must still be mutably borrowed.
+    /// No other thread may access `range` of these tensors meanwhile.
     unsafe fn for_each_in(
         &self,
         range: std::ops::Range<usize>,
