@@ -1,7 +1,8 @@
 //! `succulm::gemm` against OpenBLAS (through ndarray, one thread) on the products of one
 //! training chunk of `upper_middle` (116 rows = 4 sequences of 29) and of a 1×29 forward:
 //! forward `x · Wᵀ` (with `Wᵀ` pre-packed, as `Linear` keeps it), weight gradient
-//! `dW += dyᵀ · x`, and input gradient `dx = dy · W`.
+//! `dW += dyᵀ · x`, and input gradient `dx = dy · W`; and one large forward (`768 → 3072`,
+//! 128 rows).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::{linalg::general_mat_mul, Array2};
@@ -53,6 +54,21 @@ fn benches(c: &mut Criterion) {
         });
         g.bench_function(format!("{name}/dinput/openblas"), |b| b.iter(|| dy.dot(&w)));
     }
+    // A GPT-2-sized FFN layer (768 -> 3072, 128 rows): `B` spans 9 MiB, so the kernels pack it
+    // panel by panel.
+    let (rows, inp, out) = (128, 768, 3072);
+    let x = rand(rows, inp, &mut rng);
+    let w = rand(out, inp, &mut rng);
+    let wt = w.t().as_standard_layout().into_owned();
+    let mut y = Array2::<f32>::zeros((rows, out));
+    g.sample_size(20);
+    g.throughput(Throughput::Elements((2 * rows * inp * out) as u64));
+    g.bench_function("large_768x3072/forward/succulm", |b| {
+        b.iter(|| matmul_into(x.view(), wt.view(), y.view_mut(), Write::Overwrite).unwrap())
+    });
+    g.bench_function("large_768x3072/forward/openblas", |b| {
+        b.iter(|| general_mat_mul(1.0, &x, &wt, 0.0, &mut y))
+    });
     g.finish();
 }
 
