@@ -262,10 +262,32 @@ mod avx2 {
         // When `B` is large and its rows far apart, each panel is first copied into a
         // contiguous `k × NR` buffer: a row tile then reads `B` from consecutive cache lines
         // (and pages) instead of one line per row of `B`. The arithmetic is unchanged.
-        let mut packed = if k >= PACK_MIN_K && k * ldb >= PACK_MIN_B {
+        let big = k >= PACK_MIN_K && k * ldb >= PACK_MIN_B;
+        let mut packed = if big {
             vec![0.0f32; k * NR]
         } else {
             Vec::new()
+        };
+        // With a large `B`, `A` is packed too, once: each row tile's rows side by side
+        // (`[k, MR]`, rows past `m` zero), so a tile reads `A` as one sequential stream.
+        let a_packed: Vec<f32> = if big {
+            let mut v = vec![0.0f32; m.next_multiple_of(MR) * k];
+            for (t, panel) in v.chunks_exact_mut(MR * k).enumerate() {
+                for (i, row) in (t * MR..(t * MR + MR).min(m)).enumerate() {
+                    for p in 0..k {
+                        panel[p * MR + i] = *ap.add(row * a.rs + p * a.cs);
+                    }
+                }
+            }
+            v
+        } else {
+            Vec::new()
+        };
+        // (A pointer, row stride, column stride, step from one row tile to the next.)
+        let (ap, ars, acs, tile_step) = if big {
+            (a_packed.as_ptr(), 1, MR, k)
+        } else {
+            (ap, a.rs, a.cs, a.rs)
         };
         let mut j0 = 0;
         while j0 < n {
@@ -282,8 +304,9 @@ mod avx2 {
             let t = Tile {
                 k,
                 a: ap,
-                ars: a.rs,
-                acs: a.cs,
+                ars,
+                acs,
+                tile_step,
                 b: b_panel,
                 ldb: ldb_panel,
                 c: cp.add(j0),
@@ -339,6 +362,9 @@ mod avx2 {
         k: usize,
         a: *const f32,
         ars: usize,
+        /// How far `a` moves per row of `C` from one row tile to the next (`ars`, or `k` when
+        /// `A` is packed by tiles).
+        tile_step: usize,
         acs: usize,
         b: *const f32,
         ldb: usize,
@@ -359,7 +385,7 @@ mod avx2 {
         #[inline(always)]
         unsafe fn at_row(&self, i0: usize) -> Tile {
             Tile {
-                a: self.a.add(i0 * self.ars),
+                a: self.a.add(i0 * self.tile_step),
                 c: self.c.add(i0 * self.ldc),
                 gate: self.gate.map(|g| g.add(i0 * self.ldg)),
                 ..*self
@@ -867,23 +893,25 @@ mod tests {
         }
     }
 
-    /// A large `B` is packed panel by panel: the same bits as the unpacked kernel (computed
-    /// here on narrow copies of `B`, too small to be packed), close to the f64 reference.
+    /// With a large `B`, both operands are packed (`B` by column panels, `A` by row tiles):
+    /// the same bits as the unpacked kernel (computed here on narrow copies of `B`, too small
+    /// to be packed), for `A` row-major and transposed, close to the f64 reference.
     #[test]
-    fn packed_b_panels_give_the_same_bits() {
+    fn packed_operands_give_the_same_bits() {
         use ndarray::{s, Array2};
         let (m, n, k) = (7, 2050, PACK_MIN_K + 3);
         assert!(k * n >= PACK_MIN_B);
         let mut rng = StdRng::seed_from_u64(9);
         let a = Array2::from_shape_simple_fn((m, k), || rng.gen_range(-1.0f32..1.0));
         let b = Array2::from_shape_simple_fn((k, n), || rng.gen_range(-1.0f32..1.0));
+        let at = a.t().as_standard_layout().into_owned();
         let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.01).collect();
-        let run = |b: &Array2<f32>, bias: &[f32]| {
+        let run_with = |a: Strided<'_>, b: &Array2<f32>, bias: &[f32]| {
             let (k, n) = b.dim();
             let mut c = vec![0.0f32; m * n];
             gemm(
                 Dims { m, n, k },
-                Strided::rows(a.as_slice().unwrap(), k),
+                a,
                 b.as_slice().unwrap(),
                 n,
                 Out::new(&mut c, n, Write::Overwrite)
@@ -892,7 +920,12 @@ mod tests {
             );
             Array2::from_shape_vec((m, n), c).unwrap()
         };
+        let run = |b: &Array2<f32>, bias: &[f32]| {
+            run_with(Strided::rows(a.as_slice().unwrap(), k), b, bias)
+        };
         let whole = run(&b, &bias);
+        let transposed = run_with(Strided::transposed(at.as_slice().unwrap(), m), &b, &bias);
+        assert_eq!(transposed, whole, "A read through its transpose");
         let reference = reference(m, n, k, &|i, p| a[[i, p]], &|p, j| b[[p, j]]);
         for j0 in (0..n).step_by(NR) {
             let j1 = (j0 + NR).min(n);
