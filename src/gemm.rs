@@ -11,6 +11,9 @@
 //!   (`PackedT`) and reused until `W` changes.
 //! * Tiles are 6 rows × 16 columns (12 accumulators); ragged column tails use masked loads
 //!   and stores, so no padding or copying is needed.
+//! * Only when `B` is large (beyond L2, as in a 768 → 3072 layer) are the operands copied: `B`
+//!   by column panels and `A` by row tiles, each into one contiguous stream. The arithmetic is
+//!   the same.
 //!
 //! Every element of `C` is the sum over `p = 0, 1, …, k−1` in that order (one FMA each), then
 //! `+ bias`, so results do not depend on the tiling, the row count or the thread that computes
@@ -292,7 +295,7 @@ mod avx2 {
         let mut j0 = 0;
         while j0 < n {
             let cols = (n - j0).min(NR);
-            let (b_panel, ldb_panel) = if packed.is_empty() {
+            let (b_panel, ldb_panel) = if !big {
                 (bp.add(j0), ldb)
             } else {
                 for (p, dst) in packed.chunks_exact_mut(NR).enumerate() {
