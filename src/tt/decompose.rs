@@ -145,34 +145,54 @@ extern "C" {
 
 /// `A·Aᵀ` for a row-major `a: [m, n]` by BLAS `dsyrk` (half the FLOPs of a GEMM), symmetrised.
 fn gram(a: &Array2<f64>) -> Array2<f64> {
+    syrk(a, false)
+}
+
+/// `A·Aᵀ` (`[m, m]`, `transpose = false`) or `AᵀA` (`[n, n]`, `transpose = true`) of a
+/// row-major `a: [m, n]` by BLAS `dsyrk`, symmetrised. Falls back to ndarray's product for a
+/// non-contiguous `a` or sizes beyond a C int.
+pub(crate) fn syrk(a: &Array2<f64>, transpose: bool) -> Array2<f64> {
     let (m, n) = a.dim();
-    let (Some(data), Ok(mi), Ok(ni)) = (a.as_slice(), c_int::try_from(m), c_int::try_from(n))
-    else {
-        return a.dot(&a.t());
+    let (order, k) = if transpose { (n, m) } else { (m, n) };
+    let (Some(data), Ok(oi), Ok(ki), Ok(ni)) = (
+        a.as_slice(),
+        c_int::try_from(order),
+        c_int::try_from(k),
+        c_int::try_from(n),
+    ) else {
+        return if transpose {
+            a.t().dot(a)
+        } else {
+            a.dot(&a.t())
+        };
     };
-    let mut g = Array2::<f64>::zeros((m, m));
+    let mut g = Array2::<f64>::zeros((order, order));
+    if order == 0 {
+        return g;
+    }
     const ROW_MAJOR: c_int = 101;
     const LOWER: c_int = 122;
     const NO_TRANS: c_int = 111;
-    // SAFETY: `data` is `m·n` contiguous row-major values (lda = n), `g` is `m·m` contiguous
-    // (ldc = m); both sizes fit in a C int (checked above).
+    const TRANS: c_int = 112;
+    // SAFETY: `data` is `m·n` contiguous row-major values (lda = n), `g` is `order²`
+    // contiguous (ldc = order); all sizes fit in a C int (checked above).
     unsafe {
         cblas_dsyrk(
             ROW_MAJOR,
             LOWER,
-            NO_TRANS,
-            mi,
-            ni,
+            if transpose { TRANS } else { NO_TRANS },
+            oi,
+            ki,
             1.0,
             data.as_ptr(),
-            ni,
+            ni.max(1),
             0.0,
             g.as_mut_ptr(),
-            mi,
+            oi,
         );
     }
-    for i in 0..m {
-        for j in i + 1..m {
+    for i in 0..order {
+        for j in i + 1..order {
             g[[i, j]] = g[[j, i]];
         }
     }
@@ -198,7 +218,7 @@ extern "C" {
 /// Eigen-decomposition of a symmetric `g: [m, m]` by LAPACK `dsyevd` (divide and conquer,
 /// several times faster than the `dsyev` behind ndarray-linalg's `Eigh` at these sizes).
 /// Returns the eigenvalues ascending and the eigenvectors as columns.
-fn sym_eig(g: Array2<f64>) -> std::result::Result<(Array1<f64>, Array2<f64>), String> {
+pub(crate) fn sym_eig(g: Array2<f64>) -> std::result::Result<(Array1<f64>, Array2<f64>), String> {
     let m = g.nrows();
     let n = c_int::try_from(m).map_err(|_| format!("matrix of order {m} too large"))?;
     // Symmetric, so its row-major buffer is also its column-major one.
@@ -330,7 +350,42 @@ pub fn tt_svd(
             ),
         ));
     }
-    let d = modes.len();
+    let values: Vec<f64> = match tensor.as_slice() {
+        Some(sl) => sl.iter().map(|&v| v as f64).collect(),
+        None => tensor.iter().map(|&v| v as f64).collect(),
+    };
+    Ok(tt_svd_f64(values, modes, truncation)?.into_f32())
+}
+
+/// [`TtSvd`] with `f64` cores: what the data-aware decompositions work on before the final
+/// cast (see [`tt_svd_f64`]).
+#[derive(Debug, Clone)]
+pub(crate) struct TtSvd64 {
+    /// The cores, each `[r_{k−1}, n_k, r_k]`.
+    pub cores: Vec<Array3<f64>>,
+    pub bond_dims: Vec<usize>,
+    pub singular_values: Vec<Array1<f64>>,
+    pub discarded: Vec<f64>,
+    pub capped: Vec<CappedBond>,
+    pub norm: f64,
+}
+
+impl TtSvd64 {
+    /// The same decomposition with the cores cast to `f32`.
+    pub fn into_f32(self) -> TtSvd {
+        TtSvd {
+            cores: self.cores.iter().map(|c| c.mapv(|v| v as f32)).collect(),
+            bond_dims: self.bond_dims,
+            singular_values: self.singular_values,
+            discarded: self.discarded,
+            capped: self.capped,
+            norm: self.norm,
+        }
+    }
+}
+
+/// Checks a [`Truncation`] for `d` modes: `d − 1` bond dims, none 0; `eps` finite in `[0, 1)`.
+fn check_truncation(truncation: &Truncation, d: usize) -> Result<()> {
     if let Some(b) = &truncation.bond_dims {
         if b.len() != d - 1 {
             return Err(Error::invalid_arg(
@@ -357,18 +412,31 @@ pub fn tt_svd(
             ));
         }
     }
-    let non_finite = match tensor.as_slice() {
-        Some(sl) => sl.iter().any(|v| !v.is_finite()),
-        None => tensor.iter().any(|v| !v.is_finite()),
-    };
-    if non_finite {
+    Ok(())
+}
+
+/// TT-SVD of `values` (row-major, `f64`) viewed with shape `modes`, keeping the cores in `f64`.
+/// The same algorithm, checks and errors as [`tt_svd`] (which is this, cast to `f32`).
+pub(crate) fn tt_svd_f64(
+    values: Vec<f64>,
+    modes: &[usize],
+    truncation: &Truncation,
+) -> Result<TtSvd64> {
+    let total = check_modes("modes", modes)?;
+    if values.len() != total {
+        return Err(Error::invalid_arg(
+            "modes",
+            format!(
+                "product of modes {modes:?} is {total}, but the tensor has {} elements",
+                values.len()
+            ),
+        ));
+    }
+    let d = modes.len();
+    check_truncation(truncation, d)?;
+    if values.iter().any(|v| !v.is_finite()) {
         return Err(Error::invalid_arg("tensor", "contains a non-finite value"));
     }
-
-    let values: Vec<f64> = match tensor.as_slice() {
-        Some(sl) => sl.iter().map(|&v| v as f64).collect(),
-        None => tensor.iter().map(|&v| v as f64).collect(),
-    };
     let norm = values.iter().map(|v| v * v).sum::<f64>().sqrt();
     let delta = truncation.eps.map(|eps| {
         if d > 1 {
@@ -427,7 +495,7 @@ pub fn tt_svd(
             .sqrt();
         let core = Array3::from_shape_vec(
             (r_prev, n_k, r),
-            u.slice(s![.., ..r]).iter().map(|&v| v as f32).collect(),
+            u.slice(s![.., ..r]).iter().copied().collect(),
         )
         .map_err(|e| Error::invalid_arg("modes", e.to_string()))?;
         cores.push(core);
@@ -453,13 +521,10 @@ pub fn tt_svd(
         discarded.push(tail);
         r_prev = r;
     }
-    let last = Array3::from_shape_vec(
-        (r_prev, modes[d - 1], 1),
-        c.iter().map(|&v| v as f32).collect(),
-    )
-    .map_err(|e| Error::invalid_arg("modes", e.to_string()))?;
+    let last = Array3::from_shape_vec((r_prev, modes[d - 1], 1), c)
+        .map_err(|e| Error::invalid_arg("modes", e.to_string()))?;
     cores.push(last);
-    Ok(TtSvd {
+    Ok(TtSvd64 {
         cores,
         bond_dims,
         singular_values,

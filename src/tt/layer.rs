@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMutD, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
 
-use super::decompose::{check_modes, tt_svd, Truncation, TtSvd};
+use super::decompose::{check_modes, tt_svd_f64, Truncation, TtSvd};
 use super::plan::{self, Dims, Schedule, Taped};
 use crate::error::{Error, Result};
 use crate::layers::Linear;
@@ -134,7 +134,7 @@ impl TTSpec {
     }
 
     /// Block dims `[a_left, p, q, a_right]` of every core for the contraction engine.
-    fn block_dims(&self) -> Vec<Dims> {
+    pub(crate) fn block_dims(&self) -> Vec<Dims> {
         let d = self.num_cores();
         let r = |k: usize| {
             if k == 0 || k == d {
@@ -308,32 +308,9 @@ impl TTLayer {
                 ),
             ));
         }
-        let w = linear.weight();
-        let svd = match layout {
-            TTLayout::OutputsThenInputs => {
-                let modes: Vec<usize> = out_modes.iter().chain(in_modes).copied().collect();
-                tt_svd(w.into_dyn(), &modes, truncation)?
-            }
-            TTLayout::Matrix => {
-                let m = out_modes.len();
-                if in_modes.len() != m {
-                    return Err(Error::invalid_arg(
-                        "in_modes",
-                        format!(
-                            "the TT-matrix layout needs as many input modes as output modes, got {in_modes:?} and {out_modes:?}"
-                        ),
-                    ));
-                }
-                let full: Vec<usize> = out_modes.iter().chain(in_modes).copied().collect();
-                let t = w
-                    .into_shape_with_order(IxDyn(&full))
-                    .map_err(|e| Error::invalid_arg("modes", e.to_string()))?;
-                let perm: Vec<usize> = (0..m).flat_map(|k| [k, m + k]).collect();
-                let t = t.permuted_axes(IxDyn(&perm));
-                let modes: Vec<usize> = (0..m).map(|k| out_modes[k] * in_modes[k]).collect();
-                tt_svd(t, &modes, truncation)?
-            }
-        };
+        let w = linear.weight().mapv(|v| v as f64);
+        let (values, modes) = layout_values(layout, in_modes, out_modes, &w)?;
+        let svd = tt_svd_f64(values, &modes, truncation)?.into_f32();
         let spec = TTSpec {
             layout,
             in_modes: in_modes.to_vec(),
@@ -933,6 +910,44 @@ fn as_slice<'a>(x: &'a ArrayView2<'_, f32>) -> Cow<'a, [f32]> {
     match x.as_slice() {
         Some(s) => Cow::Borrowed(s),
         None => Cow::Owned(x.iter().copied().collect()),
+    }
+}
+
+/// A weight `w: [out, in]` as the tensor a layout decomposes, in row-major order, with its
+/// modes: `[o_1, …, o_M, i_1, …, i_N]` for [`TTLayout::OutputsThenInputs`] (the weight's own
+/// order), `[o_1·i_1, …, o_M·i_M]` with each pair's output index major for
+/// [`TTLayout::Matrix`]. The caller has checked that the modes multiply to `w`'s shape.
+pub(crate) fn layout_values(
+    layout: TTLayout,
+    in_modes: &[usize],
+    out_modes: &[usize],
+    w: &Array2<f64>,
+) -> Result<(Vec<f64>, Vec<usize>)> {
+    match layout {
+        TTLayout::OutputsThenInputs => {
+            let modes: Vec<usize> = out_modes.iter().chain(in_modes).copied().collect();
+            Ok((w.iter().copied().collect(), modes))
+        }
+        TTLayout::Matrix => {
+            let m = out_modes.len();
+            if in_modes.len() != m {
+                return Err(Error::invalid_arg(
+                    "in_modes",
+                    format!(
+                        "the TT-matrix layout needs as many input modes as output modes, got {in_modes:?} and {out_modes:?}"
+                    ),
+                ));
+            }
+            let full: Vec<usize> = out_modes.iter().chain(in_modes).copied().collect();
+            let t = w
+                .view()
+                .into_shape_with_order(IxDyn(&full))
+                .map_err(|e| Error::invalid_arg("modes", e.to_string()))?;
+            let perm: Vec<usize> = (0..m).flat_map(|k| [k, m + k]).collect();
+            let t = t.permuted_axes(IxDyn(&perm));
+            let modes: Vec<usize> = (0..m).map(|k| out_modes[k] * in_modes[k]).collect();
+            Ok((t.iter().copied().collect(), modes))
+        }
     }
 }
 

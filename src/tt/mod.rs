@@ -4,6 +4,9 @@
 //! - [`tt_svd`] decomposes any order-`d` tensor (TT-SVD, Oseledets 2011) truncated by bond
 //!   dims, by relative tolerance, or both, and reports every bond's spectrum and which requested
 //!   bond dims were capped.
+//! - [`data_aware`]: truncations that minimise the layer's output error on calibration inputs
+//!   ([`InputStats`]) instead of the weight error: whitened (SVD-LLM style) and
+//!   activation-scaled (ASVD) objectives, exact fold-back or ALS refinement.
 //! - [`TTLayer`] holds a `Linear`'s weight as a TT in one of two layouts ([`TTLayout`]): the
 //!   seed's (all output modes, then all input modes, as the `ttz` package's
 //!   `TTLayer.from_linear_layer`) or Novikov's TT-matrix (one core per output/input mode pair).
@@ -61,9 +64,15 @@
 //! # Ok::<(), succulm::Error>(())
 //! ```
 
+mod als;
+pub mod data_aware;
 mod decompose;
 mod layer;
 mod plan;
+mod stats;
 
+pub use als::{AlsConfig, AlsReport, DENSE_LIMIT};
+pub use data_aware::{DataAware, DataAwareReport, Objective};
 pub use decompose::{tt_svd, CappedBond, Truncation, TtSvd};
 pub use layer::{TTCache, TTLayer, TTLayout, TTPlan, TTSpec};
+pub use stats::InputStats;
