@@ -18,7 +18,9 @@
 //!   hand-written backward and a KV cache; [`params`]: every tensor visited by its PyTorch name.
 //! - [`loss`], [`optim`], [`train`]: cross-entropy (PAD ignored), Adam, the [`train::Trainer`].
 //! - [`tt`]: TT-SVD and [`TTLayer`] (stands alone: only [`Linear`] is shared);
-//!   [`surgery`]: [`Model::tensorize_ffn`] swaps a block's FFN for TT layers.
+//!   [`surgery`]: [`Model::tensorize_ffn`] swaps a block's FFN for TT layers;
+//!   [`calibration`]: the inputs each FFN projection sees, and data-aware compression of several
+//!   blocks ([`tt::data_aware`]), one-shot or sequential.
 //! - [`generate`]: sampling with a KV cache; [`eval`], [`sweep`], [`report`]: the compression
 //!   metrics, the block × bond grid, tables, CSV/JSON and SVG charts.
 //! - [`checkpoint`]: JSON checkpoints (atomic save, validating load).
@@ -45,6 +47,7 @@
 extern crate openblas_src;
 
 pub mod blas;
+pub mod calibration;
 pub mod checkpoint;
 pub mod data;
 pub mod embeddings;
@@ -75,6 +78,6 @@ pub use layers::Linear;
 pub use model::{Grads, KvCache, Model, ModelConfig};
 pub use params::Parameters;
 pub use probes::Probe;
-pub use surgery::{FfnTtSpec, TensorizeReport};
+pub use surgery::{FfnProjection, FfnTtSpec, TensorizeReport};
 pub use tt::{tt_svd, TTLayer, TTLayout, TTSpec, Truncation};
 pub use vocab::{detokenize, tokenize, Vocab};

@@ -355,7 +355,7 @@ impl Model {
     }
 
     /// Checks ids `[B, T]`: non-empty, `T <= max_len`, every id `< V`.
-    fn check_ids(&self, ids: ArrayView2<'_, u32>, what: &str) -> Result<()> {
+    pub(crate) fn check_ids(&self, ids: ArrayView2<'_, u32>, what: &str) -> Result<()> {
         let (b, t) = ids.dim();
         if b == 0 || t == 0 {
             return Err(Error::invalid_arg(

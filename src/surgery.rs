@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::layers::{Linear, Projection};
 use crate::model::{Model, ModelConfig};
-use crate::tt::{CappedBond, TTLayer, TTLayout, TTSpec, Truncation};
+use crate::tt::{
+    AlsReport, CappedBond, DataAware, InputStats, Objective, TTLayer, TTLayout, TTSpec, Truncation,
+};
 
 /// How to tensorize one block's FFN: a [`TTSpec`] for the up-projection `ffn.0` (`d → f`) and
 /// one for the down-projection `ffn.2` (`f → d`). The specs' bond dims are *requested* ranks:
@@ -90,6 +92,54 @@ pub struct ProjectionReport {
     pub bond_dims: Vec<usize>,
     /// Requested bond dims that were capped to their unfolding's rank limit.
     pub capped: Vec<CappedBond>,
+    /// The objective the cores minimise ([`Objective::Weight`] for plain TT-SVD).
+    pub objective: Objective,
+    /// Relative output error on the calibration rows ([`InputStats::output_error`]); NaN
+    /// when the projection was tensorized without calibration.
+    pub output_error: f64,
+    /// Plain TT-SVD's output error at the same bonds on the same rows (NaN without calibration).
+    pub plain_output_error: f64,
+    /// Relative output error on held-out rows, when the caller measured it (else NaN).
+    pub val_output_error: f64,
+    /// Whether folding the metric back was exact (always for plain TT-SVD).
+    pub fold_back_exact: bool,
+    /// The ALS refinement, when it ran.
+    pub als: Option<AlsReport>,
+}
+
+/// One of a block's two FFN projections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FfnProjection {
+    /// `ffn.0`, `d → f`.
+    Up,
+    /// `ffn.2`, `f → d` (its input is `relu(ffn.0(x))`).
+    Down,
+}
+
+impl FfnProjection {
+    /// Both, in the order the data flows.
+    pub const BOTH: [FfnProjection; 2] = [FfnProjection::Up, FfnProjection::Down];
+
+    /// The state_dict name inside the block (`"ffn.0"`, `"ffn.2"`).
+    pub fn key(self) -> &'static str {
+        match self {
+            FfnProjection::Up => "ffn.0",
+            FfnProjection::Down => "ffn.2",
+        }
+    }
+
+    /// The module name in the model (`"blocks.3.ffn.2"`).
+    pub fn module(self, block: usize) -> String {
+        format!("blocks.{block}.{}", self.key())
+    }
+
+    /// This projection's spec in `spec`.
+    pub fn spec(self, spec: &FfnTtSpec) -> &TTSpec {
+        match self {
+            FfnProjection::Up => &spec.up,
+            FfnProjection::Down => &spec.down,
+        }
+    }
 }
 
 /// What [`Model::tensorize_ffn`] did to one block.
@@ -115,22 +165,61 @@ impl TensorizeReport {
     }
 }
 
-fn tensorize(proj: &Projection, spec: &TTSpec, what: &str) -> Result<(TTLayer, ProjectionReport)> {
+/// Calibration for one projection: its inputs' stats and how to use them.
+pub type DataAwareInput<'a> = (&'a InputStats, &'a DataAware);
+
+fn tensorize(
+    proj: &Projection,
+    spec: &TTSpec,
+    what: &str,
+    data: Option<DataAwareInput<'_>>,
+) -> Result<(TTLayer, ProjectionReport)> {
     let dense: Linear = proj.to_dense();
-    let (tt, svd) = TTLayer::decompose(
-        spec.layout,
-        &spec.in_modes,
-        &spec.out_modes,
-        &dense,
-        &Truncation::bond_dims(&spec.bond_dims),
-    )
-    .map_err(|e| Error::invalid_arg(what, e.to_string()))?;
+    let wrap = |e: Error| Error::invalid_arg(what, e.to_string());
+    let truncation = Truncation::bond_dims(&spec.bond_dims);
+    let (tt, capped, da) = match data {
+        None => {
+            let (tt, svd) = TTLayer::decompose(
+                spec.layout,
+                &spec.in_modes,
+                &spec.out_modes,
+                &dense,
+                &truncation,
+            )
+            .map_err(wrap)?;
+            (tt, svd.capped, None)
+        }
+        Some((stats, config)) => {
+            let (tt, report) = TTLayer::decompose_data_aware(
+                spec.layout,
+                &spec.in_modes,
+                &spec.out_modes,
+                &dense,
+                &truncation,
+                stats,
+                config,
+            )
+            .map_err(wrap)?;
+            let capped = report
+                .svd
+                .as_ref()
+                .map(|s| s.capped.clone())
+                .unwrap_or_default();
+            (tt, capped, Some(report))
+        }
+    };
     let report = ProjectionReport {
         dense_params: dense.weight().len() + dense.bias().len(),
         tt_params: tt.num_params() + tt.bias().len(),
         rel_error: tt.relative_error(&dense),
         bond_dims: tt.bond_dims().to_vec(),
-        capped: svd.capped,
+        capped,
+        objective: da.as_ref().map_or(Objective::Weight, |r| r.objective),
+        output_error: da.as_ref().map_or(f64::NAN, |r| r.output_error),
+        plain_output_error: da.as_ref().map_or(f64::NAN, |r| r.plain_output_error),
+        val_output_error: f64::NAN,
+        fold_back_exact: da.as_ref().map_or(true, |r| r.fold_back_exact),
+        als: da.and_then(|r| r.als),
     };
     Ok((tt, report))
 }
@@ -148,9 +237,14 @@ impl Model {
         let b = self.blocks_mut().get_mut(block).ok_or_else(|| {
             Error::invalid_arg("block", format!("{block} is out of range for {n} blocks"))
         })?;
-        let (up, up_report) = tensorize(&b.ffn.up, &spec.up, &format!("blocks.{block}.ffn.0"))?;
-        let (down, down_report) =
-            tensorize(&b.ffn.down, &spec.down, &format!("blocks.{block}.ffn.2"))?;
+        let (up, up_report) =
+            tensorize(&b.ffn.up, &spec.up, &format!("blocks.{block}.ffn.0"), None)?;
+        let (down, down_report) = tensorize(
+            &b.ffn.down,
+            &spec.down,
+            &format!("blocks.{block}.ffn.2"),
+            None,
+        )?;
         b.ffn.up = Projection::Tt(up);
         b.ffn.down = Projection::Tt(down);
         Ok(TensorizeReport {
@@ -158,6 +252,33 @@ impl Model {
             up: up_report,
             down: down_report,
         })
+    }
+
+    /// Replaces one FFN projection of block `block` by a TT layer decomposed from its current
+    /// weights: by plain TT-SVD (`data = None`), or data-aware on the given calibration stats
+    /// of its inputs ([`TTLayer::decompose_data_aware`]). The report carries the weight error
+    /// and, with calibration, the output errors beside plain TT-SVD's.
+    ///
+    /// Errors (the model is left unchanged): a block out of range, a spec that does not fit the
+    /// projection, stats of another width or without rows, an invalid configuration.
+    pub fn tensorize_projection(
+        &mut self,
+        block: usize,
+        which: FfnProjection,
+        spec: &TTSpec,
+        data: Option<DataAwareInput<'_>>,
+    ) -> Result<ProjectionReport> {
+        let n = self.config().n_layers;
+        let b = self.blocks_mut().get_mut(block).ok_or_else(|| {
+            Error::invalid_arg("block", format!("{block} is out of range for {n} blocks"))
+        })?;
+        let proj = match which {
+            FfnProjection::Up => &mut b.ffn.up,
+            FfnProjection::Down => &mut b.ffn.down,
+        };
+        let (tt, report) = tensorize(proj, spec, &which.module(block), data)?;
+        *proj = Projection::Tt(tt);
+        Ok(report)
     }
 
     /// Makes block `block`'s FFN projections dense again (contracting any TT layer).

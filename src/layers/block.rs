@@ -47,6 +47,11 @@ impl BlockCache {
     pub fn attention(&self) -> &ndarray::Array4<f32> {
         self.attn.probs()
     }
+
+    /// The FFN's cache (its projections' inputs).
+    pub fn ffn(&self) -> &FfnCache {
+        &self.ffn
+    }
 }
 
 /// The seed's verbose-mode statistics of one block's FFN residual, over all `B·T` positions.

@@ -342,6 +342,16 @@ impl FfnCache {
     pub(crate) fn rows(&self) -> usize {
         self.up.rows()
     }
+
+    /// The up-projection's input (the block's `ln2` output), `[rows, d]`.
+    pub fn up_input(&self) -> ArrayView2<'_, f32> {
+        self.up.input()
+    }
+
+    /// The down-projection's input `relu(ffn.0(x))`, `[rows, f]`.
+    pub fn down_input(&self) -> ArrayView2<'_, f32> {
+        self.down.input()
+    }
 }
 
 impl Ffn {

@@ -77,6 +77,49 @@ impl TTSpec {
         Ok(())
     }
 
+    /// The spec with every bond dim capped to the rank limit TT-SVD gives it,
+    /// `min(r_{k−1}·n_k, n_{k+1}···n_d)` from the left (what [`TTLayer::decompose`] would
+    /// produce at full rank). The spec must be valid.
+    pub fn capped(&self) -> TTSpec {
+        let modes: Vec<usize> = match self.layout {
+            TTLayout::OutputsThenInputs => self
+                .out_modes
+                .iter()
+                .chain(&self.in_modes)
+                .copied()
+                .collect(),
+            TTLayout::Matrix => self
+                .out_modes
+                .iter()
+                .zip(&self.in_modes)
+                .map(|(o, i)| o * i)
+                .collect(),
+        };
+        let mut r_prev = 1usize;
+        let mut rest: usize = modes.iter().product();
+        let mut bonds = Vec::with_capacity(self.bond_dims.len());
+        for (k, &b) in self.bond_dims.iter().enumerate() {
+            rest /= modes[k];
+            let r = b.min(r_prev.saturating_mul(modes[k])).min(rest);
+            bonds.push(r);
+            r_prev = r;
+        }
+        TTSpec {
+            bond_dims: bonds,
+            ..self.clone()
+        }
+    }
+
+    /// Parameters of a layer of this spec: every core plus the bias (`out_features`), with the
+    /// bonds as given (see [`capped`](Self::capped) for the ones TT-SVD would reach).
+    pub fn num_params(&self) -> usize {
+        self.core_shapes()
+            .iter()
+            .map(|s| s.iter().product::<usize>())
+            .sum::<usize>()
+            + self.out_features()
+    }
+
     /// The number of cores.
     pub fn num_cores(&self) -> usize {
         match self.layout {

@@ -65,6 +65,7 @@
 //! ```
 
 mod als;
+pub mod budget;
 pub mod data_aware;
 mod decompose;
 mod layer;
