@@ -1219,3 +1219,66 @@ impl Parameters for Grads {
         self.inner.visit_mut(prefix, f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Teacher value of sequence `b`, position `p`, token `j`: every cut row can be traced.
+    fn mark(b: usize, p: usize, j: usize) -> f32 {
+        (100 * b + 10 * p + j) as f32
+    }
+
+    #[test]
+    fn trimming_cuts_the_teacher_rows_with_their_positions() {
+        let (seq, v) = (5, 2);
+        // Three sequences; the longest real target is at position 2 (of sequence 1).
+        let y = [3u32, 4, 0, 0, 0, 5, 6, 7, 0, 0, 8, 0, 0, 0, 0];
+        let x: Vec<u32> = (0..15).collect();
+        let teacher: Vec<f32> = (0..3 * seq * v)
+            .map(|i| mark(i / (seq * v), i / v % seq, i % v))
+            .collect();
+        let rows = Rows {
+            x: &x,
+            y: &y,
+            target: Target::Teacher(&teacher),
+            seq,
+            v,
+        };
+        let chunk = trim_chunk(rows).expect("a real target");
+        let cut = chunk.rows();
+        assert_eq!(cut.seq, 3);
+        assert_eq!(cut.x, [0, 1, 2, 5, 6, 7, 10, 11, 12]);
+        assert_eq!(cut.y, [3, 4, 0, 5, 6, 7, 8, 0, 0]);
+        let Target::Teacher(p) = cut.target else {
+            panic!("the loss head changed")
+        };
+        let want: Vec<f32> = (0..3)
+            .flat_map(|b| (0..3).flat_map(move |t| (0..v).map(move |j| mark(b, t, j))))
+            .collect();
+        assert_eq!(p, want.as_slice());
+        // The second sequence alone, by `sequences`, and then the labels head.
+        let one = rows.sequences(1..2);
+        assert_eq!(one.y, [5, 6, 7, 0, 0]);
+        let Target::Teacher(p) = one.target else {
+            panic!("the loss head changed")
+        };
+        assert_eq!(p[0], mark(1, 0, 0));
+        assert_eq!(p.len(), seq * v);
+        let labels = Rows {
+            target: Target::Labels,
+            ..rows
+        };
+        assert!(matches!(
+            trim_chunk(labels).unwrap().rows().target,
+            Target::Labels
+        ));
+        // All padding: nothing to compute; real up to the end: nothing cut (borrowed).
+        let pad = [0u32; 15];
+        assert!(trim_chunk(Rows { y: &pad, ..rows }).is_none());
+        let full = [1u32; 15];
+        let whole = trim_chunk(Rows { y: &full, ..rows }).unwrap();
+        assert!(matches!(whole.x, Cow::Borrowed(_)));
+        assert!(matches!(whole.teacher, Some(Cow::Borrowed(_))));
+    }
+}
