@@ -304,8 +304,8 @@ pub fn split_indices(
     Ok((train, val))
 }
 
-/// One mini-batch: `x` and `y` of shape `[batch, T]` (`T` = the dataset's `max_len`) and each
-/// row's real length.
+/// One mini-batch: `x` and `y` of shape `[batch, T]` (`T` = the dataset's `max_len`), each
+/// row's real length, and which rows of the dataset it holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     /// Inputs, `[batch, T]`.
@@ -314,6 +314,9 @@ pub struct Batch {
     pub y: Array2<u32>,
     /// The real length of each row.
     pub lens: Vec<usize>,
+    /// The dataset row of each batch row, `[batch]` (indices into the [`Dataset`] the batches
+    /// were drawn from; e.g. to look up per-row data such as a teacher's distributions).
+    pub rows: Vec<usize>,
 }
 
 impl Batch {
@@ -396,7 +399,12 @@ impl Iterator for Batches<'_> {
             y.row_mut(k).assign(&self.data.y.row(i));
             lens.push(self.data.lens[i]);
         }
-        Some(Batch { x, y, lens })
+        Some(Batch {
+            x,
+            y,
+            lens,
+            rows: rows.to_vec(),
+        })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -165,6 +165,10 @@ fn batches_are_seeded_shuffles_covering_every_row_once() {
     for (b, batch) in batches.iter().enumerate() {
         let rows = &order[b * 32..((b + 1) * 32).min(n)];
         assert_eq!(batch.len(), rows.len());
+        assert_eq!(
+            batch.rows, rows,
+            "the batch names the dataset rows it holds"
+        );
         assert_eq!(batch.x.shape(), &[rows.len(), 29]);
         for (k, &i) in rows.iter().enumerate() {
             assert!(!std::mem::replace(&mut seen[i], true));
