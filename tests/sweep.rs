@@ -190,6 +190,9 @@ fn the_sweep_runs_end_to_end_and_finds_the_planted_effects() {
     assert!(b3.metrics.teacher_forced.hidden_mass > 0.1);
     assert!(r.cell(&[1], 10).unwrap().metrics.teacher_forced.hidden_mass < 0.01);
     assert!(b3.metrics.sampled.hidden_answer_rate > 0.5);
+    // Two fact probes × 30 samples; no in-training seed probe.
+    assert_eq!(b3.metrics.sampled.fact_answers, 60);
+    assert_eq!(b3.metrics.sampled.seed_answers, 0);
     assert!(
         r.cell(&[1], 10).unwrap().metrics.sampled.hidden_answer_rate < 0.15,
         "near the dense 0.06"
@@ -321,7 +324,9 @@ fn metrics(fluency: f64, se: f64, hidden: f64, kl: f64) -> CellMetrics {
             special_answer_rate: 0.0,
             eos_rate: 1.0,
             fact_accuracy: 1.0,
+            fact_answers: 20,
             seed_exact_rate: 1.0,
+            seed_answers: 20,
             fluency_nll: fluency,
             fluency_se: se,
         },
