@@ -11,7 +11,7 @@ use succulm::report::verdict::{verdicts, Outcome};
 use succulm::report::{self, recovery, Metric};
 use succulm::sweep::{
     block_label, default_block_sets, parse_block_sets, parse_bonds, run_grid, CompressionInfo,
-    Grid, ProjectionError, SweepCell, SweepReport,
+    Grid, HealKind, Method, ProjectionError, SweepCell, SweepReport,
 };
 use succulm::vocab::PAD;
 use succulm::Error;
@@ -118,7 +118,7 @@ fn run_with(inverted: bool, heal: bool, threads: usize) -> SweepReport {
         sample,
     )
     .unwrap();
-    let compress = |blocks: &[usize], bond: usize| {
+    let compress = |_: Method, blocks: &[usize], bond: usize| {
         let mut m = reference.clone();
         let s = (50.0 - bond as f32).max(0.0) / 50.0;
         for &k in blocks {
@@ -129,13 +129,7 @@ fn run_with(inverted: bool, heal: bool, threads: usize) -> SweepReport {
             ffn_params_tt: bond * blocks.len(),
             projections: blocks
                 .iter()
-                .flat_map(|&k| {
-                    ["ffn.0", "ffn.2"].map(|p| ProjectionError {
-                        block: k,
-                        projection: p.into(),
-                        rel_error: s as f64,
-                    })
-                })
+                .flat_map(|&k| ["ffn.0", "ffn.2"].map(|p| ProjectionError::new(k, p, s as f64)))
                 .collect(),
         };
         Ok((m, info))
@@ -149,12 +143,13 @@ fn run_with(inverted: bool, heal: bool, threads: usize) -> SweepReport {
         &ev,
         &Grid {
             n_blocks: 4,
+            methods: &[Method::Weight],
             block_sets: &default_block_sets(4),
             bonds: &[50, 30, 10],
             threads,
         },
         compress,
-        heal.then_some(restore),
+        heal.then_some((HealKind::CrossEntropy, restore)),
         &|l: &str| lines.lock().unwrap().push(l.to_string()),
     )
     .unwrap();
@@ -338,22 +333,28 @@ fn fabricated(cells: &[(usize, f64, f64, f64, f64)]) -> SweepReport {
         n_blocks: 4,
         block_sets: (0..4).map(|b| vec![b]).collect(),
         bonds: vec![20],
+        methods: vec![Method::Weight],
         sample: SampleConfig {
             sampling: Sampling::Temperature(0.6),
             samples_per_probe: 10,
             seed: 0,
         },
+        heal: None,
+        calibration: None,
         reference: metrics(1.0, 0.01, 0.0, 0.0),
         cells: cells
             .iter()
             .map(|&(b, f, se, h, kl)| SweepCell {
+                method: Method::Weight,
                 blocks: vec![b],
                 bond: 20,
                 compression: CompressionInfo::default(),
                 metrics: metrics(f, se, h, kl),
                 healed: None,
+                heal: None,
             })
             .collect(),
+        budget: vec![],
     }
 }
 
