@@ -239,7 +239,9 @@ fn outputs_csv_json_table_and_charts() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 1 + 1 + 15 + 15);
     let ncols = lines[0].split(',').count();
-    assert_eq!(ncols, 6 + Metric::ALL.len() + 3);
+    // The original columns, then the nine added with the method axis (at the end).
+    assert_eq!(ncols, 6 + Metric::ALL.len() + 3 + 9);
+    assert!(lines[0].contains(",answers,fluency_se,positions,method,heal,"));
     assert!(lines[0]
         .starts_with("stage,blocks,bond,ffn_params_dense,ffn_params_tt,rel_errors,param_ratio"));
     assert!(lines[1].starts_with("dense,,,,,,1,0,"));
