@@ -651,6 +651,10 @@ fn sorted(s: &[usize]) -> Vec<usize> {
     s
 }
 
+/// What a budget build returns: the uniform arm, then the allocated arm, each as (compressed
+/// model, what the compression did, the allocator's discarded energy).
+pub type BudgetArms<M> = [(M, CompressionInfo, f64); 2];
+
 /// Compares two ways of spending one parameter budget: for each `(method, blocks)` request,
 /// `build(method, blocks, fraction)` returns the **uniform** arm then the **allocated** arm,
 /// each as (compressed model, what the compression did, the allocator's discarded energy); both
@@ -674,7 +678,7 @@ pub fn run_budget<R, M, B>(
 where
     R: LanguageModel + Sync + ?Sized,
     M: LanguageModel,
-    B: Fn(Method, &[usize], f64) -> Result<[(M, CompressionInfo, f64); 2]> + Sync,
+    B: Fn(Method, &[usize], f64) -> Result<BudgetArms<M>> + Sync,
 {
     if !(fraction > 0.0 && fraction <= 1.0) {
         return Err(Error::invalid_arg(
