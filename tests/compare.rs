@@ -396,6 +396,35 @@ fn negative_damage_and_noise_give_finite_tied_ratios() {
         assert!(m.ratio.is_finite() && m.ratio >= 1.0, "{m:?}");
         assert_eq!(m.side, Side::Tie, "within noise: {m:?}");
     }
+    // 60 answers: plain 0.875 (damage 0.025, below the se of 0.048), the method 0.975 — 0.1
+    // apart, more than 2 se, but only because the method beats dense: no damage avoided, a tie.
+    let n = 60;
+    let r = two_methods(
+        vec![
+            cell(
+                Method::Weight,
+                &[0],
+                10,
+                300,
+                cm(0.2, 0.875, 1.0, 0.05, 0.8, n),
+            ),
+            cell(
+                Method::Whitened,
+                &[0],
+                10,
+                300,
+                cm(0.2, 0.975, 1.0, 0.05, 0.8, n),
+            ),
+        ],
+        n,
+    );
+    let f = compare::compare(&r, Method::Whitened).cells[0].fact_accuracy;
+    assert!(f.plain_damage - f.method_damage > 2.0 * f.se, "{f:?}");
+    assert_eq!(
+        (f.ratio, f.side, f.improvement()),
+        (1.0, Side::Tie, 0.0),
+        "{f:?}"
+    );
 }
 
 /// Six paired cells (block sets 0 and 1, bonds 30, 20, 10): plain KL grows as the bond falls;

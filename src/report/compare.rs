@@ -16,7 +16,9 @@
 //! (`1/n`) for the rates and `1e-3` nats for fluency. So every ratio is finite, two undamaged
 //! cells give 1, and a ratio far from 1 needs damage well above the noise.
 //!
-//! **Better, worse, tied** (per cell and metric, on the damage difference `plain − method`):
+//! **Better, worse, tied** (per cell and metric, on the difference of the floored damages,
+//! `max(plain, floor) − max(method, floor)`, so that a ratio of 1 is always a tie and a value
+//! better than dense by chance earns nothing):
 //! - KL is teacher-forced and deterministic: no sampling allowance, but differences within
 //!   [`KL_TIE_REL`] of the larger KL (or below [`KL_FLOOR`]) count as ties;
 //! - fact accuracy and the seed-answer rate are binomial over the sampled answers (`n` =
@@ -35,8 +37,8 @@
 //! per data-aware method, over every paired cell:
 //! - KL leans to the method when it is lower in at least twice as many cells as it is higher
 //!   (and in at least one); to plain TT-SVD in the mirror case; otherwise it is mixed or tied;
-//! - each sampled metric is summed over the cells: the mean damage difference against [`Z`]
-//!   standard errors of that mean (`√Σ se²/n`) says whether it leans either way;
+//! - each sampled metric is summed over the cells: the mean floored damage difference against
+//!   [`Z`] standard errors of that mean (`√Σ se²/n`) says whether it leans either way;
 //! - SUPPORTED when KL leans to the method and no sampled metric leans to plain TT-SVD; NOT
 //!   SUPPORTED in the mirror case; INCONCLUSIVE otherwise (no paired cell, KL tied or mixed —
 //!   differences within noise —, or the sampled metrics contradicting KL).
@@ -116,10 +118,24 @@ pub struct MetricComparison {
     pub ratio: f64,
     /// The standard error of `plain_damage − method_damage` (0 for KL).
     pub se: f64,
-    /// The smallest `|plain_damage − method_damage|` that counts (Z·se, or the KL tie band).
+    /// The damage below which a damage counts as this (the measurement's resolution).
+    pub floor: f64,
+    /// The smallest [`improvement`](Self::improvement) that counts (Z·se, or the KL tie band).
     pub allowance: f64,
     /// Better, worse or tied.
     pub side: Side,
+}
+
+impl MetricComparison {
+    /// The damage the method avoids: `max(plain damage, floor) − max(method damage, floor)`
+    /// (positive: the method keeps behaviour better; NaN when a value is missing).
+    pub fn improvement(&self) -> f64 {
+        if (self.plain_damage - self.method_damage).is_finite() {
+            self.plain_damage.max(self.floor) - self.method_damage.max(self.floor)
+        } else {
+            f64::NAN
+        }
+    }
 }
 
 /// A data-aware cell and its plain TT-SVD partner.
@@ -239,7 +255,14 @@ fn compare_metric(
             (se, se.max(1.0 / na.min(nb)), Z * se)
         }
     };
-    let diff = da - db;
+    // Compared on the floored damages, so that the ratio and the side agree (a ratio of 1 is
+    // always a tie) and a value better than dense by chance earns nothing.
+    // (`f64::max` would turn a missing value into the floor.)
+    let diff = if (da - db).is_finite() {
+        da.max(floor) - db.max(floor)
+    } else {
+        f64::NAN
+    };
     let side = if !diff.is_finite() {
         Side::Unknown
     } else if diff > allowance {
@@ -256,13 +279,13 @@ fn compare_metric(
         method: b,
         plain_damage: da,
         method_damage: db,
-        // (`f64::max` would turn a missing value into the floor.)
         ratio: if diff.is_finite() {
             da.max(floor) / db.max(floor)
         } else {
             f64::NAN
         },
         se,
+        floor,
         allowance,
         side,
     }
@@ -327,7 +350,8 @@ const COLUMNS: [(&str, usize); 4] = [("KL", 4), ("fact_acc", 3), ("fluency", 3),
 /// The comparison as text: per data-aware method, a table of every paired cell with each
 /// metric's plain and method values and their ratio (marked `+` better, `-` worse, `=` tied
 /// beyond/within the noise allowance), the dense values on top, and the skipped pairs. Empty
-/// when the report has only one method.
+/// when the report has only one method; a one-line note when none of its methods is plain
+/// TT-SVD.
 pub fn format_comparison(report: &SweepReport) -> String {
     let mut s = String::new();
     let methods = report.swept_methods();
@@ -441,17 +465,13 @@ fn median(v: &mut [f64]) -> f64 {
 fn aggregate(cells: &[&MetricComparison]) -> (f64, f64, Lean, usize) {
     let known: Vec<&&MetricComparison> = cells
         .iter()
-        .filter(|m| (m.plain_damage - m.method_damage).is_finite())
+        .filter(|m| m.improvement().is_finite())
         .collect();
     if known.is_empty() {
         return (f64::NAN, f64::NAN, Lean::Neither, 0);
     }
     let n = known.len() as f64;
-    let mean = known
-        .iter()
-        .map(|m| m.plain_damage - m.method_damage)
-        .sum::<f64>()
-        / n;
+    let mean = known.iter().map(|m| m.improvement()).sum::<f64>() / n;
     let se = known.iter().map(|m| m.se.powi(2)).sum::<f64>().sqrt() / n;
     let lean = if mean > Z * se {
         Lean::Method
