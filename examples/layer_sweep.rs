@@ -18,7 +18,7 @@ use succulm::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
 use succulm::generate::{format_example, model_example, GenerateConfig, Sampling};
 use succulm::probes::ProbeGroup;
 use succulm::report::{self, verdict};
-use succulm::sweep::{self, tensorized, DEFAULT_BONDS, SEED_EXPERIMENTS};
+use succulm::sweep::{self, tensorized, HealKind, Method, DEFAULT_BONDS, SEED_EXPERIMENTS};
 use succulm::train::{fine_tune_tt, TrainConfig};
 use succulm::{Error, Result};
 
@@ -189,20 +189,24 @@ fn run(a: Args) -> Result<()> {
             ..TrainConfig::default()
         };
         let (train, valid) = (&train, &valid);
-        move |m: &mut succulm::Model| -> Result<()> {
+        let heal = move |m: &mut succulm::Model| -> Result<()> {
             fine_tune_tt(m, train, valid, config.clone(), |_| {}).map(|_| ())
-        }
+        };
+        (HealKind::CrossEntropy, heal)
     });
     let started = std::time::Instant::now();
     let report = sweep::run_grid(
         &evaluator,
         &sweep::Grid {
             n_blocks,
+            methods: &[Method::Weight],
             block_sets: &block_sets,
             bonds: &a.bonds,
             threads: a.threads,
         },
-        |blocks: &[usize], bond: usize| tensorized(&model, blocks, &vec![bond; blocks.len()]),
+        |_: Method, blocks: &[usize], bond: usize| {
+            tensorized(&model, blocks, &vec![bond; blocks.len()])
+        },
         heal,
         &|line: &str| eprintln!("{line}"),
     )?;

@@ -529,9 +529,17 @@ pub struct SampledMetrics {
     /// Fraction of fact-probe answers with the right first word (NaN without fact probes).
     #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub fact_accuracy: f64,
+    /// Number of fact-probe answers behind `fact_accuracy` (its binomial sample size; 0 in
+    /// reports written before it was recorded).
+    #[serde(default)]
+    pub fact_answers: usize,
     /// Fraction of in-training seed answers equal to the expected one (NaN without such probes).
     #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub seed_exact_rate: f64,
+    /// Number of in-training seed answers behind `seed_exact_rate` (0 in reports written before
+    /// it was recorded).
+    #[serde(default)]
+    pub seed_answers: usize,
     /// Mean over answers of the reference's mean NLL per answer token.
     #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub fluency_nll: f64,
@@ -660,7 +668,9 @@ pub fn sampled_metrics<R: LanguageModel + ?Sized>(
         special_answer_rate: ratio(sp_a, answers),
         eos_rate: ratio(eos, answers),
         fact_accuracy: ratio(fact_ok, fact_n),
+        fact_answers: fact_n,
         seed_exact_rate: ratio(seed_ok, seed_n),
+        seed_answers: seed_n,
         fluency_nll: mean,
         fluency_se: se,
     })

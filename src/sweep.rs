@@ -1,9 +1,14 @@
-//! The layer sweep: compress chosen FFN blocks at chosen middle bonds, score every cell with
-//! [`Evaluator`], optionally heal and score again.
+//! The layer sweep: compress chosen FFN blocks at chosen middle bonds, with one or more
+//! truncation [`Method`]s, score every cell with [`Evaluator`], optionally heal and score again;
+//! and the parameter-budget comparison of uniform and allocated bonds ([`run_budget`]).
 //!
-//! The runner is generic: the caller supplies how to build a compressed model
-//! (`compress(blocks, bond)`) and how to heal one, so the same code runs on the crate's `Model`
-//! and on toy models in tests.
+//! The runners are generic: the caller supplies how to build a compressed model
+//! (`compress(method, blocks, bond)`, `build(method, blocks, fraction)`) and how to heal one, so
+//! the same code runs on the crate's `Model` and on toy models in tests. The compression math
+//! itself lives elsewhere (`tt`, `surgery`).
+//!
+//! Reports written before the method axis existed still load: every field added since has a
+//! serde default (`method` Weight, `methods` `[Weight]`, output errors NaN, no budget).
 
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +16,164 @@ use crate::error::{Error, Result};
 use crate::eval::{CellMetrics, Evaluator, SampleConfig};
 use crate::generate::LanguageModel;
 
-/// One compressed projection's reconstruction error.
+/// How a weight matrix is truncated to tensor-train form.
+///
+/// [`Method::Weight`] (plain TT-SVD of the weights) is the baseline every comparison is made
+/// against; the others are data-aware (they use activations of calibration rows).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Plain TT-SVD: minimises `‖W − Ŵ‖_F`.
+    #[default]
+    Weight,
+    /// Whitened (data-aware) truncation: minimises the output error `‖X(W − Ŵ)ᵀ‖_F` on
+    /// calibration rows `X`.
+    Whitened,
+    /// Activation-scaled truncation (ASVD): scales the input features by their activation
+    /// magnitudes before the TT-SVD.
+    Scaled,
+}
+
+impl Method {
+    /// Every method, in a fixed order.
+    pub const ALL: [Method; 3] = [Method::Weight, Method::Whitened, Method::Scaled];
+
+    /// The snake_case key (`"weight"`, `"whitened"`, `"scaled"`): flags, CSV, file names.
+    pub fn key(self) -> &'static str {
+        match self {
+            Method::Weight => "weight",
+            Method::Whitened => "whitened",
+            Method::Scaled => "scaled",
+        }
+    }
+
+    /// A human title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Method::Weight => "plain TT-SVD",
+            Method::Whitened => "whitened (data-aware)",
+            Method::Scaled => "activation-scaled (ASVD)",
+        }
+    }
+
+    /// Whether the method uses calibration data (every method but [`Method::Weight`]).
+    pub fn is_data_aware(self) -> bool {
+        self != Method::Weight
+    }
+
+    /// Parses one method key (surrounding spaces and case ignored).
+    pub fn parse(name: &str) -> Result<Method> {
+        let n = name.trim().to_ascii_lowercase();
+        Method::ALL
+            .into_iter()
+            .find(|m| m.key() == n)
+            .ok_or_else(|| {
+                Error::invalid_arg(
+                    "methods",
+                    format!("unknown method {name:?} (known: weight, whitened, scaled)"),
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// Parses a comma-separated list of methods (`"weight,whitened"`), in the order given. Errors on
+/// an empty list or item, an unknown name, a method named twice.
+pub fn parse_methods(spec: &str) -> Result<Vec<Method>> {
+    if spec.trim().is_empty() {
+        return Err(Error::invalid_arg("methods", "no method given"));
+    }
+    let methods = spec
+        .split(',')
+        .map(|item| {
+            if item.trim().is_empty() {
+                Err(Error::invalid_arg(
+                    "methods",
+                    format!("empty item in {spec:?}"),
+                ))
+            } else {
+                Method::parse(item)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    validate_methods(&methods)?;
+    Ok(methods)
+}
+
+fn validate_methods(methods: &[Method]) -> Result<()> {
+    if methods.is_empty() {
+        return Err(Error::invalid_arg("methods", "no method given"));
+    }
+    for (i, m) in methods.iter().enumerate() {
+        if methods[..i].contains(m) {
+            return Err(Error::invalid_arg(
+                "methods",
+                format!("method {m} named twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// How a compressed model was healed (fine-tuned) after compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealKind {
+    /// Fine-tuning on the training targets (cross-entropy).
+    CrossEntropy,
+    /// Distillation towards the dense model's outputs.
+    Distill,
+}
+
+impl HealKind {
+    /// The snake_case key (`"cross_entropy"`, `"distill"`).
+    pub fn key(self) -> &'static str {
+        match self {
+            HealKind::CrossEntropy => "cross_entropy",
+            HealKind::Distill => "distill",
+        }
+    }
+
+    /// A human title.
+    pub fn title(self) -> &'static str {
+        match self {
+            HealKind::CrossEntropy => "cross-entropy fine-tuning",
+            HealKind::Distill => "distillation from the dense model",
+        }
+    }
+
+    /// Parses `ce` / `cross_entropy` / `distill` (surrounding spaces and case ignored; `-` may
+    /// stand for `_`).
+    pub fn parse(name: &str) -> Result<HealKind> {
+        match name.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "ce" | "cross_entropy" => Ok(HealKind::CrossEntropy),
+            "distill" => Ok(HealKind::Distill),
+            _ => Err(Error::invalid_arg(
+                "heal",
+                format!("unknown healing kind {name:?} (known: ce, cross_entropy, distill)"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for HealKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+/// One compressed projection's reconstruction and output errors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProjectionError {
     /// Block index.
@@ -21,6 +183,30 @@ pub struct ProjectionError {
     /// `‖W_tt − W‖_F / ‖W‖_F`.
     #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub rel_error: f64,
+    /// Relative output error on the calibration rows `X` (`[rows, in]`, the projection's inputs):
+    /// `‖X(W − Ŵ)ᵀ‖_F / ‖XWᵀ‖_F`. NaN when not computed.
+    #[serde(default = "nan", deserialize_with = "crate::eval::f64_or_nan")]
+    pub output_error: f64,
+    /// The same on validation rows. NaN when not computed.
+    #[serde(default = "nan", deserialize_with = "crate::eval::f64_or_nan")]
+    pub val_output_error: f64,
+    /// The TT's effective bond dims (empty when not recorded).
+    #[serde(default)]
+    pub bond_dims: Vec<usize>,
+}
+
+impl ProjectionError {
+    /// A projection with only its reconstruction error known (output errors NaN, no bond dims).
+    pub fn new(block: usize, projection: impl Into<String>, rel_error: f64) -> Self {
+        ProjectionError {
+            block,
+            projection: projection.into(),
+            rel_error,
+            output_error: f64::NAN,
+            val_output_error: f64::NAN,
+            bond_dims: Vec::new(),
+        }
+    }
 }
 
 /// What the compression did, as reported by the `compress` callback.
@@ -43,6 +229,18 @@ impl CompressionInfo {
             .fold(0.0, f64::max)
     }
 
+    /// The largest calibration output error over the projections where it was computed (NaN
+    /// when none was).
+    pub fn max_output_error(&self) -> f64 {
+        max_finite(self.projections.iter().map(|p| p.output_error))
+    }
+
+    /// The largest validation output error over the projections where it was computed (NaN
+    /// when none was).
+    pub fn max_val_output_error(&self) -> f64 {
+        max_finite(self.projections.iter().map(|p| p.val_output_error))
+    }
+
     /// `ffn_params_tt / ffn_params_dense` (NaN if dense is 0).
     pub fn param_ratio(&self) -> f64 {
         if self.ffn_params_dense == 0 {
@@ -53,9 +251,19 @@ impl CompressionInfo {
     }
 }
 
-/// One cell of the sweep: a set of blocks compressed at one middle bond.
+/// The largest finite value (NaN when there is none).
+fn max_finite(values: impl Iterator<Item = f64>) -> f64 {
+    values
+        .filter(|v| v.is_finite())
+        .fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a })
+}
+
+/// One cell of the sweep: a set of blocks compressed at one middle bond by one method.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepCell {
+    /// The truncation method (reports from before the method axis: Weight).
+    #[serde(default)]
+    pub method: Method,
     /// The compressed blocks (sorted).
     pub blocks: Vec<usize>,
     /// The middle bond dimension.
@@ -66,6 +274,46 @@ pub struct SweepCell {
     pub metrics: CellMetrics,
     /// Every metric after healing, when healing was run.
     pub healed: Option<CellMetrics>,
+    /// How the cell was healed, when healing was run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heal: Option<HealKind>,
+}
+
+fn default_methods() -> Vec<Method> {
+    vec![Method::Weight]
+}
+
+/// One arm of a parameter-budget comparison: a model compressed under the budget, scored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetArm {
+    /// Parameters, errors and per-projection bond dims of this arm.
+    pub compression: CompressionInfo,
+    /// The allocator's objective for this arm: the total (whitened) energy its truncations
+    /// discard.
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
+    pub discarded_energy: f64,
+    /// Every metric of the compressed model.
+    pub metrics: CellMetrics,
+}
+
+/// A parameter budget spent two ways on the same blocks: uniform middle bonds against bonds
+/// chosen per projection by an allocator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetCell {
+    /// The truncation method of both arms.
+    pub method: Method,
+    /// The compressed blocks (sorted).
+    pub blocks: Vec<usize>,
+    /// The budget as a fraction of the dense FFN parameters of `blocks`, in (0, 1].
+    #[serde(deserialize_with = "crate::eval::f64_or_nan")]
+    pub fraction: f64,
+    /// The parameter count both arms are held to: the uniform arm's TT parameters (its largest
+    /// uniform middle bond that fits `fraction`); the allocated arm uses at most as many.
+    pub budget_params: usize,
+    /// Every projection at the same middle bond.
+    pub uniform: BudgetArm,
+    /// Bonds chosen per projection by the allocator.
+    pub allocated: BudgetArm,
 }
 
 /// The whole sweep.
@@ -77,20 +325,70 @@ pub struct SweepReport {
     pub block_sets: Vec<Vec<usize>>,
     /// The middle bonds swept, in order.
     pub bonds: Vec<usize>,
+    /// The truncation methods swept, in order (the first one is the one the seed's verdicts
+    /// and the unsuffixed charts read).
+    #[serde(default = "default_methods")]
+    pub methods: Vec<Method>,
     /// How answers were sampled.
     pub sample: SampleConfig,
+    /// How cells were healed, when healing was run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heal: Option<HealKind>,
+    /// The calibration data of the data-aware methods, in one line (set by the caller, e.g.
+    /// `"sequential, 1008 training rows"`; None when no data-aware method ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<String>,
     /// The uncompressed model's metrics.
     pub reference: CellMetrics,
-    /// Every cell, block set major, bond minor.
+    /// Every cell, method major, then block set, then bond.
     pub cells: Vec<SweepCell>,
+    /// Parameter-budget comparisons ([`run_budget`]), if any were run.
+    #[serde(default)]
+    pub budget: Vec<BudgetCell>,
 }
 
 impl SweepReport {
-    /// The cell for `blocks` (any order) at `bond`.
+    /// The method the seed's verdicts and the unsuffixed charts read: the first of `methods`
+    /// (Weight when the list is empty).
+    pub fn primary_method(&self) -> Method {
+        self.methods.first().copied().unwrap_or_default()
+    }
+
+    /// Every method with cells or listed: `methods` in order, then any method that only appears
+    /// in `cells`.
+    pub fn swept_methods(&self) -> Vec<Method> {
+        let mut out: Vec<Method> = Vec::new();
+        for m in self
+            .methods
+            .iter()
+            .copied()
+            .chain(self.cells.iter().map(|c| c.method))
+        {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    /// The cell of the first method ([`primary_method`](Self::primary_method)) for `blocks`
+    /// (any order) at `bond`.
     pub fn cell(&self, blocks: &[usize], bond: usize) -> Option<&SweepCell> {
+        self.cell_of(self.primary_method(), blocks, bond)
+    }
+
+    /// The cell of `method` for `blocks` (any order) at `bond`.
+    pub fn cell_of(&self, method: Method, blocks: &[usize], bond: usize) -> Option<&SweepCell> {
         let mut b = blocks.to_vec();
         b.sort_unstable();
-        self.cells.iter().find(|c| c.blocks == b && c.bond == bond)
+        self.cells
+            .iter()
+            .find(|c| c.method == method && c.blocks == b && c.bond == bond)
+    }
+
+    /// The cells of `method`, in report order.
+    pub fn cells_of(&self, method: Method) -> impl Iterator<Item = &SweepCell> {
+        self.cells.iter().filter(move |c| c.method == method)
     }
 }
 
@@ -99,11 +397,7 @@ pub fn block_label(blocks: &[usize], n_blocks: usize) -> String {
     if n_blocks > 1 && blocks.len() == n_blocks && blocks.iter().copied().eq(0..n_blocks) {
         "all".to_string()
     } else {
-        blocks
-            .iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join("+")
+        plain_label(blocks)
     }
 }
 
@@ -197,11 +491,13 @@ pub fn default_block_sets(n_blocks: usize) -> Vec<Vec<usize>> {
 /// The issue's default middle bonds.
 pub const DEFAULT_BONDS: [usize; 10] = [50, 47, 42, 39, 33, 27, 20, 15, 10, 5];
 
-/// The shape of a sweep: which block sets, which middle bonds, how many worker threads.
+/// The shape of a sweep: which methods, block sets, middle bonds, how many worker threads.
 #[derive(Debug, Clone, Copy)]
 pub struct Grid<'a> {
     /// Blocks in the model.
     pub n_blocks: usize,
+    /// The truncation methods (see [`parse_methods`]); `&[Method::Weight]` for plain TT-SVD.
+    pub methods: &'a [Method],
     /// The sets of blocks compressed together (see [`parse_block_sets`]).
     pub block_sets: &'a [Vec<usize>],
     /// The middle bonds.
@@ -210,93 +506,31 @@ pub struct Grid<'a> {
     pub threads: usize,
 }
 
-/// Runs the grid: for every block set × bond, `compress(blocks, bond)` builds the model, the
-/// evaluator scores it, and `heal` (if given) fine-tunes it before scoring again. `progress`
-/// receives one line per cell (for stderr).
-///
-/// The cells are independent, so they are spread over `threads` worker threads (scoped; each
-/// takes the next unscored cell). Every random draw is seeded per probe and sample (common
-/// random numbers), so the report does not depend on `threads` or on the order cells finish in.
-/// With 2 cores and tiny matrices this is where the parallelism belongs: keep BLAS at one
-/// thread ([`crate::blas::set_num_threads`]).
-pub fn run_grid<R, M, C, H>(
-    evaluator: &Evaluator<'_, R>,
-    grid: &Grid<'_>,
-    compress: C,
-    heal: Option<H>,
-    progress: &(dyn Fn(&str) + Sync),
-) -> Result<SweepReport>
-where
-    R: LanguageModel + Sync + ?Sized,
-    M: LanguageModel,
-    C: Fn(&[usize], usize) -> Result<(M, CompressionInfo)> + Sync,
-    H: Fn(&mut M) -> Result<()> + Sync,
-{
-    let Grid {
-        n_blocks,
-        block_sets,
-        bonds,
-        threads,
-    } = *grid;
-    validate_block_sets(block_sets, n_blocks)?;
-    validate_bonds(bonds)?;
-    if threads == 0 {
-        return Err(Error::invalid_arg("threads", "must be at least 1"));
-    }
-    let sets: Vec<Vec<usize>> = block_sets
-        .iter()
-        .map(|s| {
-            let mut s = s.clone();
-            s.sort_unstable();
-            s
-        })
-        .collect();
-    progress("scoring the uncompressed reference");
-    let reference = evaluator.evaluate(evaluator.reference())?;
-    let jobs: Vec<(&Vec<usize>, usize)> = sets
-        .iter()
-        .flat_map(|set| bonds.iter().map(move |&bond| (set, bond)))
-        .collect();
-    let total = jobs.len();
-    let cell = |(set, bond): (&Vec<usize>, usize)| -> Result<SweepCell> {
-        let (mut model, compression) = compress(set, bond)?;
-        let metrics = evaluator.evaluate(&model)?;
-        let healed = match heal.as_ref() {
-            Some(h) => {
-                h(&mut model)?;
-                Some(evaluator.evaluate(&model)?)
-            }
-            None => None,
-        };
-        Ok(SweepCell {
-            blocks: set.clone(),
-            bond,
-            compression,
-            metrics,
-            healed,
-        })
-    };
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<SweepCell>>>> =
-        (0..total).map(|_| std::sync::Mutex::new(None)).collect();
+/// Runs `job(i)` for every `i < total` on `threads` scoped worker threads (each takes the next
+/// index), returning the results in index order. After a failure no further index is handed
+/// out, and the first error in index order is returned (every index before it ran).
+fn parallel_map<T: Send>(
+    total: usize,
+    threads: usize,
+    job: impl Fn(usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<T>>>> = (0..total).map(|_| Mutex::new(None)).collect();
     let worker = || loop {
-        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let Some(&(set, bond)) = jobs.get(i) else {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= total {
             break;
-        };
-        progress(&format!(
-            "[{}/{total}] blocks {}, bond {bond}",
-            i + 1,
-            block_label(set, n_blocks)
-        ));
-        let r = cell((set, bond));
+        }
+        let r = job(i);
         let failed = r.is_err();
         if let Ok(mut slot) = results[i].lock() {
             *slot = Some(r);
         }
         if failed {
-            // Stop handing out work; the first error (in cell order) is returned below.
-            next.store(total, std::sync::atomic::Ordering::Relaxed);
+            // Stop handing out work; the first error (in index order) is returned below.
+            next.store(total, Ordering::Relaxed);
         }
     };
     std::thread::scope(|scope| {
@@ -305,21 +539,238 @@ where
         }
         worker();
     });
-    // In cell order: the first error wins (cells after it may not have run).
-    let mut cells = Vec::with_capacity(total);
+    // In index order: the first error wins (indices after it may not have run).
+    let mut out = Vec::with_capacity(total);
     for slot in results {
         if let Some(r) = slot.into_inner().ok().flatten() {
-            cells.push(r?);
+            out.push(r?);
         }
     }
+    Ok(out)
+}
+
+/// Runs the grid: for every method × block set × bond (method major, then block set, then
+/// bond), `compress(method, blocks, bond)` builds the model, the evaluator scores it, and
+/// `heal` (if given: its kind, recorded on every healed cell and on the report, and the
+/// fine-tuning itself) changes it before scoring again. `progress` receives one line per cell
+/// (for stderr; it names the method when there is more than one).
+///
+/// The cells are independent, so they are spread over `threads` worker threads (scoped; each
+/// takes the next unscored cell). Every random draw is seeded per probe and sample (common
+/// random numbers), so the report does not depend on `threads` or on the order cells finish in.
+/// With 2 cores and tiny matrices this is where the parallelism belongs: keep BLAS at one
+/// thread ([`crate::blas::set_num_threads`]).
+///
+/// Errors on an empty or repeated method, an invalid block set or bond, `threads == 0`, and
+/// passes on the first error (in cell order) of `compress`, `heal` or the evaluator.
+pub fn run_grid<R, M, C, H>(
+    evaluator: &Evaluator<'_, R>,
+    grid: &Grid<'_>,
+    compress: C,
+    heal: Option<(HealKind, H)>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<SweepReport>
+where
+    R: LanguageModel + Sync + ?Sized,
+    M: LanguageModel,
+    C: Fn(Method, &[usize], usize) -> Result<(M, CompressionInfo)> + Sync,
+    H: Fn(&mut M) -> Result<()> + Sync,
+{
+    let Grid {
+        n_blocks,
+        methods,
+        block_sets,
+        bonds,
+        threads,
+    } = *grid;
+    validate_methods(methods)?;
+    validate_block_sets(block_sets, n_blocks)?;
+    validate_bonds(bonds)?;
+    if threads == 0 {
+        return Err(Error::invalid_arg("threads", "must be at least 1"));
+    }
+    let sets: Vec<Vec<usize>> = block_sets.iter().map(|s| sorted(s)).collect();
+    progress("scoring the uncompressed reference");
+    let reference = evaluator.evaluate(evaluator.reference())?;
+    let jobs: Vec<(Method, &Vec<usize>, usize)> = methods
+        .iter()
+        .flat_map(|&m| {
+            sets.iter()
+                .flat_map(move |set| bonds.iter().map(move |&bond| (m, set, bond)))
+        })
+        .collect();
+    let total = jobs.len();
+    let heal_kind = heal.as_ref().map(|(k, _)| *k);
+    let cells = parallel_map(total, threads, |i| {
+        let (method, set, bond) = jobs[i];
+        let label = block_label(set, n_blocks);
+        if methods.len() > 1 {
+            progress(&format!(
+                "[{}/{total}] {method}: blocks {label}, bond {bond}",
+                i + 1
+            ));
+        } else {
+            progress(&format!("[{}/{total}] blocks {label}, bond {bond}", i + 1));
+        }
+        let (mut model, compression) = compress(method, set, bond)?;
+        let metrics = evaluator.evaluate(&model)?;
+        let healed = match heal.as_ref() {
+            Some((_, h)) => {
+                h(&mut model)?;
+                Some(evaluator.evaluate(&model)?)
+            }
+            None => None,
+        };
+        Ok(SweepCell {
+            method,
+            blocks: set.clone(),
+            bond,
+            compression,
+            metrics,
+            healed,
+            heal: heal_kind,
+        })
+    })?;
     Ok(SweepReport {
         n_blocks,
         block_sets: sets,
         bonds: bonds.to_vec(),
+        methods: methods.to_vec(),
         sample: *evaluator.sample_config(),
+        heal: heal_kind,
+        calibration: None,
         reference,
         cells,
+        budget: Vec::new(),
     })
+}
+
+fn sorted(s: &[usize]) -> Vec<usize> {
+    let mut s = s.to_vec();
+    s.sort_unstable();
+    s
+}
+
+/// What a budget build returns: the uniform arm, then the allocated arm, each as (compressed
+/// model, what the compression did, the allocator's discarded energy).
+pub type BudgetArms<M> = [(M, CompressionInfo, f64); 2];
+
+/// Compares two ways of spending one parameter budget: for each `(method, blocks)` request,
+/// `build(method, blocks, fraction)` returns the **uniform** arm then the **allocated** arm,
+/// each as (compressed model, what the compression did, the allocator's discarded energy); both
+/// are scored and returned as a [`BudgetCell`] (`budget_params` = the uniform arm's TT
+/// parameters). Requests are spread over `threads` worker threads like [`run_grid`]'s cells, and
+/// the result is in request order and independent of `threads`. `progress` receives one line
+/// per request.
+///
+/// Errors on `fraction` outside (0, 1], no request, an empty block set or a block repeated in
+/// one, a request repeated, `threads == 0`; on arms that do not compress the same dense
+/// parameters, or an allocated arm with more TT parameters than the uniform one; and passes on
+/// the first error (in request order) of `build` or the evaluator.
+pub fn run_budget<R, M, B>(
+    evaluator: &Evaluator<'_, R>,
+    requests: &[(Method, Vec<usize>)],
+    fraction: f64,
+    build: B,
+    threads: usize,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Vec<BudgetCell>>
+where
+    R: LanguageModel + Sync + ?Sized,
+    M: LanguageModel,
+    B: Fn(Method, &[usize], f64) -> Result<BudgetArms<M>> + Sync,
+{
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        return Err(Error::invalid_arg(
+            "fraction",
+            format!("{fraction} is not in (0, 1]"),
+        ));
+    }
+    if threads == 0 {
+        return Err(Error::invalid_arg("threads", "must be at least 1"));
+    }
+    if requests.is_empty() {
+        return Err(Error::invalid_arg("requests", "no budget request given"));
+    }
+    let reqs: Vec<(Method, Vec<usize>)> = requests.iter().map(|(m, b)| (*m, sorted(b))).collect();
+    for (i, (m, blocks)) in reqs.iter().enumerate() {
+        if blocks.is_empty() {
+            return Err(Error::invalid_arg(
+                "requests",
+                format!("request {i} ({m}) has no block"),
+            ));
+        }
+        if blocks.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Error::invalid_arg(
+                "requests",
+                format!("request {i} ({m}) repeats a block: {blocks:?}"),
+            ));
+        }
+        if reqs[..i].iter().any(|r| r.0 == *m && r.1 == *blocks) {
+            return Err(Error::invalid_arg(
+                "requests",
+                format!("request {i} ({m}, blocks {blocks:?}) is repeated"),
+            ));
+        }
+    }
+    let total = reqs.len();
+    parallel_map(total, threads, |i| {
+        let (method, blocks) = (reqs[i].0, &reqs[i].1);
+        let label = plain_label(blocks);
+        progress(&format!(
+            "[{}/{total}] budget {:.0}%: {method}, blocks {label}",
+            i + 1,
+            100.0 * fraction
+        ));
+        let [(um, uinfo, uenergy), (am, ainfo, aenergy)] = build(method, blocks, fraction)?;
+        let context = format!("budget build ({method}, blocks {label})");
+        if uinfo.ffn_params_dense != ainfo.ffn_params_dense {
+            return Err(Error::invalid_arg(
+                context,
+                format!(
+                    "the arms compress different dense parameter counts: uniform {}, \
+                     allocated {}",
+                    uinfo.ffn_params_dense, ainfo.ffn_params_dense
+                ),
+            ));
+        }
+        if ainfo.ffn_params_tt > uinfo.ffn_params_tt {
+            return Err(Error::invalid_arg(
+                context,
+                format!(
+                    "the allocated arm uses {} TT parameters, more than the uniform arm's {}",
+                    ainfo.ffn_params_tt, uinfo.ffn_params_tt
+                ),
+            ));
+        }
+        let uniform = BudgetArm {
+            metrics: evaluator.evaluate(&um)?,
+            compression: uinfo,
+            discarded_energy: uenergy,
+        };
+        let allocated = BudgetArm {
+            metrics: evaluator.evaluate(&am)?,
+            compression: ainfo,
+            discarded_energy: aenergy,
+        };
+        Ok(BudgetCell {
+            method,
+            blocks: blocks.clone(),
+            fraction,
+            budget_params: uniform.compression.ffn_params_tt,
+            uniform,
+            allocated,
+        })
+    })
+}
+
+/// Indices joined by `+`, without the `all` shorthand (for labels with no block count).
+fn plain_label(blocks: &[usize]) -> String {
+    blocks
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 /// The seed's corruption experiments (title, blocks, middle bonds), in the article's order.
@@ -372,9 +823,8 @@ pub fn tensorized(
         info.ffn_params_tt += r.tt_params();
         for (name, p) in [("ffn.0", &r.up), ("ffn.2", &r.down)] {
             info.projections.push(ProjectionError {
-                block: b,
-                projection: name.into(),
-                rel_error: p.rel_error as f64,
+                bond_dims: p.bond_dims.clone(),
+                ..ProjectionError::new(b, name, p.rel_error as f64)
             });
         }
     }

@@ -1,4 +1,5 @@
-//! The sweep end to end on a toy model, its outputs (CSV, JSON, table, SVG) and the verdicts.
+//! The sweep end to end on a toy model, its outputs (CSV, JSON, table, SVG) and the verdicts;
+//! the method axis (planted method effects) and the parameter-budget runner.
 
 mod toy;
 
@@ -10,8 +11,8 @@ use succulm::generate::Sampling;
 use succulm::report::verdict::{verdicts, Outcome};
 use succulm::report::{self, recovery, Metric};
 use succulm::sweep::{
-    block_label, default_block_sets, parse_block_sets, parse_bonds, run_grid, CompressionInfo,
-    Grid, ProjectionError, SweepCell, SweepReport,
+    block_label, default_block_sets, parse_block_sets, parse_bonds, run_budget, run_grid,
+    BudgetArms, CompressionInfo, Grid, HealKind, Method, ProjectionError, SweepCell, SweepReport,
 };
 use succulm::vocab::PAD;
 use succulm::Error;
@@ -118,7 +119,7 @@ fn run_with(inverted: bool, heal: bool, threads: usize) -> SweepReport {
         sample,
     )
     .unwrap();
-    let compress = |blocks: &[usize], bond: usize| {
+    let compress = |_: Method, blocks: &[usize], bond: usize| {
         let mut m = reference.clone();
         let s = (50.0 - bond as f32).max(0.0) / 50.0;
         for &k in blocks {
@@ -129,13 +130,7 @@ fn run_with(inverted: bool, heal: bool, threads: usize) -> SweepReport {
             ffn_params_tt: bond * blocks.len(),
             projections: blocks
                 .iter()
-                .flat_map(|&k| {
-                    ["ffn.0", "ffn.2"].map(|p| ProjectionError {
-                        block: k,
-                        projection: p.into(),
-                        rel_error: s as f64,
-                    })
-                })
+                .flat_map(|&k| ["ffn.0", "ffn.2"].map(|p| ProjectionError::new(k, p, s as f64)))
                 .collect(),
         };
         Ok((m, info))
@@ -149,12 +144,13 @@ fn run_with(inverted: bool, heal: bool, threads: usize) -> SweepReport {
         &ev,
         &Grid {
             n_blocks: 4,
+            methods: &[Method::Weight],
             block_sets: &default_block_sets(4),
             bonds: &[50, 30, 10],
             threads,
         },
         compress,
-        heal.then_some(restore),
+        heal.then_some((HealKind::CrossEntropy, restore)),
         &|l: &str| lines.lock().unwrap().push(l.to_string()),
     )
     .unwrap();
@@ -190,6 +186,9 @@ fn the_sweep_runs_end_to_end_and_finds_the_planted_effects() {
     assert!(b3.metrics.teacher_forced.hidden_mass > 0.1);
     assert!(r.cell(&[1], 10).unwrap().metrics.teacher_forced.hidden_mass < 0.01);
     assert!(b3.metrics.sampled.hidden_answer_rate > 0.5);
+    // Two fact probes × 30 samples; no in-training seed probe.
+    assert_eq!(b3.metrics.sampled.fact_answers, 60);
+    assert_eq!(b3.metrics.sampled.seed_answers, 0);
     assert!(
         r.cell(&[1], 10).unwrap().metrics.sampled.hidden_answer_rate < 0.15,
         "near the dense 0.06"
@@ -241,7 +240,9 @@ fn outputs_csv_json_table_and_charts() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 1 + 1 + 15 + 15);
     let ncols = lines[0].split(',').count();
-    assert_eq!(ncols, 6 + Metric::ALL.len() + 3);
+    // The original columns, then the nine added with the method axis (at the end).
+    assert_eq!(ncols, 6 + Metric::ALL.len() + 3 + 9);
+    assert!(lines[0].contains(",answers,fluency_se,positions,method,heal,"));
     assert!(lines[0]
         .starts_with("stage,blocks,bond,ffn_params_dense,ffn_params_tt,rel_errors,param_ratio"));
     assert!(lines[1].starts_with("dense,,,,,,1,0,"));
@@ -321,7 +322,9 @@ fn metrics(fluency: f64, se: f64, hidden: f64, kl: f64) -> CellMetrics {
             special_answer_rate: 0.0,
             eos_rate: 1.0,
             fact_accuracy: 1.0,
+            fact_answers: 20,
             seed_exact_rate: 1.0,
+            seed_answers: 20,
             fluency_nll: fluency,
             fluency_se: se,
         },
@@ -333,22 +336,28 @@ fn fabricated(cells: &[(usize, f64, f64, f64, f64)]) -> SweepReport {
         n_blocks: 4,
         block_sets: (0..4).map(|b| vec![b]).collect(),
         bonds: vec![20],
+        methods: vec![Method::Weight],
         sample: SampleConfig {
             sampling: Sampling::Temperature(0.6),
             samples_per_probe: 10,
             seed: 0,
         },
+        heal: None,
+        calibration: None,
         reference: metrics(1.0, 0.01, 0.0, 0.0),
         cells: cells
             .iter()
             .map(|&(b, f, se, h, kl)| SweepCell {
+                method: Method::Weight,
                 blocks: vec![b],
                 bond: 20,
                 compression: CompressionInfo::default(),
                 metrics: metrics(f, se, h, kl),
                 healed: None,
+                heal: None,
             })
             .collect(),
+        budget: vec![],
     }
 }
 
@@ -426,4 +435,348 @@ fn the_report_does_not_depend_on_the_number_of_threads() {
     let three = run_with(false, true, 3);
     assert_eq!(format!("{:?}", one.cells), format!("{:?}", three.cells));
     assert_eq!(one.cells.len(), 15);
+}
+
+fn evaluator(reference: &Bigram) -> Evaluator<'_, Bigram> {
+    let (x, y) = data();
+    let sample = SampleConfig {
+        sampling: Sampling::Temperature(0.6),
+        samples_per_probe: 30,
+        seed: 42,
+    };
+    Evaluator::new(
+        reference,
+        &vocab(),
+        x.view(),
+        y.view(),
+        &probes(),
+        &[id("sophia")],
+        sample,
+    )
+    .unwrap()
+}
+
+/// The toy compression of [`run_with`] with a method axis: plain TT-SVD (`weight`) damages as
+/// before, `whitened` by `factor` times as much, `scaled` by `scaled_factor`; the same TT
+/// parameters for every method. Returns the report and the progress lines in cell order.
+fn run_methods(
+    methods: &[Method],
+    factor: f32,
+    scaled_factor: f32,
+    threads: usize,
+    heal: bool,
+) -> (SweepReport, Vec<String>) {
+    let reference = reference();
+    let ev = evaluator(&reference);
+    let compress = |method: Method, blocks: &[usize], bond: usize| {
+        let f = match method {
+            Method::Weight => 1.0,
+            Method::Whitened => factor,
+            Method::Scaled => scaled_factor,
+        };
+        let mut m = reference.clone();
+        let s = (50.0 - bond as f32).max(0.0) / 50.0;
+        for &k in blocks {
+            m.table.scaled_add(s * f, &damage(k, false));
+        }
+        let info = CompressionInfo {
+            ffn_params_dense: 100 * blocks.len(),
+            ffn_params_tt: bond * blocks.len(),
+            projections: blocks
+                .iter()
+                .flat_map(|&k| {
+                    ["ffn.0", "ffn.2"].map(|p| ProjectionError {
+                        output_error: (s * f) as f64 / 2.0,
+                        ..ProjectionError::new(k, p, s as f64)
+                    })
+                })
+                .collect(),
+        };
+        Ok((m, info))
+    };
+    let restore = |m: &mut Bigram| {
+        m.table.assign(&reference.table);
+        Ok(())
+    };
+    let lines = std::sync::Mutex::new(Vec::new());
+    let report = run_grid(
+        &ev,
+        &Grid {
+            n_blocks: 4,
+            methods,
+            block_sets: &default_block_sets(4),
+            bonds: &[50, 30, 10],
+            threads,
+        },
+        compress,
+        heal.then_some((HealKind::Distill, restore)),
+        &|l: &str| lines.lock().unwrap().push(l.to_string()),
+    )
+    .unwrap();
+    let mut lines = lines.into_inner().unwrap();
+    lines[1..].sort_by_key(|l| {
+        l.trim_start_matches('[')
+            .split('/')
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+    });
+    (report, lines)
+}
+
+#[test]
+fn a_multi_method_grid_has_one_cell_per_method_set_and_bond() {
+    let methods = [Method::Weight, Method::Whitened, Method::Scaled];
+    let (r, lines) = run_methods(&methods, 0.3, 1.0, 2, true);
+    assert_eq!(r.methods, methods);
+    assert_eq!(r.cells.len(), 3 * 5 * 3);
+    // Method major, then block set, then bond.
+    for (i, c) in r.cells.iter().enumerate() {
+        assert_eq!(c.method, methods[i / 15], "cell {i}");
+        assert_eq!(c.blocks, r.block_sets[(i / 3) % 5], "cell {i}");
+        assert_eq!(c.bond, [50, 30, 10][i % 3], "cell {i}");
+        assert_eq!(c.heal, Some(HealKind::Distill));
+    }
+    assert_eq!(r.heal, Some(HealKind::Distill));
+    for m in methods {
+        for set in &r.block_sets {
+            for &b in &r.bonds {
+                assert_eq!(r.cell_of(m, set, b).unwrap().method, m);
+            }
+        }
+    }
+    // `cell` is the first method's; `scaled` (factor 1) reproduces it exactly, `whitened`
+    // damages less.
+    let (plain, scaled, whitened) = (
+        r.cell(&[0], 10).unwrap(),
+        r.cell_of(Method::Scaled, &[0], 10).unwrap(),
+        r.cell_of(Method::Whitened, &[0], 10).unwrap(),
+    );
+    assert_eq!(plain.method, Method::Weight);
+    assert_eq!(
+        format!("{:?}", plain.metrics),
+        format!("{:?}", scaled.metrics)
+    );
+    assert!(whitened.metrics.teacher_forced.kl < 0.5 * plain.metrics.teacher_forced.kl);
+    assert!((whitened.compression.max_output_error() - 0.8 * 0.3 / 2.0).abs() < 1e-6);
+    // Progress names the method when there is more than one.
+    assert_eq!(lines.len(), 1 + 45);
+    assert_eq!(lines[1], "[1/45] weight: blocks 0, bond 50");
+    assert_eq!(lines[16], "[16/45] whitened: blocks 0, bond 50");
+    assert_eq!(lines[45], "[45/45] scaled: blocks all, bond 10");
+    // The seed's verdicts read plain TT-SVD, as in a single-method sweep.
+    let single = run(false, true);
+    assert_eq!(
+        format!("{:?}", verdicts(&r)),
+        format!("{:?}", verdicts(&single))
+    );
+}
+
+#[test]
+fn a_multi_method_grid_does_not_depend_on_the_number_of_threads() {
+    let methods = [Method::Whitened, Method::Weight];
+    let (one, _) = run_methods(&methods, 0.3, 1.0, 1, false);
+    let (three, _) = run_methods(&methods, 0.3, 1.0, 3, false);
+    assert_eq!(format!("{:?}", one.cells), format!("{:?}", three.cells));
+    assert_eq!(one.cells.len(), 30);
+    assert_eq!(one.cells[0].method, Method::Whitened);
+    // The first method listed is the one `cell` reads.
+    assert_eq!(one.cell(&[2], 30).unwrap().method, Method::Whitened);
+}
+
+#[test]
+fn a_single_method_grid_keeps_its_table_and_progress() {
+    let (r, lines) = run_methods(&[Method::Weight], 0.3, 1.0, 2, false);
+    assert_eq!(lines[1], "[1/15] blocks 0, bond 50");
+    assert_eq!(
+        report::format_table(&r),
+        report::format_table(&run(false, false))
+    );
+    assert!(!report::format_table(&r).contains("method"));
+    assert!(!report::format_table(&r).contains("weight"));
+}
+
+#[test]
+fn the_comparison_verdict_finds_the_planted_method_effect() {
+    let outcome = |factor: f32| {
+        let (r, _) = run_methods(&[Method::Weight, Method::Whitened], factor, 1.0, 2, false);
+        let v = report::compare::verdicts(&r);
+        assert_eq!(v.len(), 1);
+        v[0].clone()
+    };
+    // A third of the damage: clearly better.
+    let v = outcome(0.3);
+    assert_eq!(v.outcome, Outcome::Supported, "{}", v.evidence);
+    // Bond 50 is exact for both (tied); every other cell is better.
+    assert!(
+        v.evidence
+            .contains("KL lower with whitened in 10, higher in 0, tied in 5"),
+        "{}",
+        v.evidence
+    );
+    // Two and a half times the damage: clearly worse.
+    let v = outcome(2.5);
+    assert_eq!(v.outcome, Outcome::NotSupported, "{}", v.evidence);
+    // The same compression: nothing to tell apart.
+    let v = outcome(1.0);
+    assert_eq!(v.outcome, Outcome::Inconclusive, "{}", v.evidence);
+    assert!(v.evidence.contains("tied in 15"), "{}", v.evidence);
+    // A 0.2% smaller perturbation: within noise.
+    let v = outcome(0.998);
+    assert_eq!(v.outcome, Outcome::Inconclusive, "{}", v.evidence);
+}
+
+#[test]
+fn grid_methods_are_validated() {
+    let reference = reference();
+    let ev = evaluator(&reference);
+    let grid = |methods| {
+        run_grid(
+            &ev,
+            &Grid {
+                n_blocks: 4,
+                methods,
+                block_sets: &[vec![0]],
+                bonds: &[10],
+                threads: 1,
+            },
+            |_: Method, _: &[usize], _: usize| Ok((reference.clone(), CompressionInfo::default())),
+            None::<(HealKind, fn(&mut Bigram) -> succulm::Result<()>)>,
+            &|_: &str| {},
+        )
+    };
+    let inv = |e: Error| matches!(e, Error::InvalidArgument { name, .. } if name == "methods");
+    assert!(inv(grid(&[]).unwrap_err()));
+    assert!(inv(grid(&[Method::Weight, Method::Weight]).unwrap_err()));
+    assert_eq!(grid(&[Method::Scaled]).unwrap().cells.len(), 1);
+}
+
+/// A toy budget build: the uniform arm damages `blocks` by `uniform` times their pattern, the
+/// allocated arm by `allocated` times; TT parameters 60 and `allocated_tt` per block.
+fn toy_build<'a>(
+    reference: &'a Bigram,
+    allocated_tt: usize,
+) -> impl Fn(Method, &[usize], f64) -> succulm::Result<BudgetArms<Bigram>> + Sync + 'a {
+    move |method: Method, blocks: &[usize], fraction: f64| {
+        let arm = |scale: f32, tt: usize, energy: f64| {
+            let mut m = reference.clone();
+            for &k in blocks {
+                m.table.scaled_add(scale, &damage(k, false));
+            }
+            let info = CompressionInfo {
+                ffn_params_dense: 200 * blocks.len(),
+                ffn_params_tt: tt * blocks.len(),
+                projections: blocks
+                    .iter()
+                    .flat_map(|&k| {
+                        ["ffn.0", "ffn.2"].map(|p| ProjectionError {
+                            bond_dims: vec![2, tt / 10, 2],
+                            ..ProjectionError::new(k, p, scale as f64)
+                        })
+                    })
+                    .collect(),
+            };
+            (m, info, energy)
+        };
+        let u = if method == Method::Whitened { 0.5 } else { 0.6 };
+        Ok([
+            arm(u, 60, 2.0 * fraction),
+            arm(0.2, allocated_tt, 0.8 * fraction),
+        ])
+    }
+}
+
+#[test]
+fn run_budget_scores_both_arms() {
+    let reference = reference();
+    let ev = evaluator(&reference);
+    let build = toy_build(&reference, 58);
+    let requests = [
+        (Method::Whitened, vec![1, 0]),
+        (Method::Weight, vec![0, 1]),
+        (Method::Whitened, vec![3]),
+    ];
+    let lines = std::sync::Mutex::new(Vec::new());
+    let cells = run_budget(&ev, &requests, 0.25, &build, 2, &|l: &str| {
+        lines.lock().unwrap().push(l.to_string())
+    })
+    .unwrap();
+    assert_eq!(cells.len(), 3);
+    assert_eq!(lines.lock().unwrap().len(), 3);
+    assert!(lines
+        .lock()
+        .unwrap()
+        .contains(&"[1/3] budget 25%: whitened, blocks 0+1".to_string()));
+    for (c, (m, _)) in cells.iter().zip(&requests) {
+        assert_eq!(c.method, *m);
+        assert_eq!(c.fraction, 0.25);
+        assert_eq!(c.budget_params, c.uniform.compression.ffn_params_tt);
+        assert!(c.allocated.compression.ffn_params_tt <= c.budget_params);
+        assert!(c.allocated.metrics.teacher_forced.kl < c.uniform.metrics.teacher_forced.kl);
+        assert!((c.uniform.discarded_energy - 0.5).abs() < 1e-12);
+        assert!((c.allocated.discarded_energy - 0.2).abs() < 1e-12);
+    }
+    assert_eq!(cells[0].blocks, vec![0, 1], "sorted");
+    assert_eq!(cells[0].budget_params, 120);
+    assert_eq!(cells[2].budget_params, 60);
+    // The arms are scored by the evaluator itself: the same numbers as scoring the models.
+    let [(um, _, _), (am, _, _)] = build(Method::Whitened, &[3], 0.25).unwrap();
+    assert_eq!(
+        format!("{:?}", cells[2].uniform.metrics),
+        format!("{:?}", ev.evaluate(&um).unwrap())
+    );
+    assert_eq!(
+        format!("{:?}", cells[2].allocated.metrics),
+        format!("{:?}", ev.evaluate(&am).unwrap())
+    );
+    // Plain TT-SVD's uniform arm damages more in this toy.
+    assert!(
+        cells[1].uniform.metrics.teacher_forced.kl > cells[0].uniform.metrics.teacher_forced.kl
+    );
+    // Independent of the thread count.
+    let one = run_budget(&ev, &requests, 0.25, &build, 1, &|_: &str| {}).unwrap();
+    assert_eq!(format!("{one:?}"), format!("{cells:?}"));
+}
+
+#[test]
+fn run_budget_rejects_bad_requests() {
+    let reference = reference();
+    let ev = evaluator(&reference);
+    let ok = toy_build(&reference, 58);
+    let req = [(Method::Whitened, vec![0])];
+    let name_of = |e: Error| match e {
+        Error::InvalidArgument { name, .. } => name,
+        other => panic!("{other}"),
+    };
+    for f in [0.0, -0.5, 1.5, f64::NAN, f64::INFINITY] {
+        let e = run_budget(&ev, &req, f, &ok, 1, &|_: &str| {}).unwrap_err();
+        assert_eq!(name_of(e), "fraction", "{f}");
+    }
+    assert!(run_budget(&ev, &req, 1.0, &ok, 1, &|_: &str| {}).is_ok());
+    let e = run_budget(&ev, &req, 0.5, &ok, 0, &|_: &str| {}).unwrap_err();
+    assert_eq!(name_of(e), "threads");
+    for bad in [
+        vec![],
+        vec![(Method::Whitened, vec![])],
+        vec![(Method::Whitened, vec![1, 1])],
+        vec![
+            (Method::Whitened, vec![0, 1]),
+            (Method::Whitened, vec![1, 0]),
+        ],
+    ] {
+        let e = run_budget(&ev, &bad, 0.5, &ok, 1, &|_: &str| {}).unwrap_err();
+        assert_eq!(name_of(e), "requests", "{bad:?}");
+    }
+    // An allocated arm over the uniform arm's parameter count is a broken allocator.
+    let greedy = toy_build(&reference, 61);
+    let e = run_budget(&ev, &req, 0.5, &greedy, 1, &|_: &str| {}).unwrap_err();
+    assert!(
+        e.to_string().contains("more than the uniform arm's 60"),
+        "{e}"
+    );
+    // The build's own errors come through.
+    let failing = |_: Method, _: &[usize], _: f64| -> succulm::Result<BudgetArms<Bigram>> {
+        Err(Error::invalid_arg("calibration", "no rows"))
+    };
+    let e = run_budget(&ev, &req, 0.5, failing, 2, &|_: &str| {}).unwrap_err();
+    assert_eq!(name_of(e), "calibration");
 }

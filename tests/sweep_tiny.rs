@@ -9,7 +9,7 @@ use succulm::eval::{hidden_ids, Evaluator, SampleConfig};
 use succulm::generate::Sampling;
 use succulm::probes::{load_probes, ProbeGroup};
 use succulm::report;
-use succulm::sweep::{run_grid, tensorized, Grid};
+use succulm::sweep::{run_grid, tensorized, Grid, HealKind, Method};
 use succulm::train::{fine_tune_tt, TrainConfig, Trainer};
 use succulm::Model;
 
@@ -64,12 +64,15 @@ fn a_short_sweep_on_the_tiny_profile_runs_end_to_end() {
         &ev,
         &Grid {
             n_blocks: 1,
+            methods: &[Method::Weight],
             block_sets: &[vec![0]],
             bonds: &[50, 5],
             threads: 2,
         },
-        |blocks: &[usize], bond: usize| tensorized(&model, blocks, &vec![bond; blocks.len()]),
-        Some(heal),
+        |_: Method, blocks: &[usize], bond: usize| {
+            tensorized(&model, blocks, &vec![bond; blocks.len()])
+        },
+        Some((HealKind::CrossEntropy, heal)),
         &|_: &str| {},
     )
     .unwrap();
@@ -85,8 +88,17 @@ fn a_short_sweep_on_the_tiny_profile_runs_end_to_end() {
     assert!(low.compression.max_rel_error() > 0.3);
     assert!(low.metrics.teacher_forced.kl > 1e-4);
     assert!(low.compression.ffn_params_tt < low.compression.ffn_params_dense);
-    // Healing ran and was scored.
+    // Healing ran, was scored and its kind recorded.
     assert!(low.healed.is_some());
+    assert_eq!(low.heal, Some(HealKind::CrossEntropy));
+    assert_eq!(report.heal, Some(HealKind::CrossEntropy));
+    // The real TT's bond dims are recorded per projection; the middle one is the bond asked.
+    assert_eq!(low.compression.projections.len(), 2);
+    for p in &low.compression.projections {
+        assert_eq!(p.bond_dims.len(), 3, "{p:?}");
+        assert_eq!(p.bond_dims[1], 5, "{p:?}");
+        assert!(p.output_error.is_nan());
+    }
 
     let dir = temp_dir("sweep-tiny");
     let written = report::write_all(&report, &dir).unwrap();

@@ -1,6 +1,13 @@
 //! The sweep's outputs: CSV and JSON (written atomically), a plain-text table, SVG charts
-//! ([`svg`]) and the verdict on the seed's claims ([`verdict`]).
+//! ([`svg`]), the verdict on the seed's claims ([`verdict`]), the comparison of data-aware
+//! truncation with plain TT-SVD ([`compare`]) and the parameter-budget table
+//! ([`format_budget`]).
+//!
+//! A sweep of one method prints exactly as before the method axis existed: the `method` column,
+//! the comparison and the per-method charts appear only when the report has more than one
+//! method.
 
+pub mod compare;
 pub mod svg;
 pub mod verdict;
 
@@ -9,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::eval::CellMetrics;
-use crate::sweep::{block_label, SweepCell, SweepReport};
+use crate::sweep::{block_label, BudgetArm, CompressionInfo, SweepCell, SweepReport};
 
 /// Every figure of a cell that can be tabulated or charted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,10 +55,17 @@ pub enum Metric {
     SeedExactRate,
     /// Mean NLL of sampled answers under the dense model.
     FluencyNll,
+    /// The largest relative output error on the calibration rows (NaN when not computed).
+    /// Not in [`Metric::ALL`]: the CSV appends it after its original columns.
+    MaxOutputError,
+    /// The largest relative output error on validation rows (NaN when not computed). Not in
+    /// [`Metric::ALL`], like [`Metric::MaxOutputError`].
+    MaxValOutputError,
 }
 
 impl Metric {
-    /// Every metric, in table/CSV order.
+    /// Every metric of the original CSV columns, in table/CSV order (the output errors, which
+    /// came later, are appended at the end of the CSV instead).
     pub const ALL: [Metric; 17] = [
         Metric::ParamRatio,
         Metric::MaxRelError,
@@ -87,9 +101,26 @@ impl Metric {
         Metric::FluencyNll,
     ];
 
+    /// Compression figures charted only when some cell has them (data-aware methods).
+    pub const OUTPUT_ERRORS: [Metric; 2] = [Metric::MaxOutputError, Metric::MaxValOutputError];
+
+    /// Whether the metric describes the compression itself (not the compressed model's
+    /// behaviour): the same before and after healing.
+    pub fn is_compression(self) -> bool {
+        matches!(
+            self,
+            Metric::ParamRatio
+                | Metric::MaxRelError
+                | Metric::MaxOutputError
+                | Metric::MaxValOutputError
+        )
+    }
+
     /// The snake_case key (CSV column, file names).
     pub fn key(self) -> &'static str {
         match self {
+            Metric::MaxOutputError => "max_output_error",
+            Metric::MaxValOutputError => "max_val_output_error",
             Metric::ParamRatio => "param_ratio",
             Metric::MaxRelError => "max_rel_error",
             Metric::Loss => "loss",
@@ -113,6 +144,8 @@ impl Metric {
     /// A human title (chart titles).
     pub fn title(self) -> &'static str {
         match self {
+            Metric::MaxOutputError => "largest relative output error (calibration rows)",
+            Metric::MaxValOutputError => "largest relative output error (validation rows)",
             Metric::ParamRatio => "FFN parameters, TT / dense",
             Metric::MaxRelError => "largest relative reconstruction error",
             Metric::Loss => "validation loss (nats)",
@@ -138,7 +171,10 @@ impl Metric {
         let t = &m.teacher_forced;
         let s = &m.sampled;
         match self {
-            Metric::ParamRatio | Metric::MaxRelError => f64::NAN,
+            Metric::ParamRatio
+            | Metric::MaxRelError
+            | Metric::MaxOutputError
+            | Metric::MaxValOutputError => f64::NAN,
             Metric::Loss => t.loss,
             Metric::Perplexity => t.perplexity,
             Metric::Accuracy => t.accuracy,
@@ -157,11 +193,30 @@ impl Metric {
         }
     }
 
+    /// The metric's value for a compression (NaN for behaviour metrics).
+    pub fn of_compression(self, c: &CompressionInfo) -> f64 {
+        match self {
+            Metric::ParamRatio => c.param_ratio(),
+            Metric::MaxRelError => c.max_rel_error(),
+            Metric::MaxOutputError => c.max_output_error(),
+            Metric::MaxValOutputError => c.max_val_output_error(),
+            _ => f64::NAN,
+        }
+    }
+
+    /// The metric's value for a budget arm.
+    pub fn of_arm(self, a: &BudgetArm) -> f64 {
+        if self.is_compression() {
+            self.of_compression(&a.compression)
+        } else {
+            self.of_metrics(&a.metrics)
+        }
+    }
+
     /// The metric's value for a cell (compressed, or healed when `healed` and available).
     pub fn of_cell(self, c: &SweepCell, healed: bool) -> f64 {
         match self {
-            Metric::ParamRatio => c.compression.param_ratio(),
-            Metric::MaxRelError => c.compression.max_rel_error(),
+            m if m.is_compression() => m.of_compression(&c.compression),
             _ => {
                 let m = if healed {
                     match &c.healed {
@@ -180,7 +235,7 @@ impl Metric {
     pub fn of_reference(self, r: &SweepReport) -> f64 {
         match self {
             Metric::ParamRatio => 1.0,
-            Metric::MaxRelError => 0.0,
+            Metric::MaxRelError | Metric::MaxOutputError | Metric::MaxValOutputError => 0.0,
             _ => self.of_metrics(&r.reference),
         }
     }
@@ -204,31 +259,58 @@ fn num(x: f64) -> String {
     }
 }
 
+/// `block.projection=value` of every projection, joined by `;` (empty when no value is known).
+fn per_projection(
+    c: &CompressionInfo,
+    f: impl Fn(&crate::sweep::ProjectionError) -> String,
+) -> String {
+    let items: Vec<String> = c
+        .projections
+        .iter()
+        .map(|p| (p, f(p)))
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(p, v)| format!("{}.{}={v}", p.block, p.projection))
+        .collect();
+    items.join(";")
+}
+
 /// The report as CSV: one row for the dense reference (`stage = dense`), one per cell
-/// (`compressed`) and one per healed cell (`healed`). Columns: `stage, blocks, bond,
-/// ffn_params_dense, ffn_params_tt, rel_errors` (`block.projection=error` joined by `;`), then
-/// every [`Metric`] key; then `answers, fluency_se, positions`. NaN is an empty field.
+/// (`compressed`) and one per healed cell (`healed`), cells in report order (method major).
+/// Columns: `stage, blocks, bond, ffn_params_dense, ffn_params_tt, rel_errors`
+/// (`block.projection=error` joined by `;`), then every [`Metric::ALL`] key; then `answers,
+/// fluency_se, positions`; then, added with the method axis, `method` (empty for dense),
+/// `heal` (the healing kind, on healed rows), `max_output_error, max_val_output_error,
+/// output_errors, val_output_errors` (per projection like `rel_errors`), `bond_dims`
+/// (`block.projection=r1xr2x…`), `fact_answers, seed_answers`. NaN is an empty field.
 pub fn to_csv(report: &SweepReport) -> String {
     let mut s = String::from("stage,blocks,bond,ffn_params_dense,ffn_params_tt,rel_errors");
     for m in Metric::ALL {
         s.push(',');
         s.push_str(m.key());
     }
-    s.push_str(",answers,fluency_se,positions\n");
+    s.push_str(",answers,fluency_se,positions");
+    s.push_str(
+        ",method,heal,max_output_error,max_val_output_error,output_errors,val_output_errors,\
+         bond_dims,fact_answers,seed_answers\n",
+    );
     let tail = |m: &CellMetrics| {
         format!(
-            ",{},{},{}\n",
+            ",{},{},{}",
             m.sampled.answers,
             num(m.sampled.fluency_se),
             m.teacher_forced.positions
         )
     };
+    let counts =
+        |m: &CellMetrics| format!(",{},{}\n", m.sampled.fact_answers, m.sampled.seed_answers);
     s.push_str("dense,,,,,");
     for m in Metric::ALL {
         s.push(',');
         s.push_str(&num(m.of_reference(report)));
     }
     s.push_str(&tail(&report.reference));
+    s.push_str(",,,,,,,");
+    s.push_str(&counts(&report.reference));
     for stage in ["compressed", "healed"] {
         for c in &report.cells {
             let healed = stage == "healed";
@@ -240,12 +322,7 @@ pub fn to_csv(report: &SweepReport) -> String {
             } else {
                 &c.metrics
             };
-            let errs: Vec<String> = c
-                .compression
-                .projections
-                .iter()
-                .map(|p| format!("{}.{}={}", p.block, p.projection, p.rel_error))
-                .collect();
+            let errs = per_projection(&c.compression, |p| p.rel_error.to_string());
             let _ = write!(
                 s,
                 "{stage},{},{},{},{},{}",
@@ -253,13 +330,34 @@ pub fn to_csv(report: &SweepReport) -> String {
                 c.bond,
                 c.compression.ffn_params_dense,
                 c.compression.ffn_params_tt,
-                csv_field(&errs.join(";"))
+                csv_field(&errs)
             );
             for m in Metric::ALL {
                 s.push(',');
                 s.push_str(&num(m.of_cell(c, healed)));
             }
             s.push_str(&tail(metrics));
+            let heal = match (healed, c.heal) {
+                (true, Some(k)) => k.key(),
+                _ => "",
+            };
+            let _ = write!(
+                s,
+                ",{},{heal},{},{},{},{},{}",
+                c.method.key(),
+                num(c.compression.max_output_error()),
+                num(c.compression.max_val_output_error()),
+                csv_field(&per_projection(&c.compression, |p| num(p.output_error))),
+                csv_field(&per_projection(&c.compression, |p| num(p.val_output_error))),
+                csv_field(&per_projection(&c.compression, |p| {
+                    p.bond_dims
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join("x")
+                })),
+            );
+            s.push_str(&counts(metrics));
         }
     }
     s
@@ -309,35 +407,19 @@ const TABLE: [(Metric, &str, usize); 14] = [
     (Metric::FluencyNll, "fluency", 3),
 ];
 
-/// A plain-text table: the dense reference, then every cell (and its healed row, marked `h`).
-pub fn format_table(report: &SweepReport) -> String {
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let mut header = vec!["blocks".to_string(), "bond".to_string()];
-    header.extend(TABLE.iter().map(|(_, h, _)| h.to_string()));
-    rows.push(header);
-    let mut dense = vec!["dense".to_string(), "-".to_string()];
-    dense.extend(
-        TABLE
-            .iter()
-            .map(|&(m, _, p)| fmt(m.of_reference(report), p)),
-    );
-    rows.push(dense);
-    for c in &report.cells {
-        for healed in [false, true] {
-            if healed && c.healed.is_none() {
-                continue;
-            }
-            let mut label = block_label(&c.blocks, report.n_blocks);
-            if healed {
-                label.push_str(" h");
-            }
-            let mut r = vec![label, c.bond.to_string()];
-            r.extend(TABLE.iter().map(|&(m, _, p)| fmt(m.of_cell(c, healed), p)));
-            rows.push(r);
-        }
-    }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|j| rows.iter().map(|r| r[j].len()).max().unwrap_or(0))
+/// Lays out `rows` (the first is the header, followed by a rule) in columns two spaces apart:
+/// columns with `left[j]` left-aligned, the others right-aligned; trailing spaces trimmed.
+pub(crate) fn render(rows: &[Vec<String>], left: &[bool]) -> String {
+    let Some(first) = rows.first() else {
+        return String::new();
+    };
+    let widths: Vec<usize> = (0..first.len())
+        .map(|j| {
+            rows.iter()
+                .map(|r| r.get(j).map_or(0, |x| x.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut s = String::new();
     for (i, r) in rows.iter().enumerate() {
@@ -346,7 +428,7 @@ pub fn format_table(report: &SweepReport) -> String {
             .zip(&widths)
             .enumerate()
             .map(|(j, (x, &w))| {
-                if j == 0 {
+                if left.get(j).copied().unwrap_or(false) {
                     format!("{x:<w$}")
                 } else {
                     format!("{x:>w$}")
@@ -356,12 +438,70 @@ pub fn format_table(report: &SweepReport) -> String {
         s.push_str(line.join("  ").trim_end());
         s.push('\n');
         if i == 0 {
-            let total = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+            let total = widths.iter().sum::<usize>() + 2 * (widths.len().max(1) - 1);
             s.push_str(&"-".repeat(total));
             s.push('\n');
         }
     }
     s
+}
+
+/// Whether the report has cells of more than one method (then its views get a method column).
+fn multi_method(report: &SweepReport) -> bool {
+    report.swept_methods().len() > 1
+}
+
+/// The cells grouped by method ([`SweepReport::swept_methods`] order), report order within.
+fn cells_by_method(report: &SweepReport) -> Vec<&SweepCell> {
+    report
+        .swept_methods()
+        .into_iter()
+        .flat_map(|m| report.cells_of(m))
+        .collect()
+}
+
+/// A plain-text table: the dense reference, then every cell (and its healed row, marked `h`).
+/// With more than one method, a `method` column follows `bond` and the rows are grouped by
+/// method.
+pub fn format_table(report: &SweepReport) -> String {
+    let multi = multi_method(report);
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut header = vec!["blocks".to_string(), "bond".to_string()];
+    let mut left = vec![true, false];
+    if multi {
+        header.push("method".into());
+        left.push(true);
+    }
+    header.extend(TABLE.iter().map(|(_, h, _)| h.to_string()));
+    rows.push(header);
+    let mut dense = vec!["dense".to_string(), "-".to_string()];
+    if multi {
+        dense.push("-".into());
+    }
+    dense.extend(
+        TABLE
+            .iter()
+            .map(|&(m, _, p)| fmt(m.of_reference(report), p)),
+    );
+    rows.push(dense);
+    for c in cells_by_method(report) {
+        for healed in [false, true] {
+            if healed && c.healed.is_none() {
+                continue;
+            }
+            let mut label = block_label(&c.blocks, report.n_blocks);
+            if healed {
+                label.push_str(" h");
+            }
+            let mut r = vec![label, c.bond.to_string()];
+            if multi {
+                r.push(c.method.key().into());
+            }
+            r.extend(TABLE.iter().map(|&(m, _, p)| fmt(m.of_cell(c, healed), p)));
+            rows.push(r);
+        }
+    }
+    render(&rows, &left)
 }
 
 /// How much of the damage healing undid: `(compressed − healed) / (compressed − dense)`
@@ -375,7 +515,8 @@ pub fn recovery(dense: f64, compressed: f64, healed: f64) -> f64 {
     }
 }
 
-/// A table of what healing recovered, per healed cell, for loss, KL, accuracy and fluency.
+/// A table of what healing recovered, per healed cell, for loss, KL, accuracy and fluency (with
+/// more than one method, a `method` column follows `bond` and the rows are grouped by method).
 pub fn format_healing(report: &SweepReport) -> String {
     let metrics = [
         Metric::Loss,
@@ -384,13 +525,20 @@ pub fn format_healing(report: &SweepReport) -> String {
         Metric::FactAccuracy,
         Metric::FluencyNll,
     ];
+    let multi = multi_method(report);
     let mut s = String::from("blocks  bond");
+    if multi {
+        s.push_str("  method  ");
+    }
     for m in metrics {
         let _ = write!(s, "  {:>26}", format!("{} (recovered)", m.key()));
     }
     s.push('\n');
     let mut any = false;
-    for c in report.cells.iter().filter(|c| c.healed.is_some()) {
+    for c in cells_by_method(report)
+        .into_iter()
+        .filter(|c| c.healed.is_some())
+    {
         any = true;
         let _ = write!(
             s,
@@ -398,6 +546,9 @@ pub fn format_healing(report: &SweepReport) -> String {
             block_label(&c.blocks, report.n_blocks),
             c.bond
         );
+        if multi {
+            let _ = write!(s, "  {:<8}", c.method.key());
+        }
         for m in metrics {
             let (d, a, b) = (
                 m.of_reference(report),
@@ -426,8 +577,109 @@ pub fn format_healing(report: &SweepReport) -> String {
     }
 }
 
-/// Writes `sweep.csv`, `sweep.json`, `table.txt`, `verdict.txt` and every chart
-/// ([`svg::write_charts`]) into `dir` (created if missing); returns the paths written.
+/// A projection's bond dims as `r1xr2x…` (`-` when not recorded).
+fn bonds_text(dims: &[usize]) -> String {
+    if dims.is_empty() {
+        "-".into()
+    } else {
+        dims.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("x")
+    }
+}
+
+/// The parameter-budget comparisons ([`crate::sweep::run_budget`]) as a table: per budget cell,
+/// the uniform and the allocated arm with their TT parameters, discarded energy (the
+/// allocator's objective), KL, fact accuracy, fluency NLL and seed-answer rate, then each arm's
+/// bond dims per projection. Empty when the report has no budget cell.
+pub fn format_budget(report: &SweepReport) -> String {
+    if report.budget.is_empty() {
+        return String::new();
+    }
+    const COLS: [(Metric, &str, usize); 4] = [
+        (Metric::Kl, "KL", 4),
+        (Metric::FactAccuracy, "fact_acc", 3),
+        (Metric::FluencyNll, "fluency", 3),
+        (Metric::SeedExactRate, "seed_ok", 3),
+    ];
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut header: Vec<String> = [
+        "method",
+        "blocks",
+        "budget",
+        "dense_params",
+        "arm",
+        "tt_params",
+        "discarded",
+    ]
+    .map(String::from)
+    .to_vec();
+    header.extend(COLS.iter().map(|(_, h, _)| h.to_string()));
+    rows.push(header);
+    let mut dense: Vec<String> = vec!["dense".into()];
+    dense.extend(["-"; 6].map(String::from));
+    dense.extend(COLS.iter().map(|&(m, _, p)| fmt(m.of_reference(report), p)));
+    rows.push(dense);
+    let mut bonds = String::new();
+    for b in &report.budget {
+        let label = block_label(&b.blocks, report.n_blocks);
+        for (arm, a) in [("uniform", &b.uniform), ("allocated", &b.allocated)] {
+            let mut r = vec![
+                b.method.key().to_string(),
+                label.clone(),
+                format!("{}%", fmt(100.0 * b.fraction, 0)),
+                a.compression.ffn_params_dense.to_string(),
+                arm.to_string(),
+                a.compression.ffn_params_tt.to_string(),
+                fmt(a.discarded_energy, 4),
+            ];
+            r.extend(COLS.iter().map(|&(m, _, p)| fmt(m.of_arm(a), p)));
+            rows.push(r);
+            let dims: Vec<String> = a
+                .compression
+                .projections
+                .iter()
+                .map(|p| format!("{}.{} {}", p.block, p.projection, bonds_text(&p.bond_dims)))
+                .collect();
+            let _ = writeln!(
+                bonds,
+                "{} blocks {label}, {arm}: {}",
+                b.method.key(),
+                if dims.is_empty() {
+                    "-".to_string()
+                } else {
+                    dims.join(", ")
+                }
+            );
+        }
+    }
+    let mut s = String::from(
+        "Budget: the same TT parameter count spent with one middle bond everywhere (uniform: the \
+         largest that fits) or with bonds chosen per projection by the allocator (allocated: at \
+         most the uniform arm's parameters); discarded = the allocator's objective, the total \
+         whitened energy the truncations discard.\n",
+    );
+    s.push_str(&render(&rows, &[true, true, false, false, true]));
+    s.push_str("\nbond dims per projection:\n");
+    s.push_str(&bonds);
+    s
+}
+
+/// Every verdict of the report: the seed's three claims ([`verdict::verdicts`]), then, with
+/// more than one method, one per data-aware method against plain TT-SVD
+/// ([`compare::verdicts`]).
+pub fn all_verdicts(report: &SweepReport) -> Vec<verdict::Verdict> {
+    let mut v = verdict::verdicts(report);
+    v.extend(compare::verdicts(report));
+    v
+}
+
+/// Writes `sweep.csv`, `sweep.json`, `table.txt` (the table and the healing table),
+/// `verdict.txt` ([`all_verdicts`]) and every chart ([`svg::write_charts`]) into `dir` (created
+/// if missing); with more than one method also `compare.txt` (the comparison table and its
+/// verdicts) and `compare.json` ([`compare::comparisons`]); with budget cells `budget.txt`.
+/// Returns the paths written.
 pub fn write_all(report: &SweepReport, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     let dir = dir.as_ref();
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
@@ -435,13 +687,26 @@ pub fn write_all(report: &SweepReport, dir: impl AsRef<Path>) -> Result<Vec<Path
         source,
     })?;
     let mut written = Vec::new();
-    let verdicts = verdict::format_verdicts(&verdict::verdicts(report));
-    for (name, text) in [
+    let verdicts = verdict::format_verdicts(&all_verdicts(report));
+    let mut files = vec![
         ("sweep.csv", to_csv(report)),
         ("sweep.json", to_json(report)?),
         ("table.txt", format_table(report) + &format_healing(report)),
         ("verdict.txt", verdicts),
-    ] {
+    ];
+    let comparison = compare::format_comparison(report);
+    if !comparison.is_empty() {
+        let v = verdict::format_verdicts(&compare::verdicts(report));
+        files.push(("compare.txt", format!("{comparison}\n{v}")));
+        let json = serde_json::to_string_pretty(&compare::comparisons(report))
+            .map_err(|e| Error::invalid_arg("report", format!("cannot serialise: {e}")))?;
+        files.push(("compare.json", json));
+    }
+    let budget = format_budget(report);
+    if !budget.is_empty() {
+        files.push(("budget.txt", budget));
+    }
+    for (name, text) in files {
         let p = dir.join(name);
         write_atomic(&p, text.as_bytes())?;
         written.push(p);

@@ -4,14 +4,18 @@
 //! - a **heatmap** per metric: block sets down, bonds across, each cell coloured on a
 //!   viridis-like scale and labelled with its value;
 //! - **curves** per metric: the metric against the middle bond, one line per block set, the
-//!   dense model as a dashed line.
+//!   dense model as a dashed line;
+//! - with more than one method, heatmaps and curves per method, and a **comparison** per
+//!   metric: the metric against the middle bond for every method, one colour per block set,
+//!   solid for plain TT-SVD and dashed (dotted) for the data-aware methods, optionally on a log
+//!   axis (KL spans 1e-3..7).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{write_atomic, Metric};
 use crate::error::Result;
-use crate::sweep::{block_label, SweepReport};
+use crate::sweep::{block_label, Method, SweepCell, SweepReport};
 
 /// Escapes text for SVG.
 fn esc(s: &str) -> String {
@@ -99,16 +103,33 @@ fn header(w: f64, h: f64, title: &str) -> String {
     )
 }
 
-/// A heatmap of `metric` (compressed cells; `healed` picks the healed values): block sets as
-/// rows, bonds as columns.
+/// `", <method title>"` when the report has more than one method (chart titles), else `""`.
+fn method_note(report: &SweepReport, method: Method) -> String {
+    if report.swept_methods().len() > 1 {
+        format!(", {}", method.title())
+    } else {
+        String::new()
+    }
+}
+
+/// A heatmap of `metric` for the first method's cells (compressed; `healed` picks the healed
+/// values): block sets as rows, bonds as columns.
 pub fn heatmap(report: &SweepReport, metric: Metric, healed: bool) -> String {
+    heatmap_of(report, report.primary_method(), metric, healed)
+}
+
+/// A heatmap of `metric` for `method`'s cells (see [`heatmap`]); the title names the method
+/// when the report has more than one, and the colour scale spans every method's cells (the
+/// same scale on each method's heatmap).
+pub fn heatmap_of(report: &SweepReport, method: Method, metric: Metric, healed: bool) -> String {
     let (cw, ch, left, top) = (64.0, 34.0, 70.0, 50.0);
     let ncols = report.bonds.len() as f64;
     let nrows = report.block_sets.len() as f64;
     let legend_w = 90.0;
     let title = format!(
-        "{}{} (dense: {})",
+        "{}{}{} (dense: {})",
         metric.title(),
+        method_note(report, method),
         if healed { ", healed" } else { "" },
         label(metric.of_reference(report))
     );
@@ -117,13 +138,22 @@ pub fn heatmap(report: &SweepReport, metric: Metric, healed: bool) -> String {
     let h = top + ch * nrows + 60.0;
     let value = |set: &Vec<usize>, bond: usize| {
         report
-            .cell(set, bond)
+            .cell_of(method, set, bond)
             .map_or(f64::NAN, |c| metric.of_cell(c, healed))
     };
-    let all = report
-        .block_sets
+    // One colour scale for every method's heatmap, so they can be compared side by side.
+    let methods = report.swept_methods();
+    let all = methods
         .iter()
-        .flat_map(|s| report.bonds.iter().map(move |&b| value(s, b)))
+        .flat_map(|&m| {
+            report.block_sets.iter().flat_map(move |s| {
+                report.bonds.iter().map(move |&b| {
+                    report
+                        .cell_of(m, s, b)
+                        .map_or(f64::NAN, |c| metric.of_cell(c, healed))
+                })
+            })
+        })
         .chain(std::iter::once(metric.of_reference(report)));
     let (lo, hi) = finite_range(all).unwrap_or((0.0, 1.0));
     let norm = |x: f64| if hi > lo { (x - lo) / (hi - lo) } else { 0.5 };
@@ -202,8 +232,15 @@ const PALETTE: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
 ];
 
-/// `metric` against the middle bond, one line per block set, the dense value dashed.
+/// `metric` against the middle bond for the first method, one line per block set, the dense
+/// value dashed.
 pub fn curves(report: &SweepReport, metric: Metric, healed: bool) -> String {
+    curves_of(report, report.primary_method(), metric, healed)
+}
+
+/// `metric` against the middle bond for `method` (see [`curves`]); the title names the method
+/// when the report has more than one.
+pub fn curves_of(report: &SweepReport, method: Method, metric: Metric, healed: bool) -> String {
     let (w, h) = (640.0, 400.0);
     let (left, right, top, bottom) = (70.0, 110.0, 40.0, 50.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
@@ -216,7 +253,7 @@ pub fn curves(report: &SweepReport, metric: Metric, healed: bool) -> String {
                 .bonds
                 .iter()
                 .filter_map(|&b| {
-                    let v = report.cell(set, b)?;
+                    let v = report.cell_of(method, set, b)?;
                     let y = metric.of_cell(v, healed);
                     y.is_finite().then_some((b as f64, y))
                 })
@@ -245,7 +282,12 @@ pub fn curves(report: &SweepReport, metric: Metric, healed: bool) -> String {
     };
     let sx = |x: f64| left + (x - xlo) / (xhi - xlo) * pw;
     let sy = |y: f64| top + ph - (y - ylo) / (yhi - ylo) * ph;
-    let title = format!("{}{}", metric.title(), if healed { ", healed" } else { "" });
+    let title = format!(
+        "{}{}{}",
+        metric.title(),
+        method_note(report, method),
+        if healed { ", healed" } else { "" }
+    );
     let mut s = header(w, h, &title);
     let _ = writeln!(
         s,
@@ -340,24 +382,274 @@ pub fn curves(report: &SweepReport, metric: Metric, healed: bool) -> String {
     s
 }
 
+/// The dash pattern of a method's lines in [`compare`]: plain TT-SVD solid, whitened dashed,
+/// scaled dotted (`None`: solid).
+fn dash(method: Method) -> Option<&'static str> {
+    match method {
+        Method::Weight => None,
+        Method::Whitened => Some("7 4"),
+        Method::Scaled => Some("2 3"),
+    }
+}
+
+/// A tick label on a log axis: plain decimals from 0.001 to 1000 (`0.05`, `1`, `20`), else
+/// scientific (`1e-4`).
+fn log_label(t: f64) -> String {
+    if (1e-3..=1e3).contains(&t) {
+        let s = format!("{t:.3}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_string()
+    } else {
+        format!("{t:.0e}")
+    }
+}
+
+/// Decade ticks (1, 2, 5 × 10^k when the range spans less than two decades) within
+/// [10^lo, 10^hi] (`lo`, `hi` in log10 units).
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mults: &[f64] = if hi - lo < 2.0 {
+        &[1.0, 2.0, 5.0]
+    } else {
+        &[1.0]
+    };
+    let mut v = Vec::new();
+    let mut k = lo.floor() as i32;
+    while (k as f64) <= hi.ceil() && v.len() < 60 {
+        for &m in mults {
+            let t = m * 10f64.powi(k);
+            let lt = t.log10();
+            if lt >= lo - 1e-9 && lt <= hi + 1e-9 {
+                v.push(t);
+            }
+        }
+        k += 1;
+    }
+    v
+}
+
+/// One line of [`compare`]: its method, its block set's index, its points (bond, value).
+type Series = (Method, usize, Vec<(f64, f64)>);
+
+/// `metric` against the middle bond for every method of the report: one colour per block set,
+/// one line style per method (solid plain TT-SVD, dashed whitened, dotted scaled; hollow markers
+/// for the data-aware methods), the dense value as a thin grey line. With `log_y` the y axis is
+/// logarithmic and values ≤ 0 are left out (KL of an exact TT is 0 up to rounding).
+pub fn compare(report: &SweepReport, metric: Metric, healed: bool, log_y: bool) -> String {
+    let (w, h) = (660.0, 420.0);
+    let (left, right, top, bottom) = (70.0, 130.0, 40.0, 50.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let methods = report.swept_methods();
+    let ty = |y: f64| if log_y { y.log10() } else { y };
+    let usable = |y: f64| y.is_finite() && (!log_y || y > 0.0);
+    let dense = metric.of_reference(report);
+    let mut series: Vec<Series> = Vec::new();
+    for &m in &methods {
+        for (k, set) in report.block_sets.iter().enumerate() {
+            let mut pts: Vec<(f64, f64)> = report
+                .bonds
+                .iter()
+                .filter_map(|&b| {
+                    let c: &SweepCell = report.cell_of(m, set, b)?;
+                    let y = metric.of_cell(c, healed);
+                    usable(y).then_some((b as f64, y))
+                })
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            series.push((m, k, pts));
+        }
+    }
+    let (xlo, xhi) = finite_range(report.bonds.iter().map(|&b| b as f64)).unwrap_or((0.0, 1.0));
+    let (xlo, xhi) = if xhi > xlo {
+        (xlo, xhi)
+    } else {
+        (xlo - 1.0, xhi + 1.0)
+    };
+    let ys = series
+        .iter()
+        .flat_map(|(_, _, p)| p.iter().map(|q| q.1))
+        .chain(std::iter::once(dense).filter(|&d| usable(d)))
+        .map(ty);
+    let (ylo, yhi) = finite_range(ys).unwrap_or(if log_y { (-3.0, 0.0) } else { (0.0, 1.0) });
+    let (ylo, yhi) = if yhi > ylo {
+        let pad = 0.05 * (yhi - ylo);
+        (ylo - pad, yhi + pad)
+    } else {
+        (ylo - 0.5, yhi + 0.5)
+    };
+    let sx = |x: f64| left + (x - xlo) / (xhi - xlo) * pw;
+    let sy = |y: f64| top + ph - (ty(y) - ylo) / (yhi - ylo) * ph;
+    let title = format!(
+        "{}{}: methods compared{}",
+        metric.title(),
+        if healed { ", healed" } else { "" },
+        if log_y { " (log scale)" } else { "" }
+    );
+    let w = w.max(title.chars().count() as f64 * 7.5 + 40.0);
+    let mut s = header(w, h, &title);
+    let _ = writeln!(
+        s,
+        "<rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#444\"/>"
+    );
+    let yt: Vec<f64> = if log_y {
+        log_ticks(ylo, yhi)
+    } else {
+        ticks(ylo, yhi, 6)
+            .into_iter()
+            .filter(|&t| t >= ylo && t <= yhi)
+            .collect()
+    };
+    for t in yt {
+        let y = sy(t);
+        let _ = writeln!(
+            s,
+            "<line x1=\"{left}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#e5e5e5\"/>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+            left + pw,
+            left - 6.0,
+            y + 4.0,
+            if log_y { log_label(t) } else { label(t) }
+        );
+    }
+    for &b in &report.bonds {
+        let x = sx(b as f64);
+        let _ = writeln!(
+            s,
+            "<line x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"#444\"/>\
+             <text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{b}</text>",
+            top + ph,
+            top + ph + 5.0,
+            top + ph + 18.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">middle bond</text>",
+        left + pw / 2.0,
+        h - 12.0
+    );
+    if usable(dense) {
+        let y = sy(dense);
+        let _ = writeln!(
+            s,
+            "<line x1=\"{left}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#999\" stroke-width=\"1\"/>",
+            left + pw
+        );
+    }
+    for (m, k, pts) in &series {
+        let c = PALETTE[k % PALETTE.len()];
+        let dash_attr = dash(*m).map_or(String::new(), |d| format!(" stroke-dasharray=\"{d}\""));
+        let path: Vec<String> = pts
+            .iter()
+            .map(|&(x, y)| format!("{:.2},{:.2}", sx(x), sy(y)))
+            .collect();
+        if path.len() > 1 {
+            let _ = writeln!(
+                s,
+                "<polyline points=\"{}\" fill=\"none\" stroke=\"{c}\" stroke-width=\"2\"{dash_attr}/>",
+                path.join(" ")
+            );
+        }
+        let fill = if m.is_data_aware() { "white" } else { c };
+        for &(x, y) in pts {
+            let _ = writeln!(
+                s,
+                "<circle cx=\"{:.2}\" cy=\"{:.2}\" r=\"3\" fill=\"{fill}\" stroke=\"{c}\"/>",
+                sx(x),
+                sy(y)
+            );
+        }
+    }
+    // Legend: colours for block sets, then line styles for methods, then dense.
+    let lx = left + pw + 12.0;
+    let mut ly = top + 10.0;
+    for (k, set) in report.block_sets.iter().enumerate() {
+        let c = PALETTE[k % PALETTE.len()];
+        let _ = writeln!(
+            s,
+            "<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"{c}\" stroke-width=\"2\"/>\
+             <text x=\"{}\" y=\"{}\">block {}</text>",
+            lx + 18.0,
+            lx + 24.0,
+            ly + 4.0,
+            esc(&block_label(set, report.n_blocks))
+        );
+        ly += 18.0;
+    }
+    ly += 6.0;
+    for &m in &methods {
+        let dash_attr = dash(m).map_or(String::new(), |d| format!(" stroke-dasharray=\"{d}\""));
+        let _ = writeln!(
+            s,
+            "<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"#333\" stroke-width=\"2\"{dash_attr}/>\
+             <text x=\"{}\" y=\"{}\">{}</text>",
+            lx + 18.0,
+            lx + 24.0,
+            ly + 4.0,
+            esc(m.key())
+        );
+        ly += 18.0;
+    }
+    if usable(dense) {
+        let _ = writeln!(
+            s,
+            "<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"#999\" stroke-width=\"1\"/>\
+             <text x=\"{}\" y=\"{}\">dense</text>",
+            lx + 18.0,
+            lx + 24.0,
+            ly + 4.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 /// Writes `heatmap_<metric>.svg` and `curve_<metric>.svg` for every [`Metric::CHARTED`] metric
-/// (and `_healed` variants when the sweep healed) into `dir`; returns the paths.
+/// (and `_healed` variants when the sweep healed) into `dir`; returns the paths. These are the
+/// first method's charts. With more than one method, every other method gets the same charts
+/// with its key as a suffix (`heatmap_kl_whitened.svg`, `heatmap_kl_whitened_healed.svg`), and
+/// every charted metric a `compare_<metric>.svg` ([`compare`]; KL on a log axis) and its
+/// `_healed` variant. The output-error metrics ([`Metric::OUTPUT_ERRORS`]) are charted the same
+/// way when some cell has them.
 pub fn write_charts(report: &SweepReport, dir: &Path) -> Result<Vec<PathBuf>> {
     let any_healed = report.cells.iter().any(|c| c.healed.is_some());
+    let methods = report.swept_methods();
+    let primary = report.primary_method();
+    let multi = methods.len() > 1;
+    let mut charted: Vec<Metric> = Metric::CHARTED.to_vec();
+    for m in Metric::OUTPUT_ERRORS {
+        if report.cells.iter().any(|c| m.of_cell(c, false).is_finite()) {
+            charted.push(m);
+        }
+    }
     let mut out = Vec::new();
-    for m in Metric::CHARTED {
+    let mut write = |name: String, svg: String| -> Result<()> {
+        let p = dir.join(name);
+        write_atomic(&p, svg.as_bytes())?;
+        out.push(p);
+        Ok(())
+    };
+    for &m in &charted {
         for healed in [false, true] {
-            if healed && (!any_healed || matches!(m, Metric::MaxRelError)) {
+            if healed && (!any_healed || m.is_compression()) {
                 continue;
             }
             let suffix = if healed { "_healed" } else { "" };
-            for (kind, svg) in [
-                ("heatmap", heatmap(report, m, healed)),
-                ("curve", curves(report, m, healed)),
-            ] {
-                let p = dir.join(format!("{kind}_{}{suffix}.svg", m.key()));
-                write_atomic(&p, svg.as_bytes())?;
-                out.push(p);
+            for &method in &methods {
+                let msuffix = if method == primary {
+                    String::new()
+                } else {
+                    format!("_{}", method.key())
+                };
+                for (kind, svg) in [
+                    ("heatmap", heatmap_of(report, method, m, healed)),
+                    ("curve", curves_of(report, method, m, healed)),
+                ] {
+                    write(format!("{kind}_{}{msuffix}{suffix}.svg", m.key()), svg)?;
+                }
+            }
+            if multi {
+                let svg = compare(report, m, healed, matches!(m, Metric::Kl));
+                write(format!("compare_{}{suffix}.svg", m.key()), svg)?;
             }
         }
     }
@@ -381,6 +673,16 @@ mod tests {
         assert_eq!(colour(0.0), "#440154");
         assert_eq!(colour(1.0), "#fde725");
         assert_eq!(colour(-3.0), colour(0.0));
+    }
+
+    #[test]
+    fn log_ticks_are_decades_or_1_2_5() {
+        assert_eq!(log_ticks(-3.0, 1.0), vec![1e-3, 1e-2, 1e-1, 1.0, 10.0]);
+        let t = log_ticks(-1.0, 0.0);
+        assert_eq!(t.len(), 4, "{t:?}"); // 0.1, 0.2, 0.5, 1
+        assert!((t[1] - 0.2).abs() < 1e-12 && (t[2] - 0.5).abs() < 1e-12);
+        let labels: Vec<String> = [1e-4, 1e-3, 0.05, 1.0, 20.0, 1e4].map(log_label).to_vec();
+        assert_eq!(labels, ["1e-4", "0.001", "0.05", "1", "20", "1e4"]);
     }
 
     #[test]
