@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! cargo run --release --example layer_sweep -- [--blocks 0,1,2,3,all] [--bonds 50,47,...]
+//!     [--methods weight,whitened,scaled] [--calibration sequential|one_shot] [--budget 0.5]
 //!     [--samples 20] [--seed 42] [--out target/layer_sweep] [--heal-epochs 0]
-//!     [--checkpoint fixtures/succulm_upper_middle.json] [--no-experiments]
+//!     [--heal ce|distill] [--checkpoint fixtures/succulm_upper_middle.json] [--no-experiments]
 //! ```
 //! Progress goes to stderr, the table and the verdict to stdout, every figure and chart to
 //! `--out`.
@@ -13,13 +14,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rand::{rngs::StdRng, SeedableRng};
+use succulm::calibration::{CalibrationMode, CalibrationRows};
 use succulm::data::{load_corpus, standard_split};
 use succulm::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
 use succulm::generate::{format_example, model_example, GenerateConfig, Sampling};
 use succulm::probes::ProbeGroup;
 use succulm::report::{self, verdict};
-use succulm::sweep::{self, tensorized, HealKind, Method, DEFAULT_BONDS, SEED_EXPERIMENTS};
-use succulm::train::{fine_tune_tt, TrainConfig};
+use succulm::sweep::{self, HealKind, Method, DEFAULT_BONDS, SEED_EXPERIMENTS};
+use succulm::train::{fine_tune_tt, heal_distill, Teacher, TrainConfig};
 use succulm::{Error, Result};
 
 const HELP: &str = "\
@@ -37,6 +39,17 @@ Options:
   --out DIR           output directory (default target/layer_sweep)
   --threads N         cells scored in parallel (default 2)
   --heal-epochs N     fine-tune the TT cores for N epochs after compression (default 0: off)
+  --heal KIND         what healing minimises: ce (the corpus' cross-entropy, default) or
+                      distill (KL from the dense model's distributions on the training rows)
+  --methods LIST      truncation methods, comma-separated (default weight): weight (plain
+                      TT-SVD), whitened (minimises the output error on the training rows'
+                      activations), scaled (ASVD's activation scaling); weight, when listed,
+                      is the baseline of the comparison and of the seed's claims
+  --calibration MODE  how the data-aware methods calibrate several projections: sequential
+                      (default: each on the model with the earlier ones compressed) or one_shot
+                      (all on the dense model)
+  --budget F          also spend F (0 < F <= 1) of each block set's FFN parameters twice per
+                      method: uniform bonds vs bonds allocated per projection
   --no-experiments    skip the seed's experiments (the printed answers)
   --help              this text";
 
@@ -50,6 +63,10 @@ struct Args {
     seed: u64,
     out: PathBuf,
     heal_epochs: usize,
+    heal: HealKind,
+    methods: Vec<Method>,
+    calibration: CalibrationMode,
+    budget: Option<f64>,
     threads: usize,
     experiments: bool,
 }
@@ -65,6 +82,10 @@ fn parse_args() -> Result<Option<Args>> {
         seed: 42,
         out: "target/layer_sweep".into(),
         heal_epochs: 0,
+        heal: HealKind::CrossEntropy,
+        methods: vec![Method::Weight],
+        calibration: CalibrationMode::Sequential,
+        budget: None,
         threads: 2,
         experiments: true,
     };
@@ -101,6 +122,27 @@ fn parse_args() -> Result<Option<Args>> {
                 a.heal_epochs = num("--heal-epochs", value("--heal-epochs")?)? as usize
             }
             "--threads" => a.threads = num("--threads", value("--threads")?)? as usize,
+            "--heal" => a.heal = HealKind::parse(&value("--heal")?)?,
+            "--methods" => {
+                let mut m = sweep::parse_methods(&value("--methods")?)?;
+                // The baseline first: the seed's claims and the comparison read it.
+                m.sort_by_key(|&m| m != Method::Weight);
+                a.methods = m;
+            }
+            "--calibration" => a.calibration = CalibrationMode::parse(&value("--calibration")?)?,
+            "--budget" => {
+                let v = value("--budget")?;
+                let f: f64 = v.parse().map_err(|_| {
+                    Error::invalid_arg("--budget", format!("{v:?} is not a number"))
+                })?;
+                if !(f > 0.0 && f <= 1.0) {
+                    return Err(Error::invalid_arg(
+                        "--budget",
+                        format!("{f} is not in (0, 1]"),
+                    ));
+                }
+                a.budget = Some(f);
+            }
             "--no-experiments" => a.experiments = false,
             other => return Err(Error::invalid_arg(other, "unknown option (see --help)")),
         }
@@ -145,6 +187,27 @@ fn run(a: Args) -> Result<()> {
     let (train, valid) = standard_split(&vocab, &pairs, &pinned, model.config().max_len)?;
     let hidden = hidden_ids(&vocab)?;
 
+    // The data-aware methods and budgets calibrate on the training rows (never the validation
+    // rows scored below), and report output errors on the validation rows.
+    let needs_calibration = a.budget.is_some() || a.methods.iter().any(|m| m.is_data_aware());
+    let calibration = if needs_calibration {
+        let started = std::time::Instant::now();
+        let rows = CalibrationRows {
+            train: train.x(),
+            validation: Some(valid.x()),
+        };
+        let c = sweep::SweepCalibration::collect(&model, rows, a.calibration)?;
+        eprintln!(
+            "calibration: {} ({:.2} s)",
+            c.describe(),
+            started.elapsed().as_secs_f64()
+        );
+        Some(c)
+    } else {
+        None
+    };
+    let calibration = calibration.as_ref();
+
     if a.experiments {
         println!(
             "== The seed's experiments (temperature {}, seed {}) ==",
@@ -155,15 +218,36 @@ fn run(a: Args) -> Result<()> {
             if blocks.iter().any(|&b| b >= n_blocks) {
                 continue;
             }
-            let (m, info) = tensorized(&model, blocks, bonds)?;
-            // The seed re-seeds before each group; each model_example shares one generator.
-            let mut rng = StdRng::seed_from_u64(a.seed);
-            let answers = model_example(&m, &vocab, &cfg, &mut rng)?;
-            println!(
-                "\n-- {title}: blocks {blocks:?}, bonds {bonds:?}, largest reconstruction error {:.3}",
-                info.max_rel_error()
-            );
-            print!("{}", format_example(&answers));
+            let mut runs = Vec::with_capacity(a.methods.len());
+            for &method in &a.methods {
+                let (m, info) = sweep::compress(&model, method, blocks, bonds, calibration)?;
+                // The seed re-seeds before each group; each model_example shares one generator.
+                let mut rng = StdRng::seed_from_u64(a.seed);
+                runs.push((method, info, model_example(&m, &vocab, &cfg, &mut rng)?));
+            }
+            if let [(_, info, answers)] = &runs[..] {
+                println!(
+                    "\n-- {title}: blocks {blocks:?}, bonds {bonds:?}, largest reconstruction error {:.3}",
+                    info.max_rel_error()
+                );
+                print!("{}", format_example(answers));
+            } else {
+                let errors: Vec<String> = runs
+                    .iter()
+                    .map(|(m, info, _)| format!("{} {:.3}", m.key(), info.max_rel_error()))
+                    .collect();
+                println!(
+                    "\n-- {title}: blocks {blocks:?}, bonds {bonds:?}, largest reconstruction error {}",
+                    errors.join(", ")
+                );
+                let width = runs.iter().map(|r| r.0.key().len()).max().unwrap_or(0);
+                for (i, (prompt, _)) in runs[0].2.iter().enumerate() {
+                    println!("prompt='{prompt}'");
+                    for (m, _, answers) in &runs {
+                        println!("    {:<width$}  '{}'", m.key(), answers[i].1);
+                    }
+                }
+            }
         }
         println!();
     }
@@ -182,34 +266,68 @@ fn run(a: Args) -> Result<()> {
         &hidden,
         sample,
     )?;
+    let teacher = if a.heal_epochs > 0 && a.heal == HealKind::Distill {
+        // The dense model's distributions on the training rows, computed once for every cell.
+        Some(Teacher::new(&model, &train, 1)?)
+    } else {
+        None
+    };
     let heal = (a.heal_epochs > 0).then(|| {
         let config = TrainConfig {
             epochs: a.heal_epochs,
             seed: a.seed,
             ..TrainConfig::default()
         };
-        let (train, valid) = (&train, &valid);
+        let (train, valid, teacher) = (&train, &valid, teacher.as_ref());
         let heal = move |m: &mut succulm::Model| -> Result<()> {
-            fine_tune_tt(m, train, valid, config.clone(), |_| {}).map(|_| ())
+            match teacher {
+                Some(t) => heal_distill(m, train, valid, t, config.clone(), |_| {}).map(|_| ()),
+                None => fine_tune_tt(m, train, valid, config.clone(), |_| {}).map(|_| ()),
+            }
         };
-        (HealKind::CrossEntropy, heal)
+        (a.heal, heal)
     });
     let started = std::time::Instant::now();
-    let report = sweep::run_grid(
+    let progress = |line: &str| eprintln!("{line}");
+    let mut report = sweep::run_grid(
         &evaluator,
         &sweep::Grid {
             n_blocks,
-            methods: &[Method::Weight],
+            methods: &a.methods,
             block_sets: &block_sets,
             bonds: &a.bonds,
             threads: a.threads,
         },
-        |_: Method, blocks: &[usize], bond: usize| {
-            tensorized(&model, blocks, &vec![bond; blocks.len()])
+        |method: Method, blocks: &[usize], bond: usize| {
+            sweep::compress(
+                &model,
+                method,
+                blocks,
+                &vec![bond; blocks.len()],
+                calibration,
+            )
         },
         heal,
-        &|line: &str| eprintln!("{line}"),
+        &progress,
     )?;
+    report.calibration = calibration.map(|c| c.describe());
+    if let (Some(fraction), Some(cal)) = (a.budget, calibration) {
+        let requests: Vec<(Method, Vec<usize>)> = a
+            .methods
+            .iter()
+            .flat_map(|&m| block_sets.iter().map(move |s| (m, s.clone())))
+            .collect();
+        report.budget = sweep::run_budget(
+            &evaluator,
+            &requests,
+            fraction,
+            |method: Method, blocks: &[usize], f: f64| {
+                sweep::budget_arms(&model, method, blocks, f, cal)
+            },
+            a.threads,
+            &progress,
+        )?;
+    }
     eprintln!("sweep took {:.1} s", started.elapsed().as_secs_f64());
 
     println!("== The grid ==");
@@ -218,6 +336,23 @@ fn run(a: Args) -> Result<()> {
     if !healing.is_empty() {
         println!("\n== Healing ({} epochs) ==", a.heal_epochs);
         print!("{healing}");
+    }
+    let comparison = report::compare::format_comparison(&report);
+    if !comparison.is_empty() {
+        println!("\n== Data-aware truncation vs plain TT-SVD, same parameter count ==");
+        print!("{comparison}");
+        print!(
+            "{}",
+            verdict::format_verdicts(&report::compare::verdicts(&report))
+        );
+    }
+    let budget = report::format_budget(&report);
+    if !budget.is_empty() {
+        println!(
+            "\n== Parameter budget {:.0}%: uniform vs allocated bonds ==",
+            100.0 * a.budget.unwrap_or(0.0)
+        );
+        print!("{budget}");
     }
     println!("\n== The seed's claims ==");
     print!("{}", verdict::format_verdicts(&verdict::verdicts(&report)));

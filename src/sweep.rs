@@ -5,16 +5,22 @@
 //! The runners are generic: the caller supplies how to build a compressed model
 //! (`compress(method, blocks, bond)`, `build(method, blocks, fraction)`) and how to heal one, so
 //! the same code runs on the crate's `Model` and on toy models in tests. The compression math
-//! itself lives elsewhere (`tt`, `surgery`).
+//! itself lives elsewhere (`tt`, `surgery`, `calibration`); [`compress`] and [`budget_arms`]
+//! are the callbacks for the crate's `Model`.
 //!
 //! Reports written before the method axis existed still load: every field added since has a
 //! serde default (`method` Weight, `methods` `[Weight]`, output errors NaN, no budget).
 
 use serde::{Deserialize, Serialize};
 
+use crate::calibration::{
+    compress_ffns, plan_budget, CalibrationMode, CalibrationRows, DenseCalibration,
+};
 use crate::error::{Error, Result};
 use crate::eval::{CellMetrics, Evaluator, SampleConfig};
 use crate::generate::LanguageModel;
+use crate::surgery::TensorizeReport;
+use crate::tt::DataAware;
 
 /// How a weight matrix is truncated to tensor-train form.
 ///
@@ -815,18 +821,156 @@ pub fn tensorized(
         ));
     }
     let mut m = model.clone();
-    let mut info = CompressionInfo::default();
+    let mut reports = Vec::with_capacity(blocks.len());
     for (&b, &bond) in blocks.iter().zip(bonds) {
         let spec = crate::FfnTtSpec::for_config(model.config(), bond);
-        let r = m.tensorize_ffn(b, &spec)?;
-        info.ffn_params_dense += r.dense_params();
-        info.ffn_params_tt += r.tt_params();
-        for (name, p) in [("ffn.0", &r.up), ("ffn.2", &r.down)] {
-            info.projections.push(ProjectionError {
-                bond_dims: p.bond_dims.clone(),
-                ..ProjectionError::new(b, name, p.rel_error as f64)
-            });
+        reports.push(m.tensorize_ffn(b, &spec)?);
+    }
+    Ok((m, CompressionInfo::from_reports(&reports)))
+}
+
+impl CompressionInfo {
+    /// What [`Model::tensorize_ffn`](crate::Model::tensorize_ffn) or
+    /// [`compress_ffns`] did to each block: parameters, and per projection its weight error,
+    /// bond dims and (when calibrated) output errors on the calibration and held-out rows.
+    pub fn from_reports(reports: &[TensorizeReport]) -> Self {
+        let mut info = CompressionInfo::default();
+        for r in reports {
+            info.ffn_params_dense += r.dense_params();
+            info.ffn_params_tt += r.tt_params();
+            for (name, p) in [("ffn.0", &r.up), ("ffn.2", &r.down)] {
+                info.projections.push(ProjectionError {
+                    output_error: p.output_error,
+                    val_output_error: p.val_output_error,
+                    bond_dims: p.bond_dims.clone(),
+                    ..ProjectionError::new(r.block, name, p.rel_error as f64)
+                });
+            }
+        }
+        info
+    }
+}
+
+impl Method {
+    /// The decomposition this method runs: plain TT-SVD, the whitened output error
+    /// ([`DataAware::whitened`]: bias refit, compensation in sequential mode) or ASVD's scaling
+    /// with `α = 0.5` ([`DataAware::scaled`]).
+    pub fn config(self) -> DataAware {
+        match self {
+            Method::Weight => DataAware::weight(),
+            Method::Whitened => DataAware::whitened(),
+            Method::Scaled => DataAware::scaled(0.5),
         }
     }
-    Ok((m, info))
+}
+
+/// What a sweep's data-aware cells share: the calibration rows (the training split), the dense
+/// model's stats on them, and how several blocks are calibrated.
+#[derive(Debug, Clone)]
+pub struct SweepCalibration<'a> {
+    /// Calibration rows and held-out rows (whose output errors are reported).
+    pub rows: CalibrationRows<'a>,
+    /// The dense model's stats on both.
+    pub dense: DenseCalibration,
+    /// One-shot or sequential.
+    pub mode: CalibrationMode,
+}
+
+impl<'a> SweepCalibration<'a> {
+    /// Collects the dense model's stats on `rows`.
+    pub fn collect(
+        model: &crate::Model,
+        rows: CalibrationRows<'a>,
+        mode: CalibrationMode,
+    ) -> Result<Self> {
+        Ok(SweepCalibration {
+            dense: DenseCalibration::collect(model, &rows)?,
+            rows,
+            mode,
+        })
+    }
+
+    /// One line for the report, e.g. `"sequential, 1008 rows (16537 positions)"`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}, {} rows ({} positions)",
+            self.mode.key(),
+            self.dense.train.rows(),
+            self.dense.train.positions()
+        )
+    }
+}
+
+/// [`tensorized`] with a method: the listed blocks of a copy of `model` compressed at their
+/// middle bonds ([`FfnTtSpec::for_config`](crate::FfnTtSpec::for_config)) by plain TT-SVD or a
+/// data-aware objective calibrated by `calibration` ([`compress_ffns`]). Plain TT-SVD without
+/// calibration is exactly [`tensorized`]; with it, the same cores, and the projections' output
+/// errors measured on the dense model's inputs.
+///
+/// Errors as [`tensorized`], and for a data-aware method without calibration.
+pub fn compress(
+    model: &crate::Model,
+    method: Method,
+    blocks: &[usize],
+    bonds: &[usize],
+    calibration: Option<&SweepCalibration<'_>>,
+) -> Result<(crate::Model, CompressionInfo)> {
+    if blocks.len() != bonds.len() {
+        return Err(Error::invalid_arg(
+            "bonds",
+            format!("{} bonds for {} blocks", bonds.len(), blocks.len()),
+        ));
+    }
+    let Some(cal) = calibration else {
+        if method.is_data_aware() {
+            return Err(Error::invalid_arg(
+                "method",
+                format!("{} needs calibration data", method.key()),
+            ));
+        }
+        return tensorized(model, blocks, bonds);
+    };
+    let targets: Vec<(usize, crate::FfnTtSpec)> = blocks
+        .iter()
+        .zip(bonds)
+        .map(|(&b, &m)| (b, crate::FfnTtSpec::for_config(model.config(), m)))
+        .collect();
+    let (m, reports) = compress_ffns(
+        model,
+        &targets,
+        &method.config(),
+        cal.mode,
+        &cal.rows,
+        Some(&cal.dense),
+    )?;
+    Ok((m, CompressionInfo::from_reports(&reports)))
+}
+
+/// The two arms of a budget cell for [`run_budget`]: `blocks` compressed with `method` at the
+/// uniform bond that fits `fraction` of their FFN parameters, and at the bonds
+/// [`plan_budget`] allocates under the same parameter count; each with its discarded energy.
+pub fn budget_arms(
+    model: &crate::Model,
+    method: Method,
+    blocks: &[usize],
+    fraction: f64,
+    calibration: &SweepCalibration<'_>,
+) -> Result<BudgetArms<crate::Model>> {
+    let config = method.config();
+    let plan = plan_budget(model, blocks, fraction, &config, &calibration.dense)?;
+    let arm = |specs: &[(usize, crate::FfnTtSpec)], energy: f64| {
+        let (m, reports) = compress_ffns(
+            model,
+            specs,
+            &config,
+            calibration.mode,
+            &calibration.rows,
+            Some(&calibration.dense),
+        )?;
+        Ok((m, CompressionInfo::from_reports(&reports), energy))
+    };
+    Ok([
+        arm(&plan.uniform, plan.uniform_energy)?,
+        arm(&plan.allocated, plan.allocated_energy)?,
+    ])
 }

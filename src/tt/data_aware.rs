@@ -43,8 +43,10 @@
 //! 5. **Compensation** (paired stats, whitened only, default on): when the stats pair the inputs
 //!    the layer will see (`x`, e.g. after earlier layers were compressed) with those the dense
 //!    layer saw (`x_r`), the target is the dense output `W·x_r + b`, not `W·x`: the unconstrained
-//!    optimum is `W* = W·E[x_r x̃ᵀ]·M⁻¹`, and `W*` is truncated in the metric `M` (so the layer
-//!    also undoes part of the error that reaches it).
+//!    optimum is `W* = (W·E[x_r x̃ᵀ] + λ'·W)·M⁻¹` (ridge regression *towards W*, `λ'` the ridge
+//!    of step 2: in directions the rows never visit, such as dead units, the layer keeps `W`'s
+//!    behaviour, and with `x = x_r` it is `W` exactly), and `W*` is truncated in the metric `M`
+//!    (so the layer also undoes part of the error that reaches it).
 //!
 //! # Example
 //!
@@ -195,6 +197,8 @@ struct Metric {
     s: Array2<f64>,
     s_inv: Array2<f64>,
     m: Array2<f64>,
+    /// The ridge added to the moment's diagonal, `λ·tr(M)/n` (0 for the other metrics).
+    shift: f64,
 }
 
 impl Metric {
@@ -204,6 +208,7 @@ impl Metric {
             s: i.clone(),
             s_inv: i.clone(),
             m: i,
+            shift: 0.0,
         }
     }
 
@@ -236,6 +241,7 @@ impl Metric {
             s: scaled(&|l| l.sqrt()),
             s_inv: scaled(&|l| 1.0 / l.sqrt()),
             m: scaled(&|l| l),
+            shift,
         })
     }
 
@@ -253,6 +259,7 @@ impl Metric {
             s: Array2::from_diag(&s2.mapv(f64::sqrt)),
             s_inv: Array2::from_diag(&s2.mapv(|v| 1.0 / v.sqrt())),
             m: Array2::from_diag(&s2),
+            shift: 0.0,
         }
     }
 }
@@ -369,7 +376,7 @@ impl TTLayer {
             }
             Objective::Weight => unreachable!("handled above"),
         };
-        // The target: W, or with compensation W* = W·E[x_r x̃ᵀ]·M⁻¹.
+        // The target: W, or with compensation W* = (W·E[x_r x̃ᵀ] + λ'·W)·M⁻¹ (ridge towards W).
         let target =
             if config.objective == Objective::Whitened && config.compensate && stats.is_paired() {
                 let cross = stats.cross_moment(); // E[x x_rᵀ]
@@ -379,7 +386,7 @@ impl TTLayer {
                     cross
                 };
                 let m_inv = metric.s_inv.dot(&metric.s_inv); // S symmetric: M⁻¹ = S⁻¹S⁻¹
-                w.dot(&cross.t()).dot(&m_inv)
+                (w.dot(&cross.t()) + &w * metric.shift).dot(&m_inv)
             } else {
                 w.clone()
             };
