@@ -260,3 +260,43 @@ fn bad_calibration_input_is_an_error() {
     };
     assert!(compress_ffns(&m, &[(0, spec)], &bad, mode, &data, None).is_err());
 }
+
+/// The sweep's callbacks: plain TT-SVD without calibration is `tensorized`; with calibration
+/// the same cores plus output errors; data-aware needs calibration; budget arms keep their
+/// promise (allocated ≤ uniform in parameters and discarded energy).
+#[test]
+fn sweep_callbacks_compress_and_budget() {
+    use succulm::sweep::{budget_arms, compress, tensorized, Method, SweepCalibration};
+    let m = model(6);
+    let x = rows(24, 5);
+    let v = rows(6, 9);
+    let cal = SweepCalibration::collect(
+        &m,
+        CalibrationRows { train: x.view(), validation: Some(v.view()) },
+        CalibrationMode::Sequential,
+    )
+    .unwrap();
+    assert!(cal.describe().starts_with("sequential, 24 rows"));
+    let (blocks, bonds) = ([1, 3], [20, 11]);
+    let (plain, info) = tensorized(&m, &blocks, &bonds).unwrap();
+    let (a, ia) = compress(&m, Method::Weight, &blocks, &bonds, None).unwrap();
+    assert_eq!(a, plain);
+    // (NaN output errors: compare the JSON, where both are null.)
+    let json = |i: &succulm::sweep::CompressionInfo| serde_json::to_string(i).unwrap();
+    assert_eq!(json(&ia), json(&info));
+    let (b, ib) = compress(&m, Method::Weight, &blocks, &bonds, Some(&cal)).unwrap();
+    assert_eq!(b, plain);
+    assert_eq!((ib.ffn_params_tt, ib.max_rel_error()), (info.ffn_params_tt, info.max_rel_error()));
+    assert!(ib.max_output_error().is_finite() && ib.max_val_output_error().is_finite());
+    assert!(compress(&m, Method::Whitened, &blocks, &bonds, None).is_err());
+    for method in [Method::Whitened, Method::Scaled] {
+        let (c, ic) = compress(&m, method, &blocks, &bonds, Some(&cal)).unwrap();
+        assert_ne!(c, plain);
+        assert_eq!(ic.ffn_params_tt, info.ffn_params_tt, "same bonds, same parameters");
+        assert!(ic.projections.iter().all(|p| p.output_error.is_finite() && p.val_output_error.is_finite()));
+    }
+    let [(_, iu, eu), (_, ia, ea)] = budget_arms(&m, Method::Whitened, &[0, 2], 0.4, &cal).unwrap();
+    assert_eq!(iu.ffn_params_dense, ia.ffn_params_dense);
+    assert!(iu.ffn_params_tt as f64 <= 0.4 * iu.ffn_params_dense as f64);
+    assert!(ia.ffn_params_tt <= iu.ffn_params_tt && ea <= eu + 1e-12);
+}

@@ -483,7 +483,9 @@ fn aggregate(cells: &[&MetricComparison]) -> (f64, f64, Lean, usize) {
     (mean, se, lean, known.len())
 }
 
-/// Bonds at which `pick` holds, per block set: `block 0: 47, 42; block all: 20`.
+/// Bonds at which `pick` holds, per block set: `block 0: 47, 42; block all: 20`, shortened to
+/// `every bond` / `every bond but 50` where that is shorter, and to `every block set, …` when
+/// every set reads the same.
 fn bonds_where(
     report: &SweepReport,
     cmp: &Comparison,
@@ -495,29 +497,45 @@ fn bonds_where(
             sets.push(&c.blocks);
         }
     }
-    let parts: Vec<String> = sets
+    let join = |b: &[usize]| b.iter().map(usize::to_string).collect::<Vec<_>>().join(", ");
+    let phrases: Vec<(String, Option<String>)> = sets
         .into_iter()
-        .filter_map(|set| {
-            let bonds: Vec<String> = cmp
-                .cells
-                .iter()
-                .filter(|c| &c.blocks == set && pick(c))
-                .map(|c| c.bond.to_string())
-                .collect();
-            (!bonds.is_empty()).then(|| {
-                format!(
-                    "block {}: {}",
-                    block_label(set, report.n_blocks),
-                    bonds.join(", ")
-                )
-            })
+        .map(|set| {
+            let cells = cmp.cells.iter().filter(|c| &c.blocks == set);
+            let (yes, no): (Vec<&CellComparison>, Vec<&CellComparison>) =
+                cells.partition(|c| pick(c));
+            let yes: Vec<usize> = yes.iter().map(|c| c.bond).collect();
+            let no: Vec<usize> = no.iter().map(|c| c.bond).collect();
+            let phrase = if yes.is_empty() {
+                None
+            } else if no.is_empty() {
+                Some("every bond".to_string())
+            } else if no.len() < yes.len() {
+                Some(format!("every bond but {}", join(&no)))
+            } else {
+                Some(join(&yes))
+            };
+            (block_label(set, report.n_blocks), phrase)
         })
         .collect();
-    if parts.is_empty() {
-        "none".into()
-    } else {
-        parts.join("; ")
+    let present: Vec<&(String, Option<String>)> =
+        phrases.iter().filter(|p| p.1.is_some()).collect();
+    if present.is_empty() {
+        return "none".into();
     }
+    let first = &present[0].1;
+    if present.len() == phrases.len()
+        && present.len() > 1
+        && present.iter().all(|p| &p.1 == first)
+        && first.as_deref().is_some_and(|f| f.starts_with("every"))
+    {
+        return format!("every block set, {}", first.as_deref().unwrap_or_default());
+    }
+    present
+        .iter()
+        .map(|(label, p)| format!("block {label}: {}", p.as_deref().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The verdict on "`method` keeps behaviour better than plain TT-SVD at the same parameter

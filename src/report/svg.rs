@@ -433,14 +433,24 @@ type Series = (Method, usize, Vec<(f64, f64)>);
 /// `metric` against the middle bond for every method of the report: one colour per block set,
 /// one line style per method (solid plain TT-SVD, dashed whitened, dotted scaled; hollow markers
 /// for the data-aware methods), the dense value as a thin grey line. With `log_y` the y axis is
-/// logarithmic and values ≤ 0 are left out (KL of an exact TT is 0 up to rounding).
+/// logarithmic; values ≤ 0, or more than five decades below the largest (rounding noise: the KL
+/// of an exact TT is ~1e-12), are left out.
 pub fn compare(report: &SweepReport, metric: Metric, healed: bool, log_y: bool) -> String {
     let (w, h) = (660.0, 420.0);
     let (left, right, top, bottom) = (70.0, 130.0, 40.0, 50.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
     let methods = report.swept_methods();
     let ty = |y: f64| if log_y { y.log10() } else { y };
-    let usable = |y: f64| y.is_finite() && (!log_y || y > 0.0);
+    // On a log axis, values more than five decades below the largest (rounding noise, such as
+    // the KL of an exact bond, ~1e-12) are left out rather than stretching the axis.
+    let top_value = report
+        .cells
+        .iter()
+        .map(|c| metric.of_cell(c, healed))
+        .filter(|y| y.is_finite())
+        .fold(0.0f64, f64::max);
+    let floor = if log_y { top_value * 1e-5 } else { 0.0 };
+    let usable = |y: f64| y.is_finite() && (!log_y || (y > 0.0 && y >= floor));
     let dense = metric.of_reference(report);
     let mut series: Vec<Series> = Vec::new();
     for &m in &methods {
