@@ -422,14 +422,24 @@ pub fn compress_ffns(
     Ok((model, reports))
 }
 
+/// A parameter budget for the FFNs of some blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Budget {
+    /// A fraction in `(0, 1]` of the blocks' dense FFN parameters (weights and biases).
+    Fraction(f64),
+    /// A number of TT parameters (cores and biases).
+    Params(usize),
+}
+
 /// A parameter budget spent two ways on the FFNs of some blocks (see [`plan_budget`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BudgetPlan {
-    /// The requested fraction of the blocks' dense FFN parameters.
+    /// The budget as a fraction of the blocks' dense FFN parameters.
     pub fraction: f64,
     /// The blocks' dense FFN parameters (weights and biases).
     pub dense_params: usize,
-    /// The largest uniform middle bond whose TT parameters fit `fraction · dense_params`.
+    /// The largest uniform middle bond whose TT parameters fit the budget.
     pub uniform_bond: usize,
     /// The uniform arm: every projection at `uniform_bond`.
     pub uniform: Vec<(usize, FfnTtSpec)>,
@@ -456,25 +466,27 @@ pub struct BudgetPlan {
 /// energy per position `Σ_{i>m} σ_i(W·S)²`, for plain TT-SVD the weight energy `Σ_{i>m}
 /// σ_i(W)²`. Energies are summed over projections **relative to each projection's total**
 /// (so a projection with large activations does not outweigh the others by its scale alone).
-/// The uniform arm takes the largest common bond that fits `fraction` of the dense FFN
-/// parameters; the allocated arm gets exactly the uniform arm's parameter count as its budget
+/// The uniform arm takes the largest common bond that fits the budget (a fraction of the dense
+/// FFN parameters, or a count); the allocated arm gets exactly the uniform arm's parameter count as its budget
 /// and the bonds of the exact optimum ([`allocate`]), so it never holds more parameters and
 /// never discards more energy than the uniform arm.
 ///
-/// Errors: `fraction` outside `(0, 1]` or too small for bond 1, a block out of range or listed
-/// twice, calibration without those blocks.
+/// Errors: a fraction outside `(0, 1]`, a budget too small for bond 1, a block out of range or
+/// listed twice, calibration without those blocks.
 pub fn plan_budget(
     reference: &Model,
     blocks: &[usize],
-    fraction: f64,
+    budget: Budget,
     config: &DataAware,
     dense: &DenseCalibration,
 ) -> Result<BudgetPlan> {
-    if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
-        return Err(Error::invalid_arg(
-            "budget",
-            format!("fraction {fraction} must be in (0, 1]"),
-        ));
+    if let Budget::Fraction(f) = budget {
+        if !(f.is_finite() && f > 0.0 && f <= 1.0) {
+            return Err(Error::invalid_arg(
+                "budget",
+                format!("fraction {f} must be in (0, 1]"),
+            ));
+        }
     }
     let mut blocks = blocks.to_vec();
     blocks.sort_unstable();
@@ -533,7 +545,10 @@ pub fn plan_budget(
         }
     }
     let total_at = |m: usize| -> usize { groups.iter().map(|g| g[m - 1].params).sum() };
-    let target = fraction * dense_params as f64;
+    let target = match budget {
+        Budget::Fraction(f) => f * dense_params as f64,
+        Budget::Params(n) => n as f64,
+    };
     let uniform_bond = (1..=limit)
         .rev()
         .find(|&m| total_at(m) as f64 <= target)
@@ -541,7 +556,7 @@ pub fn plan_budget(
             Error::invalid_arg(
                 "budget",
                 format!(
-                    "{fraction} of {dense_params} parameters is below the TT parameters at bond 1 ({})",
+                    "{target:.0} of {dense_params} parameters is below the TT parameters at bond 1 ({})",
                     total_at(1)
                 ),
             )
@@ -568,7 +583,7 @@ pub fn plan_budget(
         chosen[k]
     };
     Ok(BudgetPlan {
-        fraction,
+        fraction: target / dense_params as f64,
         dense_params,
         uniform_bond,
         uniform: specs(&|_, _| uniform_bond),

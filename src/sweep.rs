@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::calibration::{
-    compress_ffns, plan_budget, CalibrationMode, CalibrationRows, DenseCalibration,
+    compress_ffns, plan_budget, Budget, CalibrationMode, CalibrationRows, DenseCalibration,
 };
 use crate::error::{Error, Result};
 use crate::eval::{CellMetrics, Evaluator, SampleConfig};
@@ -957,7 +957,13 @@ pub fn budget_arms(
     calibration: &SweepCalibration<'_>,
 ) -> Result<BudgetArms<crate::Model>> {
     let config = method.config();
-    let plan = plan_budget(model, blocks, fraction, &config, &calibration.dense)?;
+    let plan = plan_budget(
+        model,
+        blocks,
+        Budget::Fraction(fraction),
+        &config,
+        &calibration.dense,
+    )?;
     let arm = |specs: &[(usize, crate::FfnTtSpec)], energy: f64| {
         let (m, reports) = compress_ffns(
             model,

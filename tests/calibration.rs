@@ -4,7 +4,8 @@
 
 use ndarray::{s, Array2};
 use succulm::calibration::{
-    compress_ffns, plan_budget, Calibration, CalibrationMode, CalibrationRows, DenseCalibration,
+    compress_ffns, plan_budget, Budget, Calibration, CalibrationMode, CalibrationRows,
+    DenseCalibration,
 };
 use succulm::tt::DataAware;
 use succulm::vocab::{BOS, PAD};
@@ -174,7 +175,7 @@ fn budget_plans_stay_within_their_budget_and_beat_uniform_energy() {
     let dense = DenseCalibration::collect(&m, &data).unwrap();
     for cfg in [DataAware::weight(), DataAware::whitened()] {
         for (blocks, f) in [(vec![0, 1, 2, 3], 0.5), (vec![1], 0.3), (vec![0, 3], 0.8)] {
-            let plan = plan_budget(&m, &blocks, f, &cfg, &dense).unwrap();
+            let plan = plan_budget(&m, &blocks, Budget::Fraction(f), &cfg, &dense).unwrap();
             assert!(plan.budget_params as f64 <= f * plan.dense_params as f64);
             assert!(plan.allocated_params <= plan.budget_params);
             assert!(plan.allocated_energy <= plan.uniform_energy + 1e-12);
@@ -196,21 +197,44 @@ fn budget_plans_stay_within_their_budget_and_beat_uniform_energy() {
                 assert_eq!(real, count);
             }
             // The uniform bond is the largest that fits.
-            let next = plan_budget(&m, &blocks, 1.0, &cfg, &dense).unwrap();
+            let next = plan_budget(&m, &blocks, Budget::Fraction(1.0), &cfg, &dense).unwrap();
             assert!(next.uniform_bond >= plan.uniform_bond);
+            // A count is the same budget: the plan of its own parameter count is itself.
+            let count = plan_budget(
+                &m,
+                &blocks,
+                Budget::Params(plan.budget_params),
+                &cfg,
+                &dense,
+            )
+            .unwrap();
+            assert_eq!(
+                (count.uniform_bond, count.bonds.clone()),
+                (plan.uniform_bond, plan.bonds.clone())
+            );
         }
     }
     for bad in [0.0, -0.5, 1.5, f64::NAN, 1e-4] {
-        assert!(
-            matches!(
-                plan_budget(&m, &[0], bad, &DataAware::whitened(), &dense),
-                Err(Error::InvalidArgument { .. })
-            ),
-            "{bad}"
+        let r = plan_budget(
+            &m,
+            &[0],
+            Budget::Fraction(bad),
+            &DataAware::whitened(),
+            &dense,
         );
+        assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{bad}");
     }
-    assert!(plan_budget(&m, &[0, 0], 0.5, &DataAware::whitened(), &dense).is_err());
-    assert!(plan_budget(&m, &[4], 0.5, &DataAware::whitened(), &dense).is_err());
+    let half = Budget::Fraction(0.5);
+    assert!(plan_budget(
+        &m,
+        &[0],
+        Budget::Params(100),
+        &DataAware::whitened(),
+        &dense
+    )
+    .is_err());
+    assert!(plan_budget(&m, &[0, 0], half, &DataAware::whitened(), &dense).is_err());
+    assert!(plan_budget(&m, &[4], half, &DataAware::whitened(), &dense).is_err());
 }
 
 #[test]
@@ -272,7 +296,10 @@ fn sweep_callbacks_compress_and_budget() {
     let v = rows(6, 9);
     let cal = SweepCalibration::collect(
         &m,
-        CalibrationRows { train: x.view(), validation: Some(v.view()) },
+        CalibrationRows {
+            train: x.view(),
+            validation: Some(v.view()),
+        },
         CalibrationMode::Sequential,
     )
     .unwrap();
@@ -286,14 +313,23 @@ fn sweep_callbacks_compress_and_budget() {
     assert_eq!(json(&ia), json(&info));
     let (b, ib) = compress(&m, Method::Weight, &blocks, &bonds, Some(&cal)).unwrap();
     assert_eq!(b, plain);
-    assert_eq!((ib.ffn_params_tt, ib.max_rel_error()), (info.ffn_params_tt, info.max_rel_error()));
+    assert_eq!(
+        (ib.ffn_params_tt, ib.max_rel_error()),
+        (info.ffn_params_tt, info.max_rel_error())
+    );
     assert!(ib.max_output_error().is_finite() && ib.max_val_output_error().is_finite());
     assert!(compress(&m, Method::Whitened, &blocks, &bonds, None).is_err());
     for method in [Method::Whitened, Method::Scaled] {
         let (c, ic) = compress(&m, method, &blocks, &bonds, Some(&cal)).unwrap();
         assert_ne!(c, plain);
-        assert_eq!(ic.ffn_params_tt, info.ffn_params_tt, "same bonds, same parameters");
-        assert!(ic.projections.iter().all(|p| p.output_error.is_finite() && p.val_output_error.is_finite()));
+        assert_eq!(
+            ic.ffn_params_tt, info.ffn_params_tt,
+            "same bonds, same parameters"
+        );
+        assert!(ic
+            .projections
+            .iter()
+            .all(|p| p.output_error.is_finite() && p.val_output_error.is_finite()));
     }
     let [(_, iu, eu), (_, ia, ea)] = budget_arms(&m, Method::Whitened, &[0, 2], 0.4, &cal).unwrap();
     assert_eq!(iu.ffn_params_dense, ia.ffn_params_dense);

@@ -482,7 +482,10 @@ fn the_comparison_verdict_follows_the_planted_effect() {
     // Clearly worse: twice the KL, worse fluency.
     let (o, e) = outcome(&planted(2.0, 0.3, -0.1));
     assert_eq!(o, Outcome::NotSupported, "{e}");
-    assert!(e.contains("higher KL at every block set, every bond"), "{e}");
+    assert!(
+        e.contains("higher KL at every block set, every bond"),
+        "{e}"
+    );
     // Better on KL alone, the sampled metrics tied: still supported (KL is the primary reading).
     assert_eq!(outcome(&planted(0.5, 0.0, 0.0)).0, Outcome::Supported);
 }

@@ -780,3 +780,20 @@ fn run_budget_rejects_bad_requests() {
     let e = run_budget(&ev, &req, 0.5, failing, 2, &|_: &str| {}).unwrap_err();
     assert_eq!(name_of(e), "calibration");
 }
+
+/// Healing's recovery percentages, worked by hand, and `~` where a sampled metric's damage is
+/// within two standard errors (a percentage there would be noise over noise).
+#[test]
+fn healing_recovery_by_hand_and_within_noise() {
+    // Dense fluency 1.0 ± 0.01. Block 0: fluency 3.0 ± 0.01 healed to 1.5 → 75% recovered.
+    // Block 1: fluency 1.02 ± 0.01 (damage 0.02 ≤ 2·√2·0.01): within noise.
+    let mut r = fabricated(&[(0, 3.0, 0.01, 0.0, 0.5), (1, 1.02, 0.01, 0.0, 0.1)]);
+    r.cells[0].healed = Some(metrics(1.5, 0.01, 0.0, 0.25));
+    r.cells[1].healed = Some(metrics(1.03, 0.01, 0.0, 0.05));
+    let t = report::format_healing(&r);
+    let rows: Vec<&str> = t.lines().collect();
+    assert!(rows[1].contains("3.000->1.500 (75%)"), "{t}");
+    assert!(rows[1].contains("0.500->0.250 (50%)"), "{t}"); // KL, deterministic
+    assert!(rows[2].contains("1.020->1.030 (~)"), "{t}");
+    assert!(rows[2].contains("0.100->0.050 (50%)"), "{t}");
+}

@@ -497,7 +497,12 @@ fn bonds_where(
             sets.push(&c.blocks);
         }
     }
-    let join = |b: &[usize]| b.iter().map(usize::to_string).collect::<Vec<_>>().join(", ");
+    let join = |b: &[usize]| {
+        b.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let phrases: Vec<(String, Option<String>)> = sets
         .into_iter()
         .map(|set| {

@@ -515,8 +515,27 @@ pub fn recovery(dense: f64, compressed: f64, healed: f64) -> f64 {
     }
 }
 
+/// The standard error of a sampled metric of `m` (0 for the deterministic ones): binomial for
+/// fact accuracy and the seed-answer rate (over their answers; `fallback_n` for reports made
+/// before the counts were recorded), `fluency_se` for fluency.
+fn sampling_se(metric: Metric, m: &CellMetrics, fallback_n: usize) -> f64 {
+    let s = &m.sampled;
+    let binomial = |p: f64, n: usize| {
+        let n = if n == 0 { fallback_n } else { n }.max(1) as f64;
+        (p * (1.0 - p) / n).max(0.0).sqrt()
+    };
+    match metric {
+        Metric::FactAccuracy => binomial(s.fact_accuracy, s.fact_answers),
+        Metric::SeedExactRate => binomial(s.seed_exact_rate, s.seed_answers),
+        Metric::FluencyNll => s.fluency_se,
+        _ => 0.0,
+    }
+}
+
 /// A table of what healing recovered, per healed cell, for loss, KL, accuracy and fluency (with
 /// more than one method, a `method` column follows `bond` and the rows are grouped by method).
+/// Recovery is [`recovery`] as a percentage; `~` marks a sampled metric whose damage is within
+/// two standard errors (nothing to recover), `-` no damage at all.
 pub fn format_healing(report: &SweepReport) -> String {
     let metrics = [
         Metric::Loss,
@@ -556,12 +575,19 @@ pub fn format_healing(report: &SweepReport) -> String {
                 m.of_cell(c, true),
             );
             let r = recovery(d, a, b);
+            // A sampled metric whose damage is within two standard errors has nothing to
+            // recover: its percentage would be noise over noise.
+            let n = report.sample.samples_per_probe;
+            let noise =
+                2.0 * sampling_se(m, &report.reference, n).hypot(sampling_se(m, &c.metrics, n));
             let cell = format!(
                 "{}->{} ({})",
                 fmt(a, 3),
                 fmt(b, 3),
                 if r.is_nan() {
                     "-".into()
+                } else if (a - d).abs() <= noise {
+                    "~".into()
                 } else {
                     format!("{:.0}%", 100.0 * r)
                 }
