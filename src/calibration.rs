@@ -43,6 +43,7 @@ use std::collections::BTreeMap;
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use crate::data::longest_real;
 use crate::error::{Error, Result};
 use crate::layers::{FfnCache, Projection};
 use crate::model::Model;
@@ -65,12 +66,7 @@ pub struct Calibration {
 fn chunks(x: ArrayView2<'_, u32>) -> Vec<(Vec<u32>, usize, Vec<bool>)> {
     let mut out = Vec::new();
     for part in x.axis_chunks_iter(ndarray::Axis(0), CHUNK_SEQS) {
-        let t = part
-            .rows()
-            .into_iter()
-            .map(|r| r.iter().rposition(|&id| id != PAD).map_or(0, |p| p + 1))
-            .max()
-            .unwrap_or(0);
+        let t = longest_real(part);
         if t == 0 {
             continue;
         }
@@ -376,31 +372,22 @@ pub fn compress_ffns(
             let sequential = mode == CalibrationMode::Sequential
                 && compressed_any
                 && config.objective != Objective::Weight;
+            // Paired stats of this projection on the model compressed so far, or the dense
+            // model's.
             let fresh;
             let (train, val) = if sequential {
                 let t = [(block, which)];
-                let train = Calibration::collect_for(&model, Some(reference), rows.train, &t)?;
-                let val = rows
-                    .validation
-                    .map(|v| Calibration::collect_for(&model, Some(reference), v, &t))
-                    .transpose()?;
-                fresh = (train, val);
-                (
-                    fresh.0.require(block, which)?,
-                    match &fresh.1 {
-                        Some(v) => Some(v.require(block, which)?),
-                        None => None,
-                    },
-                )
+                let collect = |x| Calibration::collect_for(&model, Some(reference), x, &t);
+                fresh = (
+                    collect(rows.train)?,
+                    rows.validation.map(collect).transpose()?,
+                );
+                (&fresh.0, fresh.1.as_ref())
             } else {
-                (
-                    dense.train.require(block, which)?,
-                    match &dense.validation {
-                        Some(v) => Some(v.require(block, which)?),
-                        None => None,
-                    },
-                )
+                (&dense.train, dense.validation.as_ref())
             };
+            let train = train.require(block, which)?;
+            let val = val.map(|v| v.require(block, which)).transpose()?;
             let before = projection(&model, block, which).to_dense();
             let mut report = model.tensorize_projection(
                 block,

@@ -416,6 +416,27 @@ impl Iterator for Batches<'_> {
 
 impl ExactSizeIterator for Batches<'_> {}
 
+/// One past the last non-PAD id of a row (0 for a row of PAD only): its real length, read from
+/// its inputs or its targets.
+pub(crate) fn real_len<'a, I>(row: I) -> usize
+where
+    I: IntoIterator<Item = &'a u32>,
+    I::IntoIter: DoubleEndedIterator + ExactSizeIterator,
+{
+    row.into_iter()
+        .rposition(|&id| id != PAD)
+        .map_or(0, |p| p + 1)
+}
+
+/// The longest real length ([`real_len`]) of the rows of `ids: [N, T]` (0 if all are PAD).
+pub(crate) fn longest_real(ids: ArrayView2<'_, u32>) -> usize {
+    ids.rows()
+        .into_iter()
+        .map(|r| real_len(r))
+        .max()
+        .unwrap_or(0)
+}
+
 /// The normal sentence pairs' file name in a fixtures directory.
 pub const NORMAL_PAIRS_FILE: &str = "succulm_normal_sentence_pairs.json";
 /// The question–answer pairs' file name in a fixtures directory.

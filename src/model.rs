@@ -22,7 +22,7 @@ use crate::layers::{
 use crate::loss::{check_teacher, count_real, cross_entropy_in_place, distillation_in_place};
 use crate::params::{join, Parameters};
 use crate::pool;
-use crate::vocab::{Vocab, PAD};
+use crate::vocab::Vocab;
 use crate::workers;
 
 /// The shape of a SuccuLM model (the seed's `settings_dict` entry plus `vocab_size`, `d_model`,
@@ -1095,7 +1095,7 @@ fn trim_chunk(rows: Rows<'_>) -> Option<Chunk<'_>> {
     let t = rows
         .y
         .chunks_exact(seq)
-        .map(|row| row.iter().rposition(|&v| v != PAD).map_or(0, |p| p + 1))
+        .map(crate::data::real_len)
         .max()
         .unwrap_or(0);
     if t == 0 {
@@ -1134,11 +1134,7 @@ fn trim_chunk(rows: Rows<'_>) -> Option<Chunk<'_>> {
 
 /// The length of the longest real row: one past the last non-PAD target of any row.
 fn trimmed_len(y: ArrayView2<'_, u32>) -> usize {
-    y.axis_iter(Axis(0))
-        .map(|row| row.iter().rposition(|&t| t != PAD).map_or(0, |p| p + 1))
-        .max()
-        .unwrap_or(0)
-        .max(1)
+    crate::data::longest_real(y).max(1)
 }
 
 impl NamedTensors for Model {

@@ -475,12 +475,7 @@ impl Teacher {
             let end = (start + TEACHER_ROWS).min(data.len());
             let ys = y.slice(s![start..end, ..]);
             // Up to the last real target of any of these rows.
-            let t = ys
-                .rows()
-                .into_iter()
-                .map(|r| r.iter().rposition(|&id| id != PAD).map_or(0, |p| p + 1))
-                .max()
-                .unwrap_or(0);
+            let t = crate::data::longest_real(ys);
             if t == 0 {
                 continue;
             }

@@ -228,6 +228,50 @@ pub fn heatmap_of(report: &SweepReport, method: Method, metric: Metric, healed: 
     s
 }
 
+/// The frame of a chart against the middle bond: the plot box `(left, top, width, height)`,
+/// grid lines labelled at `yticks` (pixel y, text), the bonds along the x axis (pixel x from
+/// `sx`) and the axis title, in a chart of height `h`.
+fn bond_axes(
+    s: &mut String,
+    (left, top, pw, ph): (f64, f64, f64, f64),
+    h: f64,
+    yticks: &[(f64, String)],
+    bonds: &[usize],
+    sx: impl Fn(f64) -> f64,
+) {
+    let _ = writeln!(
+        s,
+        "<rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#444\"/>"
+    );
+    for (y, text) in yticks {
+        let _ = writeln!(
+            s,
+            "<line x1=\"{left}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#e5e5e5\"/>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{text}</text>",
+            left + pw,
+            left - 6.0,
+            y + 4.0,
+        );
+    }
+    for &b in bonds {
+        let x = sx(b as f64);
+        let _ = writeln!(
+            s,
+            "<line x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"#444\"/>\
+             <text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{b}</text>",
+            top + ph,
+            top + ph + 5.0,
+            top + ph + 18.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">middle bond</text>",
+        left + pw / 2.0,
+        h - 12.0
+    );
+}
+
 const PALETTE: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
 ];
@@ -289,42 +333,12 @@ pub fn curves_of(report: &SweepReport, method: Method, metric: Metric, healed: b
         if healed { ", healed" } else { "" }
     );
     let mut s = header(w, h, &title);
-    let _ = writeln!(
-        s,
-        "<rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#444\"/>"
-    );
-    for t in ticks(ylo, yhi, 6)
+    let yticks: Vec<(f64, String)> = ticks(ylo, yhi, 6)
         .into_iter()
         .filter(|&t| t >= ylo && t <= yhi)
-    {
-        let y = sy(t);
-        let _ = writeln!(
-            s,
-            "<line x1=\"{left}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#e5e5e5\"/>\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
-            left + pw,
-            left - 6.0,
-            y + 4.0,
-            label(t)
-        );
-    }
-    for &b in &report.bonds {
-        let x = sx(b as f64);
-        let _ = writeln!(
-            s,
-            "<line x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"#444\"/>\
-             <text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{b}</text>",
-            top + ph,
-            top + ph + 5.0,
-            top + ph + 18.0
-        );
-    }
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">middle bond</text>",
-        left + pw / 2.0,
-        h - 12.0
-    );
+        .map(|t| (sy(t), label(t)))
+        .collect();
+    bond_axes(&mut s, (left, top, pw, ph), h, &yticks, &report.bonds, sx);
     if dense.is_finite() {
         let y = sy(dense);
         let _ = writeln!(
@@ -496,10 +510,6 @@ pub fn compare(report: &SweepReport, metric: Metric, healed: bool, log_y: bool) 
     );
     let w = w.max(title.chars().count() as f64 * 7.5 + 40.0);
     let mut s = header(w, h, &title);
-    let _ = writeln!(
-        s,
-        "<rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#444\"/>"
-    );
     let yt: Vec<f64> = if log_y {
         log_ticks(ylo, yhi)
     } else {
@@ -508,35 +518,11 @@ pub fn compare(report: &SweepReport, metric: Metric, healed: bool, log_y: bool) 
             .filter(|&t| t >= ylo && t <= yhi)
             .collect()
     };
-    for t in yt {
-        let y = sy(t);
-        let _ = writeln!(
-            s,
-            "<line x1=\"{left}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#e5e5e5\"/>\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
-            left + pw,
-            left - 6.0,
-            y + 4.0,
-            if log_y { log_label(t) } else { label(t) }
-        );
-    }
-    for &b in &report.bonds {
-        let x = sx(b as f64);
-        let _ = writeln!(
-            s,
-            "<line x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"#444\"/>\
-             <text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{b}</text>",
-            top + ph,
-            top + ph + 5.0,
-            top + ph + 18.0
-        );
-    }
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">middle bond</text>",
-        left + pw / 2.0,
-        h - 12.0
-    );
+    let yticks: Vec<(f64, String)> = yt
+        .into_iter()
+        .map(|t| (sy(t), if log_y { log_label(t) } else { label(t) }))
+        .collect();
+    bond_axes(&mut s, (left, top, pw, ph), h, &yticks, &report.bonds, sx);
     if usable(dense) {
         let y = sy(dense);
         let _ = writeln!(
