@@ -430,11 +430,7 @@ where
 
 /// The longest real length ([`real_len`]) of the rows of `ids: [N, T]` (0 if all are PAD).
 pub(crate) fn longest_real(ids: ArrayView2<'_, u32>) -> usize {
-    ids.rows()
-        .into_iter()
-        .map(|r| real_len(r))
-        .max()
-        .unwrap_or(0)
+    ids.rows().into_iter().map(real_len).max().unwrap_or(0)
 }
 
 /// The normal sentence pairs' file name in a fixtures directory.
