@@ -17,7 +17,9 @@ use rand::{rngs::StdRng, SeedableRng};
 use succulm::calibration::{CalibrationMode, CalibrationRows};
 use succulm::data::{load_corpus, standard_split};
 use succulm::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
-use succulm::generate::{format_example, model_example, GenerateConfig, Sampling};
+use succulm::generate::{
+    format_example, format_examples_side_by_side, model_example, GenerateConfig, Sampling,
+};
 use succulm::probes::ProbeGroup;
 use succulm::report::{self, verdict};
 use succulm::sweep::{self, HealKind, Method, DEFAULT_BONDS, SEED_EXPERIMENTS};
@@ -240,13 +242,11 @@ fn run(a: Args) -> Result<()> {
                     "\n-- {title}: blocks {blocks:?}, bonds {bonds:?}, largest reconstruction error {}",
                     errors.join(", ")
                 );
-                let width = runs.iter().map(|r| r.0.key().len()).max().unwrap_or(0);
-                for (i, (prompt, _)) in runs[0].2.iter().enumerate() {
-                    println!("prompt='{prompt}'");
-                    for (m, _, answers) in &runs {
-                        println!("    {:<width$}  '{}'", m.key(), answers[i].1);
-                    }
-                }
+                let side: Vec<(&str, &[(String, String)])> = runs
+                    .iter()
+                    .map(|(m, _, answers)| (m.key(), answers.as_slice()))
+                    .collect();
+                print!("{}", format_examples_side_by_side(&side));
             }
         }
         println!();

@@ -602,3 +602,29 @@ pub fn format_example(answers: &[(String, String)]) -> String {
     }
     s
 }
+
+/// Several models' answers to the same prompts, read side by side: each prompt, then every
+/// model's answer under its label (`runs`: label, then [`model_example`]'s `(prompt, answer)`
+/// pairs; the prompts are the first run's).
+///
+/// ```
+/// let a = vec![("is ruby a boy?".to_string(), "yes.".to_string())];
+/// let b = vec![("is ruby a boy?".to_string(), "no.".to_string())];
+/// let s = succulm::generate::format_examples_side_by_side(&[("weight", &a), ("whitened", &b)]);
+/// assert_eq!(s, "prompt='is ruby a boy?'\n    weight    'yes.'\n    whitened  'no.'\n");
+/// ```
+pub fn format_examples_side_by_side(runs: &[(&str, &[(String, String)])]) -> String {
+    let width = runs.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let mut s = String::new();
+    let Some((_, first)) = runs.first() else {
+        return s;
+    };
+    for (i, (prompt, _)) in first.iter().enumerate() {
+        s.push_str(&format!("prompt='{prompt}'\n"));
+        for (label, answers) in runs {
+            let answer = answers.get(i).map_or("", |a| a.1.as_str());
+            s.push_str(&format!("    {label:<width$}  '{answer}'\n"));
+        }
+    }
+    s
+}
