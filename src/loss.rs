@@ -29,12 +29,17 @@ use crate::vocab::PAD;
 /// ```
 pub fn cross_entropy(logits: ArrayView2<'_, f32>, targets: &[u32]) -> Result<(f32, Array2<f32>)> {
     let (n, v) = logits.dim();
+    let count = check_targets(targets, n, v, "cross_entropy targets")?;
+    let mut g = logits.as_standard_layout().into_owned();
+    let sum = cross_entropy_in_place(&mut g, targets, 1.0 / count as f32);
+    Ok(((sum / count as f64) as f32, g))
+}
+
+/// Checks `targets` for `n` rows of `v` logits (the length, every id `< v`, at least one real
+/// target); returns the number of real targets. `what` names them in the shape error.
+fn check_targets(targets: &[u32], n: usize, v: usize, what: &str) -> Result<usize> {
     if targets.len() != n {
-        return Err(Error::shape(
-            "cross_entropy targets",
-            &[n],
-            &[targets.len()],
-        ));
+        return Err(Error::shape(what, &[n], &[targets.len()]));
     }
     if let Some((i, &t)) = targets.iter().enumerate().find(|(_, &t)| t as usize >= v) {
         return Err(Error::TokenOutOfRange {
@@ -47,9 +52,7 @@ pub fn cross_entropy(logits: ArrayView2<'_, f32>, targets: &[u32]) -> Result<(f3
     if count == 0 {
         return Err(Error::invalid_arg("targets", "every target is <PAD>"));
     }
-    let mut g = logits.as_standard_layout().into_owned();
-    let sum = cross_entropy_in_place(&mut g, targets, 1.0 / count as f32);
-    Ok(((sum / count as f64) as f32, g))
+    Ok(count)
 }
 
 /// Number of non-PAD targets.
@@ -171,20 +174,7 @@ pub fn distillation(
 ) -> Result<(f32, Array2<f32>)> {
     let (n, v) = logits.dim();
     Error::check_shape("distillation teacher_probs", &[n, v], teacher_probs.shape())?;
-    if targets.len() != n {
-        return Err(Error::shape("distillation targets", &[n], &[targets.len()]));
-    }
-    if let Some((i, &t)) = targets.iter().enumerate().find(|(_, &t)| t as usize >= v) {
-        return Err(Error::TokenOutOfRange {
-            id: t,
-            context: format!("targets[{i}]"),
-            vocab_size: v,
-        });
-    }
-    let count = count_real(targets);
-    if count == 0 {
-        return Err(Error::invalid_arg("targets", "every target is <PAD>"));
-    }
+    let count = check_targets(targets, n, v, "distillation targets")?;
     let p = teacher_probs.as_standard_layout();
     let p = p.as_slice().expect("standard layout");
     check_teacher(p, v, targets, |i| format!("teacher_probs row {i}"))?;

@@ -560,11 +560,13 @@ impl Model {
             return Err(Error::invalid_arg("y", "every target is <PAD>"));
         }
         Ok(Prepared {
-            x: x.slice(s![.., ..t]).iter().copied().collect(),
-            y: y.slice(s![.., ..t]).iter().copied().collect(),
-            teacher: None,
-            seq: t,
-            v: self.config.vocab_size,
+            rows: Chunk {
+                x: Cow::Owned(x.slice(s![.., ..t]).iter().copied().collect()),
+                y: Cow::Owned(y.slice(s![.., ..t]).iter().copied().collect()),
+                teacher: None,
+                seq: t,
+                v: self.config.vocab_size,
+            },
             count,
         })
     }
@@ -581,12 +583,12 @@ impl Model {
         let (b, t) = x.dim();
         let v = self.config.vocab_size;
         Error::check_shape("distillation teacher", &[b, t, v], teacher.shape())?;
-        let seq = batch.seq;
+        let seq = batch.rows.seq;
         let probs: Vec<f32> = teacher.slice(s![.., ..seq, ..]).iter().copied().collect();
-        check_teacher(&probs, v, &batch.y, |i| {
+        check_teacher(&probs, v, &batch.rows.y, |i| {
             format!("teacher[{}, {}]", i / seq, i % seq)
         })?;
-        batch.teacher = Some(probs);
+        batch.rows.teacher = Some(Cow::Owned(probs));
         Ok(batch)
     }
 
@@ -699,8 +701,8 @@ impl Model {
         scratch: &mut Vec<Grads>,
         threads: usize,
     ) -> f32 {
-        let (t, count) = (batch.seq, batch.count);
-        let b = batch.x.len() / t;
+        let (t, count) = (batch.rows.seq, batch.count);
+        let b = batch.rows.x.len() / t;
         let threads = threads.clamp(1, b.max(1));
         if threads == 1 {
             return self.accumulate(batch, grads);
@@ -1033,32 +1035,17 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// A validated batch, cut to its longest real row and flattened, with its loss head.
+/// A validated batch, cut to its longest real row and flattened (`[B·seq]`, teacher
+/// `[B·seq, V]`), with its loss head.
 struct Prepared {
-    /// `[B·seq]`.
-    x: Vec<u32>,
-    /// `[B·seq]`.
-    y: Vec<u32>,
-    /// `[B·seq, V]` teacher probabilities when distilling; `None`: cross-entropy on `y`.
-    teacher: Option<Vec<f32>>,
-    seq: usize,
-    v: usize,
+    rows: Chunk<'static>,
     /// Real (non-PAD) targets: the loss's denominator.
     count: usize,
 }
 
 impl Prepared {
     fn rows(&self) -> Rows<'_> {
-        Rows {
-            x: &self.x,
-            y: &self.y,
-            target: match &self.teacher {
-                None => Target::Labels,
-                Some(p) => Target::Teacher(p),
-            },
-            seq: self.seq,
-            v: self.v,
-        }
+        self.rows.rows()
     }
 }
 
