@@ -478,18 +478,7 @@ mod tests {
             for rows in [1usize, 4, 29, 116] {
                 // Row kinds: ordinary, constant (uniform softmax), large magnitudes (some
                 // probabilities underflow), a large common offset.
-                let mut z = vec![0.0f32; rows * v];
-                for (i, r) in z.chunks_mut(v).enumerate() {
-                    let (offset, spread) = match i % 4 {
-                        0 => (0.0, 4.0),
-                        1 => (rng.gen_range(-5.0..5.0), 0.0),
-                        2 => (0.0, 200.0),
-                        _ => (1.0e4, 3.0),
-                    };
-                    for x in r.iter_mut() {
-                        *x = offset + spread * rng.gen_range(-1.0f32..1.0);
-                    }
-                }
+                let z = logit_rows(rows, v, &mut rng);
                 let targets: Vec<u32> = (0..rows)
                     .map(|i| {
                         if i % 3 == 2 {

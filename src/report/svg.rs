@@ -272,6 +272,30 @@ fn bond_axes(
     );
 }
 
+/// A series' line through `pts` (data units, mapped by `sx`, `sy`), in colour `c` with extra
+/// attributes `attrs`; nothing for fewer than two points.
+fn polyline(
+    s: &mut String,
+    pts: &[(f64, f64)],
+    c: &str,
+    attrs: &str,
+    sx: &impl Fn(f64) -> f64,
+    sy: &impl Fn(f64) -> f64,
+) {
+    if pts.len() < 2 {
+        return;
+    }
+    let path: Vec<String> = pts
+        .iter()
+        .map(|&(x, y)| format!("{:.2},{:.2}", sx(x), sy(y)))
+        .collect();
+    let _ = writeln!(
+        s,
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"{c}\" stroke-width=\"2\"{attrs}/>",
+        path.join(" ")
+    );
+}
+
 const PALETTE: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
 ];
@@ -351,17 +375,7 @@ pub fn curves_of(report: &SweepReport, method: Method, metric: Metric, healed: b
         let c = PALETTE[k % PALETTE.len()];
         let mut sorted = pts.clone();
         sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let path: Vec<String> = sorted
-            .iter()
-            .map(|&(x, y)| format!("{:.2},{:.2}", sx(x), sy(y)))
-            .collect();
-        if path.len() > 1 {
-            let _ = writeln!(
-                s,
-                "<polyline points=\"{}\" fill=\"none\" stroke=\"{c}\" stroke-width=\"2\"/>",
-                path.join(" ")
-            );
-        }
+        polyline(&mut s, &sorted, c, "", &sx, &sy);
         for &(x, y) in &sorted {
             let _ = writeln!(
                 s,
@@ -534,17 +548,7 @@ pub fn compare(report: &SweepReport, metric: Metric, healed: bool, log_y: bool) 
     for (m, k, pts) in &series {
         let c = PALETTE[k % PALETTE.len()];
         let dash_attr = dash(*m).map_or(String::new(), |d| format!(" stroke-dasharray=\"{d}\""));
-        let path: Vec<String> = pts
-            .iter()
-            .map(|&(x, y)| format!("{:.2},{:.2}", sx(x), sy(y)))
-            .collect();
-        if path.len() > 1 {
-            let _ = writeln!(
-                s,
-                "<polyline points=\"{}\" fill=\"none\" stroke=\"{c}\" stroke-width=\"2\"{dash_attr}/>",
-                path.join(" ")
-            );
-        }
+        polyline(&mut s, pts, c, &dash_attr, &sx, &sy);
         let fill = if m.is_data_aware() { "white" } else { c };
         for &(x, y) in pts {
             let _ = writeln!(
