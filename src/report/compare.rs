@@ -571,6 +571,9 @@ pub fn verdict(report: &SweepReport, cmp: &Comparison) -> Verdict {
     }
     if cmp.cells.is_empty() {
         return Verdict {
+            id: format!("{key}_keeps_behaviour"),
+            effect: None,
+            effect_unit: EFFECT_UNIT.into(),
             claim,
             operationalisation,
             outcome: Outcome::Inconclusive,
@@ -664,12 +667,19 @@ pub fn verdict(report: &SweepReport, cmp: &Comparison) -> Verdict {
         });
     }
     Verdict {
+        id: format!("{key}_keeps_behaviour"),
+        effect: (!ratios.is_empty()).then(|| med.ln()),
+        effect_unit: EFFECT_UNIT.into(),
         claim,
         operationalisation,
         outcome,
         evidence,
     }
 }
+
+/// What a comparison verdict's `effect` measures.
+const EFFECT_UNIT: &str =
+    "ln of the median KL_plain / KL_method over the cells with KL above the floor";
 
 /// One verdict per data-aware method of the report (empty with one method).
 pub fn verdicts(report: &SweepReport) -> Vec<Verdict> {

@@ -35,6 +35,9 @@ pub enum Outcome {
 /// One claim's verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
+    /// A stable key for the claim (`"block0_structure"`, …), the same in every run, so verdicts
+    /// of several sweeps (models, shards) can be matched up.
+    pub id: String,
     /// The claim, in the seed's words.
     pub claim: String,
     /// How it was measured.
@@ -43,6 +46,12 @@ pub struct Verdict {
     pub outcome: Outcome,
     /// The numbers behind it.
     pub evidence: String,
+    /// The one number the rule compares, signed so that a positive value is in the claim's
+    /// direction (e.g. block 0's lead in mean Δfluency over the runner-up); `None` when the
+    /// sweep lacks the cells. What it measures is named by `effect_unit`.
+    pub effect: Option<f64>,
+    /// What `effect` measures, in words (`"lead in mean Δfluency NLL over the runner-up"`).
+    pub effect_unit: String,
 }
 
 /// Per single block: the mean of `f(cell)` over the common bonds and its standard error from
@@ -120,8 +129,11 @@ fn listing(p: &PerBlock, prec: usize) -> String {
         .join(", ")
 }
 
-fn missing(claim: &str, op: &str, n_blocks: usize) -> Verdict {
+fn missing(id: &str, claim: &str, op: &str, unit: &str, n_blocks: usize) -> Verdict {
     Verdict {
+        id: id.into(),
+        effect: None,
+        effect_unit: unit.into(),
         claim: claim.into(),
         operationalisation: op.into(),
         outcome: Outcome::Inconclusive,
@@ -130,6 +142,13 @@ fn missing(claim: &str, op: &str, n_blocks: usize) -> Verdict {
         ),
     }
 }
+
+const ID1: &str = "block0_structure";
+const UNIT1: &str = "block 0's lead in mean Δfluency NLL over the runner-up";
+const ID2: &str = "last_block_sophia_trap";
+const UNIT2: &str = "the last block's lead in mean hidden-word answer rate over the runner-up";
+const ID3: &str = "first_half_matters_more";
+const UNIT3: &str = "mean KL of the first half of the blocks minus that of the second half";
 
 /// Decides the seed's three claims from `report` (see the module docs).
 pub fn verdicts(report: &SweepReport) -> Vec<Verdict> {
@@ -148,9 +167,10 @@ pub fn verdicts(report: &SweepReport) -> Vec<Verdict> {
         |c| Metric::FluencyNll.of_cell(c, false) - dense_fluency,
         |c| c.metrics.sampled.fluency_se,
     ) {
-        None => out.push(missing(claim, op, report.n_blocks)),
+        None => out.push(missing(ID1, claim, op, UNIT1, report.n_blocks)),
         Some(p) => {
             let (outcome, runner) = leads(&p, 0);
+            let effect = p.mean[0] - p.mean[runner];
             let worst_at = p
                 .bonds
                 .iter()
@@ -178,6 +198,9 @@ pub fn verdicts(report: &SweepReport) -> Vec<Verdict> {
                 })
                 .collect();
             out.push(Verdict {
+                id: ID1.into(),
+                effect: Some(effect),
+                effect_unit: UNIT1.into(),
                 claim: claim.into(),
                 operationalisation: op.into(),
                 outcome,
@@ -210,14 +233,18 @@ pub fn verdicts(report: &SweepReport) -> Vec<Verdict> {
         |c| Metric::HiddenAnswerRate.of_cell(c, false),
         binom_se,
     ) {
-        None => out.push(missing(&claim, &op, report.n_blocks)),
+        None => out.push(missing(ID2, &claim, &op, UNIT2, report.n_blocks)),
         Some(p) => {
             let (mut outcome, runner) = leads(&p, last);
+            let effect = p.mean[last] - p.mean[runner];
             if p.mean[last] <= 0.0 {
                 outcome = Outcome::NotSupported;
             }
             let mass = per_block(report, |c| Metric::HiddenMass.of_cell(c, false), |_| 0.0);
             out.push(Verdict {
+                id: ID2.into(),
+                effect: Some(effect),
+                effect_unit: UNIT2.into(),
                 claim,
                 operationalisation: op,
                 outcome,
@@ -269,13 +296,16 @@ pub fn verdicts(report: &SweepReport) -> Vec<Verdict> {
                 }
             }
             out.push(Verdict {
+                id: ID3.into(),
+                effect: Some(first - second),
+                effect_unit: UNIT3.into(),
                 claim: claim.into(),
                 operationalisation: op,
                 outcome,
                 evidence,
             });
         }
-        _ => out.push(missing(claim, &op, report.n_blocks)),
+        _ => out.push(missing(ID3, claim, &op, UNIT3, report.n_blocks)),
     }
     out
 }
