@@ -3,15 +3,19 @@
 //! Throughput is reported in "elements" = GEMM FLOPs (from `TTLayer::flops`, or `2·rows·in·out`
 //! for the dense layer), so criterion's `Kelem/s`/`Melem/s`/`Gelem/s` read as FLOP/s.
 //!
-//! `TT_BENCH_THREADS` sets the OpenBLAS thread count (default 1, see `succulm::blas`).
-//! Run e.g. `cargo bench --bench tt_contraction -- seed_fwd`.
+//! `TT_BENCH_THREADS` sets the threads one large product may use (default 1, see
+//! `succulm::gemm::set_threads`; OpenBLAS, used by the TT-SVD, gets the same count).
+//! `tt_r{bond}` uses the cost model's plan, `tt_r{bond}_measured` the measured planner's
+//! (`succulm::tt::Planner::Measure`).
+//! Run e.g. `cargo bench --bench tt_contraction -- fwd_50to200`.
 
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{Array2, Axis};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use succulm::tt::{tt_svd, Truncation};
+use succulm::gemm::{matmul_into, Write};
+use succulm::tt::{set_planner, tt_svd, Planner, Truncation};
 use succulm::{Linear, TTLayer};
 
 fn random_x(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
@@ -26,9 +30,11 @@ fn dense_backward(
     dy: &Array2<f32>,
     gw: &mut Array2<f32>,
 ) -> Array2<f32> {
-    ndarray::linalg::general_mat_mul(1.0, &dy.t(), x, 1.0, gw);
+    matmul_into(dy.t(), x.view(), gw.view_mut(), Write::Accumulate).unwrap();
     black_box(dy.sum_axis(Axis(0)));
-    dy.dot(&lin.weight())
+    let mut dx = Array2::zeros((dy.nrows(), lin.in_features()));
+    matmul_into(dy.view(), lin.weight(), dx.view_mut(), Write::Overwrite).unwrap();
+    dx
 }
 
 fn threads() {
@@ -37,6 +43,7 @@ fn threads() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
     succulm::blas::set_num_threads(n);
+    succulm::gemm::set_threads(n);
 }
 
 struct Case {
@@ -102,6 +109,28 @@ fn bench_forward(c: &mut Criterion) {
                     &x,
                     |b, x| b.iter(|| tt.forward(black_box(x.view())).unwrap()),
                 );
+                // The measured planner: a fresh layer times its shortlist on first use.
+                set_planner(Planner::Measure);
+                let tt =
+                    TTLayer::from_linear(&case.in_modes, &case.out_modes, &lin, bonds).unwrap();
+                let _ = tt.forward(x.view()).unwrap();
+                eprintln!(
+                    "{} rows {rows} bond {label}: measured plan {:?}, model plan {:?}",
+                    case.name,
+                    tt.plan(rows).groups,
+                    {
+                        set_planner(Planner::Model);
+                        let p = tt.plan(rows).groups;
+                        set_planner(Planner::Measure);
+                        p
+                    }
+                );
+                g.bench_with_input(
+                    BenchmarkId::new(format!("tt_r{label}_measured"), rows),
+                    &x,
+                    |b, x| b.iter(|| tt.forward(black_box(x.view())).unwrap()),
+                );
+                set_planner(Planner::Model);
             }
         }
         g.finish();

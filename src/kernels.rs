@@ -1,5 +1,5 @@
 //! Small numeric kernels shared by the layers: a branch-free `exp` (so that loops over it
-//! vectorise), dot products and sums with vector-friendly summation, and the AVX2 dispatch that
+//! vectorise), sums with vector-friendly summation, and the AVX2 dispatch that
 //! compiles a loop nest once more for CPUs that have AVX2.
 //!
 //! None of these contracts a multiply and an add into an FMA, so the AVX2 build computes the
@@ -59,26 +59,6 @@ pub(crate) fn exp(x: f32) -> f32 {
     p * f32::from_bits(((ni + 127) << 23) as u32)
 }
 
-/// Dot product with eight partial sums (vectorises; differs from a plain sum only by rounding).
-#[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; 8];
-    let chunks = n / 8;
-    for k in 0..chunks {
-        let (x, y) = (&a[k * 8..k * 8 + 8], &b[k * 8..k * 8 + 8]);
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s = 0.0f32;
-    for k in chunks * 8..n {
-        s += a[k] * b[k];
-    }
-    hsum(acc) + s
-}
-
 /// Sum with eight partial sums.
 #[inline(always)]
 pub(crate) fn sum(a: &[f32]) -> f32 {
@@ -116,13 +96,5 @@ mod tests {
         }
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(-1000.0) < 1.2e-38 && exp(-1000.0) >= 0.0);
-    }
-
-    #[test]
-    fn dot_matches_f64() {
-        let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
-        let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
-        let d: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
-        assert!((dot(&a, &b) as f64 - d).abs() < 1e-5);
     }
 }

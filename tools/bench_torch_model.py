@@ -13,6 +13,15 @@ import statistics
 import time
 
 import torch
+
+try:
+    import opt_einsum  # noqa: F401  (torch.einsum uses it to order contractions when present)
+except ImportError:
+    raise SystemExit(
+        "opt_einsum is required: without it torch.einsum contracts left to right and the seed's "
+        "TT layer is 50-1000x slower, which makes the comparison meaningless. "
+        "Install it with: pip install opt_einsum"
+    )
 import torch.nn as nn
 import torch.optim as optim
 
@@ -61,7 +70,8 @@ def main():
     s = timed(step, args.reps, 10)
     f32 = timed(lambda: fwd(x), args.reps, 10)
     f1 = timed(lambda: fwd(x1), args.reps, 100)
-    print(f"torch {torch.__version__}, {args.threads} threads")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"opt_einsum {torch.backends.opt_einsum.is_available()}")
     print(f"adam step 32x29: min {s[0] * 1e3:.2f} ms, median {s[1] * 1e3:.2f} ms "
           f"({32 * seq / s[1]:.0f} tokens/s at the median)")
     print(f"forward 32x29:   min {f32[0] * 1e3:.2f} ms, median {f32[1] * 1e3:.2f} ms")

@@ -10,6 +10,15 @@ import time
 
 import torch
 
+try:
+    import opt_einsum  # noqa: F401  (torch.einsum uses it to order contractions when present)
+except ImportError:
+    raise SystemExit(
+        "opt_einsum is required: without it torch.einsum contracts left to right and the seed's "
+        "TT layer is 50-1000x slower, which makes the comparison meaningless. "
+        "Install it with: pip install opt_einsum"
+    )
+
 
 def tt_svd(w, out_modes, in_modes, bonds):
     modes = list(out_modes) + list(in_modes)
@@ -62,7 +71,8 @@ def timeit(f, min_time=0.5):
 def main():
     torch.manual_seed(1234)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"opt_einsum {torch.backends.opt_einsum.is_available()}")
+          f"opt_einsum {torch.backends.opt_einsum.is_available()} "
+          f"(strategy {torch.backends.opt_einsum.strategy})")
     cases = [
         (50, 200, [5, 10], [10, 20], [10, 27, 10], [1, 29, 928]),
         (768, 3072, [8, 8, 12], [12, 16, 16], [16] * 5, [1, 128]),

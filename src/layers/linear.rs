@@ -6,7 +6,6 @@ use rand_distr::{Distribution, Uniform};
 
 use crate::error::{Error, Result};
 use crate::gemm::{gemm, Act, Dims, Out, PackedT, Strided, Write};
-use crate::kernels::{dispatch, dot};
 use crate::params::{join, Parameters};
 use crate::pool;
 
@@ -272,8 +271,7 @@ pub(crate) fn linear_backward(
 
 /// `y = x · wᵀ (+ bias)`, then `max(·, 0)` when `relu`; `[rows, out]`, for `x: [rows, in]`
 /// and `w: [out, in]` (the layout of `Linear` and of the tied embedding head), with `wt` the
-/// cached `wᵀ`. A few rows (decoding) go through dot products against the rows of `w`, which
-/// needs no transpose; more rows through the tiled GEMM.
+/// cached `wᵀ`; one product through [`crate::gemm`] (bias and ReLU as passes over `y`).
 pub(crate) fn affine(
     x: ArrayView2<'_, f32>,
     w: ArrayView2<'_, f32>,
@@ -295,41 +293,21 @@ pub(crate) fn affine(
         Some(b) => b.to_slice(),
         None => None,
     };
-    if rows >= 4 {
-        let dims = Dims {
-            m: rows,
-            n: out,
-            k: inp,
-        };
-        let b = wt.get(w);
-        let act = if relu { Act::Relu } else { Act::Identity };
-        gemm(
-            dims,
-            Strided::rows(xs, inp),
-            b,
-            out,
-            Out::new(ys, out, Write::Overwrite).bias(bias).act(act),
-        );
-        return y;
-    }
-    let w = w.as_standard_layout();
-    let ws = w.as_slice().expect("standard layout");
-    dispatch!(rows_dot_rows, (xs, ws, inp, bias, ys));
-    if relu {
-        ys.iter_mut().for_each(|v| *v = v.max(0.0));
-    }
+    let dims = Dims {
+        m: rows,
+        n: out,
+        k: inp,
+    };
+    let b = wt.get(w);
+    let act = if relu { Act::Relu } else { Act::Identity };
+    gemm(
+        dims,
+        Strided::rows(xs, inp),
+        b,
+        out,
+        Out::new(ys, out, Write::Overwrite).bias(bias).act(act),
+    );
     y
-}
-
-/// `y[r, o] = x_r · w_o (+ bias[o])` for row-major `x: [rows, inp]`, `w: [out, inp]`.
-#[inline(always)]
-fn rows_dot_rows(xs: &[f32], ws: &[f32], inp: usize, bias: Option<&[f32]>, ys: &mut [f32]) {
-    let out = ws.len() / inp;
-    for (xr, yr) in xs.chunks_exact(inp).zip(ys.chunks_exact_mut(out)) {
-        for ((v, wr), o) in yr.iter_mut().zip(ws.chunks_exact(inp)).zip(0..) {
-            *v = dot(xr, wr) + bias.map_or(0.0, |b| b[o]);
-        }
-    }
 }
 
 impl Parameters for Linear {

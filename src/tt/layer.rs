@@ -8,6 +8,7 @@ use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMutD, Axi
 use serde::{Deserialize, Serialize};
 
 use super::decompose::{check_modes, tt_svd_f64, Truncation, TtSvd};
+use super::measure::{self, Planner};
 use super::plan::{self, Dims, Schedule, Taped};
 use crate::error::{Error, Result};
 use crate::layers::Linear;
@@ -217,8 +218,8 @@ type Merged = Arc<Vec<Vec<(Dims, Vec<f32>)>>>;
 /// Lazily computed, value-independent schedules and value-dependent merged blocks.
 #[derive(Default)]
 struct PlanCache {
-    /// `(rows, training)` → schedule.
-    schedules: Mutex<HashMap<(usize, bool), Arc<Schedule>>>,
+    /// `(rows, training, measured planner)` → schedule.
+    schedules: Mutex<HashMap<(usize, bool, bool), Arc<Schedule>>>,
     /// `(partition mask, with suffixes)` → merged blocks.
     merged: Mutex<HashMap<(u64, bool), Merged>>,
 }
@@ -881,13 +882,19 @@ impl TTLayer {
 
     /// The schedule for `rows` (cached), for inference or training.
     fn schedule(&self, rows: usize, training: bool) -> Arc<Schedule> {
-        let key = (rows, training);
+        let measured = !training && measure::planner() == Planner::Measure;
+        let key = (rows, training, measured);
         if let Ok(map) = self.cache.schedules.lock() {
             if let Some(s) = map.get(&key) {
                 return Arc::clone(s);
             }
         }
-        let s = Arc::new(plan::best_schedule(&self.dims, rows, training));
+        let s = Arc::new(if measured {
+            let mask = measure::lookup(&self.dims, rows).unwrap_or_else(|| self.measure(rows));
+            plan::plan_for(&self.dims, rows, mask, false)
+        } else {
+            plan::best_schedule(&self.dims, rows, training)
+        });
         if let Ok(mut map) = self.cache.schedules.lock() {
             if map.len() >= MAX_CACHED_SCHEDULES {
                 map.clear();
@@ -895,6 +902,36 @@ impl TTLayer {
             map.insert(key, Arc::clone(&s));
         }
         s
+    }
+
+    /// Times the measured planner's shortlist on `rows` rows of a fixed input (each plan once
+    /// to build its merged blocks, then the best of a few runs), records the winner for this
+    /// shape and returns it (see [`measure`]).
+    fn measure(&self, rows: usize) -> u64 {
+        let inp = self.in_features();
+        let x = Array2::from_shape_fn((rows, inp), |(r, c)| {
+            (((r * 7919 + c * 104_729) % 2003) as f32 / 1001.5) - 1.0
+        });
+        let timed: Vec<(Schedule, f64)> = measure::shortlist(&self.dims, rows)
+            .into_iter()
+            .map(|s| {
+                let warm = std::time::Instant::now();
+                drop(self.run_schedule(&s, x.view()));
+                // Enough runs for ~2 ms of work (at least 3, at most 50).
+                let once = warm.elapsed().as_secs_f64().max(1e-7);
+                let reps = ((2e-3 / once) as usize).clamp(3, 50);
+                let mut best = f64::INFINITY;
+                for _ in 0..reps {
+                    let t = std::time::Instant::now();
+                    drop(self.run_schedule(&s, x.view()));
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                (s, best)
+            })
+            .collect();
+        let mask = measure::pick(&timed);
+        measure::store(&self.dims, rows, mask);
+        mask
     }
 
     /// The merged blocks for a partition mask, with the suffix merges if `suffixes` (cached

@@ -29,15 +29,17 @@
 //! passed back to its cores by GEMMs): [`TTLayer::training_plan`]. Every candidate can be run
 //! explicitly ([`TTLayer::candidate_plans`], [`TTLayer::forward_with_plan`],
 //! [`TTLayer::forward_train_with_plan`]). Details, and what was measured, in the source of
-//! `plan.rs`.
+//! `plan.rs`. Instead of the cost model, a forward can use the fastest plan *measured* on this
+//! machine ([`set_planner`]`(`[`Planner::Measure`]`)`, as FFTW's `FFTW_MEASURE`; see
+//! [`measure`]).
 //!
-//! # BLAS threads
+//! # Threads
 //!
-//! The layer leaves the OpenBLAS thread count to the caller ([`crate::blas`]). Measured on the
-//! 2-core development machine (shared, so noisy): one thread is as fast or faster for every seed
-//! shape (50↔200) and for one row at 768→3072; two threads gain ~10% at 768→3072 with 128 rows
-//! and lose badly when the cores are busy. The benches default to one thread
-//! (`TT_BENCH_THREADS` overrides).
+//! The products go through [`crate::gemm`] (the `gemm` crate's run-time-dispatched kernels).
+//! One large product (at least [`crate::gemm::PARALLEL_MIN_MACS`] multiply-adds, e.g. 768→3072
+//! at 128 rows) may use up to [`crate::gemm::set_threads`] threads (default 1); the bits are the
+//! same for any count. The model's shapes stay on the calling thread, where the model's own
+//! data-parallel passes split the work.
 //!
 //! # Example
 //!
@@ -69,6 +71,7 @@ pub mod budget;
 pub mod data_aware;
 mod decompose;
 mod layer;
+pub mod measure;
 mod plan;
 mod stats;
 
@@ -76,4 +79,5 @@ pub use als::{AlsConfig, AlsReport, DENSE_LIMIT};
 pub use data_aware::{DataAware, DataAwareReport, Objective};
 pub use decompose::{tt_svd, CappedBond, Truncation, TtSvd};
 pub use layer::{TTCache, TTLayer, TTLayout, TTPlan, TTSpec};
+pub use measure::{clear_measurements, planner, set_planner, Planner};
 pub use stats::InputStats;

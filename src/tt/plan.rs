@@ -87,11 +87,14 @@
 
 use std::borrow::Cow;
 
-// The products here go through BLAS, not `crate::gemm`: a step's state is often read by
-// columns across thousands of rows, where BLAS's packing wins (measured: 768→3072, bonds 16,
-// 128 rows, 385–433 µs with OpenBLAS against 572–627 µs through `crate::gemm`).
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewD, ArrayViewMut2, IxDyn};
+
+use crate::gemm::{matmul_into, Write};
+
+/// `c += a · b` through [`crate::gemm`] (any layout of the three is read in place).
+fn mul_add(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, c: &mut ArrayViewMut2<'_, f32>) {
+    matmul_into(a, b, c.view_mut(), Write::Accumulate).expect("shapes fixed by the schedule");
+}
 
 /// Block dims `[a_left, p, q, a_right]`.
 pub(crate) type Dims = [usize; 4];
@@ -393,8 +396,7 @@ fn merge_two(ld: Dims, l: &[f32], rd: Dims, r: &[f32]) -> (Dims, Vec<f32>) {
     let mut data = vec![0.0f32; a * p * q * rest];
     {
         let mut o = ArrayViewMut2::from_shape((a * p * q, rest), &mut data).expect("dims");
-        // beta = 1 on a zeroed buffer: OpenBLAS skips its separate C-scaling pass.
-        general_mat_mul(1.0, &left, &right, 1.0, &mut o);
+        mul_add(left.view(), right.view(), &mut o);
     }
     if q > 1 && pp > 1 {
         data = permute(
@@ -505,12 +507,12 @@ pub(crate) fn distribute(
         let cv = ArrayView2::from_shape((apq, b), core).expect("dims");
         {
             let mut dc = ArrayViewMut2::from_shape((apq, b), &mut *grads[j]).expect("dims");
-            general_mat_mul(1.0, &dmv, &rv.t(), 1.0, &mut dc);
+            mul_add(dmv.view(), rv.t(), &mut dc);
         }
         let mut next = vec![0.0f32; b * rest];
         {
             let mut o = ArrayViewMut2::from_shape((b, rest), &mut next).expect("dims");
-            general_mat_mul(1.0, &cv.t(), &dmv, 1.0, &mut o);
+            mul_add(cv.t(), dmv.view(), &mut o);
         }
         dm = next;
     }
@@ -655,7 +657,7 @@ pub(crate) fn gemm_step(step: &Step, state: &[f32], g: &[f32], bias: Option<&[f3
         None => vec![0.0f32; r * m],
     };
     let mut o = mat_mut(&mut out, r, m, step.kind.new_back);
-    general_mat_mul(1.0, &t, &gm.t(), 1.0, &mut o);
+    mul_add(t.view(), gm.t(), &mut o);
     out
 }
 
@@ -719,10 +721,10 @@ pub(crate) fn step_backward(
     let t = mat(&taped.state, r, k, step.kind.contracted_trailing);
     let d = mat(dout, r, m, step.kind.new_back);
     // dG[M, K] += dout[R, M]ᵀ · state[R, K];  dstate[R, K] = dout[R, M] · G[M, K].
-    general_mat_mul(1.0, &d.t(), &t, 1.0, &mut dgm);
+    mul_add(d.t(), t.view(), &mut dgm);
     let mut dstate = vec![0.0f32; r * k];
     let mut ds = mat_mut(&mut dstate, r, k, step.kind.contracted_trailing);
-    general_mat_mul(1.0, &d, &gm, 1.0, &mut ds);
+    mul_add(d.view(), gm.view(), &mut ds);
     match &step.pre {
         Some(p) => unpermute(&dstate, p),
         None => dstate,
