@@ -10,12 +10,20 @@
 //! each greedy and at the seed's temperature 0.6 (the RNG is re-seeded every iteration, so
 //! every iteration draws the same answer). A second group does the same with the seed's TT FFNs
 //! (middle bond 27) in every block. OpenBLAS runs on one thread.
+//!
+//! `sweep_probe` is the sweep's shape: the shipped checkpoint answering one probe 20 times at
+//! temperature 0.6, each answer with its own generator (as `sample_probes` seeds them), either
+//! one answer after the other ([`generate`], `one_at_a_time`) or all 20 decoded together
+//! ([`generate_batch`], `batched`: the prompt once, then `[≤ 20, 50]` products per step).
+//! Throughput: the tokens of the 20 answers (EOS included).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::Duration;
-use succulm::generate::{generate, generate_uncached, GenerateConfig, Sampling};
+use succulm::generate::{
+    encode_prompt, generate, generate_batch, generate_uncached, GenerateConfig, Sampling,
+};
 use succulm::model::{Model, ModelConfig};
 use succulm::FfnTtSpec;
 
@@ -56,6 +64,51 @@ fn bench_model(c: &mut Criterion, group: &str, model: &Model) {
     g.finish();
 }
 
+fn bench_sweep_probe(c: &mut Criterion) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/succulm_upper_middle.json"
+    );
+    let (model, vocab) = Model::load(path).expect("checkpoint");
+    let cfg = GenerateConfig::temperature(0.6);
+    let mut g = c.benchmark_group("sweep_probe");
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(3));
+    for prompt in ["who is winy?", "how many days do you grow in this pot?"] {
+        let ids = encode_prompt(&vocab, prompt).expect("prompt");
+        let rngs = || -> Vec<StdRng> { (0..20).map(|j| StdRng::seed_from_u64(j)).collect() };
+        let tokens: usize = generate_batch(&model, &ids, &cfg, &mut rngs())
+            .expect("generation")
+            .iter()
+            .map(|a| a.ids.len() + usize::from(a.stopped_at_eos))
+            .sum();
+        eprintln!("sweep_probe '{prompt}': {tokens} tokens in 20 answers");
+        g.throughput(Throughput::Elements(tokens as u64));
+        let label = format!("{}_tokens_prompt", ids.len());
+        g.bench_function(format!("one_at_a_time_{label}"), |b| {
+            b.iter(|| {
+                rngs()
+                    .iter_mut()
+                    .map(|r| {
+                        generate(&model, &ids, &cfg, r)
+                            .expect("generation")
+                            .ids
+                            .len()
+                    })
+                    .sum::<usize>()
+            })
+        });
+        g.bench_function(format!("batched_{label}"), |b| {
+            b.iter(|| {
+                generate_batch(&model, &ids, &cfg, &mut rngs())
+                    .expect("generation")
+                    .len()
+            })
+        });
+    }
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     succulm::blas::set_num_threads(1);
     let config = ModelConfig::profile("upper_middle", V).expect("profile");
@@ -67,6 +120,7 @@ fn benches(c: &mut Criterion) {
             .expect("surgery");
     }
     bench_model(c, "generate_upper_middle_tt27", &tt);
+    bench_sweep_probe(c);
 }
 
 criterion_group!(generate_benches, benches);

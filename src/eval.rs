@@ -29,10 +29,11 @@
 use ndarray::{s, Array2, ArrayView1, ArrayView2, Axis};
 use rand::{rngs::StdRng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::generate::{
-    encode_prompt, generate, GenerateConfig, Generation, LanguageModel, Sampling,
+    encode_prompt, generate_batch, GenerateConfig, Generation, LanguageModel, Sampling,
 };
 use crate::vocab::{Vocab, BOS, EOS, PAD, UNK};
 
@@ -494,12 +495,10 @@ pub fn sample_probes<M: LanguageModel + ?Sized>(
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            (0..config.samples_per_probe)
-                .map(|j| {
-                    let mut rng = StdRng::seed_from_u64(sample_seed(config.seed, i, j));
-                    generate(model, &p.prompt_ids, &gen, &mut rng)
-                })
-                .collect()
+            let mut rngs: Vec<StdRng> = (0..config.samples_per_probe)
+                .map(|j| StdRng::seed_from_u64(sample_seed(config.seed, i, j)))
+                .collect();
+            generate_batch(model, &p.prompt_ids, &gen, &mut rngs)
         })
         .collect()
 }
@@ -638,19 +637,53 @@ pub fn sampled_metrics<R: LanguageModel + ?Sized>(
         }
     }
     check_ids(x.view(), v, "sampled answer")?;
-    let mut per_answer = Vec::with_capacity(seqs.len());
+    // An answer's NLL is a function of its row (prompt and answer), so each distinct row is
+    // scored once (a probe's samples often repeat). The distinct rows run by length (stable),
+    // each batch only up to its own longest row: the causal model's logits at a position do
+    // not depend on the PAD after it, and answers' lengths vary a lot.
+    // (Keyed by the prompt's length too: the same ids split differently score other tokens.)
+    let mut first_of: HashMap<(usize, &[u32]), usize> = HashMap::with_capacity(seqs.len());
+    let mut distinct: Vec<usize> = Vec::new();
+    let slot: Vec<usize> = seqs
+        .iter()
+        .zip(&all)
+        .enumerate()
+        .map(|(r, (s, (p, _)))| {
+            let key = (p.prompt_ids.len(), s.as_slice());
+            *first_of.entry(key).or_insert_with(|| {
+                distinct.push(r);
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..distinct.len()).collect();
+    order.sort_by_key(|&u| seqs[distinct[u]].len());
+    let mut nll_of = vec![0.0f64; distinct.len()];
     let mut buf = Vec::with_capacity(v);
-    for_each_row(reference, x.view(), batch, |r, l| {
-        let s = &seqs[r];
-        let start = 1 + all[r].0.prompt_ids.len();
-        let mut nll = 0.0;
-        for pos in start..s.len() {
-            log_softmax(l.row(pos - 1), &mut buf);
-            nll -= buf[s[pos] as usize];
+    for chunk in order.chunks(batch) {
+        let tb = chunk
+            .iter()
+            .map(|&u| seqs[distinct[u]].len() - 1)
+            .max()
+            .unwrap_or(1);
+        let mut xb = Array2::from_elem((chunk.len(), tb), PAD);
+        for (i, &u) in chunk.iter().enumerate() {
+            xb.row_mut(i).assign(&x.slice(s![distinct[u], ..tb]));
         }
-        per_answer.push(nll / (s.len() - start) as f64);
-        Ok(())
-    })?;
+        for_each_row(reference, xb.view(), chunk.len(), |i, l| {
+            let (u, r) = (chunk[i], distinct[chunk[i]]);
+            let s = &seqs[r];
+            let start = 1 + all[r].0.prompt_ids.len();
+            let mut nll = 0.0;
+            for pos in start..s.len() {
+                log_softmax(l.row(pos - 1), &mut buf);
+                nll -= buf[s[pos] as usize];
+            }
+            nll_of[u] = nll / (s.len() - start) as f64;
+            Ok(())
+        })?;
+    }
+    let per_answer: Vec<f64> = slot.iter().map(|&u| nll_of[u]).collect();
     let n = per_answer.len() as f64;
     let mean = per_answer.iter().sum::<f64>() / n;
     let se = if per_answer.len() > 1 {

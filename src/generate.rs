@@ -56,8 +56,9 @@ use crate::vocab::{self, Vocab, BOS, EOS, PAD, UNK};
 ///
 /// `Model` implements it by delegating to `new_cache`, `forward_cached` and `forward`.
 pub trait LanguageModel {
-    /// The incremental-decoding state of one sequence (a key/value cache).
-    type Cache;
+    /// The incremental-decoding state of one sequence (a key/value cache). Cloned to start
+    /// several answers from one shared prefix ([`generate_batch`]).
+    type Cache: Clone;
     /// `V`, the number of logits per position.
     fn vocab_size(&self) -> usize;
     /// The longest sequence (BOS included) the model accepts.
@@ -69,6 +70,39 @@ pub trait LanguageModel {
     fn extend(&self, cache: &mut Self::Cache, ids: &[u32]) -> Result<Array2<f32>>;
     /// Full forward without a cache (teacher forcing): ids `[B, T]` → logits `[B, T, V]`.
     fn logits(&self, ids: ArrayView2<u32>) -> Result<Array3<f32>>;
+    /// Appends one token to each of several cached sequences, `ids[r]` to `caches[r]`; returns
+    /// the logits `[rows, V]` of the new positions (`rows = caches.len() = ids.len()`; no rows
+    /// gives `[0, V]`). Errors when the lengths differ, and as [`extend`](Self::extend) does.
+    ///
+    /// The default calls `extend` row by row; a model overrides it to decode the rows as one
+    /// batch (`Model` stacks them, so each projection is one `[rows, d]` product). Row `r` must
+    /// equal `extend(&mut caches[r], &[ids[r]])` up to float rounding.
+    fn extend_rows(&self, caches: &mut [Self::Cache], ids: &[u32]) -> Result<Array2<f32>> {
+        let v = self.vocab_size();
+        if ids.len() != caches.len() {
+            return Err(Error::invalid_arg(
+                "ids",
+                format!(
+                    "has {} tokens for {} caches (one new token per cache)",
+                    ids.len(),
+                    caches.len()
+                ),
+            ));
+        }
+        let mut out = Array2::zeros((ids.len(), v));
+        for (r, (cache, &id)) in caches.iter_mut().zip(ids).enumerate() {
+            let l = self.extend(cache, &[id])?;
+            if l.dim() != (1, v) {
+                return Err(Error::shape(
+                    "LanguageModel::extend output",
+                    &[1, v],
+                    l.shape(),
+                ));
+            }
+            out.row_mut(r).assign(&l.row(0));
+        }
+        Ok(out)
+    }
 }
 
 impl LanguageModel for crate::model::Model {
@@ -88,6 +122,9 @@ impl LanguageModel for crate::model::Model {
     fn logits(&self, ids: ArrayView2<u32>) -> Result<Array3<f32>> {
         self.forward(ids)
     }
+    fn extend_rows(&self, caches: &mut [Self::Cache], ids: &[u32]) -> Result<Array2<f32>> {
+        self.forward_cached_rows(caches, ids)
+    }
 }
 
 impl<M: LanguageModel + ?Sized> LanguageModel for &M {
@@ -106,6 +143,9 @@ impl<M: LanguageModel + ?Sized> LanguageModel for &M {
     }
     fn logits(&self, ids: ArrayView2<u32>) -> Result<Array3<f32>> {
         (**self).logits(ids)
+    }
+    fn extend_rows(&self, caches: &mut [Self::Cache], ids: &[u32]) -> Result<Array2<f32>> {
+        (**self).extend_rows(caches, ids)
     }
 }
 
@@ -494,6 +534,135 @@ pub fn generate<M: LanguageModel + ?Sized, R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Result<Generation> {
     run(model, prompt_ids, config, rng, true)
+}
+
+/// One answer per generator in `rngs` to the same prompt, decoded together: `[BOS] + prompt`
+/// runs once into a key/value cache, every answer starts from a copy of it, and each step
+/// appends one token to every unfinished answer with one [`LanguageModel::extend_rows`] call
+/// (for `Model`, `[rows, d]` products instead of one vector product per answer). An answer
+/// leaves the batch when it draws `<EOS>` or reaches the length limit.
+///
+/// Answer `r` uses only `rngs[r]`, and draws from it exactly as [`generate`] would, so it is
+/// [`generate`]`(model, prompt_ids, config, &mut rngs[r])` whenever the batched logits equal the
+/// one-row ones; with `Model` they differ by float rounding only (bit-for-bit with one
+/// generator), which can flip a draw that falls within rounding of a boundary of the
+/// cumulative distribution. The answers do not depend on how many there are or on their order.
+///
+/// Errors as [`generate`] (the prompt and config are checked even when `rngs` is empty, which
+/// gives no answer), and when the model's `extend_rows` returns a wrong shape.
+///
+/// ```
+/// use rand::{rngs::StdRng, SeedableRng};
+/// use succulm::generate::{generate, generate_batch, GenerateConfig};
+/// use succulm::model::{Model, ModelConfig};
+///
+/// let model = Model::new(ModelConfig::profile("tiny", 12)?, 0)?;
+/// let config = GenerateConfig::temperature(0.6);
+/// let mut rngs: Vec<StdRng> = (0..3).map(StdRng::seed_from_u64).collect();
+/// let answers = generate_batch(&model, &[5, 6], &config, &mut rngs)?;
+/// assert_eq!(answers.len(), 3);
+/// // One generator: exactly the one-row path.
+/// let one = generate_batch(&model, &[5, 6], &config, &mut [StdRng::seed_from_u64(9)])?;
+/// assert_eq!(one[0], generate(&model, &[5, 6], &config, &mut StdRng::seed_from_u64(9))?);
+/// # Ok::<(), succulm::Error>(())
+/// ```
+pub fn generate_batch<M, R>(
+    model: &M,
+    prompt_ids: &[u32],
+    config: &GenerateConfig,
+    rngs: &mut [R],
+) -> Result<Vec<Generation>>
+where
+    M: LanguageModel + ?Sized,
+    R: Rng,
+{
+    let max_len = check_prompt(model, prompt_ids, config)?;
+    if rngs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let v = model.vocab_size();
+    let mut prefix = Vec::with_capacity(1 + prompt_ids.len());
+    prefix.push(BOS);
+    prefix.extend_from_slice(prompt_ids);
+    let mut shared = model.new_cache();
+    let l = model.extend(&mut shared, &prefix)?;
+    if l.dim() != (prefix.len(), v) {
+        return Err(Error::shape(
+            "LanguageModel::extend output",
+            &[prefix.len(), v],
+            l.shape(),
+        ));
+    }
+    let first = l.row(prefix.len() - 1).to_owned();
+    let n = rngs.len();
+    let mut answers: Vec<Generation> = (0..n)
+        .map(|_| Generation {
+            prompt_ids: prompt_ids.to_vec(),
+            ids: Vec::with_capacity(max_len - prefix.len()),
+            stopped_at_eos: false,
+            probs: config.save_probs.then(Vec::new),
+        })
+        .collect();
+    let mut probs = Vec::with_capacity(v);
+    let mut scratch = Vec::new();
+    // The unfinished answers (indices into `answers`), their caches and last tokens.
+    let mut live: Vec<usize> = Vec::with_capacity(n);
+    let mut caches: Vec<M::Cache> = Vec::with_capacity(n);
+    let mut last: Vec<u32> = Vec::with_capacity(n);
+    // Draws answer r's next token from `row`; true if the answer goes on.
+    let mut step = |r: usize, row: ArrayView1<f32>, rng: &mut R| -> Result<Option<u32>> {
+        let next = choose(
+            row,
+            config.sampling,
+            rng,
+            &mut probs,
+            &mut scratch,
+            config.save_probs,
+        )?;
+        let a = &mut answers[r];
+        if let Some(s) = a.probs.as_mut() {
+            s.push(probs.clone());
+        }
+        if next == EOS {
+            a.stopped_at_eos = true;
+            return Ok(None);
+        }
+        a.ids.push(next);
+        Ok((prefix.len() + a.ids.len() < max_len).then_some(next))
+    };
+    for (r, rng) in rngs.iter_mut().enumerate() {
+        if let Some(next) = step(r, first.view(), rng)? {
+            live.push(r);
+            caches.push(shared.clone());
+            last.push(next);
+        }
+    }
+    drop(shared);
+    while !live.is_empty() {
+        let logits = model.extend_rows(&mut caches, &last)?;
+        if logits.dim() != (live.len(), v) {
+            return Err(Error::shape(
+                "LanguageModel::extend_rows output",
+                &[live.len(), v],
+                logits.shape(),
+            ));
+        }
+        // Keep the unfinished rows in order, compacting in place.
+        let mut kept = 0;
+        for i in 0..live.len() {
+            let r = live[i];
+            if let Some(next) = step(r, logits.row(i), &mut rngs[r])? {
+                live.swap(kept, i);
+                caches.swap(kept, i);
+                last[kept] = next;
+                kept += 1;
+            }
+        }
+        live.truncate(kept);
+        caches.truncate(kept);
+        last.truncate(kept);
+    }
+    Ok(answers)
 }
 
 /// The seed's way: a full forward over the whole sequence for every new token. Same results as

@@ -891,6 +891,116 @@ impl Model {
         let hf = self.ln_f.apply(x.view());
         Ok(self.embed.logits(hf.view()))
     }
+
+    /// Decodes several sequences at once: appends `ids[r]` to `caches[r]` for every row `r` and
+    /// returns the logits `[rows, V]` of those new positions (row `r` for `caches[r]`), with
+    /// `rows = caches.len() = ids.len()`.
+    ///
+    /// The rows are stacked into `x: [rows, d]`, so every projection (Q/K/V, the output
+    /// projection, the FFN, the tied head) is one `[rows, d]·Wᵀ` product instead of `rows`
+    /// vector products; attention stays per row, over that row's own cache. The caches may hold
+    /// sequences of different lengths. Row `r`'s logits equal
+    /// [`forward_cached`](Self::forward_cached)`(&mut caches[r], &[ids[r]])` up to the float
+    /// rounding of the batched products (with one row, exactly).
+    ///
+    /// Errors, before any cache is touched: `ids.len() != caches.len()`, a cache made by a model
+    /// of another shape, a cache already holding `max_len` positions, an id `>= V`. No rows
+    /// gives `[0, V]`.
+    pub fn forward_cached_rows(&self, caches: &mut [KvCache], ids: &[u32]) -> Result<Array2<f32>> {
+        let (m, d, v) = (
+            self.config.max_len,
+            self.config.d_model,
+            self.config.vocab_size,
+        );
+        if ids.len() != caches.len() {
+            return Err(Error::invalid_arg(
+                "ids",
+                format!(
+                    "has {} tokens for {} caches (one new token per cache)",
+                    ids.len(),
+                    caches.len()
+                ),
+            ));
+        }
+        for (r, cache) in caches.iter().enumerate() {
+            if cache.k.len() != self.blocks.len() || cache.k.iter().any(|k| k.dim() != (m, d)) {
+                return Err(Error::invalid_arg(
+                    "caches",
+                    format!("caches[{r}] was made by a model of another shape"),
+                ));
+            }
+            if cache.len >= m {
+                return Err(Error::SequenceTooLong {
+                    context: format!("Model::forward_cached_rows, caches[{r}]"),
+                    len: cache.len + 1,
+                    max_len: m,
+                });
+            }
+        }
+        if let Some((i, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= v) {
+            return Err(Error::TokenOutOfRange {
+                id,
+                context: format!("ids[{i}]"),
+                vocab_size: v,
+            });
+        }
+        let rows = ids.len();
+        if rows == 0 {
+            return Ok(Array2::zeros((0, v)));
+        }
+        // Row r sits at position caches[r].len < max_len.
+        let mut x = Array2::<f32>::zeros((rows, d));
+        for (r, (cache, &id)) in caches.iter().zip(ids).enumerate() {
+            let e = self
+                .embed
+                .lookup_positions(&[id], self.pe.view(), cache.len, m);
+            x.row_mut(r).assign(&e.row(0));
+        }
+        let (h, dh) = (self.config.n_attn_heads, self.config.head_dim());
+        let scale = 1.0 / (dh as f32).sqrt();
+        let mut concat = Array2::<f32>::zeros((rows, d));
+        for (l, block) in self.blocks.iter().enumerate() {
+            let a = block.ln1.apply(x.view());
+            let qkv = block.attn.project_qkv(a.view());
+            let qs = qkv.as_slice().expect("contiguous");
+            let cs = concat.as_slice_mut().expect("contiguous");
+            for (r, cache) in caches.iter_mut().enumerate() {
+                let p = cache.len;
+                let q_row = &qs[r * 3 * d..(r + 1) * 3 * d];
+                cache.k[l].row_mut(p).assign(&qkv.slice(s![r, d..2 * d]));
+                cache.v[l].row_mut(p).assign(&qkv.slice(s![r, 2 * d..]));
+                let ks = cache.k[l].as_slice().expect("contiguous");
+                let vs = cache.v[l].as_slice().expect("contiguous");
+                let c_row = &mut cs[r * d..(r + 1) * d];
+                for j in 0..h {
+                    head_forward(
+                        HeadIo {
+                            q: &q_row[j * dh..],
+                            k: &ks[j * dh..],
+                            v: &vs[j * dh..],
+                            qs: 3 * d,
+                            kvs: d,
+                            n: 1,
+                            offset: p,
+                            dh,
+                            scale,
+                        },
+                        &mut c_row[j * dh..],
+                        d,
+                        &mut cache.scratch,
+                    );
+                }
+            }
+            x += &block.attn.project_out(concat.view());
+            let f = block.ffn.apply(block.ln2.apply(x.view()).view());
+            x += &f;
+        }
+        for cache in caches.iter_mut() {
+            cache.len += 1;
+        }
+        let hf = self.ln_f.apply(x.view());
+        Ok(self.embed.logits(hf.view()))
+    }
 }
 
 /// Rows per chunk of work: whole sequences, about this many rows. Activations of a chunk stay

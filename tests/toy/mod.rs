@@ -150,6 +150,7 @@ pub struct Prefix {
     pub max_len: usize,
 }
 
+#[derive(Clone)]
 pub struct PrefixCache {
     len: usize,
     sum: Array1<f32>,
