@@ -57,6 +57,8 @@ pub mod gemm;
 pub mod generate;
 pub mod io;
 mod kernels;
+#[doc(hidden)]
+pub use kernels::bench as kernel_bench;
 pub mod layers;
 pub mod loss;
 pub mod model;

@@ -10,8 +10,11 @@
 use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Error, Result};
-use crate::kernels::{self, exp};
+use crate::kernels::{self, dispatch, exp, Impl, Level};
 use crate::vocab::PAD;
+
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::softmax as avx2;
 
 /// Mean cross-entropy of `logits: [N, V]` against `targets: [N]` (`PAD` ignored) and its
 /// gradient `dlogits: [N, V]` (zero on ignored rows).
@@ -72,12 +75,55 @@ pub(crate) fn cross_entropy_in_place(logits: &mut Array2<f32>, targets: &[u32], 
 }
 
 /// [`cross_entropy_in_place`] on the row-major `data: [N, v]`; `simd` allows the AVX2 + FMA
-/// kernels (when the CPU has them and `v >= 8`), otherwise the plain loops.
+/// kernels (when the CPU has them and `v >= 8`), otherwise the portable loops (at the
+/// detected level).
 fn rows_in_place(data: &mut [f32], v: usize, targets: &[u32], scale: f32, simd: bool) -> f64 {
+    let imp = if simd {
+        Impl::Intrinsics
+    } else {
+        Impl::Portable(Level::detected())
+    };
+    rows_in_place_impl(imp, data, v, targets, scale)
+}
+
+/// [`rows_in_place`] through the build `imp` (`Intrinsics` needs AVX2 + FMA and `v >= 8`,
+/// otherwise it runs the portable loops at the detected level).
+pub(crate) fn rows_in_place_impl(
+    imp: Impl,
+    data: &mut [f32],
+    v: usize,
+    targets: &[u32],
+    scale: f32,
+) -> f64 {
     #[cfg(target_arch = "x86_64")]
-    let simd = simd && v >= 8 && avx2_fma();
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = simd;
+    if imp == Impl::Intrinsics && use_simd(v, true) {
+        let mut total = 0.0f64;
+        for (r, &t) in data.chunks_exact_mut(v.max(1)).zip(targets) {
+            if t == PAD {
+                r.fill(0.0);
+                continue;
+            }
+            let t = t as usize;
+            // SAFETY: the CPU has AVX2 and FMA; the row has at least 8 values; t < v.
+            unsafe {
+                let (zt, sum) = avx2::softmax_row(r, t);
+                total += (sum.ln() - zt) as f64;
+                avx2::scale_row(r, scale / sum);
+            }
+            r[t] -= scale;
+        }
+        return total;
+    }
+    let level = match imp {
+        Impl::Portable(l) => l,
+        Impl::Intrinsics => Level::detected(),
+    };
+    dispatch!(@at level, portable_rows, (data, v, targets, scale))
+}
+
+/// The portable cross-entropy rows of [`rows_in_place`].
+#[inline(always)]
+fn portable_rows(data: &mut [f32], v: usize, targets: &[u32], scale: f32) -> f64 {
     let mut total = 0.0f64;
     for (r, &t) in data.chunks_exact_mut(v.max(1)).zip(targets) {
         if t == PAD {
@@ -86,18 +132,7 @@ fn rows_in_place(data: &mut [f32], v: usize, targets: &[u32], scale: f32, simd: 
         }
         let t = t as usize;
         // −log softmax[t] = log Σ exp(z − max) − (z_t − max)
-        #[cfg(target_arch = "x86_64")]
-        if simd {
-            // SAFETY: the CPU has AVX2 and FMA; the row has at least 8 values; t < v.
-            unsafe {
-                let (zt, sum) = avx2::softmax_row(r, t);
-                total += (sum.ln() - zt) as f64;
-                avx2::scale_row(r, scale / sum);
-            }
-            r[t] -= scale;
-            continue;
-        }
-        let max = r.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let max = kernels::max(r);
         let zt = r[t] - max;
         r.iter_mut().for_each(|x| *x = exp(*x - max));
         let sum = kernels::sum(r);
@@ -107,6 +142,31 @@ fn rows_in_place(data: &mut [f32], v: usize, targets: &[u32], scale: f32, simd: 
         r[t] -= scale;
     }
     total
+}
+
+/// Softmax of every row of the row-major `data: [N, v]` through the build `imp` (as
+/// [`rows_in_place_impl`]).
+pub(crate) fn softmax_rows_impl(imp: Impl, data: &mut [f32], v: usize) {
+    let simd = imp == Impl::Intrinsics && use_simd(v, true);
+    if simd {
+        for r in data.chunks_exact_mut(v.max(1)) {
+            softmax_row(r, true);
+        }
+        return;
+    }
+    let level = match imp {
+        Impl::Portable(l) => l,
+        Impl::Intrinsics => Level::detected(),
+    };
+    dispatch!(@at level, portable_softmax_rows, (data, v))
+}
+
+/// The portable rows of [`softmax_rows_impl`].
+#[inline(always)]
+fn portable_softmax_rows(data: &mut [f32], v: usize) {
+    for r in data.chunks_exact_mut(v.max(1)) {
+        softmax_row(r, false);
+    }
 }
 
 /// Largest accepted `|Σ_v p_v − 1|` of a teacher row (summed in f64): loose enough for
@@ -278,6 +338,7 @@ fn distill_rows_in_place(
 
 /// Replaces the row `z` by `softmax(z)`, as `exp(z − max z) · (1 / s)`; returns
 /// `s = Σ exp(z − max z)`. `simd` must come from [`use_simd`].
+#[inline(always)]
 fn softmax_row(z: &mut [f32], simd: bool) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if simd {
@@ -289,7 +350,7 @@ fn softmax_row(z: &mut [f32], simd: bool) -> f32 {
         }
     }
     let _ = simd;
-    let max = z.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let max = kernels::max(z);
     z.iter_mut().for_each(|x| *x = exp(*x - max));
     let s = kernels::sum(z);
     let k = 1.0 / s;
@@ -314,134 +375,6 @@ fn use_simd(_: usize, _: bool) -> bool {
 #[cfg(target_arch = "x86_64")]
 fn avx2_fma() -> bool {
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-}
-
-/// AVX2 + FMA row kernels for rows of at least 8 values: whole vectors and, if `8 ∤ len`, one
-/// last vector at `len − 8`, overlapping the one before; it is loaded before the row is
-/// overwritten, so its overlapping lanes get the same values again.
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    /// `e^x` on 8 lanes: [`crate::kernels::exp`] (same reduction and polynomial) with FMAs.
-    #[inline(always)]
-    pub(super) unsafe fn exp8(x: __m256) -> __m256 {
-        const LN2_HI: f32 = 0.693_359_4;
-        const LN2_LO: f32 = -2.121_944_4e-4;
-        const MAGIC: f32 = 12_582_912.0;
-        let x = _mm256_min_ps(
-            _mm256_max_ps(x, _mm256_set1_ps(-87.33)),
-            _mm256_set1_ps(88.0),
-        );
-        let magic = _mm256_set1_ps(MAGIC);
-        let t = _mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), magic);
-        let n = _mm256_sub_ps(t, magic);
-        let ni = _mm256_sub_epi32(
-            _mm256_castps_si256(t),
-            _mm256_set1_epi32(MAGIC.to_bits() as i32),
-        );
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-        let mut p = _mm256_set1_ps(1.987_569_2e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            0.5,
-        ] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-        }
-        let p = _mm256_add_ps(
-            _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r),
-            _mm256_set1_ps(1.0),
-        );
-        let pow2n = _mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23);
-        _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n))
-    }
-
-    /// The upper `len mod 8` lanes (the last vector's lanes not covered by the others).
-    #[inline(always)]
-    unsafe fn tail_mask(len: usize) -> __m256 {
-        const M: [i32; 16] = [0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, -1, -1, -1, -1, -1];
-        _mm256_castsi256_ps(_mm256_loadu_si256(M.as_ptr().add(len % 8) as *const __m256i))
-    }
-
-    /// Replaces the row `z` by `exp(z − max z)`; returns `(z[t] − max z, Σ exp(z − max z))`.
-    ///
-    /// # Safety
-    /// The CPU must have AVX2 and FMA; `z.len() >= 8`, `t < z.len()`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn softmax_row(z: &mut [f32], t: usize) -> (f32, f32) {
-        let len = z.len();
-        debug_assert!(len >= 8);
-        let full = len / 8 * 8;
-        let p = z.as_mut_ptr();
-        let last = _mm256_loadu_ps(p.add(len - 8));
-        let (mut m0, mut m1) = (last, last);
-        let mut k = 0;
-        while k + 16 <= full {
-            m0 = _mm256_max_ps(m0, _mm256_loadu_ps(p.add(k)));
-            m1 = _mm256_max_ps(m1, _mm256_loadu_ps(p.add(k + 8)));
-            k += 16;
-        }
-        if k < full {
-            m0 = _mm256_max_ps(m0, _mm256_loadu_ps(p.add(k)));
-        }
-        let m = _mm256_max_ps(m0, m1);
-        let m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
-        let m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0b01_00_11_10));
-        let m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0b10_11_00_01));
-        let max = _mm256_cvtss_f32(m);
-        let zt = z[t] - max;
-        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut k = 0;
-        while k + 16 <= full {
-            let e0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(k)), m));
-            let e1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(k + 8)), m));
-            _mm256_storeu_ps(p.add(k), e0);
-            _mm256_storeu_ps(p.add(k + 8), e1);
-            s0 = _mm256_add_ps(s0, e0);
-            s1 = _mm256_add_ps(s1, e1);
-            k += 16;
-        }
-        if k < full {
-            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(k)), m));
-            _mm256_storeu_ps(p.add(k), e);
-            s0 = _mm256_add_ps(s0, e);
-        }
-        if full < len {
-            let e = exp8(_mm256_sub_ps(last, m));
-            _mm256_storeu_ps(p.add(len - 8), e);
-            s1 = _mm256_add_ps(s1, _mm256_and_ps(e, tail_mask(len)));
-        }
-        let s = _mm256_add_ps(s0, s1);
-        let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        (zt, _mm_cvtss_f32(s))
-    }
-
-    /// `z *= k`.
-    ///
-    /// # Safety
-    /// The CPU must have AVX2 and FMA; `z.len() >= 8`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn scale_row(z: &mut [f32], k: f32) {
-        let len = z.len();
-        debug_assert!(len >= 8);
-        let p = z.as_mut_ptr();
-        let kv = _mm256_set1_ps(k);
-        let last = _mm256_loadu_ps(p.add(len - 8));
-        let mut i = 0;
-        while i + 8 <= len {
-            _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), kv));
-            i += 8;
-        }
-        if i < len {
-            _mm256_storeu_ps(p.add(len - 8), _mm256_mul_ps(last, kv));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -490,14 +423,14 @@ mod tests {
                     .collect();
                 let scale = 0.25f32;
                 let (want_sum, want_g) = reference(&z, v, &targets, scale as f64);
-                for simd in [true, false] {
+                for simd in kernels::impls() {
                     let mut g = z.clone();
-                    let sum = rows_in_place(&mut g, v, &targets, scale, simd);
+                    let sum = rows_in_place_impl(simd, &mut g, v, &targets, scale);
                     // log Σ exp(z − max) to a few ulps of the row's loss magnitude, per row.
                     let tol = rows as f64 * 8.0 * EPS * (1.0 + want_sum.abs());
                     assert!(
                         (sum - want_sum).abs() <= tol,
-                        "v={v} rows={rows} simd={simd}: loss {sum} vs {want_sum}"
+                        "v={v} rows={rows} simd={simd:?}: loss {sum} vs {want_sum}"
                     );
                     for (i, (&got, &want)) in g.iter().zip(&want_g).enumerate() {
                         let t = (i / v, i % v);
@@ -506,7 +439,7 @@ mod tests {
                         let tol = 4.0 * v as f64 * EPS * want.abs() + 4.0 * EPS * scale as f64;
                         assert!(
                             (got as f64 - want).abs() <= tol + 1e-37,
-                            "v={v} rows={rows} simd={simd} {t:?}: {got} vs {want}"
+                            "v={v} rows={rows} simd={simd:?} {t:?}: {got} vs {want}"
                         );
                     }
                 }
@@ -696,28 +629,74 @@ mod tests {
         assert!(distillation(z.view(), q.view(), &[1, PAD]).is_ok());
     }
 
-    #[cfg(target_arch = "x86_64")]
+    /// `exp` within 2.5e-7 relative of f64 on a fine grid: the portable `exp` at every level
+    /// on every CPU, and the AVX2 `exp8` where the CPU has AVX2 + FMA (else said on stderr).
     #[test]
-    fn exp8_is_within_two_ulps_of_f64() {
-        if !avx2_fma() {
-            return;
-        }
+    fn exp_is_within_two_ulps_of_f64_on_every_build() {
         let xs: Vec<f32> = (0..=100_000).map(|i| -87.0 + i as f32 * 175.0e-5).collect();
-        for c in xs.chunks_exact(8) {
-            let mut out = [0.0f32; 8];
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
-            unsafe {
-                use std::arch::x86_64::*;
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn run(x: &[f32], out: &mut [f32; 8]) {
-                    _mm256_storeu_ps(out.as_mut_ptr(), avx2::exp8(_mm256_loadu_ps(x.as_ptr())));
-                }
-                run(c, &mut out);
-            }
-            for (&x, &e) in c.iter().zip(&out) {
+        let check = |got: &[f32], what: &str| {
+            for (&x, &e) in xs.iter().zip(got) {
                 let want = (x as f64).exp();
                 let rel = ((e as f64 - want) / want).abs();
-                assert!(rel < 2.5e-7, "exp({x}) = {e}, want {want} (rel {rel:.1e})");
+                assert!(
+                    rel < 2.5e-7,
+                    "{what}: exp({x}) = {e}, want {want} (rel {rel:.1e})"
+                );
+            }
+        };
+        #[inline(always)]
+        fn portable(xs: &[f32]) -> Vec<f32> {
+            xs.iter().map(|&x| exp(x)).collect()
+        }
+        for level in Level::supported() {
+            check(
+                &dispatch!(@at level, portable, (&xs)),
+                &format!("{level:?}"),
+            );
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2_fma() {
+            let mut out = vec![0.0f32; xs.len() / 8 * 8];
+            for (c, o) in xs.chunks_exact(8).zip(out.chunks_exact_mut(8)) {
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                unsafe {
+                    use std::arch::x86_64::*;
+                    #[target_feature(enable = "avx2,fma")]
+                    unsafe fn run(x: &[f32], out: &mut [f32]) {
+                        _mm256_storeu_ps(out.as_mut_ptr(), avx2::exp8(_mm256_loadu_ps(x.as_ptr())));
+                    }
+                    run(c, o);
+                }
+            }
+            check(&out, "avx2 exp8");
+        } else {
+            eprintln!("SKIPPED avx2 exp8: this CPU has no AVX2 + FMA; the portable exp ran");
+        }
+    }
+
+    /// `softmax` rows through every build against the f64 softmax.
+    #[test]
+    fn softmax_rows_match_f64_on_every_build() {
+        let mut rng = StdRng::seed_from_u64(24);
+        for v in [1usize, 7, 8, 9, 156] {
+            let rows = 13;
+            let z = logit_rows(rows, v, &mut rng);
+            for imp in kernels::impls() {
+                let mut p = z.clone();
+                softmax_rows_impl(imp, &mut p, v);
+                for (zr, pr) in z.chunks_exact(v).zip(p.chunks_exact(v)) {
+                    let m = zr.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+                    let s: f64 = zr.iter().map(|&x| (x as f64 - m).exp()).sum();
+                    for (&x, &q) in zr.iter().zip(pr) {
+                        let want = (x as f64 - m).exp() / s;
+                        // `exp` floors arguments below −87.3 at about 1.2e-38 (see `kernels::exp`), not 0.
+                        let tol = 4.0 * v as f64 * EPS * want + 1.3e-38;
+                        assert!(
+                            (q as f64 - want).abs() <= tol,
+                            "{imp:?} v={v}: {q} vs {want}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::kernels::dispatch;
+use crate::kernels::{dispatch, Level};
 use crate::params::Parameters;
 
 /// Adam's hyper-parameters; `Default` is PyTorch's (lr 1e-3, betas (0.9, 0.999), eps 1e-8).
@@ -147,6 +147,19 @@ impl Adam {
         });
         Ok(())
     }
+}
+
+/// One update with PyTorch's defaults at step 1 through the build for `level` (benches).
+pub(crate) fn adam_update_at(level: Level, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]) {
+    let c = AdamConfig::default();
+    let k = AdamCoeffs {
+        beta1: c.beta1,
+        beta2: c.beta2,
+        eps: c.eps,
+        bc2_sqrt: (1.0 - c.beta2).sqrt(),
+        step_size: c.lr / (1.0 - c.beta1),
+    };
+    dispatch!(@at level, adam_update, (p, m, v, g, k))
 }
 
 /// The scalars of one Adam update.

@@ -15,7 +15,7 @@ use crate::params::{join, Parameters};
 use crate::pool;
 
 mod core;
-mod lanes;
+use crate::kernels::lanes;
 
 use self::core::{col_base, CoreDims};
 pub(crate) use self::core::{head_forward, HeadIo, HeadScratch};
@@ -440,6 +440,32 @@ pub mod bench {
             })
         }
 
+        /// The forward core through the build `imp` alone (no pool, no threads), into the
+        /// buffers made by `new`.
+        pub fn forward_impl(&mut self, imp: crate::kernels::Impl) -> f32 {
+            let qkv = self.qkv.as_slice().expect("contiguous");
+            let cat = self.concat.as_slice_mut().expect("contiguous");
+            self::core::forward_impl(imp, self.dims, qkv, &mut self.probs, cat, &mut self.scratch);
+            cat[0]
+        }
+
+        /// The backward core through the build `imp` alone, into `dqkv` (resized).
+        pub fn backward_impl(&mut self, imp: crate::kernels::Impl, dqkv: &mut Vec<f32>) -> f32 {
+            let qkv = self.qkv.as_slice().expect("contiguous");
+            let dcat = self.dcat.as_slice().expect("contiguous");
+            dqkv.resize(qkv.len(), 0.0);
+            self::core::backward_impl(
+                imp,
+                self.dims,
+                qkv,
+                &self.probs,
+                dcat,
+                dqkv,
+                &mut self.scratch,
+            );
+            dqkv[0]
+        }
+
         /// Every head of the first sequence's queries `offset..offset + n` against keys
         /// `0..offset + n` through `head_forward` (the KV-cached decoding path), one call per
         /// head. Needs `offset + n <= seq`.
@@ -664,6 +690,24 @@ mod tests {
                 self::core::backward_with(Portable, dims, qkv, p, dcat, dqkv, &mut ws)
             },
         );
+    }
+
+    /// The portable core compiled for every level this CPU runs (`dispatch!`).
+    #[test]
+    fn dispatched_portable_core_matches_an_f64_reference_at_every_level() {
+        use crate::kernels::{Impl, Level};
+        for level in Level::supported() {
+            let imp = Impl::Portable(level);
+            check_cores(
+                |dims, qkv, p, cat| {
+                    self::core::forward_impl(imp, dims, qkv, p, cat, &mut HeadScratch::default())
+                },
+                |dims, qkv, p, dcat, dqkv| {
+                    let mut ws = HeadScratch::default();
+                    self::core::backward_impl(imp, dims, qkv, p, dcat, dqkv, &mut ws)
+                },
+            );
+        }
     }
 
     /// `head_forward` with keys and values in separate `[m, d]` arrays (as the KV cache keeps

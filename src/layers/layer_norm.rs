@@ -7,6 +7,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use ndarray::ArrayViewD;
 
 use crate::error::{Error, Result};
+use crate::kernels::{dispatch, Impl, Level};
 use crate::layers::{visit_via_tensors, NamedTensors};
 use crate::params::{join, Parameters};
 use crate::pool;
@@ -221,18 +222,18 @@ impl LayerNorm {
 }
 
 /// Uninitialised output elements, every one written by the kernel that receives them.
-type Out<'a> = &'a mut [MaybeUninit<f32>];
+pub(crate) type Out<'a> = &'a mut [MaybeUninit<f32>];
 
 /// The outputs `(xhat: [rows, d], rstd: [rows])` of a forward that keeps a cache.
-type CacheOut<'a> = Option<(Out<'a>, &'a mut [f32])>;
+pub(crate) type CacheOut<'a> = Option<(Out<'a>, &'a mut [f32])>;
 
 /// The inputs of [`backward_rows`] (all row-major; `rows · d` elements, `rstd` `rows`).
 #[derive(Clone, Copy)]
-struct BackwardIn<'a> {
-    dy: &'a [f32],
-    xhat: &'a [f32],
-    rstd: &'a [f32],
-    weight: &'a [f32],
+pub(crate) struct BackwardIn<'a> {
+    pub(crate) dy: &'a [f32],
+    pub(crate) xhat: &'a [f32],
+    pub(crate) rstd: &'a [f32],
+    pub(crate) weight: &'a [f32],
 }
 
 /// True if the CPU has AVX2 and FMA (the detection is cached by `std`).
@@ -241,9 +242,24 @@ fn avx2_fma() -> bool {
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
+/// The build the layer runs.
+const DEFAULT: Impl = Impl::Intrinsics;
+
 /// LayerNorm of the rows of `xs: [rows, d]` with `(weight, bias): [d]`: writes all of
 /// `y: [rows, d]` and, when given, of `(xhat: [rows, d], rstd: [rows])`.
 fn forward_rows(xs: &[f32], wb: (&[f32], &[f32]), y: Out<'_>, cache: CacheOut<'_>) {
+    forward_rows_impl(DEFAULT, xs, wb, y, cache)
+}
+
+/// [`forward_rows`] through the build `imp` (`Intrinsics` needs AVX2 + FMA and `d >= 8`,
+/// otherwise it runs the portable code at the detected level).
+pub(crate) fn forward_rows_impl(
+    imp: Impl,
+    xs: &[f32],
+    wb: (&[f32], &[f32]),
+    y: Out<'_>,
+    cache: CacheOut<'_>,
+) {
     let d = wb.0.len();
     assert!(wb.1.len() == d && xs.len() == y.len() && (d == 0 || xs.len() % d == 0));
     let rows = xs.len().checked_div(d).unwrap_or(0);
@@ -251,17 +267,32 @@ fn forward_rows(xs: &[f32], wb: (&[f32], &[f32]), y: Out<'_>, cache: CacheOut<'_
         assert!(h.len() == xs.len() && r.len() == rows);
     }
     #[cfg(target_arch = "x86_64")]
-    if d >= 8 && avx2_fma() {
+    if imp == Impl::Intrinsics && d >= 8 && avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA, d >= 8; the lengths were checked above.
-        unsafe { avx2::forward_rows(xs, wb, y, cache) };
+        unsafe { crate::kernels::layer_norm::forward_rows(xs, wb, y, cache) };
         return;
     }
-    portable::forward_rows(xs, wb, y, cache);
+    let level = match imp {
+        Impl::Portable(l) => l,
+        Impl::Intrinsics => Level::detected(),
+    };
+    dispatch!(@at level, portable::forward_rows, (xs, wb, y, cache))
 }
 
 /// LayerNorm backward on all rows: writes all of `dx: [rows, d]`, adds `Σ_rows dy·xhat` into
 /// `gw: [d]` and `Σ_rows dy` into `gb: [d]`.
 fn backward_rows(inp: BackwardIn<'_>, dx: Out<'_>, gw: &mut [f32], gb: &mut [f32]) {
+    backward_rows_impl(DEFAULT, inp, dx, gw, gb)
+}
+
+/// [`backward_rows`] through the build `imp` (as [`forward_rows_impl`]).
+pub(crate) fn backward_rows_impl(
+    imp: Impl,
+    inp: BackwardIn<'_>,
+    dx: Out<'_>,
+    gw: &mut [f32],
+    gb: &mut [f32],
+) {
     let d = inp.weight.len();
     let n = inp.dy.len();
     assert!(inp.xhat.len() == n && dx.len() == n && gw.len() == d && gb.len() == d);
@@ -270,26 +301,34 @@ fn backward_rows(inp: BackwardIn<'_>, dx: Out<'_>, gw: &mut [f32], gb: &mut [f32
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if d >= 8 && avx2_fma() {
+    if imp == Impl::Intrinsics && d >= 8 && avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA, d >= 8; the lengths were checked above.
-        unsafe { avx2::backward_rows(inp, dx, gw, gb) };
+        unsafe { crate::kernels::layer_norm::backward_rows(inp, dx, gw, gb) };
         return;
     }
-    portable::backward_rows(inp, dx, gw, gb);
+    let level = match imp {
+        Impl::Portable(l) => l,
+        Impl::Intrinsics => Level::detected(),
+    };
+    dispatch!(@at level, portable::backward_rows, (inp, dx, gw, gb))
 }
 
-/// The plain loops (any CPU); the same function as [`avx2`] up to rounding.
+/// The plain loops (any CPU, vectorised by the compiler for each [`Level`]); the same function
+/// as the AVX2 kernels of `crate::kernels::layer_norm` up to rounding.
 mod portable {
     use super::{BackwardIn, CacheOut, Out, LN_EPS};
+    use crate::kernels;
 
     /// Mean and `1 / sqrt(var + eps)` of one row (biased variance, two passes).
+    #[inline(always)]
     fn moments(x: &[f32]) -> (f32, f32) {
         let n = x.len() as f32;
-        let mean = x.iter().sum::<f32>() / n;
-        let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let mean = kernels::sum(x) / n;
+        let var = kernels::sum_sq_dev(x, mean) / n;
         (mean, 1.0 / (var + LN_EPS).sqrt())
     }
 
+    #[inline(always)]
     pub(super) fn forward_rows(
         xs: &[f32],
         (w, b): (&[f32], &[f32]),
@@ -302,404 +341,45 @@ mod portable {
         }
         for (r, (xr, yr)) in xs.chunks_exact(d).zip(y.chunks_exact_mut(d)).enumerate() {
             let (mean, rs) = moments(xr);
-            for k in 0..d {
-                let h = (xr[k] - mean) * rs;
-                yr[k].write(h * w[k] + b[k]);
-                if let Some((hs, _)) = &mut cache {
-                    hs[r * d + k].write(h);
+            match &mut cache {
+                Some((hs, rstd)) => {
+                    let hr = &mut hs[r * d..(r + 1) * d];
+                    let outs = yr.iter_mut().zip(hr.iter_mut());
+                    for (((yk, hk), &x), (&wk, &bk)) in outs.zip(xr).zip(w.iter().zip(b)) {
+                        let h = (x - mean) * rs;
+                        hk.write(h);
+                        yk.write(h * wk + bk);
+                    }
+                    rstd[r] = rs;
                 }
-            }
-            if let Some((_, rstd)) = &mut cache {
-                rstd[r] = rs;
+                None => {
+                    for ((yk, &x), (&wk, &bk)) in yr.iter_mut().zip(xr).zip(w.iter().zip(b)) {
+                        yk.write((x - mean) * rs * wk + bk);
+                    }
+                }
             }
         }
     }
 
+    #[inline(always)]
     pub(super) fn backward_rows(inp: BackwardIn<'_>, dx: Out<'_>, gw: &mut [f32], gb: &mut [f32]) {
         let w = inp.weight;
         let d = w.len();
         let n = d as f32;
         let rows = inp.dy.chunks_exact(d).zip(inp.xhat.chunks_exact(d));
         for ((dyr, hr), (dxr, &rs)) in rows.zip(dx.chunks_exact_mut(d).zip(inp.rstd)) {
-            let (mut sg, mut sgh) = (0.0f32, 0.0f32);
-            for k in 0..d {
-                let g = dyr[k] * w[k];
-                sg += g;
-                sgh += g * hr[k];
-                gw[k] += dyr[k] * hr[k];
-                gb[k] += dyr[k];
+            // g = dy · weight; mean(g) and mean(g · xhat).
+            let mg = kernels::dot(dyr, w) / n;
+            let mgh = kernels::dot3(dyr, w, hr) / n;
+            for ((gwk, gbk), (&dyk, &hk)) in
+                gw.iter_mut().zip(gb.iter_mut()).zip(dyr.iter().zip(hr))
+            {
+                *gwk += dyk * hk;
+                *gbk += dyk;
             }
-            let (mg, mgh) = (sg / n, sgh / n);
-            for k in 0..d {
-                dxr[k].write(rs * (dyr[k] * w[k] - mg - hr[k] * mgh));
+            for ((dxk, &dyk), (&hk, &wk)) in dxr.iter_mut().zip(dyr).zip(hr.iter().zip(w)) {
+                dxk.write(rs * (dyk * wk - mg - hk * mgh));
             }
-        }
-    }
-}
-
-/// AVX2 + FMA for `d >= 8`. A row is `d / 8` vectors and, if `8 ∤ d`, one more vector at
-/// `d − 8` that overlaps the previous one (its repeated lanes masked out of sums; its outputs
-/// are the same values stored again), so no load or store leaves the row. Rows go in groups
-/// of 8 whose per-row sums are reduced together into one vector (one division, one square
-/// root for 8 rows), so that the rows' dependency chains overlap; the mean and the variance
-/// are two passes over the row. The weight and bias gradients are summed over the rows column
-/// block by column block in registers and added once.
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    use super::{BackwardIn, CacheOut, Out, LN_EPS};
-
-    /// Rows per group.
-    const G: usize = 8;
-
-    /// The block offsets of a row of `d >= 8`: `0, 8, .., full − 8` and `d − 8` if `8 ∤ d`.
-    #[derive(Clone, Copy)]
-    struct Blocks {
-        d: usize,
-        full: usize,
-        /// The lanes of the last, overlapping block not covered before (the upper `d mod 8`).
-        tail: __m256,
-    }
-
-    impl Blocks {
-        #[inline(always)]
-        unsafe fn new(d: usize) -> Self {
-            const M: [i32; 16] = [0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, -1, -1, -1, -1, -1];
-            let full = d / 8 * 8;
-            let m = _mm256_loadu_si256(M.as_ptr().add(d - full) as *const __m256i);
-            Blocks {
-                d,
-                full,
-                tail: _mm256_castsi256_ps(m),
-            }
-        }
-
-        /// Whether there is an overlapping last block (at `d − 8`).
-        #[inline(always)]
-        fn has_tail(&self) -> bool {
-            self.full < self.d
-        }
-    }
-
-    /// `[Σ v0, Σ v1, .., Σ v7]` from `p[j] = hadd(v_2j, v_2j+1)`.
-    #[inline(always)]
-    unsafe fn reduce8(p: [__m256; 4]) -> __m256 {
-        let a = _mm256_hadd_ps(p[0], p[1]);
-        let b = _mm256_hadd_ps(p[2], p[3]);
-        _mm256_add_ps(
-            _mm256_permute2f128_ps(a, b, 0x20),
-            _mm256_permute2f128_ps(a, b, 0x31),
-        )
-    }
-
-    /// The lanes of `v` as an array.
-    #[inline(always)]
-    unsafe fn lanes(v: __m256) -> [f32; 8] {
-        let mut a = [0.0f32; 8];
-        _mm256_storeu_ps(a.as_mut_ptr(), v);
-        a
-    }
-
-    /// Lane sums of the row at `x` (to be summed across lanes).
-    #[inline(always)]
-    unsafe fn row_sum(x: *const f32, bl: Blocks) -> __m256 {
-        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut k = 0;
-        while k + 16 <= bl.full {
-            s0 = _mm256_add_ps(s0, _mm256_loadu_ps(x.add(k)));
-            s1 = _mm256_add_ps(s1, _mm256_loadu_ps(x.add(k + 8)));
-            k += 16;
-        }
-        if k < bl.full {
-            s0 = _mm256_add_ps(s0, _mm256_loadu_ps(x.add(k)));
-        }
-        if bl.has_tail() {
-            let v = _mm256_and_ps(_mm256_loadu_ps(x.add(bl.d - 8)), bl.tail);
-            s1 = _mm256_add_ps(s1, v);
-        }
-        _mm256_add_ps(s0, s1)
-    }
-
-    /// Lane sums of `(x − mean)²` over the row at `x`.
-    #[inline(always)]
-    unsafe fn row_sq_dev(x: *const f32, mean: f32, bl: Blocks) -> __m256 {
-        let mv = _mm256_set1_ps(mean);
-        let (mut q0, mut q1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut k = 0;
-        while k + 16 <= bl.full {
-            let a = _mm256_sub_ps(_mm256_loadu_ps(x.add(k)), mv);
-            let c = _mm256_sub_ps(_mm256_loadu_ps(x.add(k + 8)), mv);
-            q0 = _mm256_fmadd_ps(a, a, q0);
-            q1 = _mm256_fmadd_ps(c, c, q1);
-            k += 16;
-        }
-        if k < bl.full {
-            let a = _mm256_sub_ps(_mm256_loadu_ps(x.add(k)), mv);
-            q0 = _mm256_fmadd_ps(a, a, q0);
-        }
-        if bl.has_tail() {
-            let a = _mm256_sub_ps(_mm256_loadu_ps(x.add(bl.d - 8)), mv);
-            let a = _mm256_and_ps(a, bl.tail);
-            q1 = _mm256_fmadd_ps(a, a, q1);
-        }
-        _mm256_add_ps(q0, q1)
-    }
-
-    /// Pointers of one `forward_rows` call; `h` and `rstd` are null without a cache.
-    #[derive(Clone, Copy)]
-    struct Fwd {
-        w: *const f32,
-        b: *const f32,
-        y: *mut f32,
-        h: *mut f32,
-        rstd: *mut f32,
-    }
-
-    /// Normalises, scales and stores the 8 values of block `k` of the row at `x` (output row
-    /// offset `o`).
-    #[inline(always)]
-    unsafe fn forward_block(p: Fwd, x: *const f32, o: usize, k: usize, mv: __m256, rv: __m256) {
-        let h = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x.add(k)), mv), rv);
-        let y = _mm256_fmadd_ps(h, _mm256_loadu_ps(p.w.add(k)), _mm256_loadu_ps(p.b.add(k)));
-        _mm256_storeu_ps(p.y.add(o + k), y);
-        if !p.h.is_null() {
-            _mm256_storeu_ps(p.h.add(o + k), h);
-        }
-    }
-
-    /// The group of rows `r0 .. r0 + count` (`1 <= count <= 8`; the sums of missing rows are
-    /// zeros, their statistics unused).
-    #[inline(always)]
-    unsafe fn forward_group(p: Fwd, xs: *const f32, r0: usize, count: usize, bl: Blocks) {
-        let d = bl.d;
-        let n = _mm256_set1_ps(d as f32);
-        let zero = _mm256_setzero_ps();
-        let mut pairs = [zero; G / 2];
-        for (j, pr) in pairs.iter_mut().enumerate() {
-            let (a, b) = (2 * j, 2 * j + 1);
-            let a = if a < count {
-                row_sum(xs.add((r0 + a) * d), bl)
-            } else {
-                zero
-            };
-            let b = if b < count {
-                row_sum(xs.add((r0 + b) * d), bl)
-            } else {
-                zero
-            };
-            *pr = _mm256_hadd_ps(a, b);
-        }
-        let mean = lanes(_mm256_div_ps(reduce8(pairs), n));
-        for (j, pr) in pairs.iter_mut().enumerate() {
-            let (a, b) = (2 * j, 2 * j + 1);
-            let a = if a < count {
-                row_sq_dev(xs.add((r0 + a) * d), mean[a], bl)
-            } else {
-                zero
-            };
-            let b = if b < count {
-                row_sq_dev(xs.add((r0 + b) * d), mean[b], bl)
-            } else {
-                zero
-            };
-            *pr = _mm256_hadd_ps(a, b);
-        }
-        let var = _mm256_div_ps(reduce8(pairs), n);
-        let one = _mm256_set1_ps(1.0);
-        let rs = _mm256_div_ps(
-            one,
-            _mm256_sqrt_ps(_mm256_add_ps(var, _mm256_set1_ps(LN_EPS))),
-        );
-        let rs = lanes(rs);
-        for i in 0..count {
-            let o = (r0 + i) * d;
-            let x = xs.add(o);
-            let (mv, rv) = (_mm256_set1_ps(mean[i]), _mm256_set1_ps(rs[i]));
-            let mut k = 0;
-            while k < bl.full {
-                forward_block(p, x, o, k, mv, rv);
-                k += 8;
-            }
-            if bl.has_tail() {
-                forward_block(p, x, o, d - 8, mv, rv);
-            }
-            if !p.rstd.is_null() {
-                *p.rstd.add(r0 + i) = rs[i];
-            }
-        }
-    }
-
-    /// # Safety
-    /// The CPU must have AVX2 and FMA; `d >= 8`; lengths as checked by `super::forward_rows`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn forward_rows(
-        xs: &[f32],
-        (w, b): (&[f32], &[f32]),
-        y: Out<'_>,
-        cache: CacheOut<'_>,
-    ) {
-        let d = w.len();
-        debug_assert!(d >= 8);
-        let bl = Blocks::new(d);
-        let (h, rstd) = match cache {
-            Some((h, r)) => (h.as_mut_ptr() as *mut f32, r.as_mut_ptr()),
-            None => (std::ptr::null_mut(), std::ptr::null_mut()),
-        };
-        let p = Fwd {
-            w: w.as_ptr(),
-            b: b.as_ptr(),
-            y: y.as_mut_ptr() as *mut f32,
-            h,
-            rstd,
-        };
-        let rows = xs.len() / d;
-        let mut r0 = 0;
-        while r0 < rows {
-            forward_group(p, xs.as_ptr(), r0, (rows - r0).min(G), bl);
-            r0 += G;
-        }
-    }
-
-    /// Lane sums of `g` and `g · xhat` (`g = dy · weight`) over one row.
-    #[inline(always)]
-    unsafe fn row_g_sums(dy: *const f32, h: *const f32, w: *const f32, bl: Blocks) -> [__m256; 2] {
-        let (mut sg, mut sgh) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut k = 0;
-        while k < bl.full {
-            let g = _mm256_mul_ps(_mm256_loadu_ps(dy.add(k)), _mm256_loadu_ps(w.add(k)));
-            sg = _mm256_add_ps(sg, g);
-            sgh = _mm256_fmadd_ps(g, _mm256_loadu_ps(h.add(k)), sgh);
-            k += 8;
-        }
-        if bl.has_tail() {
-            let k = bl.d - 8;
-            let g = _mm256_mul_ps(_mm256_loadu_ps(dy.add(k)), _mm256_loadu_ps(w.add(k)));
-            let g = _mm256_and_ps(g, bl.tail);
-            sg = _mm256_add_ps(sg, g);
-            sgh = _mm256_fmadd_ps(g, _mm256_loadu_ps(h.add(k)), sgh);
-        }
-        [sg, sgh]
-    }
-
-    /// `dx` of block `k` of one row: `rstd · (g − mean(g) − xhat · mean(g·xhat))`.
-    #[inline(always)]
-    unsafe fn dx_block(
-        (dy, h, w, out): (*const f32, *const f32, *const f32, *mut f32),
-        k: usize,
-        (mg, mgh, rv): (__m256, __m256, __m256),
-    ) {
-        let g = _mm256_mul_ps(_mm256_loadu_ps(dy.add(k)), _mm256_loadu_ps(w.add(k)));
-        let t = _mm256_fnmadd_ps(_mm256_loadu_ps(h.add(k)), mgh, _mm256_sub_ps(g, mg));
-        _mm256_storeu_ps(out.add(k), _mm256_mul_ps(t, rv));
-    }
-
-    /// `dx` for the group of rows `r0 .. r0 + count` (`count <= 8`).
-    #[inline(always)]
-    unsafe fn backward_group(inp: BackwardIn<'_>, dx: *mut f32, r0: usize, count: usize) {
-        let d = inp.weight.len();
-        let bl = Blocks::new(d);
-        let w = inp.weight.as_ptr();
-        let (dys, hs) = (inp.dy.as_ptr(), inp.xhat.as_ptr());
-        let zero = _mm256_setzero_ps();
-        let mut pg = [zero; G / 2];
-        let mut pgh = [zero; G / 2];
-        for j in 0..G / 2 {
-            let (a, b) = ((r0 + 2 * j) * d, (r0 + 2 * j + 1) * d);
-            let [ag, agh] = if 2 * j < count {
-                row_g_sums(dys.add(a), hs.add(a), w, bl)
-            } else {
-                [zero; 2]
-            };
-            let [bg, bgh] = if 2 * j + 1 < count {
-                row_g_sums(dys.add(b), hs.add(b), w, bl)
-            } else {
-                [zero; 2]
-            };
-            pg[j] = _mm256_hadd_ps(ag, bg);
-            pgh[j] = _mm256_hadd_ps(agh, bgh);
-        }
-        let n = _mm256_set1_ps(d as f32);
-        let mg = lanes(_mm256_div_ps(reduce8(pg), n));
-        let mgh = lanes(_mm256_div_ps(reduce8(pgh), n));
-        for i in 0..count {
-            let o = (r0 + i) * d;
-            let means = (
-                _mm256_set1_ps(mg[i]),
-                _mm256_set1_ps(mgh[i]),
-                _mm256_set1_ps(*inp.rstd.get_unchecked(r0 + i)),
-            );
-            let ptrs = (dys.add(o), hs.add(o), w, dx.add(o));
-            let mut k = 0;
-            while k < bl.full {
-                dx_block(ptrs, k, means);
-                k += 8;
-            }
-            if bl.has_tail() {
-                dx_block(ptrs, d - 8, means);
-            }
-        }
-    }
-
-    /// Adds `Σ_rows dy·xhat` and `Σ_rows dy` over the 8 columns at `k` (lanes of `m` only)
-    /// into `gw`, `gb`.
-    #[inline(always)]
-    unsafe fn param_block(inp: BackwardIn<'_>, k: usize, m: __m256, gw: *mut f32, gb: *mut f32) {
-        let d = inp.weight.len();
-        let rows = inp.dy.len() / d;
-        let (dy, h) = (inp.dy.as_ptr().add(k), inp.xhat.as_ptr().add(k));
-        let mut aw = [_mm256_setzero_ps(); 4];
-        let mut ab = [_mm256_setzero_ps(); 4];
-        let mut r = 0;
-        while r + 4 <= rows {
-            for l in 0..4 {
-                let v = _mm256_loadu_ps(dy.add((r + l) * d));
-                aw[l] = _mm256_fmadd_ps(v, _mm256_loadu_ps(h.add((r + l) * d)), aw[l]);
-                ab[l] = _mm256_add_ps(ab[l], v);
-            }
-            r += 4;
-        }
-        while r < rows {
-            let v = _mm256_loadu_ps(dy.add(r * d));
-            aw[0] = _mm256_fmadd_ps(v, _mm256_loadu_ps(h.add(r * d)), aw[0]);
-            ab[0] = _mm256_add_ps(ab[0], v);
-            r += 1;
-        }
-        let sw = _mm256_add_ps(_mm256_add_ps(aw[0], aw[1]), _mm256_add_ps(aw[2], aw[3]));
-        let sb = _mm256_add_ps(_mm256_add_ps(ab[0], ab[1]), _mm256_add_ps(ab[2], ab[3]));
-        let (pw, pb) = (gw.add(k), gb.add(k));
-        _mm256_storeu_ps(pw, _mm256_add_ps(_mm256_loadu_ps(pw), _mm256_and_ps(sw, m)));
-        _mm256_storeu_ps(pb, _mm256_add_ps(_mm256_loadu_ps(pb), _mm256_and_ps(sb, m)));
-    }
-
-    /// # Safety
-    /// The CPU must have AVX2 and FMA; `d >= 8`; lengths as checked by `super::backward_rows`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn backward_rows(
-        inp: BackwardIn<'_>,
-        dx: Out<'_>,
-        gw: &mut [f32],
-        gb: &mut [f32],
-    ) {
-        let d = inp.weight.len();
-        debug_assert!(d >= 8);
-        let rows = inp.rstd.len();
-        let dxp = dx.as_mut_ptr() as *mut f32;
-        let mut r0 = 0;
-        while r0 < rows {
-            backward_group(inp, dxp, r0, (rows - r0).min(G));
-            r0 += G;
-        }
-        let bl = Blocks::new(d);
-        let all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-        let (gw, gb) = (gw.as_mut_ptr(), gb.as_mut_ptr());
-        let mut k = 0;
-        while k < bl.full {
-            param_block(inp, k, all, gw, gb);
-            k += 8;
-        }
-        if bl.has_tail() {
-            param_block(inp, d - 8, bl.tail, gw, gb);
         }
     }
 }
@@ -733,12 +413,10 @@ mod tests {
 
     const EPS: f64 = f32::EPSILON as f64;
 
-    /// Which implementation to run: the dispatched one (AVX2 + FMA here for `d >= 8`) or the
-    /// portable loops.
-    #[derive(Clone, Copy, Debug)]
-    enum Path {
-        Dispatched,
-        Portable,
+    /// Every build of the kernels this CPU runs: the intrinsics (AVX2 + FMA, `d >= 8`) where
+    /// it has them, and the portable loops at each level (always the baseline).
+    fn paths() -> Vec<Impl> {
+        crate::kernels::impls()
     }
 
     fn ln_with(w: &[f32], b: &[f32]) -> LayerNorm {
@@ -771,7 +449,7 @@ mod tests {
         x
     }
 
-    fn forward(path: Path, ln: &LayerNorm, x: &Array2<f32>, cache: bool) -> Vec<Vec<f32>> {
+    fn forward(path: Impl, ln: &LayerNorm, x: &Array2<f32>, cache: bool) -> Vec<Vec<f32>> {
         let (rows, d) = x.dim();
         let n = rows * d;
         let xs = x.as_slice().unwrap();
@@ -780,10 +458,7 @@ mod tests {
         let mut h = vec![MaybeUninit::new(f32::NAN); n];
         let mut r = vec![f32::NAN; rows];
         let c = cache.then_some((&mut h[..], &mut r[..]));
-        match path {
-            Path::Dispatched => forward_rows(xs, ln.params(), &mut y, c),
-            Path::Portable => portable::forward_rows(xs, ln.params(), &mut y, c),
-        }
+        forward_rows_impl(path, xs, ln.params(), &mut y, c);
         // SAFETY: initialised above (and by the kernel).
         let init = |v: Vec<MaybeUninit<f32>>| v.into_iter().map(|e| unsafe { e.assume_init() });
         vec![init(y).collect(), init(h).collect(), r]
@@ -798,7 +473,7 @@ mod tests {
             let ln = ln_with(&w, &b);
             for nrows in [1usize, 5, 8, 13, 29] {
                 let x = rows(nrows, d, &mut rng);
-                for path in [Path::Dispatched, Path::Portable] {
+                for path in paths() {
                     let out = forward(path, &ln, &x, true);
                     let (y, h, rstd) = (&out[0], &out[1], &out[2]);
                     let y2 = forward(path, &ln, &x, false);
@@ -852,7 +527,7 @@ mod tests {
             let ln = ln_with(&w, &b);
             // Powers of two: the mean is exact, so x − mean is exactly 0.
             let x = Array2::from_shape_fn((9, d), |(r, _)| (r as f32 - 4.0) * 0.5);
-            for path in [Path::Dispatched, Path::Portable] {
+            for path in paths() {
                 let out = forward(path, &ln, &x, true);
                 for r in 0..9 {
                     assert_eq!(out[2][r], 1.0 / LN_EPS.sqrt(), "{path:?} d={d}");
@@ -878,7 +553,7 @@ mod tests {
                 let dy = Array2::from_shape_simple_fn((nrows, d), || rng.gen_range(-1.0f32..1.0));
                 let gw0: Vec<f32> = (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect();
                 let gb0: Vec<f32> = (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect();
-                for path in [Path::Dispatched, Path::Portable] {
+                for path in paths() {
                     let (mut gw, mut gb) = (gw0.clone(), gb0.clone());
                     let mut dx = vec![MaybeUninit::new(f32::NAN); nrows * d];
                     let inp = BackwardIn {
@@ -887,10 +562,7 @@ mod tests {
                         rstd: cache.rstd.as_slice().unwrap(),
                         weight: &w,
                     };
-                    match path {
-                        Path::Dispatched => backward_rows(inp, &mut dx, &mut gw, &mut gb),
-                        Path::Portable => portable::backward_rows(inp, &mut dx, &mut gw, &mut gb),
-                    }
+                    backward_rows_impl(path, inp, &mut dx, &mut gw, &mut gb);
                     // SAFETY: initialised above.
                     let dx: Vec<f32> = dx.into_iter().map(|e| unsafe { e.assume_init() }).collect();
                     let n = d as f64;
@@ -952,7 +624,7 @@ mod tests {
         let (y, cache) = ln.forward_train(xt.t()).unwrap();
         assert_eq!(y, ln.apply(x.view()));
         assert_eq!(y, ln.forward(x.view()).unwrap());
-        let out = forward(Path::Dispatched, &ln, &x, true);
+        let out = forward(DEFAULT, &ln, &x, true);
         assert_eq!(y.as_slice().unwrap(), &out[0][..]);
         assert_eq!(cache.xhat.as_slice().unwrap(), &out[1][..]);
         assert_eq!(cache.rstd.as_slice().unwrap(), &out[2][..]);

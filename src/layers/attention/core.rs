@@ -19,6 +19,7 @@
 //! `Q[i, c]`, `dO[i, c]` are read in place (broadcast), so only `Qᵀ` and `Vᵀ` are packed.
 
 use super::lanes::{Lanes, Portable, F8};
+use crate::kernels::{dispatch, Impl, Level};
 
 #[cfg(target_arch = "x86_64")]
 use super::lanes::Avx2Fma;
@@ -98,8 +99,24 @@ pub(crate) fn forward(
     cat: &mut [f32],
     ws: &mut HeadScratch,
 ) {
+    forward_impl(DEFAULT, dims, qkv, probs, cat, ws)
+}
+
+/// The build [`forward`], [`backward`] and [`head_forward`] run.
+const DEFAULT: Impl = Impl::Intrinsics;
+
+/// [`forward`] through the build `imp` (`Intrinsics` falls back to the portable lanes, at
+/// the detected level, on a CPU without AVX2 + FMA).
+pub(crate) fn forward_impl(
+    imp: Impl,
+    dims: CoreDims,
+    qkv: &[f32],
+    probs: &mut [F8],
+    cat: &mut [f32],
+    ws: &mut HeadScratch,
+) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(l) = Avx2Fma::detect() {
+    if let (Impl::Intrinsics, Some(l)) = (imp, Avx2Fma::detect()) {
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2(
             l: Avx2Fma,
@@ -114,7 +131,16 @@ pub(crate) fn forward(
         // SAFETY: `l` exists only on a CPU with AVX2 and FMA.
         return unsafe { avx2(l, dims, qkv, probs, cat, ws) };
     }
-    forward_with(Portable, dims, qkv, probs, cat, ws)
+    let level = portable_level(imp);
+    dispatch!(@at level, forward_with, (Portable, dims, qkv, probs, cat, ws))
+}
+
+/// The portable level for `imp` (the detected one for `Intrinsics`).
+fn portable_level(imp: Impl) -> Level {
+    match imp {
+        Impl::Portable(l) => l,
+        Impl::Intrinsics => Level::detected(),
+    }
 }
 
 /// Backward core of every sequence and head: from Q/K/V `[B*T, 3d]`, the probabilities of
@@ -128,8 +154,21 @@ pub(crate) fn backward(
     dqkv: &mut [f32],
     ws: &mut HeadScratch,
 ) {
+    backward_impl(DEFAULT, dims, qkv, probs, dcat, dqkv, ws)
+}
+
+/// [`backward`] through the build `imp` (as [`forward_impl`]).
+pub(crate) fn backward_impl(
+    imp: Impl,
+    dims: CoreDims,
+    qkv: &[f32],
+    probs: &[F8],
+    dcat: &[f32],
+    dqkv: &mut [f32],
+    ws: &mut HeadScratch,
+) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(l) = Avx2Fma::detect() {
+    if let (Impl::Intrinsics, Some(l)) = (imp, Avx2Fma::detect()) {
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2(
             l: Avx2Fma,
@@ -145,14 +184,26 @@ pub(crate) fn backward(
         // SAFETY: `l` exists only on a CPU with AVX2 and FMA.
         return unsafe { avx2(l, dims, qkv, probs, dcat, dqkv, ws) };
     }
-    backward_with(Portable, dims, qkv, probs, dcat, dqkv, ws)
+    let level = portable_level(imp);
+    dispatch!(@at level, backward_with, (Portable, dims, qkv, probs, dcat, dqkv, ws))
 }
 
 /// One head's causal attention without the probabilities (the KV-cached path): writes the
 /// output of query `i` into `out[i * os..][..dh]`.
 pub(crate) fn head_forward(io: HeadIo<'_>, out: &mut [f32], os: usize, ws: &mut HeadScratch) {
+    head_forward_impl(DEFAULT, io, out, os, ws)
+}
+
+/// [`head_forward`] through the build `imp` (as [`forward_impl`]).
+pub(crate) fn head_forward_impl(
+    imp: Impl,
+    io: HeadIo<'_>,
+    out: &mut [f32],
+    os: usize,
+    ws: &mut HeadScratch,
+) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(l) = Avx2Fma::detect() {
+    if let (Impl::Intrinsics, Some(l)) = (imp, Avx2Fma::detect()) {
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2(
             l: Avx2Fma,
@@ -166,7 +217,8 @@ pub(crate) fn head_forward(io: HeadIo<'_>, out: &mut [f32], os: usize, ws: &mut 
         // SAFETY: `l` exists only on a CPU with AVX2 and FMA.
         return unsafe { avx2(l, io, out, os, ws) };
     }
-    head_with(Portable, io, out, os, None, ws)
+    let level = portable_level(imp);
+    dispatch!(@at level, head_with, (Portable, io, out, os, None, ws))
 }
 
 /// [`forward`] with the lanes `l`.
