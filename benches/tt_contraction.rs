@@ -91,7 +91,7 @@ fn bench_forward(c: &mut Criterion) {
             case.in_modes.iter().product(),
             case.out_modes.iter().product(),
         );
-        let lin = Linear::init(i, o, &mut StdRng::seed_from_u64(1234));
+        let lin = Linear::init(i, o, &mut StdRng::seed_from_u64(1234)).unwrap();
         let mut g = c.benchmark_group(format!("fwd_{}", case.name));
         for &rows in &case.rows {
             let x = random_x(rows, i, 7);
@@ -144,7 +144,7 @@ fn bench_backward(c: &mut Criterion) {
             case.in_modes.iter().product(),
             case.out_modes.iter().product(),
         );
-        let lin = Linear::init(i, o, &mut StdRng::seed_from_u64(1234));
+        let lin = Linear::init(i, o, &mut StdRng::seed_from_u64(1234)).unwrap();
         let mut g = c.benchmark_group(format!("bwd_{}", case.name));
         for &rows in &case.rows {
             let x = random_x(rows, i, 7);
@@ -180,7 +180,7 @@ fn bench_backward(c: &mut Criterion) {
 
 fn bench_tt_svd(c: &mut Criterion) {
     threads();
-    let lin = Linear::init(768, 3072, &mut StdRng::seed_from_u64(1234));
+    let lin = Linear::init(768, 3072, &mut StdRng::seed_from_u64(1234)).unwrap();
     let w = lin.weight();
     let modes = [12, 16, 16, 8, 8, 12];
     let mut g = c.benchmark_group("tt_svd_3072x768");

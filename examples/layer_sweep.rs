@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use rand::{rngs::StdRng, SeedableRng};
 use succulm::calibration::{CalibrationMode, CalibrationRows};
+use succulm::cli::{self, Flags};
 use succulm::data::{load_corpus, standard_split};
 use succulm::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
 use succulm::generate::{
@@ -91,17 +92,11 @@ fn parse_args() -> Result<Option<Args>> {
         threads: 2,
         experiments: true,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .ok_or_else(|| Error::invalid_arg(name, "needs a value (see --help)"))
-        };
-        let num = |name: &str, v: String| {
-            v.parse::<u64>().map_err(|_| {
-                Error::invalid_arg(name, format!("{v:?} is not a non-negative integer"))
-            })
-        };
+    let mut flags = Flags::from_env();
+    while let Some(flag) = flags.next_flag() {
+        let mut value = |name: &str| flags.value(name);
+        let num = |name: &str, v: String| cli::int(name, &v, 0..=u64::MAX);
+        let count = |name: &str, v: String, max: usize| cli::int(name, &v, 0..=max);
         match flag.as_str() {
             "--help" | "-h" => {
                 println!("{HELP}");
@@ -111,19 +106,16 @@ fn parse_args() -> Result<Option<Args>> {
             "--fixtures" => a.fixtures = value("--fixtures")?.into(),
             "--blocks" => a.blocks = Some(value("--blocks")?),
             "--bonds" => a.bonds = sweep::parse_bonds(&value("--bonds")?)?,
-            "--samples" => a.samples = num("--samples", value("--samples")?)? as usize,
+            "--samples" => a.samples = count("--samples", value("--samples")?, MAX_SAMPLES)?,
             "--temperature" => {
-                let v = value("--temperature")?;
-                a.temperature = v.parse().map_err(|_| {
-                    Error::invalid_arg("--temperature", format!("{v:?} is not a number"))
-                })?;
+                a.temperature = cli::positive_f32("--temperature", &value("--temperature")?)?
             }
             "--seed" => a.seed = num("--seed", value("--seed")?)?,
             "--out" => a.out = value("--out")?.into(),
             "--heal-epochs" => {
-                a.heal_epochs = num("--heal-epochs", value("--heal-epochs")?)? as usize
+                a.heal_epochs = count("--heal-epochs", value("--heal-epochs")?, MAX_HEAL_EPOCHS)?
             }
-            "--threads" => a.threads = num("--threads", value("--threads")?)? as usize,
+            "--threads" => a.threads = count("--threads", value("--threads")?, 1024)?,
             "--heal" => a.heal = HealKind::parse(&value("--heal")?)?,
             "--methods" => {
                 let mut m = sweep::parse_methods(&value("--methods")?)?;
@@ -134,27 +126,34 @@ fn parse_args() -> Result<Option<Args>> {
             "--calibration" => a.calibration = CalibrationMode::parse(&value("--calibration")?)?,
             "--budget" => {
                 let v = value("--budget")?;
-                let f: f64 = v.parse().map_err(|_| {
-                    Error::invalid_arg("--budget", format!("{v:?} is not a number"))
-                })?;
-                if !(f > 0.0 && f <= 1.0) {
+                let f = cli::float("--budget", &v, 0.0..=1.0)?;
+                if f == 0.0 {
                     return Err(Error::invalid_arg(
                         "--budget",
-                        format!("{f} is not in (0, 1]"),
+                        format!("{} is not in (0, 1]", cli::shown(&v)),
                     ));
                 }
                 a.budget = Some(f);
             }
             "--no-experiments" => a.experiments = false,
-            other => return Err(Error::invalid_arg(other, "unknown option (see --help)")),
+            other => return Err(cli::unknown(other)),
         }
     }
     if a.samples == 0 {
         return Err(Error::invalid_arg("--samples", "must be at least 1"));
     }
+    if a.threads == 0 {
+        return Err(Error::invalid_arg("--threads", "must be at least 1"));
+    }
     Sampling::Temperature(a.temperature).validate()?;
+    cli::check_output_dir("--out", &a.out)?;
     Ok(Some(a))
 }
+
+/// Largest `--samples` accepted (each is one sampled answer per probe and cell).
+const MAX_SAMPLES: usize = 1_000_000;
+/// Largest `--heal-epochs` accepted.
+const MAX_HEAL_EPOCHS: usize = 100_000;
 
 const TRAIN_COMMAND: &str = "cargo run --release --example train -- --profile upper_middle \\
         --epochs 60 --seed 42 --out fixtures/succulm_upper_middle.json";
@@ -287,6 +286,22 @@ fn run(a: Args) -> Result<()> {
         };
         (a.heal, heal)
     });
+    // Long runs get an estimate up front: the grid shows progress only per finished cell.
+    let cells = a.methods.len() * block_sets.len() * a.bonds.len();
+    let answers = cells * probes.len() * a.samples;
+    if a.samples > 100 || a.heal_epochs > 50 {
+        eprintln!(
+            "warning: {cells} cells × {} probes × {} samples = {answers} sampled answers{}; \
+             this may take a long time (progress is shown per finished cell)",
+            probes.len(),
+            a.samples,
+            if a.heal_epochs > 0 {
+                format!(", and {} healing epochs per cell", a.heal_epochs)
+            } else {
+                String::new()
+            }
+        );
+    }
     let started = std::time::Instant::now();
     let progress = |line: &str| eprintln!("{line}");
     let mut report = sweep::run_grid(
@@ -362,6 +377,7 @@ fn run(a: Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    cli::quiet_broken_pipe();
     match parse_args() {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(a)) => match run(a) {

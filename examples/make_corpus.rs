@@ -20,10 +20,12 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use succulm::cli::{self, Flags};
 use succulm::io::write_atomic;
 use succulm::probes::{Probe, ProbeGroup};
 use succulm::tokenize;
@@ -1383,7 +1385,7 @@ fn background(normal: &[(String, String)], qa: &[(String, String)]) -> String {
     out
 }
 
-fn write_pairs(path: &Path, pairs: &[(String, String)]) {
+fn write_pairs(path: &Path, pairs: &[(String, String)]) -> succulm::Result<()> {
     let mut s = String::from("[\n");
     for (i, (a, b)) in pairs.iter().enumerate() {
         let sep = if i + 1 == pairs.len() { "" } else { "," };
@@ -1395,25 +1397,56 @@ fn write_pairs(path: &Path, pairs: &[(String, String)]) {
         );
     }
     s.push_str("]\n");
-    write_atomic(path, s.as_bytes()).expect("write pairs");
+    write_atomic(path, s.as_bytes())
 }
 
-fn main() {
+const HELP: &str = "\
+make_corpus: regenerate the fixture corpus, probes, hidden words and background text.
+
+Options:
+  --seed N    seed of every random choice, 0..=2^64-1 (default 2024)
+  --out DIR   output directory (default fixtures/); created if missing, checked first
+  --help      this text";
+
+fn main() -> ExitCode {
+    cli::quiet_broken_pipe();
     let mut seed = 2024u64;
     let mut out_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"));
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--seed" => seed = args.next().and_then(|s| s.parse().ok()).expect("--seed N"),
-            "--out" => out_dir = args.next().map(PathBuf::from).expect("--out DIR"),
-            "-h" | "--help" => {
-                println!("make_corpus [--seed N (2024)] [--out DIR (fixtures/)]");
-                return;
+    let parsed = (|| -> succulm::Result<bool> {
+        let mut flags = Flags::from_env();
+        while let Some(flag) = flags.next_flag() {
+            match flag.as_str() {
+                "--seed" => seed = cli::int("--seed", &flags.value("--seed")?, 0..=u64::MAX)?,
+                "--out" => out_dir = flags.value("--out")?.into(),
+                "-h" | "--help" => {
+                    println!("{HELP}");
+                    return Ok(false);
+                }
+                other => return Err(cli::unknown(other)),
             }
-            other => panic!("unknown argument {other:?} (try --help)"),
+        }
+        cli::check_output_dir("--out", &out_dir)?;
+        Ok(true)
+    })();
+    match parsed {
+        Ok(false) => return ExitCode::SUCCESS,
+        Ok(true) => {}
+        Err(e) => {
+            eprintln!("error: {e}\n\n{HELP}");
+            return ExitCode::from(2);
         }
     }
-    std::fs::create_dir_all(&out_dir).expect("create output directory");
+    match generate(seed, &out_dir) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Generates every file into `out_dir` from `seed`.
+fn generate(seed: u64, out_dir: &Path) -> succulm::Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
 
     let probes = probes();
@@ -1448,25 +1481,24 @@ fn main() {
         qa.len(),
         probes.len()
     );
-    assert!(
-        (150..=160).contains(&total),
-        "vocabulary of {total} words, want 150..=160: {vocab:?}"
-    );
+    if !(150..=160).contains(&total) {
+        return Err(succulm::Error::invalid_arg(
+            "--seed",
+            format!("seed {seed} gives a vocabulary of {total} words; the fixtures want 150..=160"),
+        ));
+    }
 
-    write_pairs(&out_dir.join("succulm_normal_sentence_pairs.json"), &normal);
-    write_pairs(&out_dir.join("succulm_question_answer_pairs.json"), &qa);
+    write_pairs(&out_dir.join("succulm_normal_sentence_pairs.json"), &normal)?;
+    write_pairs(&out_dir.join("succulm_question_answer_pairs.json"), &qa)?;
     let probes_json = serde_json::to_string_pretty(&probes).unwrap() + "\n";
-    write_atomic(out_dir.join("succulm_probes.json"), probes_json.as_bytes())
-        .expect("write probes");
+    write_atomic(out_dir.join("succulm_probes.json"), probes_json.as_bytes())?;
     let hidden_json = serde_json::to_string(&HIDDEN).unwrap() + "\n";
     write_atomic(
         out_dir.join("succulm_hidden_words.json"),
         hidden_json.as_bytes(),
-    )
-    .expect("write hidden words");
+    )?;
     write_atomic(
         out_dir.join("background.txt"),
         background(&normal, &qa).as_bytes(),
     )
-    .expect("write background");
 }

@@ -14,11 +14,13 @@
 //! ```
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use ndarray::{Array2, Axis};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
+use succulm::cli::{self, Flags};
 use succulm::embeddings::{cooccurrence, ppmi, save_embeddings, svd_vectors};
 use succulm::vocab::{load_hidden_words, BOS, EOS, SPECIAL_TOKENS};
 use succulm::{load_pairs, tokenize, Result, Vocab};
@@ -28,22 +30,52 @@ const WINDOW: usize = 4;
 const ALPHA: f64 = 0.75;
 const MEAN_NORM: f64 = 5.0;
 
-fn main() -> Result<()> {
+const HELP: &str = "\
+make_embeddings: regenerate fixtures/succulm_embeddings.json from the corpus and background text.
+
+Options:
+  --fixtures DIR   where the corpus is read and the embeddings written (default fixtures/)
+  --seed N         seed of the vectors of unseen words, 0..=2^64-1 (default 7)
+  --help           this text";
+
+fn main() -> ExitCode {
+    cli::quiet_broken_pipe();
     let mut dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"));
     let mut seed = 7u64;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--fixtures" => dir = args.next().map(PathBuf::from).expect("--fixtures DIR"),
-            "--seed" => seed = args.next().and_then(|s| s.parse().ok()).expect("--seed N"),
-            "-h" | "--help" => {
-                println!("make_embeddings [--fixtures DIR (fixtures/)] [--seed N (7)]");
-                return Ok(());
+    let parsed = (|| -> Result<bool> {
+        let mut flags = Flags::from_env();
+        while let Some(flag) = flags.next_flag() {
+            match flag.as_str() {
+                "--fixtures" => dir = flags.value("--fixtures")?.into(),
+                "--seed" => seed = cli::int("--seed", &flags.value("--seed")?, 0..=u64::MAX)?,
+                "-h" | "--help" => {
+                    println!("{HELP}");
+                    return Ok(false);
+                }
+                other => return Err(cli::unknown(other)),
             }
-            other => panic!("unknown argument {other:?} (try --help)"),
+        }
+        cli::check_output_file("--fixtures", &dir.join("succulm_embeddings.json"))?;
+        Ok(true)
+    })();
+    match parsed {
+        Ok(false) => return ExitCode::SUCCESS,
+        Ok(true) => {}
+        Err(e) => {
+            eprintln!("error: {e}\n\n{HELP}");
+            return ExitCode::from(2);
         }
     }
+    match run(&dir, seed) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
+fn run(dir: &Path, seed: u64) -> Result<()> {
     // 1. The vocabulary.
     let mut words: BTreeSet<String> = BTreeSet::new();
     for file in [
@@ -86,6 +118,17 @@ fn main() -> Result<()> {
         })
         .collect();
     let counts = cooccurrence(&sentences, vocab.len(), WINDOW)?;
+    if counts.iter().all(|&c| c == 0.0) {
+        return Err(succulm::Error::invalid_file(
+            &background_path,
+            "(text)",
+            format!(
+                "no two vocabulary words co-occur in its {} lines: it is empty or shares no words \
+                 with the corpus (regenerate it with make_corpus)",
+                text.lines().count()
+            ),
+        ));
+    }
 
     // 3. PPMI and SVD.
     let vectors = svd_vectors(ppmi(counts.view(), ALPHA).view(), DIM)?;

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rand::{rngs::StdRng, SeedableRng};
+use succulm::cli::{self, Flags};
 use succulm::generate::{format_example, generate_text, model_example, GenerateConfig, Sampling};
 use succulm::{Error, Result};
 
@@ -45,12 +46,9 @@ fn parse_args() -> Result<Option<Args>> {
     let mut checkpoint = PathBuf::from("fixtures/succulm_upper_middle.json");
     let (mut temperature, mut greedy, mut top_k, mut seed) = (0.6f32, false, None, 42u64);
     let (mut tt, mut examples, mut prompts) = (Vec::new(), false, Vec::new());
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .ok_or_else(|| Error::invalid_arg(name, "needs a value (see --help)"))
-        };
+    let mut flags = Flags::from_env();
+    while let Some(flag) = flags.next_flag() {
+        let mut value = |name: &str| flags.value(name);
         match flag.as_str() {
             "--help" | "-h" => {
                 println!("{HELP}");
@@ -58,37 +56,31 @@ fn parse_args() -> Result<Option<Args>> {
             }
             "--checkpoint" => checkpoint = value("--checkpoint")?.into(),
             "--temperature" => {
-                let v = value("--temperature")?;
-                temperature = v.parse().map_err(|_| {
-                    Error::invalid_arg("--temperature", format!("{v:?} is not a number"))
-                })?;
+                temperature = cli::positive_f32("--temperature", &value("--temperature")?)?
             }
             "--greedy" => greedy = true,
-            "--top-k" => {
-                let v = value("--top-k")?;
-                top_k = Some(v.parse::<usize>().map_err(|_| {
-                    Error::invalid_arg("--top-k", format!("{v:?} is not a positive integer"))
-                })?);
-            }
-            "--seed" => {
-                let v = value("--seed")?;
-                seed = v.parse().map_err(|_| {
-                    Error::invalid_arg("--seed", format!("{v:?} is not a non-negative integer"))
-                })?;
-            }
+            "--top-k" => top_k = Some(cli::int("--top-k", &value("--top-k")?, 1..=usize::MAX)?),
+            "--seed" => seed = cli::int("--seed", &value("--seed")?, 0..=u64::MAX)?,
             "--tt" => {
                 let v = value("--tt")?;
-                let parsed = v
-                    .split_once(':')
-                    .and_then(|(b, m)| Some((b.parse::<usize>().ok()?, m.parse::<usize>().ok()?)));
-                tt.push(parsed.ok_or_else(|| {
-                    Error::invalid_arg("--tt", format!("{v:?} is not BLOCK:BOND (e.g. 3:20)"))
-                })?);
+                let (b, m) = v.split_once(':').ok_or_else(|| {
+                    Error::invalid_arg(
+                        "--tt",
+                        format!("{} is not BLOCK:BOND (e.g. 3:20)", cli::shown(&v)),
+                    )
+                })?;
+                let block = cli::int("--tt (block)", b, 0..=usize::MAX)?;
+                let bond = cli::int("--tt (bond)", m, 1..=usize::MAX)?;
+                if tt.iter().any(|&(other, _)| other == block) {
+                    return Err(Error::invalid_arg(
+                        "--tt",
+                        format!("block {block} is given twice"),
+                    ));
+                }
+                tt.push((block, bond));
             }
             "--examples" => examples = true,
-            s if s.starts_with("--") => {
-                return Err(Error::invalid_arg(s, "unknown option (see --help)"))
-            }
+            s if s.starts_with("--") => return Err(cli::unknown(s)),
             _ => prompts.push(flag),
         }
     }
@@ -114,7 +106,8 @@ fn parse_args() -> Result<Option<Args>> {
     }))
 }
 
-fn run(a: Args) -> Result<()> {
+/// Runs the prompts; `Ok(false)` when every prompt given was rejected.
+fn run(a: Args) -> Result<bool> {
     // Tiny matrices: one BLAS thread is faster (see `succulm::blas`).
     succulm::blas::set_num_threads(1);
     if !a.checkpoint.exists() {
@@ -132,8 +125,16 @@ fn run(a: Args) -> Result<()> {
     for &(block, bond) in &a.tt {
         let spec = succulm::FfnTtSpec::for_config(model.config(), bond);
         let r = model.tensorize_ffn(block, &spec)?;
+        let capped = if r.up.capped.is_empty() && r.down.capped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; bonds capped to their rank limits: up {:?}, down {:?}",
+                r.up.bond_dims, r.down.bond_dims
+            )
+        };
         eprintln!(
-            "block {block}: FFN compressed at bond {bond} (relative errors {:.3} up, {:.3} down)",
+            "block {block}: FFN compressed at bond {bond}{capped} (relative errors {:.3} up, {:.3} down)",
             r.up.rel_error, r.down.rel_error
         );
     }
@@ -144,14 +145,20 @@ fn run(a: Args) -> Result<()> {
             "{}",
             format_example(&model_example(&model, &vocab, &cfg, &mut rng)?)
         );
-        return Ok(());
+        return Ok(true);
     }
+    let (mut answered, mut rejected) = (0usize, 0usize);
     let mut answer = |prompt: &str| -> Result<()> {
         match generate_text(&model, &vocab, prompt, &cfg, &mut rng) {
-            Ok(g) => println!("prompt='{prompt}' result='{}'", g.text(&vocab)),
-            // A bad prompt is reported and skipped; other prompts still get answers.
+            Ok(g) => {
+                answered += 1;
+                println!("prompt='{prompt}' result='{}'", g.text(&vocab))
+            }
+            // A bad prompt is reported (shortened, control characters escaped) and skipped;
+            // other prompts still get answers.
             Err(e @ (Error::InvalidArgument { .. } | Error::SequenceTooLong { .. })) => {
-                eprintln!("prompt {prompt:?}: {e}")
+                rejected += 1;
+                eprintln!("prompt {}: {e}", cli::shown(prompt))
             }
             Err(e) => return Err(e),
         }
@@ -172,14 +179,22 @@ fn run(a: Args) -> Result<()> {
             answer(p)?;
         }
     }
-    Ok(())
+    if rejected > 0 {
+        eprintln!("{answered} prompts answered, {rejected} rejected");
+    }
+    Ok(answered > 0 || rejected == 0)
 }
 
 fn main() -> ExitCode {
+    cli::quiet_broken_pipe();
     match parse_args() {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(a)) => match run(a) {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!("error: every prompt was rejected");
+                ExitCode::FAILURE
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::FAILURE

@@ -11,12 +11,30 @@
 //! training.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
+use succulm::cli::{self, Flags};
 use succulm::data::{load_corpus, standard_split};
 use succulm::model::Model;
 use succulm::probes::{load_probes, ProbeGroup};
 use succulm::train::{TrainConfig, Trainer};
-use succulm::{Error, Vocab};
+use succulm::{Result, Vocab};
+
+const HELP: &str = "\
+train: train a SuccuLM profile on the fixtures and save a checkpoint.
+
+Options:
+  --profile NAME      tiny, small, middle, upper_middle (default) or large
+  --epochs N          epochs, 1..=1000000 (default 60)
+  --batch-size N      rows per batch, 1..=1000000 (default 32)
+  --lr F              Adam learning rate, finite and > 0 (default 1e-3)
+  --seed N            seed of the initialisation and the shuffles (default 42)
+  --clip F            clip the gradient's global norm to F (> 0; default: no clipping)
+  --threads N         threads sharing each batch, 1..=1024 (default 2; results are identical
+                      for any count >= 2, and differ from 1 thread by float rounding)
+  --out PATH          checkpoint to write (default succulm_checkpoint.json); checked first
+  --fixtures DIR      corpus, probes, vocabulary (default fixtures)
+  --help              this text";
 
 struct Args {
     profile: String,
@@ -25,41 +43,39 @@ struct Args {
     fixtures: PathBuf,
 }
 
-fn parse() -> Result<Args, Error> {
+fn parse(mut flags: Flags) -> Result<Option<Args>> {
     let mut a = Args {
         profile: "upper_middle".into(),
         train: TrainConfig::default(),
         out: "succulm_checkpoint.json".into(),
         fixtures: "fixtures".into(),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || {
-            it.next()
-                .ok_or_else(|| Error::invalid_arg(flag.clone(), "needs a value"))
-        };
-        let num = |v: String, name: &str| {
-            v.parse::<f64>()
-                .map_err(|_| Error::invalid_arg(name.to_string(), format!("{v:?} is not a number")))
-        };
-        match flag.as_str() {
-            "--profile" => a.profile = val()?,
-            "--epochs" => a.train.epochs = num(val()?, "--epochs")? as usize,
-            "--batch-size" => a.train.batch_size = num(val()?, "--batch-size")? as usize,
-            "--lr" => a.train.lr = num(val()?, "--lr")? as f32,
-            "--seed" => a.train.seed = num(val()?, "--seed")? as u64,
-            "--clip" => a.train.clip = Some(num(val()?, "--clip")? as f32),
-            "--threads" => a.train.threads = num(val()?, "--threads")? as usize,
-            "--out" => a.out = val()?.into(),
-            "--fixtures" => a.fixtures = val()?.into(),
-            other => return Err(Error::invalid_arg(other, "unknown flag")),
+    const MAX: usize = 1_000_000;
+    while let Some(flag) = flags.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--help" | "-h" => {
+                println!("{HELP}");
+                return Ok(None);
+            }
+            "--profile" => a.profile = flags.value(f)?,
+            "--epochs" => a.train.epochs = cli::int(f, &flags.value(f)?, 1..=MAX)?,
+            "--batch-size" => a.train.batch_size = cli::int(f, &flags.value(f)?, 1..=MAX)?,
+            "--lr" => a.train.lr = cli::positive_f32(f, &flags.value(f)?)?,
+            "--seed" => a.train.seed = cli::int(f, &flags.value(f)?, 0..=u64::MAX)?,
+            "--clip" => a.train.clip = Some(cli::positive_f32(f, &flags.value(f)?)?),
+            "--threads" => a.train.threads = cli::int(f, &flags.value(f)?, 1..=1024)?,
+            "--out" => a.out = flags.value(f)?.into(),
+            "--fixtures" => a.fixtures = flags.value(f)?.into(),
+            _ => return Err(cli::unknown(f)),
         }
     }
-    Ok(a)
+    a.train.validate()?;
+    cli::check_output_file("--out", &a.out)?;
+    Ok(Some(a))
 }
 
-fn main() -> Result<(), Error> {
-    let args = parse()?;
+fn run(args: Args) -> Result<()> {
     succulm::blas::set_num_threads(1);
     let vocab = Vocab::load_with_hidden(
         args.fixtures.join("succulm_embeddings.json"),
@@ -95,4 +111,22 @@ fn main() -> Result<(), Error> {
     model.save(&args.out, &vocab)?;
     println!("saved {}", args.out.display());
     Ok(())
+}
+
+fn main() -> ExitCode {
+    cli::quiet_broken_pipe();
+    match parse(Flags::from_env()) {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(a)) => match run(a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {e}\n\n{HELP}");
+            ExitCode::from(2)
+        }
+    }
 }

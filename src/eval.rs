@@ -766,11 +766,29 @@ impl<'r, R: LanguageModel + ?Sized> Evaluator<'r, R> {
             return Err(Error::invalid_arg("probes", "no probe"));
         }
         check_hidden(hidden_ids, reference.vocab_size())?;
+        let prepared = prepare_probes(probes, vocab)?;
+        // [BOS] + prompt must leave room for one generated token (as `generate` requires).
+        let max_len = reference.max_len();
+        if let Some((i, p)) = prepared
+            .iter()
+            .enumerate()
+            .find(|(_, p)| 1 + p.prompt_ids.len() >= max_len)
+        {
+            return Err(Error::SequenceTooLong {
+                context: format!(
+                    "probe {i} ({}): prompt of {} tokens with <BOS>, leaving room for one answer token",
+                    crate::cli::shown(&probes[i].id),
+                    p.prompt_ids.len()
+                ),
+                len: 1 + p.prompt_ids.len() + 1,
+                max_len,
+            });
+        }
         let teacher_forced = TeacherForced::new(reference, x, y, DEFAULT_BATCH)?;
         Ok(Evaluator {
             reference,
             teacher_forced,
-            probes: prepare_probes(probes, vocab)?,
+            probes: prepared,
             hidden: hidden_ids.to_vec(),
             sample,
             batch: DEFAULT_BATCH,

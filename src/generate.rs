@@ -167,16 +167,17 @@ pub enum Sampling {
 }
 
 impl Sampling {
-    /// Checks the parameters: temperature finite and > 0 (use [`Sampling::Greedy`] for
-    /// deterministic decoding), `k` ≥ 1.
+    /// Checks the parameters: temperature finite and > 0 with `1 / temperature` finite (at least
+    /// `1 / f32::MAX` ≈ 2.9e-39; use [`Sampling::Greedy`] for deterministic decoding), `k` ≥ 1.
     pub fn validate(&self) -> Result<()> {
         let check_t = |t: f32| {
-            if t.is_finite() && t > 0.0 {
+            // `1 / t` must be finite: below ~2.9e-39 it overflows and every logit becomes NaN.
+            if t.is_finite() && t > 0.0 && (1.0 / t).is_finite() {
                 Ok(())
             } else {
                 Err(Error::invalid_arg(
                     "temperature",
-                    format!("must be finite and > 0 (got {t}); use Sampling::Greedy for argmax decoding"),
+                    format!("must be finite and > 0 with 1/temperature finite, i.e. about 3e-39 or more (got {t:e}); use Sampling::Greedy for argmax decoding"),
                 ))
             }
         };
@@ -273,7 +274,11 @@ pub fn encode_prompt(vocab: &Vocab, prompt: &str) -> Result<Vec<u32>> {
     if ids.iter().all(|&id| id == UNK) {
         return Err(Error::invalid_arg(
             "prompt",
-            format!("none of its words {tokens:?} is in the vocabulary"),
+            format!(
+                "none of its {} words ({}) is in the vocabulary",
+                tokens.len(),
+                crate::cli::shown(&tokens.join(" "))
+            ),
         ));
     }
     Ok(ids)

@@ -1,26 +1,36 @@
-//! Small file helpers shared by the crate: atomic writes.
+//! Small file helpers shared by the crate: atomic writes of one file ([`write_atomic`]) and of
+//! a set of files ([`write_set_atomic`]), and the clean-up of temporary files left by killed
+//! writers.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// Writes `bytes` to `path` atomically: into a temporary file in the same directory, flushed
-/// and synced, then renamed over `path`. A reader never sees a half-written file, and a failed
-/// write leaves any previous file in place.
+/// Writes `bytes` to `path` atomically: into a temporary file `.NAME.PID.tmp` in the same
+/// directory, flushed and synced, then renamed over `path`. A reader never sees a half-written
+/// file, and a failed write leaves any previous file in place. Temporary files of `path` left by
+/// writers that were killed (`.NAME.PID.tmp` whose process no longer runs) are removed first.
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     let path = path.as_ref();
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |source| Error::Io { path: p, source }
     };
-    let file_name = path.file_name().ok_or_else(|| {
-        Error::invalid_arg("path", format!("{} has no file name", path.display()))
+    if path.as_os_str().is_empty() {
+        return Err(Error::invalid_arg(
+            "path",
+            "is empty (expected a file path)",
+        ));
+    }
+    path.file_name().ok_or_else(|| {
+        Error::invalid_arg(
+            "path",
+            format!("{:?} has no file name", path.display().to_string()),
+        )
     })?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
+    remove_stale_temps(path);
+    let tmp = temp_path(path, std::process::id());
     let result = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
         f.write_all(bytes).map_err(io(&tmp))?;
@@ -30,5 +40,148 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
+    result
+}
+
+/// `.NAME.PID.tmp` beside `path`.
+fn temp_path(path: &Path, pid: u32) -> PathBuf {
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(path.file_name().unwrap_or_default());
+    tmp_name.push(format!(".{pid}.tmp"));
+    path.with_file_name(tmp_name)
+}
+
+/// Whether process `pid` may still be running. Only Linux's `/proc` answers "no" for sure;
+/// elsewhere every process is assumed alive (so nothing is removed).
+fn may_be_running(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return true;
+    }
+    pid == std::process::id() || proc.join(pid.to_string()).exists()
+}
+
+/// Removes the temporary files of `path` (`.NAME.PID.tmp`, exactly this pattern) whose writer
+/// process no longer runs. Best effort: errors are ignored.
+fn remove_stale_temps(path: &Path) {
+    let (Some(name), Some(dir)) = (path.file_name(), path.parent()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Some(name) = name.to_str() else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !may_be_running(pid) && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Writes a set of files into `dir` (created if missing) all or nothing: `write` is handed a
+/// fresh temporary directory `dir/.succulm-set.PID.tmp` and writes every file there (returning
+/// their paths, each directly in that directory); only when it succeeds are the files renamed
+/// into `dir`, one rename each (which needs no space). If `write` fails (a full disk, say), the
+/// temporary directory is removed and `dir` keeps exactly what it held before. Files of an
+/// earlier set that the new set does not contain are removed, so `dir` never mixes two runs:
+/// the set's names are recorded in `dir/.succulm-set` for that. Returns the final paths.
+pub fn write_set_atomic(
+    dir: impl AsRef<Path>,
+    write: impl FnOnce(&Path) -> Result<Vec<PathBuf>>,
+) -> Result<Vec<PathBuf>> {
+    let dir = dir.as_ref();
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| Error::Io { path: p, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    // Temporary sets of killed writers.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(".succulm-set."))
+                .and_then(|n| n.strip_suffix(".tmp"))
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !may_be_running(p)) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let tmp = dir.join(format!(".succulm-set.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+    let result = (|| {
+        let files = write(&tmp)?;
+        let mut names = Vec::with_capacity(files.len());
+        for f in &files {
+            match (f.parent(), f.file_name()) {
+                (Some(p), Some(n)) if p == tmp => names.push(n.to_os_string()),
+                _ => {
+                    return Err(Error::invalid_arg(
+                        "write_set_atomic",
+                        format!(
+                            "{} is not a file directly in the temporary directory",
+                            f.display()
+                        ),
+                    ))
+                }
+            }
+        }
+        let manifest: String = names
+            .iter()
+            .map(|n| n.to_string_lossy().into_owned() + "\n")
+            .collect();
+        write_atomic(tmp.join(".succulm-set"), manifest.as_bytes())?;
+        // A rename can still fail if a target is a directory: check them all before the first.
+        if let Some(n) = names.iter().find(|n| dir.join(n).is_dir()) {
+            return Err(Error::invalid_arg(
+                "output",
+                format!(
+                    "{} is a directory; nothing was written",
+                    dir.join(n).display()
+                ),
+            ));
+        }
+        let previous = std::fs::read_to_string(dir.join(".succulm-set")).unwrap_or_default();
+        let mut out = Vec::with_capacity(names.len());
+        for n in names.iter().chain(std::iter::once(&".succulm-set".into())) {
+            std::fs::rename(tmp.join(n), dir.join(n)).map_err(io(&dir.join(n)))?;
+            if n != ".succulm-set" {
+                out.push(dir.join(n));
+            }
+        }
+        for old in previous.lines() {
+            let stale = Path::new(old);
+            // Only plain names of the earlier set, never a path elsewhere.
+            if stale.components().count() == 1
+                && !old.starts_with('.')
+                && !names.iter().any(|n| n.as_os_str() == stale.as_os_str())
+            {
+                let _ = std::fs::remove_file(dir.join(stale));
+            }
+        }
+        Ok(out)
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
     result
 }

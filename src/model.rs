@@ -131,6 +131,27 @@ impl ModelConfig {
                 ),
             ));
         }
+        // Every weight's size (`3d · d` for Q/K/V, `d · f` for the FFN, `V · d` for the
+        // embedding, `max_len · d` for the positions) must be computable.
+        let d = self.d_model;
+        let sizes = [
+            (
+                "ffn_expansion",
+                d.checked_mul(self.ffn_expansion)
+                    .and_then(|f| f.checked_mul(d)),
+            ),
+            ("d_model", d.checked_mul(3).and_then(|x| x.checked_mul(d))),
+            ("vocab_size", self.vocab_size.checked_mul(d)),
+            ("max_len", self.max_len.checked_mul(d)),
+        ];
+        for (name, size) in sizes {
+            if size.map_or(true, |n| n > isize::MAX as usize / 4) {
+                return Err(Error::invalid_arg(
+                    name,
+                    format!("{self:?} has a weight too large to address"),
+                ));
+            }
+        }
         if self.d_model % self.n_attn_heads != 0 {
             return Err(Error::invalid_arg(
                 "n_attn_heads",
@@ -844,6 +865,12 @@ impl Model {
                 context: format!("ids[{i}]"),
                 vocab_size: v,
             });
+        }
+        if ids.is_empty() {
+            return Err(Error::invalid_arg(
+                "ids",
+                "is empty (Model::forward_cached needs at least one new token)",
+            ));
         }
         let n = ids.len();
         let p0 = cache.len;

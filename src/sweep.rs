@@ -456,6 +456,19 @@ fn validate_bonds(bonds: &[usize]) -> Result<()> {
             format!("bond {b} must be at least 1"),
         ));
     }
+    if let Some((i, b)) = bonds
+        .iter()
+        .enumerate()
+        .find(|(i, b)| bonds[..*i].contains(b))
+    {
+        return Err(Error::invalid_arg(
+            "bonds",
+            format!(
+                "bond {b} is listed twice (entries {} and {i} of {bonds:?})",
+                bonds.iter().position(|x| x == b).unwrap_or(0)
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -481,6 +494,20 @@ fn validate_block_sets(sets: &[Vec<usize>], n_blocks: usize) -> Result<()> {
                 ));
             }
         }
+    }
+    let sorted: Vec<Vec<usize>> = sets
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s.sort_unstable();
+            s
+        })
+        .collect();
+    if let Some(i) = (0..sorted.len()).find(|&i| sorted[..i].contains(&sorted[i])) {
+        return Err(Error::invalid_arg(
+            "blocks",
+            format!("block set {:?} is listed twice", sets[i]),
+        ));
     }
     Ok(())
 }

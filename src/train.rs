@@ -62,6 +62,9 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Checks the values: epochs, batch size and threads at least 1; lr and clip finite and > 0.
     pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::invalid_arg("epochs", "must be at least 1"));
+        }
         if self.batch_size == 0 {
             return Err(Error::invalid_arg("batch_size", "must be at least 1"));
         }
@@ -323,6 +326,7 @@ impl Trainer {
                 Some(t) => self.distill_epoch(model, &batches, t)?,
             };
             let seconds = start.elapsed().as_secs_f64();
+            check_finite(model, epoch, train_loss)?;
             let val_loss = if valid.is_empty() {
                 None
             } else {
@@ -340,6 +344,26 @@ impl Trainer {
         }
         Ok(reports)
     }
+}
+
+/// Errors if training diverged: the epoch's loss or any parameter is NaN or infinite (a model
+/// that cannot be saved or used; a lower learning rate or gradient clipping may help).
+fn check_finite(model: &Model, epoch: usize, loss: f32) -> Result<()> {
+    let mut bad = None;
+    model.visit("", &mut |name, t| {
+        if bad.is_none() && t.iter().any(|v| !v.is_finite()) {
+            bad = Some(name);
+        }
+    });
+    let what = match bad {
+        Some(name) => format!("parameter {name} holds a non-finite value"),
+        None if !loss.is_finite() => format!("the mean loss is {loss}"),
+        None => return Ok(()),
+    };
+    Err(Error::invalid_arg(
+        "training",
+        format!("diverged in epoch {epoch}: {what} (try a lower lr, or clip)"),
+    ))
 }
 
 /// [`evaluate`] over a dataset in row order, `batch_size` rows at a time.

@@ -10,7 +10,7 @@ use succulm::tt::{DataAware, InputStats, Objective, Truncation};
 use succulm::{Error, Linear, TTLayer, TTLayout};
 
 fn linear(in_f: usize, out_f: usize, seed: u64) -> Linear {
-    Linear::init(in_f, out_f, &mut StdRng::seed_from_u64(seed))
+    Linear::init(in_f, out_f, &mut StdRng::seed_from_u64(seed)).unwrap()
 }
 
 /// Calibration rows with very unequal, correlated channels and a non-zero mean, as real

@@ -221,6 +221,58 @@ fn temperature_sampling_draws_from_softmax_over_t_and_is_seeded() {
     }
 }
 
+/// The shipped model's sampler, at a fixed prefix, draws each first token with the frequency
+/// `softmax(logits / t)` gives it: 5σ per token, and a chi-square over the tokens expected five
+/// times or more. A sampler drawing uniformly, or at another temperature, fails.
+#[test]
+fn the_real_models_first_token_frequencies_follow_softmax() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/succulm_upper_middle.json"
+    );
+    let (model, vocab) = Model::load(path).unwrap();
+    let prompt = succulm::generate::encode_prompt(&vocab, "who is winy ?").unwrap();
+    let t = 1.5f32;
+    let mut seq = vec![BOS];
+    seq.extend(&prompt);
+    let p = softmax(&last_logits(&model, &seq), t as f64);
+    let n = 4000usize;
+    let mut counts = vec![0usize; p.len()];
+    let mut cfg = GenerateConfig::new(Sampling::Temperature(t));
+    cfg.max_len = Some(seq.len() + 1); // exactly one token
+    let mut r = rng(2024);
+    for _ in 0..n {
+        let g = generate(&model, &prompt, &cfg, &mut r).unwrap();
+        let token = g.ids.first().copied().unwrap_or(EOS);
+        assert!(g.ids.len() <= 1);
+        counts[token as usize] += 1;
+    }
+    let (mut chi2, mut df) = (0.0f64, 0usize);
+    for (tok, (&c, &q)) in counts.iter().zip(&p).enumerate() {
+        let mean = n as f64 * q;
+        let sd = (n as f64 * q * (1.0 - q)).sqrt();
+        assert!(
+            (c as f64 - mean).abs() <= 5.0 * sd + 1.0,
+            "token {tok}: drawn {c} times, expected {mean:.1} ± {sd:.1}"
+        );
+        if mean >= 5.0 {
+            chi2 += (c as f64 - mean).powi(2) / mean;
+            df += 1;
+        }
+    }
+    assert!(
+        df >= 3,
+        "the distribution at t = {t} is too peaked to test ({df} bins)"
+    );
+    // Chi-square over df bins (at most df degrees of freedom): mean ≤ df, sd ≤ √(2 df); 6 sd is far
+    // beyond chance yet a uniform sampler (or t = 1) lands orders of magnitude above it.
+    let k = df as f64;
+    assert!(
+        chi2 < k + 6.0 * (2.0 * k).sqrt(),
+        "chi-square {chi2:.1} with {k} dof"
+    );
+}
+
 #[test]
 fn top_k_never_draws_outside_the_top_k() {
     let k = 3;

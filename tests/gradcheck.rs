@@ -89,7 +89,7 @@ fn layer_norm_gradients() {
 #[test]
 fn dense_projection_gradients() {
     let mut rng = StdRng::seed_from_u64(4);
-    let p = Projection::Dense(Linear::init(7, 5, &mut rng));
+    let p = Projection::Dense(Linear::init(7, 5, &mut rng).unwrap());
     check_layer(
         &p,
         randn(6, 7, 2),
@@ -106,7 +106,7 @@ fn dense_projection_gradients() {
 #[test]
 fn ffn_gradients() {
     let mut rng = StdRng::seed_from_u64(5);
-    let f = Ffn::init(6, 3, &mut rng);
+    let f = Ffn::init(6, 3, &mut rng).unwrap();
     check_layer(
         &f,
         randn(7, 6, 3),

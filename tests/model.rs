@@ -1,6 +1,8 @@
 //! Model contracts: padding invariance, incremental decoding, threading, input validation,
 //! profiles, diagnostics, training.
 
+mod common;
+
 use ndarray::{array, s, Array2, ArrayD};
 use succulm::data::{Dataset, EncodedPair};
 use succulm::model::{Model, ModelConfig};
@@ -167,7 +169,10 @@ fn cached_decoding_equals_full_forward() {
     }
     assert_eq!(cache.len(), 9);
     // Past max_len: an error, not a panic.
-    assert!(model.forward_cached(&mut cache, &[1]).is_err());
+    common::assert_err_kind(
+        model.forward_cached(&mut cache, &[1]),
+        "SequenceTooLong(Model::forward_cached)",
+    );
     // A prompt chunk, then single tokens.
     cache.clear();
     let l = model.forward_cached(&mut cache, &ids[..4]).unwrap();
@@ -182,7 +187,10 @@ fn cached_decoding_equals_full_forward() {
         .iter()
         .fold(0.0f32, |m, v| m.max(v.abs()));
     assert!(d < 1e-5);
-    assert!(model.forward_cached(&mut cache, &[13]).is_err());
+    common::assert_err_kind(
+        model.forward_cached(&mut cache, &[13]),
+        "TokenOutOfRange(ids[0])",
+    );
 }
 
 #[test]
@@ -226,22 +234,34 @@ fn bad_inputs_are_errors() {
     let e = model.forward(array![[1u32, 13]].view()).unwrap_err();
     assert!(e.to_string().contains("13"), "{e}");
     // Longer than max_len.
-    assert!(model.forward(Array2::<u32>::ones((1, 10)).view()).is_err());
+    common::assert_err_kind(
+        model.forward(Array2::<u32>::ones((1, 10)).view()),
+        "SequenceTooLong(ids)",
+    );
     // Empty batch, empty sequence.
-    assert!(model.forward(Array2::<u32>::zeros((0, 3)).view()).is_err());
-    assert!(model.forward(Array2::<u32>::zeros((2, 0)).view()).is_err());
+    common::assert_err_kind(
+        model.forward(Array2::<u32>::zeros((0, 3)).view()),
+        "InvalidArgument(ids)",
+    );
+    common::assert_err_kind(
+        model.forward(Array2::<u32>::zeros((2, 0)).view()),
+        "InvalidArgument(ids)",
+    );
     // x and y of different shapes.
-    assert!(model
-        .loss_and_grads(ok.view(), array![[4u32, 5]].view())
-        .is_err());
+    common::assert_err_kind(
+        model.loss_and_grads(ok.view(), array![[4u32, 5]].view()),
+        "Shape(loss targets y)",
+    );
     // Every target PAD.
-    assert!(model
-        .loss_and_grads(ok.view(), array![[0u32, 0, 0]].view())
-        .is_err());
+    common::assert_err_kind(
+        model.loss_and_grads(ok.view(), array![[0u32, 0, 0]].view()),
+        "InvalidArgument(y)",
+    );
     // Target out of range.
-    assert!(model
-        .loss_and_grads(ok.view(), array![[4u32, 5, 99]].view())
-        .is_err());
+    common::assert_err_kind(
+        model.loss_and_grads(ok.view(), array![[4u32, 5, 99]].view()),
+        "TokenOutOfRange(y[0, 2])",
+    );
 }
 
 #[test]
@@ -261,8 +281,8 @@ fn profiles() {
     }
     let mut bad = c.clone();
     bad.n_attn_heads = 3;
-    assert!(bad.validate().is_err());
-    assert!(Model::new(bad, 0).is_err());
+    common::assert_err_kind(bad.validate(), "InvalidArgument(n_attn_heads)");
+    common::assert_err_kind(Model::new(bad, 0), "InvalidArgument(n_attn_heads)");
 }
 
 #[test]
@@ -372,11 +392,13 @@ fn training_learns_and_is_reproducible() {
         r1.iter().map(|r| r.train_loss).collect::<Vec<_>>(),
         r2.iter().map(|r| r.train_loss).collect::<Vec<_>>()
     );
-    assert!(Trainer::new(TrainConfig {
-        batch_size: 0,
-        ..TrainConfig::default()
-    })
-    .is_err());
+    common::assert_err_kind(
+        Trainer::new(TrainConfig {
+            batch_size: 0,
+            ..TrainConfig::default()
+        }),
+        "InvalidArgument(batch_size)",
+    );
 }
 
 #[test]
@@ -411,5 +433,8 @@ fn threaded_forward_is_bit_identical_to_serial() {
     for threads in [2, 3, 8] {
         assert_eq!(model.forward_threaded(x.view(), threads).unwrap(), serial);
     }
-    assert!(model.forward_threaded(x.view(), 0).is_err());
+    common::assert_err_kind(
+        model.forward_threaded(x.view(), 0),
+        "InvalidArgument(threads)",
+    );
 }

@@ -120,8 +120,16 @@ fn two_adam_steps_match_pytorch() {
     let mut model = load(&f);
     let (x, y) = (ids(&f.x), ids(&f.y));
     let mut adam = Adam::new(f.adam.lr);
+    // For the K biases (see below), Adam's moments recomputed here in f64 from our gradients.
+    let mut moments: std::collections::BTreeMap<String, (Vec<f64>, Vec<f64>)> = Default::default();
     for (step, want) in f.adam.params_after_step.iter().enumerate() {
         let (loss, grads) = model.loss_and_grads(x.view(), y.view()).unwrap();
+        let before: std::collections::BTreeMap<String, Vec<f32>> = model
+            .named_parameters()
+            .into_iter()
+            .filter(|(n, _)| n.contains("k_linears") && n.ends_with("bias"))
+            .map(|(n, t)| (n, t.iter().copied().collect()))
+            .collect();
         assert!(
             (loss - f.adam.losses[step]).abs() < 1e-5,
             "step {step}: loss {loss}"
@@ -144,6 +152,42 @@ fn two_adam_steps_match_pytorch() {
             seen += 1;
         });
         assert_eq!(seen, want.len());
+        // The K biases' step itself: exactly Adam's update of our own gradient (PyTorch's
+        // defaults: betas 0.9, 0.999, eps 1e-8, bias-corrected), so a K bias that was never
+        // updated, or updated from another gradient, fails here.
+        assert!(!before.is_empty());
+        let t = (step + 1) as i32;
+        let lr = f.adam.lr as f64;
+        for (name, old) in &before {
+            let g: Vec<f64> = grads.get(name).unwrap().iter().map(|&v| v as f64).collect();
+            let (m, v) = moments
+                .entry(name.clone())
+                .or_insert_with(|| (vec![0.0; g.len()], vec![0.0; g.len()]));
+            let now = model.get(name).unwrap();
+            let mut moved = 0.0f64;
+            for (i, (&p, &o)) in now.iter().zip(old).enumerate() {
+                m[i] = 0.9 * m[i] + 0.1 * g[i];
+                v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i];
+                let (mh, vh) = (
+                    m[i] / (1.0 - 0.9f64.powi(t)),
+                    v[i] / (1.0 - 0.999f64.powi(t)),
+                );
+                let want_step = -lr * mh / (vh.sqrt() + 1e-8);
+                let step_taken = p as f64 - o as f64;
+                // f32 rounding of a parameter of size |o| plus of the update itself.
+                let tol =
+                    2.0 * f32::EPSILON as f64 * (o.abs() as f64 + lr) + 1e-3 * want_step.abs();
+                assert!(
+                    (step_taken - want_step).abs() <= tol,
+                    "step {step}: {name}[{i}] moved {step_taken:.3e}, Adam says {want_step:.3e}"
+                );
+                moved = moved.max(step_taken.abs());
+            }
+            assert!(
+                g.iter().all(|&x| x == 0.0) || moved > 0.0,
+                "step {step}: {name} has a gradient but did not move"
+            );
+        }
     }
 }
 

@@ -55,8 +55,8 @@ fn greedy_answers_to_the_seeds_in_training_prompts() {
         eprintln!("{:?} -> {answer:?} (expected {expected:?})", p.prompt);
         right += usize::from(answer == expected);
     }
-    assert!(
-        right >= 4,
+    assert_eq!(
+        right, 5,
         "{right}/5 of the seed's prompts answered as expected"
     );
 }

@@ -2,6 +2,8 @@
 //! (hand-counted parameters, the dense model's logits, an SVD of the weight computed here, finite
 //! differences, checkpoint round trips, frozen parameters staying bit-identical).
 
+mod common;
+
 mod common_grad;
 
 use std::collections::HashSet;
@@ -533,7 +535,10 @@ fn fine_tuning_tt_cores_lowers_the_loss_and_freezes_the_rest() {
 
     // A model with no TT projection has nothing to fine-tune.
     let mut dense = Model::new(small_config(), 31).unwrap();
-    assert!(fine_tune_tt(&mut dense, &data, &valid, config_one(), |_| {}).is_err());
+    common::assert_err_kind(
+        fine_tune_tt(&mut dense, &data, &valid, config_one(), |_| {}),
+        "InvalidArgument(names)",
+    );
 }
 
 fn config_one() -> TrainConfig {
@@ -562,7 +567,7 @@ fn bad_surgery_is_an_error_and_leaves_the_model_unchanged() {
         "{e}"
     );
     assert!(e.to_string().contains('4'), "{e}");
-    assert!(model.densify_ffn(4).is_err());
+    common::assert_err_kind(model.densify_ffn(4), "InvalidArgument(block)");
     assert_eq!(model, original);
 
     // Up-projection modes that multiply to 45, not 50.
@@ -581,14 +586,19 @@ fn bad_surgery_is_an_error_and_leaves_the_model_unchanged() {
     assert_eq!(model, original);
 
     // Bond dim 0, a wrong number of bond dims, an empty mode list.
-    for edit in [
-        |s: &mut FfnTtSpec| s.up.bond_dims = vec![10, 0, 10],
-        |s: &mut FfnTtSpec| s.down.bond_dims = vec![5, 20],
-        |s: &mut FfnTtSpec| s.up.out_modes = vec![],
-    ] {
+    type Edit = fn(&mut FfnTtSpec);
+    let edits: [(Edit, &str); 3] = [
+        (|s| s.up.bond_dims = vec![10, 0, 10], "blocks.1.ffn.0"),
+        (|s| s.down.bond_dims = vec![5, 20], "blocks.1.ffn.2"),
+        (|s| s.up.out_modes = vec![], "blocks.1.ffn.0"),
+    ];
+    for (edit, key) in edits {
         let mut spec = FfnTtSpec::seed(20);
         edit(&mut spec);
-        assert!(model.tensorize_ffn(1, &spec).is_err(), "{spec:?}");
+        common::assert_err_kind(
+            model.tensorize_ffn(1, &spec),
+            &format!("InvalidArgument({key})"),
+        );
         assert_eq!(model, original);
     }
 
@@ -597,7 +607,10 @@ fn bad_surgery_is_an_error_and_leaves_the_model_unchanged() {
     let compressed = model.clone();
     let mut spec = FfnTtSpec::seed(20);
     spec.up.in_modes = vec![7, 7];
-    assert!(model.tensorize_ffn(3, &spec).is_err());
+    common::assert_err_kind(
+        model.tensorize_ffn(3, &spec),
+        "InvalidArgument(blocks.3.ffn.0)",
+    );
     assert_eq!(model, compressed);
 }
 

@@ -174,10 +174,22 @@ fn hidden_words_are_attached_and_validated() {
 fn from_words_checks_specials_and_duplicates() {
     let w = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     assert!(Vocab::from_words(w(&["<PAD>", "<BOS>", "<EOS>", "<UNK>", "a"])).is_ok());
-    assert!(Vocab::from_words(w(&["<BOS>", "<PAD>", "<EOS>", "<UNK>"])).is_err());
-    assert!(Vocab::from_words(w(&["<PAD>", "<BOS>", "<EOS>"])).is_err());
-    assert!(Vocab::from_words(w(&["<PAD>", "<BOS>", "<EOS>", "<UNK>", "a", "a"])).is_err());
-    assert!(Vocab::from_words(w(&["<PAD>", "<BOS>", "<EOS>", "<UNK>", ""])).is_err());
+    common::assert_err_kind(
+        Vocab::from_words(w(&["<BOS>", "<PAD>", "<EOS>", "<UNK>"])),
+        "InvalidArgument(words)",
+    );
+    common::assert_err_kind(
+        Vocab::from_words(w(&["<PAD>", "<BOS>", "<EOS>"])),
+        "InvalidArgument(words)",
+    );
+    common::assert_err_kind(
+        Vocab::from_words(w(&["<PAD>", "<BOS>", "<EOS>", "<UNK>", "a", "a"])),
+        "InvalidArgument(words)",
+    );
+    common::assert_err_kind(
+        Vocab::from_words(w(&["<PAD>", "<BOS>", "<EOS>", "<UNK>", ""])),
+        "InvalidArgument(words)",
+    );
 }
 
 /// Asserts an `InvalidFile` error naming `path` and `key`, whose reason contains `reason`.
@@ -342,7 +354,10 @@ fn saved_embeddings_load_back_and_writes_are_atomic() {
         .collect();
     assert_eq!(names, [std::ffi::OsString::from("emb.json")]);
     // Wrong shapes and unwritable places are errors.
-    assert!(succulm::embeddings::save_embeddings(&p, &v.words()[1..], emb.view()).is_err());
+    common::assert_err_kind(
+        succulm::embeddings::save_embeddings(&p, &v.words()[1..], emb.view()),
+        "Shape(save_embeddings vectors)",
+    );
     let missing = dir.join("no-such-dir").join("x.json");
     assert!(matches!(
         succulm::io::write_atomic(&missing, b"x"),

@@ -93,8 +93,8 @@ impl Attention {
             ));
         }
         Ok(Attention {
-            qkv: Linear::init(d, 3 * d, rng),
-            out: Linear::init(d, d, rng),
+            qkv: Linear::init(d, 3 * d, rng)?,
+            out: Linear::init(d, d, rng)?,
             n_heads,
         })
     }

@@ -104,7 +104,7 @@ impl Block {
             ln1: LayerNorm::new(d),
             attn: Attention::init(d, n_heads, rng)?,
             ln2: LayerNorm::new(d),
-            ffn: Ffn::init(d, ffn_expansion, rng),
+            ffn: Ffn::init(d, ffn_expansion, rng)?,
         })
     }
 
@@ -389,8 +389,8 @@ mod tests {
         // Sub-layers of different widths (the fields are public).
         let broken = Block {
             ffn: Ffn {
-                up: Projection::Dense(Linear::init(d, 2 * d, &mut rng)),
-                down: Projection::Dense(Linear::init(2 * d, d + 1, &mut rng)),
+                up: Projection::Dense(Linear::init(d, 2 * d, &mut rng).unwrap()),
+                down: Projection::Dense(Linear::init(2 * d, d + 1, &mut rng).unwrap()),
             },
             ..block.clone()
         };

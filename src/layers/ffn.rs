@@ -355,12 +355,16 @@ impl FfnCache {
 }
 
 impl Ffn {
-    /// PyTorch's default initialisation of two dense layers `d -> d·expansion -> d`.
-    pub fn init<R: Rng + ?Sized>(d: usize, expansion: usize, rng: &mut R) -> Self {
-        Ffn {
-            up: Projection::Dense(Linear::init(d, d * expansion, rng)),
-            down: Projection::Dense(Linear::init(d * expansion, d, rng)),
-        }
+    /// PyTorch's default initialisation of two dense layers `d -> d·expansion -> d`. Errors if
+    /// `d` or `expansion` is 0 or `d·expansion` overflows.
+    pub fn init<R: Rng + ?Sized>(d: usize, expansion: usize, rng: &mut R) -> Result<Self> {
+        let f = d.checked_mul(expansion).ok_or_else(|| {
+            Error::invalid_arg("ffn_expansion", format!("{d} × {expansion} overflows"))
+        })?;
+        Ok(Ffn {
+            up: Projection::Dense(Linear::init(d, f, rng)?),
+            down: Projection::Dense(Linear::init(f, d, rng)?),
+        })
     }
 
     /// From two projections; errors unless `up: d -> f` and `down: f -> d`.
@@ -522,7 +526,7 @@ mod tests {
 
     /// A TT projection `6 -> 8` (modes `[2, 3]` -> `[2, 4]`, full rank).
     fn tt(rng: &mut StdRng) -> Projection {
-        let lin = Linear::init(6, 8, rng);
+        let lin = Linear::init(6, 8, rng).unwrap();
         Projection::Tt(TTLayer::from_linear(&[2, 3], &[2, 4], &lin, &[]).unwrap())
     }
 
@@ -533,7 +537,7 @@ mod tests {
     #[test]
     fn projection_checked_entry_points_reject_bad_input() {
         let mut rng = StdRng::seed_from_u64(1);
-        let dense = Projection::Dense(Linear::init(6, 8, &mut rng));
+        let dense = Projection::Dense(Linear::init(6, 8, &mut rng).unwrap());
         let tt = tt(&mut rng);
         for (p, other_kind) in [(&dense, &tt), (&tt, &dense)] {
             let x = randn(5, 6, &mut rng);
@@ -572,9 +576,9 @@ mod tests {
 
             // Gradients and caches of the same kind but another shape.
             let bigger = match p {
-                Projection::Dense(_) => Projection::Dense(Linear::init(7, 8, &mut rng)),
+                Projection::Dense(_) => Projection::Dense(Linear::init(7, 8, &mut rng).unwrap()),
                 Projection::Tt(_) => {
-                    let lin = Linear::init(7, 8, &mut rng);
+                    let lin = Linear::init(7, 8, &mut rng).unwrap();
                     Projection::Tt(TTLayer::from_linear(&[7], &[2, 4], &lin, &[]).unwrap())
                 }
             };
@@ -587,7 +591,7 @@ mod tests {
         }
 
         // A TT cache of the same width from a layer of another spec.
-        let lin = Linear::init(6, 8, &mut rng);
+        let lin = Linear::init(6, 8, &mut rng).unwrap();
         let tt2 = Projection::Tt(TTLayer::from_linear(&[3, 2], &[4, 2], &lin, &[]).unwrap());
         let (_, c2) = tt2.forward_train(randn(5, 6, &mut rng)).unwrap();
         let mut g = tt.zeros_like();
@@ -611,7 +615,7 @@ mod tests {
     #[test]
     fn ffn_checked_entry_points_reject_bad_input() {
         let mut rng = StdRng::seed_from_u64(2);
-        let ffn = Ffn::init(6, 3, &mut rng);
+        let ffn = Ffn::init(6, 3, &mut rng).unwrap();
         let x = randn(7, 6, &mut rng);
         let dy = randn(7, 6, &mut rng);
         let (y, cache) = ffn.forward_train(x.clone()).unwrap();
@@ -637,7 +641,7 @@ mod tests {
         }
 
         // Another expansion: its gradients and its cache.
-        let other = Ffn::init(6, 2, &mut rng);
+        let other = Ffn::init(6, 2, &mut rng).unwrap();
         let mut wrong = other.zeros_like();
         let e = ffn.backward(&cache, dy.view(), &mut wrong).unwrap_err();
         assert!(e.to_string().contains("Ffn::backward grads"), "{e}");
@@ -650,7 +654,7 @@ mod tests {
         // Projections that do not chain (the fields are public).
         let broken = Ffn {
             up: ffn.up.clone(),
-            down: Projection::Dense(Linear::init(12, 6, &mut rng)),
+            down: Projection::Dense(Linear::init(12, 6, &mut rng).unwrap()),
         };
         assert!(broken.forward_train(x.clone()).is_err());
         let mut gb = broken.zeros_like();

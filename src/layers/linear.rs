@@ -65,16 +65,29 @@ impl Linear {
     }
 
     /// PyTorch's default initialisation: weight and bias ~ U(−1/√in, 1/√in).
-    pub fn init<R: Rng + ?Sized>(in_features: usize, out_features: usize, rng: &mut R) -> Self {
+    ///
+    /// Errors, as [`new`](Self::new) does, if `in_features` or `out_features` is 0.
+    pub fn init<R: Rng + ?Sized>(
+        in_features: usize,
+        out_features: usize,
+        rng: &mut R,
+    ) -> Result<Self> {
+        if in_features == 0 || out_features == 0 {
+            return Err(Error::shape(
+                "Linear::init",
+                &[out_features.max(1), in_features.max(1)],
+                &[out_features, in_features],
+            ));
+        }
         let k = 1.0 / (in_features as f32).sqrt();
         let dist = Uniform::new_inclusive(-k, k);
         let weight = Array2::from_shape_simple_fn((out_features, in_features), || dist.sample(rng));
         let bias = Array1::from_shape_simple_fn(out_features, || dist.sample(rng));
-        Linear {
+        Ok(Linear {
             weight,
             bias,
             wt: PackedT::default(),
-        }
+        })
     }
 
     /// A layer of zeros with the same shape (used to hold gradients).

@@ -706,12 +706,15 @@ pub fn all_verdicts(report: &SweepReport) -> Vec<verdict::Verdict> {
 /// if missing); with more than one method also `compare.txt` (the comparison table and its
 /// verdicts) and `compare.json` ([`compare::comparisons`]); with budget cells `budget.txt`.
 /// Returns the paths written.
+///
+/// The files are written as one set ([`crate::io::write_set_atomic`]): into a temporary
+/// directory first, then renamed into `dir`; on failure (a full disk) `dir` keeps its previous
+/// set untouched, and files of a previous set that this one lacks are removed.
 pub fn write_all(report: &SweepReport, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
-    let dir = dir.as_ref();
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    crate::io::write_set_atomic(dir, |tmp| write_files(report, tmp))
+}
+
+fn write_files(report: &SweepReport, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     let verdicts = verdict::format_verdicts(&all_verdicts(report));
     let mut files = vec![

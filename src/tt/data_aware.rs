@@ -57,7 +57,7 @@
 //! use succulm::{Linear, TTLayer, TTLayout};
 //!
 //! let mut rng = StdRng::seed_from_u64(0);
-//! let layer = Linear::init(50, 200, &mut rng);
+//! let layer = Linear::init(50, 200, &mut rng)?;
 //! // Calibration inputs with very unequal channels, as real activations have.
 //! let x = Array2::from_shape_fn((500, 50), |(_, j)| rng.gen_range(-1.0f32..1.0) * (1.0 + j as f32));
 //! let stats = InputStats::from_rows(x.view())?;
@@ -451,7 +451,7 @@ impl TTLayer {
             fold_back_exact: exact,
             als: als_report,
             als_started_from_plain: from_plain,
-            svd: Some(svd.into_f32()),
+            svd: Some(svd.into_f32()?),
         };
         Ok((tt, report))
     }

@@ -354,7 +354,7 @@ pub fn tt_svd(
         Some(sl) => sl.iter().map(|&v| v as f64).collect(),
         None => tensor.iter().map(|&v| v as f64).collect(),
     };
-    Ok(tt_svd_f64(values, modes, truncation)?.into_f32())
+    tt_svd_f64(values, modes, truncation)?.into_f32()
 }
 
 /// [`TtSvd`] with `f64` cores: what the data-aware decompositions work on before the final
@@ -371,16 +371,24 @@ pub(crate) struct TtSvd64 {
 }
 
 impl TtSvd64 {
-    /// The same decomposition with the cores cast to `f32`.
-    pub fn into_f32(self) -> TtSvd {
-        TtSvd {
-            cores: self.cores.iter().map(|c| c.mapv(|v| v as f32)).collect(),
+    /// The same decomposition with the cores cast to `f32`. Errors if a core value does not fit
+    /// `f32` (a finite input near `f32::MAX` can give core entries beyond it).
+    pub fn into_f32(self) -> Result<TtSvd> {
+        let cores: Vec<Array3<f32>> = self.cores.iter().map(|c| c.mapv(|v| v as f32)).collect();
+        if let Some(k) = cores.iter().position(|c| c.iter().any(|v| !v.is_finite())) {
+            return Err(Error::invalid_arg(
+                format!("cores.{k}"),
+                "a core value overflows f32 (the input's values are too large to decompose in f32)",
+            ));
+        }
+        Ok(TtSvd {
+            cores,
             bond_dims: self.bond_dims,
             singular_values: self.singular_values,
             discarded: self.discarded,
             capped: self.capped,
             norm: self.norm,
-        }
+        })
     }
 }
 

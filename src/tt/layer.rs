@@ -352,9 +352,12 @@ impl TTLayer {
                 ),
             ));
         }
+        if linear.bias().iter().any(|v| !v.is_finite()) {
+            return Err(Error::invalid_arg("bias", "contains a non-finite value"));
+        }
         let w = linear.weight().mapv(|v| v as f64);
         let (values, modes) = layout_values(layout, in_modes, out_modes, &w)?;
-        let svd = tt_svd_f64(values, &modes, truncation)?.into_f32();
+        let svd = tt_svd_f64(values, &modes, truncation)?.into_f32()?;
         let spec = TTSpec {
             layout,
             in_modes: in_modes.to_vec(),
@@ -1063,7 +1066,7 @@ mod tests {
     fn check_all_plans(layout: TTLayout, in_modes: &[usize], out_modes: &[usize], bonds: &[usize]) {
         let mut rng = StdRng::seed_from_u64(7);
         let (i, o) = (in_modes.iter().product(), out_modes.iter().product());
-        let lin = Linear::init(i, o, &mut rng);
+        let lin = Linear::init(i, o, &mut rng).unwrap();
         let tt = TTLayer::from_linear_with(
             layout,
             in_modes,
@@ -1116,7 +1119,7 @@ mod tests {
     #[test]
     fn merged_blocks_follow_parameter_updates() {
         let mut rng = StdRng::seed_from_u64(3);
-        let lin = Linear::init(768, 3072, &mut rng);
+        let lin = Linear::init(768, 3072, &mut rng).unwrap();
         let mut tt =
             TTLayer::from_linear(&[8, 8, 12], &[12, 16, 16], &lin, &[16; 5]).expect("valid");
         let x = Array2::from_shape_fn((128, 768), |_| rng.gen_range(-1.0..1.0));
@@ -1157,12 +1160,13 @@ mod tests {
         let rand = |r: usize, c: usize, rng: &mut StdRng| {
             Array2::from_shape_fn((r, c), |_| rng.gen_range(-1.0f32..1.0))
         };
-        let lin = Linear::init(6, 4, &mut rng);
+        let lin = Linear::init(6, 4, &mut rng).unwrap();
         // Same modes, other bond dims: the same block dims once all cores are merged.
         let tt = TTLayer::from_linear(&[6], &[2, 2], &lin, &[2, 4]).unwrap();
         let narrow = TTLayer::from_linear(&[6], &[2, 2], &lin, &[1, 4]).unwrap();
         assert_ne!(tt.spec(), narrow.spec());
-        let wide = TTLayer::from_linear(&[7], &[2, 2], &Linear::init(7, 4, &mut rng), &[]).unwrap();
+        let wide = TTLayer::from_linear(&[7], &[2, 2], &Linear::init(7, 4, &mut rng).unwrap(), &[])
+            .unwrap();
         let (rows, x) = (5, rand(5, 6, &mut rng));
         let dy = rand(rows, 4, &mut rng);
 

@@ -49,7 +49,7 @@
 //! use succulm::{Linear, TTLayer};
 //!
 //! let mut rng = StdRng::seed_from_u64(1234);
-//! let linear = Linear::init(50, 200, &mut rng); // the seed's ffn.0: 50 -> 200
+//! let linear = Linear::init(50, 200, &mut rng)?; // the seed's ffn.0: 50 -> 200
 //! // in_modes [5, 10], out_modes [10, 20], bond dims [10, 50, 10]: exact.
 //! let tt = TTLayer::from_linear(&[5, 10], &[10, 20], &linear, &[10, 50, 10])?;
 //! assert_eq!(tt.num_params(), 12_700); // more than the dense 10,000: tensorizing first grows it

@@ -40,3 +40,39 @@ pub fn vocab() -> succulm::Vocab {
     )
     .unwrap()
 }
+
+/// An error's variant and the key it names: `InvalidArgument(name)`, `InvalidFile(key)`,
+/// `Shape(context)`, `SequenceTooLong(context)`, `TokenOutOfRange(context)`, or the variant alone.
+pub fn kind(e: &succulm::Error) -> String {
+    use succulm::Error;
+    match e {
+        Error::InvalidArgument { name, .. } => format!("InvalidArgument({name})"),
+        Error::InvalidFile { key, .. } => format!("InvalidFile({key})"),
+        Error::Shape { context, .. } => format!("Shape({context})"),
+        Error::SequenceTooLong { context, .. } => format!("SequenceTooLong({context})"),
+        Error::TokenOutOfRange { context, .. } => format!("TokenOutOfRange({context})"),
+        Error::Io { .. } => "Io".into(),
+        Error::Json { .. } => "Json".into(),
+        Error::Linalg { context, .. } => format!("Linalg({context})"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Asserts that `r` is an error of kind `want` (see [`kind`]).
+#[track_caller]
+pub fn assert_err_kind<T>(r: succulm::Result<T>, want: &str) {
+    match r {
+        Ok(_) => panic!("expected an error {want}, got Ok"),
+        Err(e) => {
+            let got = kind(&e);
+            if std::env::var_os("SUCCULM_KIND_PROBE").is_some() && got != want {
+                eprintln!(
+                    "KIND-PROBE {}: got {got} want {want}",
+                    std::panic::Location::caller()
+                );
+                return;
+            }
+            assert_eq!(got, want, "{e}");
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Mutation fuzzing of every loader of user files: checkpoints (dense and tensor-train, on a
+//! tiny model so a case is fast), pair files, probes, hidden words and embeddings. Each case
+//! must end in an `Err` or a valid value, without a panic and without any single allocation
+//! larger than a small multiple of the file. See `tests/common_fuzz` for the mutations and
+//! `SUCCULM_FUZZ_CASES` for the budget (README: "Fuzzing").
+
+mod common;
+mod common_alloc;
+mod common_fuzz;
+
+use std::path::Path;
+
+use ndarray::Array2;
+use rand::Rng;
+use serde_json::Value;
+use succulm::{FfnTtSpec, Model, ModelConfig, Vocab};
+
+#[global_allocator]
+static ALLOC: common_alloc::Counting = common_alloc::Counting;
+
+/// The cap of one case: 1 MiB plus 64 bytes per input byte.
+fn cap(len: usize) -> usize {
+    (1 << 20) + 64 * len
+}
+
+/// A tiny model's checkpoint (V 12, d 4, 1 block, 2 heads, max_len 6), and the same with its
+/// FFN tensor-trained.
+fn tiny_checkpoints(name: &str) -> (Vec<u8>, Vec<u8>) {
+    let dir = common::temp_dir(name);
+    let mut words: Vec<String> = succulm::vocab::SPECIAL_TOKENS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    words.extend(["ruby", "winy", "is", "a", "plant", "who", "green", "?"].map(String::from));
+    let vocab = Vocab::from_words(words).unwrap();
+    let config = ModelConfig {
+        vocab_size: 12,
+        d_model: 4,
+        max_len: 6,
+        n_layers: 1,
+        ffn_expansion: 2,
+        n_attn_heads: 2,
+    };
+    let mut model = Model::new(config.clone(), 3).unwrap();
+    let dense = dir.join("dense.json");
+    model.save(&dense, &vocab).unwrap();
+    model
+        .tensorize_ffn(0, &FfnTtSpec::for_config(&config, 2))
+        .unwrap();
+    let tt = dir.join("tt.json");
+    model.save(&tt, &vocab).unwrap();
+    let out = (std::fs::read(&dense).unwrap(), std::fs::read(&tt).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+/// A JSON mutation: one number of the document set to a huge or edge value (the "size field
+/// set huge" case), else a byte-level mutation.
+fn json_case(rng: &mut rand::rngs::StdRng, input: &[u8], donors: &[&[u8]]) -> Vec<u8> {
+    if rng.gen_range(0..3) == 0 {
+        if let Ok(mut v) = serde_json::from_slice::<Value>(input) {
+            let mut nums = Vec::new();
+            collect_numbers(&v, String::new(), &mut nums);
+            if !nums.is_empty() {
+                let path = &nums[rng.gen_range(0..nums.len())];
+                let huge: [Value; 6] = [
+                    Value::from(1u64 << 40),
+                    Value::from(u64::MAX),
+                    Value::from(100_000u64),
+                    Value::from(0u64),
+                    Value::from(-1i64),
+                    Value::from(1e30),
+                ];
+                if let Some(slot) = v.pointer_mut(path) {
+                    *slot = huge[rng.gen_range(0..huge.len())].clone();
+                }
+                return serde_json::to_vec(&v).unwrap();
+            }
+        }
+    }
+    common_fuzz::mutate(rng, input, donors)
+}
+
+/// JSON pointers to the numbers of `v` (at most a few thousand, sampled evenly).
+fn collect_numbers(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::Number(_) => out.push(at),
+        Value::Array(a) => {
+            // Long data arrays: a few entries are enough.
+            let step = (a.len() / 8).max(1);
+            for (i, x) in a.iter().enumerate().step_by(step) {
+                collect_numbers(x, format!("{at}/{i}"), out);
+            }
+        }
+        Value::Object(o) => {
+            for (k, x) in o {
+                let k = k.replace('~', "~0").replace('/', "~1");
+                collect_numbers(x, format!("{at}/{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn fuzz_checkpoint(target: &str, seed_file: &[u8], donor: &[u8]) {
+    let path = common_fuzz::scratch(target, "json");
+    let donors = [donor];
+    common_fuzz::run(
+        target,
+        cap,
+        |rng| json_case(rng, seed_file, &donors),
+        |bytes| {
+            std::fs::write(&path, bytes).unwrap();
+            if let Ok((model, vocab)) = Model::load(&path) {
+                // A valid value: consistent with itself, and it runs.
+                let c = model.config();
+                assert_eq!(vocab.len(), c.vocab_size);
+                c.validate().unwrap();
+                let t = c.max_len.min(3);
+                let ids = Array2::from_elem((1, t), 1u32);
+                let logits = model.forward(ids.view()).unwrap();
+                assert_eq!(logits.dim(), (1, t, c.vocab_size));
+                let mut cache = model.new_cache();
+                model.forward_cached(&mut cache, &[1]).unwrap();
+            }
+        },
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn fuzz_checkpoint_dense() {
+    let (dense, tt) = tiny_checkpoints("fuzz-ckpt-dense");
+    fuzz_checkpoint("checkpoint_dense", &dense, &tt);
+}
+
+#[test]
+fn fuzz_checkpoint_tt() {
+    let (dense, tt) = tiny_checkpoints("fuzz-ckpt-tt");
+    fuzz_checkpoint("checkpoint_tt", &tt, &dense);
+}
+
+/// The first `n` bytes of a fixture, cut back to a JSON document: the first `items` entries of
+/// its top-level array.
+fn json_prefix(name: &str, items: usize) -> Vec<u8> {
+    let v: Value = serde_json::from_slice(&std::fs::read(common::fixture(name)).unwrap()).unwrap();
+    let a: Vec<Value> = v.as_array().unwrap().iter().take(items).cloned().collect();
+    serde_json::to_vec_pretty(&a).unwrap()
+}
+
+fn fuzz_file<T>(
+    target: &str,
+    seed_file: &[u8],
+    load: impl Fn(&Path) -> succulm::Result<T>,
+    valid: impl Fn(&T),
+) {
+    let path = common_fuzz::scratch(target, "json");
+    common_fuzz::run(
+        target,
+        cap,
+        |rng| json_case(rng, seed_file, &[]),
+        |bytes| {
+            std::fs::write(&path, bytes).unwrap();
+            if let Ok(v) = load(&path) {
+                valid(&v);
+            }
+        },
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn fuzz_pairs() {
+    let seed = json_prefix("succulm_question_answer_pairs.json", 20);
+    fuzz_file(
+        "pairs",
+        &seed,
+        |p| succulm::load_pairs(p),
+        |pairs| {
+            assert!(!pairs.is_empty());
+            for (a, b) in pairs {
+                assert!(!succulm::tokenize(a).is_empty() || !succulm::tokenize(b).is_empty());
+            }
+        },
+    );
+}
+
+#[test]
+fn fuzz_probes() {
+    let seed = std::fs::read(common::fixture("succulm_probes.json")).unwrap();
+    let vocab = common::vocab();
+    fuzz_file(
+        "probes",
+        &seed,
+        |p| succulm::probes::load_probes(p),
+        |probes| {
+            assert!(!probes.is_empty());
+            // Valid probes either prepare against the vocabulary or give an error.
+            let _ = succulm::eval::prepare_probes(probes, &vocab);
+        },
+    );
+}
+
+#[test]
+fn fuzz_hidden_words() {
+    let seed = std::fs::read(common::fixture("succulm_hidden_words.json")).unwrap();
+    fuzz_file(
+        "hidden_words",
+        &seed,
+        |p| succulm::vocab::load_hidden_words(p),
+        |words| {
+            let set: std::collections::HashSet<&String> = words.iter().collect();
+            assert_eq!(set.len(), words.len(), "distinct");
+            assert!(words.iter().all(|w| !w.is_empty()));
+        },
+    );
+}
+
+#[test]
+fn fuzz_embeddings() {
+    // A small embeddings file in the fixture's format: the specials and a few words, 6-d.
+    let vocab = common::vocab();
+    let words: Vec<String> = vocab.words()[..10].to_vec();
+    let full = vocab.embeddings().unwrap();
+    let vectors = full.slice(ndarray::s![..10, ..6]).to_owned();
+    let p = common_fuzz::scratch("embeddings-seed", "json");
+    succulm::embeddings::save_embeddings(&p, &words, vectors.view()).unwrap();
+    let seed = std::fs::read(&p).unwrap();
+    let _ = std::fs::remove_file(&p);
+    fuzz_file(
+        "embeddings",
+        &seed,
+        |p| Vocab::load(p),
+        |v| {
+            assert!(v.len() >= 4);
+            if let Some(e) = v.embeddings() {
+                assert_eq!(e.nrows(), v.len());
+                assert!(e.iter().all(|x| x.is_finite()));
+            }
+        },
+    );
+}
