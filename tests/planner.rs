@@ -32,19 +32,19 @@ fn max_abs(a: &Array2<f32>, b: &Array2<f64>) -> f64 {
 /// one, a few and many rows.
 fn layers() -> Vec<(TTLayer, Vec<usize>)> {
     let mut out = Vec::new();
-    let lin = Linear::init(50, 200, &mut StdRng::seed_from_u64(1));
+    let lin = Linear::init(50, 200, &mut StdRng::seed_from_u64(1)).unwrap();
     for m in [50, 20] {
         out.push((
             TTLayer::from_linear(&[5, 10], &[10, 20], &lin, &[10, m, 10]).unwrap(),
             vec![1, 29, 300],
         ));
     }
-    let lin = Linear::init(200, 50, &mut StdRng::seed_from_u64(2));
+    let lin = Linear::init(200, 50, &mut StdRng::seed_from_u64(2)).unwrap();
     out.push((
         TTLayer::from_linear(&[10, 20], &[5, 10], &lin, &[5, 27, 20]).unwrap(),
         vec![1, 64],
     ));
-    let lin = Linear::init(96, 144, &mut StdRng::seed_from_u64(3));
+    let lin = Linear::init(96, 144, &mut StdRng::seed_from_u64(3)).unwrap();
     out.push((
         TTLayer::from_linear(&[4, 4, 6], &[4, 6, 6], &lin, &[4, 8, 8, 8, 6]).unwrap(),
         vec![2, 128],
@@ -96,7 +96,7 @@ fn measured_plans_are_valid_and_compute_the_same_function() {
 fn merged_blocks_follow_the_cores_under_the_measured_planner() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     set_planner(Planner::Measure);
-    let lin = Linear::init(50, 200, &mut StdRng::seed_from_u64(9));
+    let lin = Linear::init(50, 200, &mut StdRng::seed_from_u64(9)).unwrap();
     // Many rows: every plan the shortlist can pick at 928 rows merges something, and the
     // dense matrix is on the shortlist.
     let mut tt = TTLayer::from_linear(&[5, 10], &[10, 20], &lin, &[10, 30, 10]).unwrap();
