@@ -49,6 +49,7 @@ extern crate openblas_src;
 pub mod blas;
 pub mod calibration;
 pub mod checkpoint;
+pub mod compress;
 pub mod data;
 pub mod embeddings;
 pub mod error;
