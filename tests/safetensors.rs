@@ -143,13 +143,14 @@ fn round_trip_dense_and_tensor_train() {
     assert_eq!(names.len(), 1);
 }
 
-/// A valid checkpoint's tensors and metadata, to be altered and re-written.
-fn parts(
-    tag: &str,
-) -> (
+/// Named tensors and header metadata of a safetensors file.
+type Parts = (
     Vec<(String, ArrayD<f32>)>,
     std::collections::BTreeMap<String, String>,
-) {
+);
+
+/// A valid checkpoint's tensors and metadata, to be altered and re-written.
+fn parts(tag: &str) -> Parts {
     let dir = tmpdir(&format!("parts-{tag}"));
     let path = dir.join("m.safetensors");
     Model::new(config(), 5)

@@ -13,6 +13,9 @@ use succulm::probes::ProbeGroup;
 use succulm::sweep::{self, Method, DEFAULT_BONDS};
 use succulm::Result;
 
+/// No healing in the Python sweep.
+type HealFn = fn(&mut succulm::Model) -> Result<()>;
+
 #[allow(clippy::too_many_arguments)]
 fn run(
     checkpoint: PathBuf,
@@ -65,7 +68,7 @@ fn run(
         &hidden,
         sample,
     )?;
-    let no_heal: Option<(sweep::HealKind, fn(&mut succulm::Model) -> Result<()>)> = None;
+    let no_heal: Option<(sweep::HealKind, HealFn)> = None;
     let mut report = sweep::run_grid(
         &evaluator,
         &sweep::Grid {
