@@ -526,11 +526,15 @@ fn vocab_from_map(path: &Path, map: &BTreeMap<String, u32>, vocab_size: usize) -
 }
 
 impl Model {
-    /// Writes the checkpoint atomically (a temporary file in the same directory, then a rename).
-    /// Errors, writing nothing, if `vocab` does not match the model's `vocab_size` or a weight is
-    /// not finite (the file could not be loaded); errors on I/O failure.
+    /// Writes the checkpoint atomically (a temporary file in the same directory, then a rename):
+    /// as safetensors when `path` ends in `.safetensors` ([`crate::safetensors_io`]), as JSON
+    /// otherwise. Errors, writing nothing, if `vocab` does not match the model's `vocab_size` or a
+    /// weight is not finite (the file could not be loaded); errors on I/O failure.
     pub fn save(&self, path: impl AsRef<Path>, vocab: &Vocab) -> Result<()> {
         let path = path.as_ref();
+        if crate::safetensors_io::is_safetensors_path(path) {
+            return crate::safetensors_io::save_checkpoint(self, vocab, path);
+        }
         let file = CheckpointFile::from_model(self, vocab)?;
         let json = serde_json::to_vec(&file).map_err(|source| Error::Json {
             path: path.to_path_buf(),
@@ -541,8 +545,13 @@ impl Model {
 
     /// Reads and validates a checkpoint: format version, config, vocabulary (consistent with
     /// the config), every state_dict key present and known, shapes, data lengths, finite values.
+    /// A path ending in `.safetensors` is read as safetensors ([`crate::safetensors_io`], same
+    /// validation), any other as JSON.
     pub fn load(path: impl AsRef<Path>) -> Result<(Model, Vocab)> {
         let path = path.as_ref();
+        if crate::safetensors_io::is_safetensors_path(path) {
+            return crate::safetensors_io::load_checkpoint(path);
+        }
         let text = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
