@@ -867,7 +867,7 @@ fn looks_fine_but_wrong(report: &SweepReport) -> Verdict {
     mk(
         outcome,
         evidence,
-        (!largest.is_nan()).then(|| largest - WRONG_MARGIN),
+        (!largest.is_nan()).then_some(largest - WRONG_MARGIN),
     )
 }
 
