@@ -7,8 +7,9 @@
 //!     [--samples 20] [--seed 42] [--out target/layer_sweep] [--heal-epochs 0]
 //!     [--heal ce|distill] [--checkpoint fixtures/succulm_upper_middle.json] [--no-experiments]
 //! ```
-//! Progress goes to stderr, the table and the verdict to stdout, every figure and chart to
-//! `--out`.
+//! Progress goes to stderr; the grid's table, the seed's settings that the grid lacks
+//! (loosening vs tightening, consecutive pairs: `sweep::SEED_SETTINGS`) and the verdict on each
+//! of the seed's claims to stdout; every figure and chart (and the verdicts as JSON) to `--out`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +24,7 @@ use succulm::generate::{
 };
 use succulm::probes::ProbeGroup;
 use succulm::report::{self, verdict};
-use succulm::sweep::{self, HealKind, Method, DEFAULT_BONDS, SEED_EXPERIMENTS};
+use succulm::sweep::{self, HealKind, Method, DEFAULT_BONDS, SEED_EXPERIMENTS, SEED_SETTINGS};
 use succulm::train::{fine_tune_tt, heal_distill, Teacher, TrainConfig};
 use succulm::{Error, Result};
 
@@ -264,7 +265,9 @@ fn run(a: Args) -> Result<()> {
         &probes,
         &hidden,
         sample,
-    )?;
+    )?
+    // The novel word-link rate counts the answer's token pairs never seen in training.
+    .with_training_rows(train.x(), train.y())?;
     let teacher = if a.heal_epochs > 0 && a.heal == HealKind::Distill {
         // The dense model's distributions on the training rows, computed once for every cell.
         Some(Teacher::new(&model, &train, 1)?)
@@ -322,9 +325,27 @@ fn run(a: Args) -> Result<()> {
                 calibration,
             )
         },
-        heal,
+        heal.as_ref().map(|(k, h)| (*k, h)),
         &progress,
     )?;
+    let grid_secs = started.elapsed().as_secs_f64();
+    // The seed's settings the grid lacks (bonds varying per block, consecutive pairs).
+    report.settings = sweep::run_settings(
+        &evaluator,
+        n_blocks,
+        &a.methods,
+        &SEED_SETTINGS,
+        a.threads,
+        |method: Method, blocks: &[usize], bonds: &[usize]| {
+            sweep::compress(&model, method, blocks, bonds, calibration)
+        },
+        heal.as_ref().map(|(k, h)| (*k, h)),
+        &progress,
+    )?;
+    eprintln!(
+        "the seed's settings took {:.1} s (the grid {grid_secs:.1} s)",
+        started.elapsed().as_secs_f64() - grid_secs
+    );
     report.calibration = calibration.map(|c| c.describe());
     if let (Some(fraction), Some(cal)) = (a.budget, calibration) {
         let requests: Vec<(Method, Vec<usize>)> = a
@@ -347,6 +368,11 @@ fn run(a: Args) -> Result<()> {
 
     println!("== The grid ==");
     print!("{}", report::format_table(&report));
+    let settings = report::format_settings(&report);
+    if !settings.is_empty() {
+        println!("\n== The seed's settings (bonds per block: block:bond) ==");
+        print!("{settings}");
+    }
     let healing = report::format_healing(&report);
     if !healing.is_empty() {
         println!("\n== Healing ({} epochs) ==", a.heal_epochs);

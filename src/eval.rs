@@ -22,6 +22,13 @@
 //!   - `eos_rate`: fraction of answers that ended with `<EOS>` before the length limit;
 //!   - `fact_accuracy`: fraction of fact-probe answers whose first word (PAD skipped) is right;
 //!   - `seed_exact_rate`: fraction of in-training seed-prompt answers equal to the expected answer;
+//!   - `gender_accuracy`: `fact_accuracy` over the fact probes about a character's gender (`fact`
+//!     `gender` or `pronoun`, see [`is_gender_fact`]) alone;
+//!   - `novel_bigram_rate`: for each answer, the fraction of its word links — the pairs of
+//!     consecutive tokens of `last prompt token + answer (+ <EOS> when drawn)` — that never occur
+//!     in the training rows given by [`Evaluator::with_training_rows`]; then the mean over
+//!     answers with at least one link (`novel_bigram_se` is its standard error). NaN without
+//!     training rows;
 //!   - `fluency_nll`: for each answer, the *reference* model's mean NLL per token of the answer
 //!     tokens (and of the final `<EOS>` when drawn) given `[BOS] + prompt`; then the mean over
 //!     answers (`fluency_se` is its standard error). Lower is more fluent.
@@ -545,6 +552,100 @@ pub struct SampledMetrics {
     /// Standard error of `fluency_nll` (0 with one answer).
     #[serde(deserialize_with = "crate::eval::f64_or_nan")]
     pub fluency_se: f64,
+    /// Fraction of gender-probe answers (fact probes with `fact` `gender` or `pronoun`) with the
+    /// right first word (NaN without such probes or in reports written before it existed).
+    #[serde(default = "nan", deserialize_with = "crate::eval::f64_or_nan")]
+    pub gender_accuracy: f64,
+    /// Number of gender-probe answers behind `gender_accuracy`.
+    #[serde(default)]
+    pub gender_answers: usize,
+    /// Mean over answers of the fraction of the answer's word links never seen in training
+    /// (NaN when the evaluator was given no training rows; see the module docs).
+    #[serde(default = "nan", deserialize_with = "crate::eval::f64_or_nan")]
+    pub novel_bigram_rate: f64,
+    /// Standard error of `novel_bigram_rate` (0 with one answer, NaN with the rate).
+    #[serde(default = "nan", deserialize_with = "crate::eval::f64_or_nan")]
+    pub novel_bigram_se: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+/// Whether a probe's `fact` is about a character's gender (`"gender"` or `"pronoun"`): the
+/// probes behind [`SampledMetrics::gender_accuracy`].
+pub fn is_gender_fact(fact: Option<&str>) -> bool {
+    matches!(fact, Some("gender" | "pronoun"))
+}
+
+/// Mean and standard error of `values` (NaN and NaN when empty, SE 0 with one value).
+fn mean_se(values: &[f64]) -> (f64, f64) {
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let se = if values.len() > 1 {
+        (values.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() / n.sqrt()
+    } else {
+        0.0
+    };
+    (mean, se)
+}
+
+/// The word links (consecutive token pairs) of training rows: every `(x[r, t], y[r, t])` whose
+/// target is not `<PAD>` — `x`, `y`: `[N, T]` inputs and targets as the seed's dataset makes
+/// them. Errors on a shape mismatch.
+pub fn training_bigrams(
+    x: ArrayView2<u32>,
+    y: ArrayView2<u32>,
+) -> Result<std::collections::HashSet<(u32, u32)>> {
+    if x.dim() != y.dim() {
+        return Err(Error::shape("training targets y", x.shape(), y.shape()));
+    }
+    Ok(x.iter()
+        .zip(y.iter())
+        .filter(|(&a, &b)| a != PAD && b != PAD)
+        .map(|(&a, &b)| (a, b))
+        .collect())
+}
+
+/// Mean and standard error over answers of the fraction of each answer's word links not in
+/// `known` (see the module docs): the links of `last prompt token + answer (+ <EOS>)`.
+/// `samples` is `[probe][sample]` as [`sample_probes`] returns. Answers without a link (empty
+/// prompt and a one-token answer) are skipped; NaN when none has one. Errors when `samples`
+/// and `probes` differ in length.
+pub fn novel_bigram_rate(
+    probes: &[PreparedProbe],
+    samples: &[Vec<Generation>],
+    known: &std::collections::HashSet<(u32, u32)>,
+) -> Result<(f64, f64)> {
+    if samples.len() != probes.len() {
+        return Err(Error::invalid_arg(
+            "samples",
+            format!("{} groups for {} probes", samples.len(), probes.len()),
+        ));
+    }
+    let mut rates = Vec::new();
+    for (p, group) in probes.iter().zip(samples) {
+        for g in group {
+            let mut s: Vec<u32> = p.prompt_ids.last().copied().into_iter().collect();
+            s.extend_from_slice(&g.ids);
+            if g.stopped_at_eos {
+                s.push(EOS);
+            }
+            let links = s.len().saturating_sub(1);
+            if links == 0 {
+                continue;
+            }
+            let novel = s
+                .windows(2)
+                .filter(|w| !known.contains(&(w[0], w[1])))
+                .count();
+            rates.push(novel as f64 / links as f64);
+        }
+    }
+    Ok(mean_se(&rates))
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
@@ -579,6 +680,7 @@ pub fn sampled_metrics<R: LanguageModel + ?Sized>(
     let (mut answers, mut tokens, mut hid_t, mut hid_a, mut sp_t, mut sp_a, mut eos) =
         (0usize, 0usize, 0usize, 0usize, 0usize, 0usize, 0usize);
     let (mut fact_n, mut fact_ok, mut seed_n, mut seed_ok) = (0usize, 0usize, 0usize, 0usize);
+    let (mut gender_n, mut gender_ok) = (0usize, 0usize);
     for (p, group) in probes.iter().zip(samples) {
         for g in group {
             answers += 1;
@@ -592,8 +694,13 @@ pub fn sampled_metrics<R: LanguageModel + ?Sized>(
             eos += usize::from(g.stopped_at_eos);
             let words: Vec<u32> = g.ids.iter().copied().filter(|&id| id != PAD).collect();
             if let Some(right) = p.right {
+                let ok = usize::from(words.first() == Some(&right));
                 fact_n += 1;
-                fact_ok += usize::from(words.first() == Some(&right));
+                fact_ok += ok;
+                if is_gender_fact(p.probe.fact.as_deref()) {
+                    gender_n += 1;
+                    gender_ok += ok;
+                }
             }
             if let Some(exp) = &p.expected {
                 seed_n += 1;
@@ -684,13 +791,7 @@ pub fn sampled_metrics<R: LanguageModel + ?Sized>(
         })?;
     }
     let per_answer: Vec<f64> = slot.iter().map(|&u| nll_of[u]).collect();
-    let n = per_answer.len() as f64;
-    let mean = per_answer.iter().sum::<f64>() / n;
-    let se = if per_answer.len() > 1 {
-        (per_answer.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() / n.sqrt()
-    } else {
-        0.0
-    };
+    let (mean, se) = mean_se(&per_answer);
     let rate0 = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     Ok(SampledMetrics {
         answers,
@@ -706,6 +807,10 @@ pub fn sampled_metrics<R: LanguageModel + ?Sized>(
         seed_answers: seed_n,
         fluency_nll: mean,
         fluency_se: se,
+        gender_accuracy: ratio(gender_ok, gender_n),
+        gender_answers: gender_n,
+        novel_bigram_rate: f64::NAN,
+        novel_bigram_se: f64::NAN,
     })
 }
 
@@ -732,6 +837,7 @@ pub struct Evaluator<'r, R: LanguageModel + ?Sized> {
     hidden: Vec<u32>,
     sample: SampleConfig,
     batch: usize,
+    known_bigrams: Option<std::collections::HashSet<(u32, u32)>>,
 }
 
 impl<'r, R: LanguageModel + ?Sized> Evaluator<'r, R> {
@@ -792,7 +898,19 @@ impl<'r, R: LanguageModel + ?Sized> Evaluator<'r, R> {
             hidden: hidden_ids.to_vec(),
             sample,
             batch: DEFAULT_BATCH,
+            known_bigrams: None,
         })
+    }
+
+    /// Also scores [`SampledMetrics::novel_bigram_rate`] against the word links of these
+    /// training rows (`x`, `y`: `[N, T]`, see [`training_bigrams`]). Errors on a shape mismatch
+    /// or an id outside the vocabulary.
+    pub fn with_training_rows(mut self, x: ArrayView2<u32>, y: ArrayView2<u32>) -> Result<Self> {
+        let v = self.reference.vocab_size();
+        check_ids(x, v, "training x")?;
+        check_ids(y, v, "training y")?;
+        self.known_bigrams = Some(training_bigrams(x, y)?);
+        Ok(self)
     }
 
     /// The reference model.
@@ -818,13 +936,17 @@ impl<'r, R: LanguageModel + ?Sized> Evaluator<'r, R> {
         let teacher_forced = self.teacher_forced.evaluate(model, &self.hidden)?;
         let margins = fact_margins(model, &self.probes, self.batch)?;
         let samples = sample_probes(model, &self.probes, &self.sample)?;
-        let sampled = sampled_metrics(
+        let mut sampled = sampled_metrics(
             self.reference,
             &self.probes,
             &samples,
             &self.hidden,
             self.batch,
         )?;
+        if let Some(known) = &self.known_bigrams {
+            (sampled.novel_bigram_rate, sampled.novel_bigram_se) =
+                novel_bigram_rate(&self.probes, &samples, known)?;
+        }
         let n = margins.len();
         let metrics = CellMetrics {
             teacher_forced,

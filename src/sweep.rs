@@ -351,6 +351,10 @@ pub struct SweepReport {
     /// Parameter-budget comparisons ([`run_budget`]), if any were run.
     #[serde(default)]
     pub budget: Vec<BudgetCell>,
+    /// The seed's settings that are not grid cells ([`SEED_SETTINGS`]: different bonds per
+    /// block, consecutive pairs), scored like cells by [`run_settings`]; empty when not run.
+    #[serde(default)]
+    pub settings: Vec<SettingCell>,
 }
 
 impl SweepReport {
@@ -396,6 +400,168 @@ impl SweepReport {
     pub fn cells_of(&self, method: Method) -> impl Iterator<Item = &SweepCell> {
         self.cells.iter().filter(move |c| c.method == method)
     }
+
+    /// The scored seed setting `id` ([`SEED_SETTINGS`]) of the first method.
+    pub fn setting(&self, id: &str) -> Option<&SettingCell> {
+        let m = self.primary_method();
+        self.settings.iter().find(|s| s.method == m && s.id == id)
+    }
+}
+
+/// One of the seed's compression settings: chosen blocks, each at its own middle bond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeedSetting {
+    /// A stable key (`"loosening"`, `"pair_0_1"`).
+    pub id: &'static str,
+    /// The seed's description.
+    pub title: &'static str,
+    /// The compressed blocks.
+    pub blocks: &'static [usize],
+    /// Their middle bonds, one per block.
+    pub bonds: &'static [usize],
+}
+
+/// The seed's experiments that the block × bond grid does not contain: its first (loosening
+/// vs tightening the bonds over blocks 0–3) and its last (consecutive pairs at bond 30).
+pub const SEED_SETTINGS: [SeedSetting; 5] = [
+    SeedSetting {
+        id: "loosening",
+        title: "loosening towards the end",
+        blocks: &[0, 1, 2, 3],
+        bonds: &[39, 42, 46, 47],
+    },
+    SeedSetting {
+        id: "tightening",
+        title: "tightening towards the end",
+        blocks: &[0, 1, 2, 3],
+        bonds: &[47, 46, 42, 39],
+    },
+    SeedSetting {
+        id: "pair_0_1",
+        title: "blocks 0, 1 at 30",
+        blocks: &[0, 1],
+        bonds: &[30, 30],
+    },
+    SeedSetting {
+        id: "pair_2_3",
+        title: "blocks 2, 3 at 30",
+        blocks: &[2, 3],
+        bonds: &[30, 30],
+    },
+    SeedSetting {
+        id: "pair_1_2",
+        title: "blocks 1, 2 at 30",
+        blocks: &[1, 2],
+        bonds: &[30, 30],
+    },
+];
+
+/// A seed setting ([`SEED_SETTINGS`]) compressed by one method and scored like a grid cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingCell {
+    /// The setting's key ([`SeedSetting::id`]).
+    pub id: String,
+    /// The seed's description.
+    pub title: String,
+    /// The truncation method.
+    pub method: Method,
+    /// The compressed blocks, in the setting's order.
+    pub blocks: Vec<usize>,
+    /// Their middle bonds, one per block.
+    pub bonds: Vec<usize>,
+    /// Parameters and reconstruction errors.
+    pub compression: CompressionInfo,
+    /// Every metric right after compression.
+    pub metrics: CellMetrics,
+    /// Every metric after healing, when healing was run.
+    pub healed: Option<CellMetrics>,
+    /// How the setting was healed, when healing was run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heal: Option<HealKind>,
+}
+
+/// Scores the seed's settings like [`run_grid`] scores cells: for every method × setting
+/// (method major; settings with a block `>= n_blocks` skipped), `compress(method, blocks,
+/// bonds)` builds the model (`bonds[i]` is block `blocks[i]`'s middle bond), the evaluator
+/// scores it, and `heal`, when given, changes it before scoring again. Spread over `threads`
+/// worker threads; the result is in job order and independent of `threads`. `progress`
+/// receives one line per setting.
+///
+/// Errors on an empty or repeated method, a setting with no block, a repeated block, a bond
+/// count that differs from its block count or a bond of 0, `threads == 0`; passes on the first
+/// error (in job order) of `compress`, `heal` or the evaluator.
+#[allow(clippy::too_many_arguments)]
+pub fn run_settings<R, M, C, H>(
+    evaluator: &Evaluator<'_, R>,
+    n_blocks: usize,
+    methods: &[Method],
+    settings: &[SeedSetting],
+    threads: usize,
+    compress: C,
+    heal: Option<(HealKind, H)>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Vec<SettingCell>>
+where
+    R: LanguageModel + Sync + ?Sized,
+    M: LanguageModel,
+    C: Fn(Method, &[usize], &[usize]) -> Result<(M, CompressionInfo)> + Sync,
+    H: Fn(&mut M) -> Result<()> + Sync,
+{
+    validate_methods(methods)?;
+    if threads == 0 {
+        return Err(Error::invalid_arg("threads", "must be at least 1"));
+    }
+    for s in settings {
+        let context = format!("setting {:?}", s.id);
+        if s.blocks.len() != s.bonds.len() {
+            return Err(Error::invalid_arg(
+                context,
+                format!("{} bonds for {} blocks", s.bonds.len(), s.blocks.len()),
+            ));
+        }
+        validate_block_sets(&[s.blocks.to_vec()], usize::MAX)
+            .and_then(|()| validate_bonds(s.bonds))
+            .map_err(|e| Error::invalid_arg(context, e.to_string()))?;
+    }
+    let jobs: Vec<(Method, &SeedSetting)> = methods
+        .iter()
+        .flat_map(|&m| {
+            settings
+                .iter()
+                .filter(|s| s.blocks.iter().all(|&b| b < n_blocks))
+                .map(move |s| (m, s))
+        })
+        .collect();
+    let total = jobs.len();
+    let heal_kind = heal.as_ref().map(|(k, _)| *k);
+    parallel_map(total, threads, |i| {
+        let (method, s) = jobs[i];
+        if methods.len() > 1 {
+            progress(&format!("[{}/{total}] {method}: {}", i + 1, s.title));
+        } else {
+            progress(&format!("[{}/{total}] {}", i + 1, s.title));
+        }
+        let (mut model, compression) = compress(method, s.blocks, s.bonds)?;
+        let metrics = evaluator.evaluate(&model)?;
+        let healed = match heal.as_ref() {
+            Some((_, h)) => {
+                h(&mut model)?;
+                Some(evaluator.evaluate(&model)?)
+            }
+            None => None,
+        };
+        Ok(SettingCell {
+            id: s.id.into(),
+            title: s.title.into(),
+            method,
+            blocks: s.blocks.to_vec(),
+            bonds: s.bonds.to_vec(),
+            compression,
+            metrics,
+            healed,
+            heal: heal_kind,
+        })
+    })
 }
 
 /// A block set's label: `"all"` for every block, else the indices joined by `+` (`"0+1"`).
@@ -675,6 +841,7 @@ where
         reference,
         cells,
         budget: Vec::new(),
+        settings: Vec::new(),
     })
 }
 

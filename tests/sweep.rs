@@ -210,7 +210,7 @@ fn the_sweep_runs_end_to_end_and_finds_the_planted_effects() {
     );
     assert!((rec - 1.0).abs() < 1e-9);
     let v = verdicts(&r);
-    assert_eq!(v.len(), 3);
+    assert_eq!(v.len(), 8, "the seed's three claims, then issue 16's five");
     assert_eq!(v[0].outcome, Outcome::Supported, "{:?}", v[0]);
     assert_eq!(v[1].outcome, Outcome::Supported, "{:?}", v[1]);
     assert_eq!(v[2].outcome, Outcome::Supported, "{:?}", v[2]);
@@ -231,8 +231,8 @@ fn outputs_csv_json_table_and_charts() {
     let r = run(false, true);
     let dir = std::env::temp_dir().join(format!("succulm-sweep-{}", std::process::id()));
     let written = report::write_all(&r, &dir).unwrap();
-    // 4 text files + (11 charted metrics × 2 kinds) + healed variants (10 metrics × 2).
-    assert_eq!(written.len(), 4 + 22 + 20);
+    // 5 text files + (11 charted metrics × 2 kinds) + healed variants (10 metrics × 2).
+    assert_eq!(written.len(), 5 + 22 + 20);
     for p in &written {
         assert!(p.exists(), "{}", p.display());
     }
@@ -292,7 +292,12 @@ fn outputs_csv_json_table_and_charts() {
     assert_eq!(curve.matches("<polyline").count(), 5);
     assert!(curve.contains("block all") && curve.contains("dense"));
     let verdict = std::fs::read_to_string(dir.join("verdict.txt")).unwrap();
-    assert_eq!(verdict.matches("SUPPORTED").count(), 3);
+    let outcomes: Vec<&str> = verdict
+        .lines()
+        .filter_map(|l| l.strip_prefix("   outcome: "))
+        .collect();
+    assert_eq!(outcomes.len(), 8);
+    assert_eq!(outcomes[..3], ["SUPPORTED"; 3]);
     // Set SUCCULM_KEEP_CHARTS to look at the toy charts.
     if std::env::var_os("SUCCULM_KEEP_CHARTS").is_none() {
         std::fs::remove_dir_all(&dir).unwrap();
@@ -327,6 +332,10 @@ fn metrics(fluency: f64, se: f64, hidden: f64, kl: f64) -> CellMetrics {
             seed_answers: 20,
             fluency_nll: fluency,
             fluency_se: se,
+            gender_accuracy: f64::NAN,
+            gender_answers: 0,
+            novel_bigram_rate: f64::NAN,
+            novel_bigram_se: f64::NAN,
         },
     }
 }
@@ -358,6 +367,7 @@ fn fabricated(cells: &[(usize, f64, f64, f64, f64)]) -> SweepReport {
             })
             .collect(),
         budget: vec![],
+        settings: vec![],
     }
 }
 
@@ -403,8 +413,16 @@ fn verdicts_worked_by_hand() {
     let mut r = fabricated(&[(0, 2.0, 0.1, 0.0, 0.4), (1, 1.5, 0.1, 0.25, 0.2)]);
     r.cells.truncate(2);
     for v in verdicts(&r) {
-        assert_eq!(v.outcome, Outcome::Inconclusive);
-        assert!(v.evidence.contains("no bond"), "{}", v.evidence);
+        assert_eq!(v.outcome, Outcome::Inconclusive, "{v:?}");
+        let single_block = [
+            "block0_structure",
+            "last_block_sophia_trap",
+            "first_half_matters_more",
+            "last_block_special_tokens",
+        ];
+        if single_block.contains(&v.id.as_str()) {
+            assert!(v.evidence.contains("no bond"), "{}", v.evidence);
+        }
     }
 }
 

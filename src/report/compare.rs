@@ -552,13 +552,13 @@ pub fn verdict(report: &SweepReport, cmp: &Comparison) -> Verdict {
         cmp.method.title()
     );
     let operationalisation = format!(
-        "over every block set and middle bond compressed both ways (equal TT parameters), \
-         KL(dense || {key}) is lower than KL(dense || plain) in at least twice as many cells as \
-         it is higher (ties: within {:.0}% or {KL_FLOOR:e} nats; KL is deterministic), and none \
-         of fact accuracy, fluency NLL and seed-answer rate is worse on average over the cells \
-         by more than {Z} standard errors (binomial for the rates, fluency_se for fluency); the \
-         mirror image: not supported; otherwise (KL tied or mixed, or the sampled metrics \
-         contradicting it): inconclusive",
+        "SUPPORTED if, over every block set and middle bond compressed both ways (equal TT \
+         parameters), KL(dense || {key}) is lower than KL(dense || plain) in at least twice as \
+         many cells as it is higher (ties: within {:.0}% or {KL_FLOOR:e} nats; KL is \
+         deterministic) and none of fact accuracy, fluency NLL and seed-answer rate is worse on \
+         average over the cells by more than {Z} standard errors (binomial for the rates, \
+         fluency_se for fluency); NOT SUPPORTED in the mirror image; INCONCLUSIVE otherwise \
+         (KL tied or mixed, or the sampled metrics contradicting it)",
         100.0 * KL_TIE_REL
     );
     let mut skipped_note = String::new();
@@ -575,6 +575,7 @@ pub fn verdict(report: &SweepReport, cmp: &Comparison) -> Verdict {
             effect: None,
             effect_unit: EFFECT_UNIT.into(),
             claim,
+            quote: String::new(),
             operationalisation,
             outcome: Outcome::Inconclusive,
             evidence: format!(
@@ -671,6 +672,7 @@ pub fn verdict(report: &SweepReport, cmp: &Comparison) -> Verdict {
         effect: (!ratios.is_empty()).then(|| med.ln()),
         effect_unit: EFFECT_UNIT.into(),
         claim,
+        quote: String::new(),
         operationalisation,
         outcome,
         evidence,

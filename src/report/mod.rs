@@ -504,6 +504,76 @@ pub fn format_table(report: &SweepReport) -> String {
     render(&rows, &left)
 }
 
+/// The seed's settings ([`SweepReport::settings`]) as a table: one row per setting (and its
+/// healed row, marked `h`), with the grid table's columns and, after them, the fluency's
+/// standard error, the gender-probe accuracy and the novel word-link rate with its standard
+/// error. Empty when the report has no setting.
+pub fn format_settings(report: &SweepReport) -> String {
+    if report.settings.is_empty() {
+        return String::new();
+    }
+    let multi = multi_method(report);
+    let mut header = vec!["setting".to_string(), "bonds".to_string()];
+    let mut left = vec![true, true];
+    if multi {
+        header.push("method".into());
+        left.push(true);
+    }
+    header.extend(TABLE.iter().map(|(_, h, _)| h.to_string()));
+    header.extend(["fluency_se", "gender_acc", "novel", "novel_se"].map(String::from));
+    let extra = |m: &CellMetrics| {
+        let s = &m.sampled;
+        [
+            fmt(s.fluency_se, 3),
+            fmt(s.gender_accuracy, 3),
+            fmt(s.novel_bigram_rate, 3),
+            fmt(s.novel_bigram_se, 3),
+        ]
+    };
+    let mut rows = vec![header];
+    let mut dense = vec!["dense".to_string(), "-".to_string()];
+    if multi {
+        dense.push("-".into());
+    }
+    dense.extend(
+        TABLE
+            .iter()
+            .map(|&(m, _, p)| fmt(m.of_reference(report), p)),
+    );
+    dense.extend(extra(&report.reference));
+    rows.push(dense);
+    for c in &report.settings {
+        for (healed, metrics) in [(false, Some(&c.metrics)), (true, c.healed.as_ref())] {
+            let Some(metrics) = metrics else { continue };
+            let mut label = c.id.clone();
+            if healed {
+                label.push_str(" h");
+            }
+            let bonds: Vec<String> = c
+                .blocks
+                .iter()
+                .zip(&c.bonds)
+                .map(|(b, d)| format!("{b}:{d}"))
+                .collect();
+            let mut r = vec![label, bonds.join(",")];
+            if multi {
+                r.push(c.method.key().into());
+            }
+            r.extend(TABLE.iter().map(|&(m, _, p)| {
+                let v = if m.is_compression() {
+                    m.of_compression(&c.compression)
+                } else {
+                    m.of_metrics(metrics)
+                };
+                fmt(v, p)
+            }));
+            r.extend(extra(metrics));
+            rows.push(r);
+        }
+    }
+    render(&rows, &left)
+}
+
 /// How much of the damage healing undid: `(compressed − healed) / (compressed − dense)`
 /// (1 = fully recovered, 0 = no change, negative = worse; NaN when compression did no damage).
 pub fn recovery(dense: f64, compressed: f64, healed: f64) -> f64 {
@@ -692,7 +762,7 @@ pub fn format_budget(report: &SweepReport) -> String {
     s
 }
 
-/// Every verdict of the report: the seed's three claims ([`verdict::verdicts`]), then, with
+/// Every verdict of the report: the seed's claims ([`verdict::verdicts`]), then, with
 /// more than one method, one per data-aware method against plain TT-SVD
 /// ([`compare::verdicts`]).
 pub fn all_verdicts(report: &SweepReport) -> Vec<verdict::Verdict> {
@@ -701,8 +771,9 @@ pub fn all_verdicts(report: &SweepReport) -> Vec<verdict::Verdict> {
     v
 }
 
-/// Writes `sweep.csv`, `sweep.json`, `table.txt` (the table and the healing table),
-/// `verdict.txt` ([`all_verdicts`]) and every chart ([`svg::write_charts`]) into `dir` (created
+/// Writes `sweep.csv`, `sweep.json`, `table.txt` (the table, the healing table and the seed
+/// settings' table, [`format_settings`]), `verdict.txt` ([`all_verdicts`] as text),
+/// `verdicts.json` (the same verdicts as data) and every chart ([`svg::write_charts`]) into `dir` (created
 /// if missing); with more than one method also `compare.txt` (the comparison table and its
 /// verdicts) and `compare.json` ([`compare::comparisons`]); with budget cells `budget.txt`.
 /// Returns the paths written.
@@ -716,12 +787,22 @@ pub fn write_all(report: &SweepReport, dir: impl AsRef<Path>) -> Result<Vec<Path
 
 fn write_files(report: &SweepReport, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    let verdicts = verdict::format_verdicts(&all_verdicts(report));
+    let all = all_verdicts(report);
+    let verdicts = verdict::format_verdicts(&all);
+    let verdicts_json = serde_json::to_string_pretty(&all)
+        .map_err(|e| Error::invalid_arg("verdicts", format!("cannot serialise: {e}")))?;
+    let settings = format_settings(report);
+    let mut table = format_table(report) + &format_healing(report);
+    if !settings.is_empty() {
+        table.push('\n');
+        table.push_str(&settings);
+    }
     let mut files = vec![
         ("sweep.csv", to_csv(report)),
         ("sweep.json", to_json(report)?),
-        ("table.txt", format_table(report) + &format_healing(report)),
+        ("table.txt", table),
         ("verdict.txt", verdicts),
+        ("verdicts.json", verdicts_json),
     ];
     let comparison = compare::format_comparison(report);
     if !comparison.is_empty() {
