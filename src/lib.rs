@@ -65,6 +65,7 @@ pub mod params;
 mod pool;
 pub mod probes;
 pub mod report;
+pub mod shard;
 pub mod surgery;
 pub mod sweep;
 pub mod train;
