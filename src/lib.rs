@@ -64,6 +64,7 @@ pub mod optim;
 pub mod params;
 mod pool;
 pub mod probes;
+pub mod replicate;
 pub mod report;
 pub mod shard;
 pub mod surgery;

@@ -516,7 +516,7 @@ pub struct Grid<'a> {
 /// Runs `job(i)` for every `i < total` on `threads` scoped worker threads (each takes the next
 /// index), returning the results in index order. After a failure no further index is handed
 /// out, and the first error in index order is returned (every index before it ran).
-fn parallel_map<T: Send>(
+pub(crate) fn parallel_map<T: Send>(
     total: usize,
     threads: usize,
     job: impl Fn(usize) -> Result<T> + Sync,
