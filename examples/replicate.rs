@@ -266,7 +266,10 @@ fn run(a: Args) -> Result<()> {
         if model.config().n_layers != n_blocks {
             return Err(Error::invalid_arg(
                 label.clone(),
-                format!("has {} blocks, the first model {n_blocks}", model.config().n_layers),
+                format!(
+                    "has {} blocks, the first model {n_blocks}",
+                    model.config().n_layers
+                ),
             ));
         }
         let progress = |line: &str| {
@@ -341,7 +344,10 @@ fn merge(args: &[String]) -> Result<()> {
                     .into()
             }
             f if f.starts_with("--") => {
-                return Err(Error::invalid_arg(f, "unknown option of merge (see --help)"))
+                return Err(Error::invalid_arg(
+                    f,
+                    "unknown option of merge (see --help)",
+                ))
             }
             p => paths.push(PathBuf::from(p)),
         }

@@ -70,6 +70,7 @@ pub mod shard;
 pub mod surgery;
 pub mod sweep;
 pub mod train;
+pub mod trap;
 pub mod tt;
 pub mod vocab;
 mod workers;

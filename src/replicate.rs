@@ -113,10 +113,16 @@ pub fn aggregate(models: &[(String, Vec<Verdict>)]) -> Result<Vec<ReplicatedVerd
     }
     for (i, (label, verdicts)) in models.iter().enumerate() {
         if label.trim().is_empty() {
-            return Err(Error::invalid_arg("models", format!("model {i} has an empty label")));
+            return Err(Error::invalid_arg(
+                "models",
+                format!("model {i} has an empty label"),
+            ));
         }
         if models[..i].iter().any(|(l, _)| l == label) {
-            return Err(Error::invalid_arg("models", format!("label {label:?} repeated")));
+            return Err(Error::invalid_arg(
+                "models",
+                format!("label {label:?} repeated"),
+            ));
         }
         for (j, v) in verdicts.iter().enumerate() {
             if verdicts[..j].iter().any(|w| w.id == v.id) {
@@ -364,7 +370,10 @@ pub fn merge_replica_parts(mut parts: Vec<ReplicaPart>) -> Result<Vec<ReplicaRep
     for (i, p) in parts.iter().enumerate() {
         let name = format!("part {}", p.shard);
         if p.shard.count != count || p.models_total != total {
-            return Err(Error::invalid_arg(name, "not of the same run (shard or model count)"));
+            return Err(Error::invalid_arg(
+                name,
+                "not of the same run (shard or model count)",
+            ));
         }
         if i > 0 && parts[i - 1].shard.index == p.shard.index {
             return Err(Error::invalid_arg(name, "given twice"));

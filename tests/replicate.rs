@@ -77,7 +77,11 @@ fn a_claim_true_in_3_of_5_toy_models_says_so() {
     let ids: Vec<&str> = agg.iter().map(|v| v.id.as_str()).collect();
     let single_ids: Vec<&str> = single.iter().map(|v| v.id.as_str()).collect();
     assert_eq!(ids, single_ids);
-    for id in ["block0_structure", "last_block_sophia_trap", "first_half_matters_more"] {
+    for id in [
+        "block0_structure",
+        "last_block_sophia_trap",
+        "first_half_matters_more",
+    ] {
         let v = agg.iter().find(|v| v.id == id).unwrap();
         assert_eq!(v.models, 5);
         assert_eq!(v.supported, 3, "{id}: {v:?}");
@@ -126,7 +130,11 @@ fn the_same_model_five_times_is_unanimous_with_zero_spread() {
         .collect();
     for v in aggregate_reports(&reps).unwrap() {
         let single = verdicts(&r).into_iter().find(|w| w.id == v.id).unwrap();
-        let k = if single.outcome == Outcome::Supported { 5 } else { 0 };
+        let k = if single.outcome == Outcome::Supported {
+            5
+        } else {
+            0
+        };
         assert_eq!(v.supported, k);
         let (m, e) = (v.mean_effect.unwrap(), single.effect.unwrap());
         assert!((m - e).abs() <= 1e-12 * e.abs().max(1.0), "{m} vs {e}");
@@ -152,10 +160,16 @@ fn missing_verdicts_and_bad_inputs() {
     assert_eq!(mean_se(&e), (v.mean_effect, v.se_effect));
     assert!(aggregate(&[]).is_err());
     let dup = vec![models[0].clone(), models[0].clone()];
-    assert!(aggregate(&dup).unwrap_err().to_string().contains("repeated"));
+    assert!(aggregate(&dup)
+        .unwrap_err()
+        .to_string()
+        .contains("repeated"));
     let mut twice = models[0].clone();
     twice.1.push(twice.1[0].clone());
-    assert!(aggregate(&[twice]).unwrap_err().to_string().contains("twice"));
+    assert!(aggregate(&[twice])
+        .unwrap_err()
+        .to_string()
+        .contains("twice"));
     assert_eq!(mean_se(&[]), (None, None));
     assert_eq!(mean_se(&[2.0]), (Some(2.0), None));
 }
@@ -180,10 +194,16 @@ fn sharded_replication_merges_to_the_whole() {
         part.write(&p).unwrap();
         paths.push(p);
     }
-    let parts: Vec<ReplicaPart> = paths.iter().rev().map(|p| ReplicaPart::read(p).unwrap()).collect();
+    let parts: Vec<ReplicaPart> = paths
+        .iter()
+        .rev()
+        .map(|p| ReplicaPart::read(p).unwrap())
+        .collect();
     let merged = Replication::new(merge_replica_parts(parts.clone()).unwrap()).unwrap();
     let json = |r: &Replication| serde_json::to_string(r).unwrap();
     assert_eq!(json(&merged), json(&whole));
-    let e = merge_replica_parts(parts[..2].to_vec()).unwrap_err().to_string();
+    let e = merge_replica_parts(parts[..2].to_vec())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("2 of 3 shards"), "{e}");
 }

@@ -51,7 +51,10 @@ fn experiments() -> Experiments {
         dense: answers(&model),
         runs: Vec::new(),
     };
-    for (title, blocks, bonds) in [("block 0 at 10", [0usize], [10usize]), ("block 3 at 20", [3], [20])] {
+    for (title, blocks, bonds) in [
+        ("block 0 at 10", [0usize], [10usize]),
+        ("block 3 at 20", [3], [20]),
+    ] {
         let (m, info) = sweep::compress(&model, Method::Weight, &blocks, &bonds, None).unwrap();
         e.runs.push(ExperimentRun {
             title: title.into(),
@@ -89,7 +92,11 @@ fn the_page_is_valid_self_contained_and_complete() {
     assert_eq!(path.file_name().unwrap(), "report.html");
     let page = std::fs::read_to_string(&path).unwrap();
     let doc = Html::parse_document(&page);
-    assert!(doc.errors.is_empty(), "HTML5 parse errors: {:?}", doc.errors);
+    assert!(
+        doc.errors.is_empty(),
+        "HTML5 parse errors: {:?}",
+        doc.errors
+    );
     assert!(page.starts_with("<!DOCTYPE html>"));
 
     // Every chart written beside it, inline, in its own figure.
@@ -125,7 +132,9 @@ fn the_page_is_valid_self_contained_and_complete() {
     // Every prompt of the seed's experiments, in every experiment's table, in order; the
     // unmarked words of a compressed answer are a subsequence of the dense answer, the marked
     // ones are exactly those `differing_words` names.
-    let tables: Vec<_> = doc.select(&sel("section.experiment table.answers")).collect();
+    let tables: Vec<_> = doc
+        .select(&sel("section.experiment table.answers"))
+        .collect();
     assert_eq!(tables.len(), e.runs.len());
     let mut marked_any = false;
     for (t, run) in tables.iter().zip(&e.runs) {
@@ -178,7 +187,9 @@ fn the_page_is_valid_self_contained_and_complete() {
         .collect();
     assert!(hrefs.len() >= 4);
     for h in hrefs {
-        let id = h.strip_prefix('#').unwrap_or_else(|| panic!("external link {h}"));
+        let id = h
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("external link {h}"));
         assert_eq!(doc.select(&sel(&format!("#{id}"))).count(), 1, "{h}");
     }
     assert!(!page.contains("url("), "no CSS resource");
@@ -201,5 +212,8 @@ fn differing_words_marks_what_is_not_in_the_dense_answer() {
 
 #[test]
 fn text_is_escaped() {
-    assert_eq!(html::escape("<BOS> & \"x\" 'y'"), "&lt;BOS&gt; &amp; &quot;x&quot; &#39;y&#39;");
+    assert_eq!(
+        html::escape("<BOS> & \"x\" 'y'"),
+        "&lt;BOS&gt; &amp; &quot;x&quot; &#39;y&#39;"
+    );
 }
