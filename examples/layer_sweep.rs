@@ -6,10 +6,15 @@
 //!     [--methods weight,whitened,scaled] [--calibration sequential|one_shot] [--budget 0.5]
 //!     [--samples 20] [--seed 42] [--out target/layer_sweep] [--heal-epochs 0]
 //!     [--heal ce|distill] [--checkpoint fixtures/succulm_upper_middle.json] [--no-experiments]
+//!     [--shard K/N]
+//! cargo run --release --example layer_sweep -- merge PART... [--out DIR]
 //! ```
 //! Progress goes to stderr; the grid's table, the seed's settings that the grid lacks
 //! (loosening vs tightening, consecutive pairs: `sweep::SEED_SETTINGS`) and the verdict on each
-//! of the seed's claims to stdout; every figure and chart (and the verdicts as JSON) to `--out`.
+//! of the seed's claims to stdout; every figure and chart (the verdicts as JSON, and
+//! `report.html`, one page of it all) to `--out`. With `--shard K/N` only every N-th cell is
+//! scored (the seed's settings in shard 1) and `DIR/part_K_of_N.json` written; `merge` turns the
+//! N parts into the same files, byte for byte, as the unsharded run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +28,9 @@ use succulm::generate::{
     format_example, format_examples_side_by_side, model_example, GenerateConfig, Sampling,
 };
 use succulm::probes::ProbeGroup;
+use succulm::report::html::{ExperimentRun, Experiments};
 use succulm::report::{self, verdict};
+use succulm::shard::{merge_parts, Shard, SweepPart};
 use succulm::sweep::{self, HealKind, Method, DEFAULT_BONDS, SEED_EXPERIMENTS, SEED_SETTINGS};
 use succulm::train::{fine_tune_tt, heal_distill, Teacher, TrainConfig};
 use succulm::{Error, Result};
@@ -55,7 +62,12 @@ Options:
   --budget F          also spend F (0 < F <= 1) of each block set's FFN parameters twice per
                       method: uniform bonds vs bonds allocated per projection
   --no-experiments    skip the seed's experiments (the printed answers)
-  --help              this text";
+  --shard K/N         score only shard K of N (cells i with i mod N = K-1) and write
+                      DIR/part_K_of_N.json; the seed's experiments run in shard 1 only
+  --help              this text
+
+layer_sweep merge PART... [--out DIR]
+  merges the parts of one sharded run into the unsharded run's files";
 
 struct Args {
     checkpoint: PathBuf,
@@ -73,6 +85,7 @@ struct Args {
     budget: Option<f64>,
     threads: usize,
     experiments: bool,
+    shard: Option<Shard>,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -92,6 +105,7 @@ fn parse_args() -> Result<Option<Args>> {
         budget: None,
         threads: 2,
         experiments: true,
+        shard: None,
     };
     let mut flags = Flags::from_env();
     while let Some(flag) = flags.next_flag() {
@@ -137,6 +151,7 @@ fn parse_args() -> Result<Option<Args>> {
                 a.budget = Some(f);
             }
             "--no-experiments" => a.experiments = false,
+            "--shard" => a.shard = Some(Shard::parse(&value("--shard")?)?),
             other => return Err(cli::unknown(other)),
         }
     }
@@ -210,12 +225,21 @@ fn run(a: Args) -> Result<()> {
     };
     let calibration = calibration.as_ref();
 
-    if a.experiments {
+    let shard = a.shard.unwrap_or(Shard::WHOLE);
+    let mut experiments = None;
+    if a.experiments && shard.index == 0 {
+        let cfg = GenerateConfig::temperature(a.temperature);
+        let mut rng = StdRng::seed_from_u64(a.seed);
+        let mut record = Experiments {
+            temperature: a.temperature,
+            seed: a.seed,
+            dense: model_example(&model, &vocab, &cfg, &mut rng)?,
+            runs: Vec::new(),
+        };
         println!(
             "== The seed's experiments (temperature {}, seed {}) ==",
             a.temperature, a.seed
         );
-        let cfg = GenerateConfig::temperature(a.temperature);
         for (title, blocks, bonds) in SEED_EXPERIMENTS {
             if blocks.iter().any(|&b| b >= n_blocks) {
                 continue;
@@ -248,8 +272,19 @@ fn run(a: Args) -> Result<()> {
                     .collect();
                 print!("{}", format_examples_side_by_side(&side));
             }
+            for (method, info, answers) in runs {
+                record.runs.push(ExperimentRun {
+                    title: title.to_string(),
+                    blocks: blocks.to_vec(),
+                    bonds: bonds.to_vec(),
+                    method,
+                    max_rel_error: info.max_rel_error(),
+                    answers,
+                });
+            }
         }
         println!();
+        experiments = Some(record);
     }
 
     let sample = SampleConfig {
@@ -307,7 +342,7 @@ fn run(a: Args) -> Result<()> {
     }
     let started = std::time::Instant::now();
     let progress = |line: &str| eprintln!("{line}");
-    let mut report = sweep::run_grid(
+    let mut part = sweep::run_grid_shard(
         &evaluator,
         &sweep::Grid {
             n_blocks,
@@ -316,6 +351,7 @@ fn run(a: Args) -> Result<()> {
             bonds: &a.bonds,
             threads: a.threads,
         },
+        shard,
         |method: Method, blocks: &[usize], bond: usize| {
             sweep::compress(
                 &model,
@@ -330,80 +366,196 @@ fn run(a: Args) -> Result<()> {
     )?;
     let grid_secs = started.elapsed().as_secs_f64();
     // The seed's settings the grid lacks (bonds varying per block, consecutive pairs).
-    report.settings = sweep::run_settings(
-        &evaluator,
-        n_blocks,
-        &a.methods,
-        &SEED_SETTINGS,
-        a.threads,
-        |method: Method, blocks: &[usize], bonds: &[usize]| {
-            sweep::compress(&model, method, blocks, bonds, calibration)
-        },
-        heal.as_ref().map(|(k, h)| (*k, h)),
-        &progress,
-    )?;
+    // The seed's settings the grid lacks (bonds varying per block, consecutive pairs): in an
+    // unsharded run, or in shard 1 of a sharded one (merge takes them from there).
+    if shard.index == 0 {
+        part.report.settings = sweep::run_settings(
+            &evaluator,
+            n_blocks,
+            &a.methods,
+            &SEED_SETTINGS,
+            a.threads,
+            |method: Method, blocks: &[usize], bonds: &[usize]| {
+                sweep::compress(&model, method, blocks, bonds, calibration)
+            },
+            heal.as_ref().map(|(k, h)| (*k, h)),
+            &progress,
+        )?;
+    }
     eprintln!(
         "the seed's settings took {:.1} s (the grid {grid_secs:.1} s)",
         started.elapsed().as_secs_f64() - grid_secs
     );
-    report.calibration = calibration.map(|c| c.describe());
+    part.report.calibration = calibration.map(|c| c.describe());
     if let (Some(fraction), Some(cal)) = (a.budget, calibration) {
-        let requests: Vec<(Method, Vec<usize>)> = a
+        let all: Vec<(Method, Vec<usize>)> = a
             .methods
             .iter()
             .flat_map(|&m| block_sets.iter().map(move |s| (m, s.clone())))
             .collect();
-        report.budget = sweep::run_budget(
-            &evaluator,
-            &requests,
-            fraction,
-            |method: Method, blocks: &[usize], f: f64| {
-                sweep::budget_arms(&model, method, blocks, f, cal)
-            },
-            a.threads,
-            &progress,
-        )?;
+        part.budget_total = all.len();
+        part.budget_indices = shard.owned(all.len());
+        let requests: Vec<(Method, Vec<usize>)> = part
+            .budget_indices
+            .iter()
+            .map(|&i| all[i].clone())
+            .collect();
+        if !requests.is_empty() {
+            part.report.budget = sweep::run_budget(
+                &evaluator,
+                &requests,
+                fraction,
+                |method: Method, blocks: &[usize], f: f64| {
+                    sweep::budget_arms(&model, method, blocks, f, cal)
+                },
+                a.threads,
+                &progress,
+            )?;
+        }
     }
     eprintln!("sweep took {:.1} s", started.elapsed().as_secs_f64());
+    if a.shard.is_some() {
+        part.extra = serde_json::to_value(PartExtra {
+            experiments,
+            heal_epochs: a.heal_epochs,
+        })
+        .map_err(|e| Error::invalid_arg("experiments", e.to_string()))?;
+        std::fs::create_dir_all(&a.out).map_err(|source| Error::Io {
+            path: a.out.clone(),
+            source,
+        })?;
+        let path = a.out.join(shard.file_name());
+        part.write(&path)?;
+        eprintln!(
+            "wrote shard {shard} ({} of {} cells) to {}",
+            part.cell_indices.len(),
+            part.cells_total,
+            path.display()
+        );
+        return Ok(());
+    }
+    let report = part.report;
+    print_and_write(
+        &report,
+        experiments.as_ref(),
+        &a.out,
+        a.heal_epochs,
+        a.budget,
+    )
+}
 
+/// The table, the comparison and budget tables and the verdicts to stdout; every file (and
+/// `report.html`) to `out`.
+fn print_and_write(
+    report: &succulm::sweep::SweepReport,
+    experiments: Option<&Experiments>,
+    out: &std::path::Path,
+    heal_epochs: usize,
+    budget_fraction: Option<f64>,
+) -> Result<()> {
     println!("== The grid ==");
-    print!("{}", report::format_table(&report));
-    let settings = report::format_settings(&report);
+    print!("{}", report::format_table(report));
+    let settings = report::format_settings(report);
     if !settings.is_empty() {
         println!("\n== The seed's settings (bonds per block: block:bond) ==");
         print!("{settings}");
     }
-    let healing = report::format_healing(&report);
+    let healing = report::format_healing(report);
     if !healing.is_empty() {
-        println!("\n== Healing ({} epochs) ==", a.heal_epochs);
+        println!("\n== Healing ({heal_epochs} epochs) ==");
         print!("{healing}");
     }
-    let comparison = report::compare::format_comparison(&report);
+    let comparison = report::compare::format_comparison(report);
     if !comparison.is_empty() {
         println!("\n== Data-aware truncation vs plain TT-SVD, same parameter count ==");
         print!("{comparison}");
         print!(
             "{}",
-            verdict::format_verdicts(&report::compare::verdicts(&report))
+            verdict::format_verdicts(&report::compare::verdicts(report))
         );
     }
-    let budget = report::format_budget(&report);
+    let budget = report::format_budget(report);
     if !budget.is_empty() {
         println!(
             "\n== Parameter budget {:.0}%: uniform vs allocated bonds ==",
-            100.0 * a.budget.unwrap_or(0.0)
+            100.0 * budget_fraction.unwrap_or(0.0)
         );
         print!("{budget}");
     }
     println!("\n== The seed's claims ==");
-    print!("{}", verdict::format_verdicts(&verdict::verdicts(&report)));
-    let written = report::write_all(&report, &a.out)?;
-    eprintln!("wrote {} files to {}", written.len(), a.out.display());
+    print!("{}", verdict::format_verdicts(&verdict::verdicts(report)));
+    let mut written = report::write_all(report, out)?;
+    written.push(report::html::write(report, experiments, out)?);
+    eprintln!("wrote {} files to {}", written.len(), out.display());
     Ok(())
+}
+
+/// What a part carries besides its cells: the seed's experiments (shard 1) and the healing
+/// length (for the printed heading).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PartExtra {
+    experiments: Option<Experiments>,
+    heal_epochs: usize,
+}
+
+/// `layer_sweep merge PART... [--out DIR]`.
+fn merge(args: &[String]) -> Result<()> {
+    let mut out: PathBuf = "target/layer_sweep".into();
+    let mut paths = Vec::new();
+    let mut it = args.iter();
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--out" => {
+                out = it
+                    .next()
+                    .ok_or_else(|| Error::invalid_arg("--out", "needs a value (see --help)"))?
+                    .into()
+            }
+            f if f.starts_with("--") => {
+                return Err(Error::invalid_arg(
+                    f,
+                    "unknown option of merge (see --help)",
+                ))
+            }
+            p => paths.push(PathBuf::from(p)),
+        }
+    }
+    if paths.is_empty() {
+        return Err(Error::invalid_arg("merge", "no part given"));
+    }
+    let parts = paths
+        .iter()
+        .map(SweepPart::read)
+        .collect::<Result<Vec<_>>>()?;
+    let (report, extra) = merge_parts(parts)?;
+    let PartExtra {
+        experiments,
+        heal_epochs,
+    } = serde_json::from_value(extra)
+        .map_err(|e| Error::invalid_arg("part", format!("bad experiments: {e}")))?;
+    if let Some(e) = &experiments {
+        println!(
+            "== The seed's experiments (temperature {}, seed {}) ==",
+            e.temperature, e.seed
+        );
+        println!("(see report.html)\n");
+    }
+    let fraction = report.budget.first().map(|b| b.fraction);
+    print_and_write(&report, experiments.as_ref(), &out, heal_epochs, fraction)
 }
 
 fn main() -> ExitCode {
     cli::quiet_broken_pipe();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("merge") {
+        return match merge(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match parse_args() {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(a)) => match run(a) {

@@ -19,6 +19,7 @@ use crate::calibration::{
 use crate::error::{Error, Result};
 use crate::eval::{CellMetrics, Evaluator, SampleConfig};
 use crate::generate::LanguageModel;
+use crate::shard::{Shard, SweepPart};
 use crate::surgery::TensorizeReport;
 use crate::tt::DataAware;
 
@@ -708,7 +709,7 @@ pub struct Grid<'a> {
 /// Runs `job(i)` for every `i < total` on `threads` scoped worker threads (each takes the next
 /// index), returning the results in index order. After a failure no further index is handed
 /// out, and the first error in index order is returned (every index before it ran).
-fn parallel_map<T: Send>(
+pub(crate) fn parallel_map<T: Send>(
     total: usize,
     threads: usize,
     job: impl Fn(usize) -> Result<T> + Sync,
@@ -775,6 +776,28 @@ where
     C: Fn(Method, &[usize], usize) -> Result<(M, CompressionInfo)> + Sync,
     H: Fn(&mut M) -> Result<()> + Sync,
 {
+    run_grid_shard(evaluator, grid, Shard::WHOLE, compress, heal, progress).map(|p| p.report)
+}
+
+/// [`run_grid`] for one [`Shard`] of the grid: scores only the cells `i` (in grid order) with
+/// `i % shard.count == shard.index`, and returns them as a [`SweepPart`] (no budget cells) for
+/// [`crate::shard::merge_parts`]. Each cell is computed exactly as in the unsharded run, so the
+/// merged parts equal [`run_grid`]'s report. Progress lines carry the whole grid's numbering.
+pub fn run_grid_shard<R, M, C, H>(
+    evaluator: &Evaluator<'_, R>,
+    grid: &Grid<'_>,
+    shard: Shard,
+    compress: C,
+    heal: Option<(HealKind, H)>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<SweepPart>
+where
+    R: LanguageModel + Sync + ?Sized,
+    M: LanguageModel,
+    C: Fn(Method, &[usize], usize) -> Result<(M, CompressionInfo)> + Sync,
+    H: Fn(&mut M) -> Result<()> + Sync,
+{
+    let shard = Shard::new(shard.index, shard.count)?;
     let Grid {
         n_blocks,
         methods,
@@ -799,8 +822,10 @@ where
         })
         .collect();
     let total = jobs.len();
+    let owned = shard.owned(total);
     let heal_kind = heal.as_ref().map(|(k, _)| *k);
-    let cells = parallel_map(total, threads, |i| {
+    let cells = parallel_map(owned.len(), threads, |j| {
+        let i = owned[j];
         let (method, set, bond) = jobs[i];
         let label = block_label(set, n_blocks);
         if methods.len() > 1 {
@@ -830,7 +855,7 @@ where
             heal: heal_kind,
         })
     })?;
-    Ok(SweepReport {
+    let report = SweepReport {
         n_blocks,
         block_sets: sets,
         bonds: bonds.to_vec(),
@@ -842,6 +867,15 @@ where
         cells,
         budget: Vec::new(),
         settings: Vec::new(),
+    };
+    Ok(SweepPart {
+        shard,
+        cells_total: total,
+        cell_indices: owned,
+        budget_total: 0,
+        budget_indices: Vec::new(),
+        report,
+        extra: serde_json::Value::Null,
     })
 }
 

@@ -277,6 +277,23 @@ impl Trainer {
         valid: &Dataset,
         on_epoch: impl FnMut(&EpochReport),
     ) -> Result<Vec<EpochReport>> {
+        let mut on_epoch = on_epoch;
+        self.fit_with(model, train, None, valid, |r, _| {
+            on_epoch(r);
+            Ok(())
+        })
+    }
+
+    /// [`fit`](Self::fit) (the same batches, the same steps) with a callback that also sees the
+    /// model after each epoch, e.g. to keep checkpoints along one run; an error from it stops
+    /// training and is returned.
+    pub fn fit_observed(
+        &mut self,
+        model: &mut Model,
+        train: &Dataset,
+        valid: &Dataset,
+        on_epoch: impl FnMut(&EpochReport, &Model) -> Result<()>,
+    ) -> Result<Vec<EpochReport>> {
         self.fit_with(model, train, None, valid, on_epoch)
     }
 
@@ -295,7 +312,11 @@ impl Trainer {
         valid: &Dataset,
         on_epoch: impl FnMut(&EpochReport),
     ) -> Result<Vec<EpochReport>> {
-        self.fit_with(model, train, Some(teacher), valid, on_epoch)
+        let mut on_epoch = on_epoch;
+        self.fit_with(model, train, Some(teacher), valid, |r, _| {
+            on_epoch(r);
+            Ok(())
+        })
     }
 
     /// [`fit`](Self::fit) with the cross-entropy (`teacher` is `None`) or the distillation loss.
@@ -305,7 +326,7 @@ impl Trainer {
         train: &Dataset,
         teacher: Option<&Teacher>,
         valid: &Dataset,
-        mut on_epoch: impl FnMut(&EpochReport),
+        mut on_epoch: impl FnMut(&EpochReport, &Model) -> Result<()>,
     ) -> Result<Vec<EpochReport>> {
         if train.is_empty() {
             return Err(Error::invalid_arg("train", "no training rows"));
@@ -339,7 +360,7 @@ impl Trainer {
                 tokens,
                 seconds,
             };
-            on_epoch(&report);
+            on_epoch(&report, model)?;
             reports.push(report);
         }
         Ok(reports)

@@ -8,6 +8,7 @@
 //! method.
 
 pub mod compare;
+pub mod html;
 pub mod svg;
 pub mod verdict;
 

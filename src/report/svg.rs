@@ -611,6 +611,17 @@ pub fn compare(report: &SweepReport, metric: Metric, healed: bool, log_y: bool) 
 /// `_healed` variant. The output-error metrics ([`Metric::OUTPUT_ERRORS`]) are charted the same
 /// way when some cell has them.
 pub fn write_charts(report: &SweepReport, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for (name, svg) in charts(report) {
+        let p = dir.join(name);
+        write_atomic(&p, svg.as_bytes())?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// Every chart [`write_charts`] writes, as (file name, SVG text), in the same order.
+pub fn charts(report: &SweepReport) -> Vec<(String, String)> {
     let any_healed = report.cells.iter().any(|c| c.healed.is_some());
     let methods = report.swept_methods();
     let primary = report.primary_method();
@@ -622,12 +633,7 @@ pub fn write_charts(report: &SweepReport, dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     let mut out = Vec::new();
-    let mut write = |name: String, svg: String| -> Result<()> {
-        let p = dir.join(name);
-        write_atomic(&p, svg.as_bytes())?;
-        out.push(p);
-        Ok(())
-    };
+    let mut write = |name: String, svg: String| out.push((name, svg));
     for &m in &charted {
         for healed in [false, true] {
             if healed && (!any_healed || m.is_compression()) {
@@ -644,16 +650,16 @@ pub fn write_charts(report: &SweepReport, dir: &Path) -> Result<Vec<PathBuf>> {
                     ("heatmap", heatmap_of(report, method, m, healed)),
                     ("curve", curves_of(report, method, m, healed)),
                 ] {
-                    write(format!("{kind}_{}{msuffix}{suffix}.svg", m.key()), svg)?;
+                    write(format!("{kind}_{}{msuffix}{suffix}.svg", m.key()), svg);
                 }
             }
             if multi {
                 let svg = compare(report, m, healed, matches!(m, Metric::Kl));
-                write(format!("compare_{}{suffix}.svg", m.key()), svg)?;
+                write(format!("compare_{}{suffix}.svg", m.key()), svg);
             }
         }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

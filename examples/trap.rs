@@ -1,0 +1,152 @@
+//! The "sophia trap"'s conditions: hidden-word mass and sampled rate along one training run per
+//! embedding treatment (trainable, frozen), dense and with each block compressed, and what
+//! explains them (logit gap to the nearest neighbour, embedding drift).
+//!
+//! ```text
+//! cargo run --release --example trap -- [--profile upper_middle] [--epochs 5,10,20,40,60]
+//!     [--blocks 0,1,2,3] [--bonds 20,10] [--samples 10] [--seed 42] [--out target/trap]
+//! ```
+//! Progress to stderr; the table and the conclusion to stdout; `trap.json`, `trap.txt` and
+//! `trap_mass.svg` to `--out`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use succulm::data::{load_corpus, standard_split};
+use succulm::eval::{load_probes, SampleConfig};
+use succulm::generate::Sampling;
+use succulm::probes::ProbeGroup;
+use succulm::train::TrainConfig;
+use succulm::trap::{self, Embeddings, TrapConfig};
+use succulm::{Error, Result, Vocab};
+
+const HELP: &str = "\
+trap: when does compression make the model say a hidden word?
+
+Options:
+  --profile NAME   profile trained (default upper_middle)
+  --epochs LIST    checkpoint epochs along one run (default 5,10,20,40,60)
+  --blocks LIST    blocks compressed, each alone (default every block)
+  --bonds LIST     middle bonds (default 20,10)
+  --samples N      sampled answers per probe (default 10)
+  --seed N         training and sampling seed (default 42)
+  --frozen-only / --trainable-only   one treatment only
+  --fixtures DIR   (default fixtures)
+  --out DIR        (default target/trap)
+  --help           this text";
+
+fn list(name: &str, v: &str) -> Result<Vec<usize>> {
+    v.split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .map_err(|_| Error::invalid_arg(name, format!("{s:?} is not an integer")))
+        })
+        .collect()
+}
+
+fn run() -> Result<bool> {
+    let mut profile = "upper_middle".to_string();
+    let mut epochs = vec![5, 10, 20, 40, 60];
+    let mut blocks: Option<Vec<usize>> = None;
+    let mut bonds = vec![20, 10];
+    let mut samples = 10usize;
+    let mut seed = 42u64;
+    let mut fixtures = PathBuf::from("fixtures");
+    let mut out = PathBuf::from("target/trap");
+    let mut treatments = vec![Embeddings::Trainable, Embeddings::Frozen];
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |n: &str| {
+            it.next()
+                .ok_or_else(|| Error::invalid_arg(n, "needs a value (see --help)"))
+        };
+        match flag.as_str() {
+            "--help" | "-h" => {
+                println!("{HELP}");
+                return Ok(false);
+            }
+            "--profile" => profile = value("--profile")?,
+            "--epochs" => epochs = list("--epochs", &value("--epochs")?)?,
+            "--blocks" => blocks = Some(list("--blocks", &value("--blocks")?)?),
+            "--bonds" => bonds = list("--bonds", &value("--bonds")?)?,
+            "--samples" => {
+                samples = list("--samples", &value("--samples")?)?[0];
+                if samples == 0 {
+                    return Err(Error::invalid_arg("--samples", "must be at least 1"));
+                }
+            }
+            "--seed" => seed = list("--seed", &value("--seed")?)?[0] as u64,
+            "--frozen-only" => treatments = vec![Embeddings::Frozen],
+            "--trainable-only" => treatments = vec![Embeddings::Trainable],
+            "--fixtures" => fixtures = value("--fixtures")?.into(),
+            "--out" => out = value("--out")?.into(),
+            other => return Err(Error::invalid_arg(other, "unknown option (see --help)")),
+        }
+    }
+    succulm::blas::set_num_threads(1);
+    let vocab = Vocab::load_with_hidden(
+        fixtures.join("succulm_embeddings.json"),
+        fixtures.join("succulm_hidden_words.json"),
+    )?;
+    let probes = load_probes(fixtures.join("succulm_probes.json"))?;
+    let pinned: Vec<&str> = probes
+        .iter()
+        .filter(|p| p.group == ProbeGroup::SeedInTraining)
+        .map(|p| p.prompt.as_str())
+        .collect();
+    let pairs = load_corpus(&fixtures)?;
+    let mc = succulm::ModelConfig::profile(&profile, vocab.len())?;
+    let (train, valid) = standard_split(&vocab, &pairs, &pinned, mc.max_len)?;
+    let config = TrapConfig {
+        profile,
+        epochs,
+        treatments,
+        blocks: blocks.unwrap_or_else(|| (0..mc.n_layers).collect()),
+        bonds,
+        train: TrainConfig {
+            seed,
+            ..TrainConfig::default()
+        },
+        sample: SampleConfig {
+            sampling: Sampling::Temperature(0.6),
+            samples_per_probe: samples,
+            seed,
+        },
+    };
+    let started = std::time::Instant::now();
+    let study = trap::run_study(&vocab, (&train, &valid), &probes, &config, &|l: &str| {
+        eprintln!("[{:.0} s] {l}", started.elapsed().as_secs_f64())
+    })?;
+    eprintln!("study took {:.0} s", started.elapsed().as_secs_f64());
+    let table = trap::format_table(&study);
+    let conclusion = trap::conclusion(&study);
+    println!("{table}\n{conclusion}");
+    std::fs::create_dir_all(&out).map_err(|source| Error::Io {
+        path: out.clone(),
+        source,
+    })?;
+    let json = serde_json::to_string_pretty(&study)
+        .map_err(|e| Error::invalid_arg("study", e.to_string()))?;
+    succulm::io::write_atomic(out.join("trap.json"), json.as_bytes())?;
+    succulm::io::write_atomic(
+        out.join("trap.txt"),
+        format!("{table}\n{conclusion}").as_bytes(),
+    )?;
+    succulm::io::write_atomic(out.join("trap_mass.svg"), trap::chart(&study).as_bytes())?;
+    eprintln!(
+        "wrote trap.json, trap.txt, trap_mass.svg to {}",
+        out.display()
+    );
+    Ok(true)
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
