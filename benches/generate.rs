@@ -76,7 +76,7 @@ fn bench_sweep_probe(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3));
     for prompt in ["who is winy?", "how many days do you grow in this pot?"] {
         let ids = encode_prompt(&vocab, prompt).expect("prompt");
-        let rngs = || -> Vec<StdRng> { (0..20).map(|j| StdRng::seed_from_u64(j)).collect() };
+        let rngs = || -> Vec<StdRng> { (0..20).map(StdRng::seed_from_u64).collect() };
         let tokens: usize = generate_batch(&model, &ids, &cfg, &mut rngs())
             .expect("generation")
             .iter()

@@ -290,7 +290,7 @@ pub fn run_study(
             "no embedding treatment given",
         ));
     }
-    if config.bonds.iter().any(|&b| b == 0) {
+    if config.bonds.contains(&0) {
         return Err(Error::invalid_arg("bonds", "a bond must be at least 1"));
     }
     let hidden = crate::eval::hidden_ids(vocab)?;
