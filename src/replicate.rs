@@ -9,7 +9,7 @@
 //! use succulm::replicate::aggregate;
 //! use succulm::report::verdict::{Outcome, Verdict};
 //! let v = |outcome, effect| Verdict {
-//!     id: "claim".into(), claim: "a claim".into(), operationalisation: String::new(),
+//!     id: "claim".into(), claim: "a claim".into(), quote: String::new(), operationalisation: String::new(),
 //!     outcome, evidence: String::new(), effect: Some(effect), effect_unit: "nats".into(),
 //! };
 //! let models = vec![
