@@ -123,6 +123,19 @@ fn the_page_is_valid_self_contained_and_complete() {
             report::verdict::Outcome::Inconclusive => "INCONCLUSIVE",
         };
         assert_eq!(text(a.select(&sel("p.outcome")).next().unwrap()), outcome);
+        // Claim, the seed's words, rule and numbers as separate entries.
+        let terms: Vec<String> = a.select(&sel("dt")).map(text).collect();
+        let want: Vec<&str> = if v.quote.is_empty() {
+            vec!["rule", "numbers", "effect"]
+        } else {
+            vec!["the seed", "rule", "numbers", "effect"]
+        };
+        assert_eq!(terms, want, "{}", v.id);
+        assert!(
+            t.contains(&v.quote) && t.contains(&v.operationalisation),
+            "{}",
+            v.id
+        );
     }
 
     // The table: the dense row and one row per cell and healed cell.

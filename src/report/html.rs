@@ -147,7 +147,8 @@ fn outcome_text(o: Outcome) -> (&'static str, &'static str) {
     }
 }
 
-/// One verdict as an `<article>` (claim, outcome, rule, numbers, effect), from its fields.
+/// One verdict as an `<article>` (claim, the seed's words, outcome, rule, numbers, effect), from
+/// its fields.
 pub fn verdict_html(v: &Verdict) -> String {
     let (text, class) = outcome_text(v.outcome);
     let effect = v.effect.map_or("-".to_string(), |e| {
@@ -155,10 +156,15 @@ pub fn verdict_html(v: &Verdict) -> String {
     });
     format!(
         "<article class=\"verdict {class}\" id=\"verdict-{id}\"><h3>{claim}</h3>\
-         <p class=\"outcome\">{text}</p><dl><dt>measured as</dt><dd>{op}</dd>\
+         <p class=\"outcome\">{text}</p><dl>{quote}<dt>rule</dt><dd>{op}</dd>\
          <dt>numbers</dt><dd>{ev}</dd><dt>effect</dt><dd>{effect}</dd></dl></article>\n",
         id = escape(&v.id),
         claim = escape(&v.claim),
+        quote = if v.quote.is_empty() {
+            String::new()
+        } else {
+            format!("<dt>the seed</dt><dd>{}</dd>", escape(&v.quote))
+        },
         op = escape(&v.operationalisation),
         ev = escape(&v.evidence),
     )
