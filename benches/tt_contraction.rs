@@ -178,6 +178,72 @@ fn bench_backward(c: &mut Criterion) {
     }
 }
 
+/// Every candidate plan of every bench shape, each timed on its own (`plans_{case}/r{bond}_{plan}/{rows}`,
+/// with the measured planner's choice as `r{bond}_measured` and the dense `Linear` as `dense`),
+/// for the measured planner's guarantee: its forward is never more than 10% slower than the
+/// cheaper of the dense product and the best other plan (`python3 tools/plan_guarantee.py`
+/// reads the medians). Slow (hundreds of entries); run it on its own:
+/// `cargo bench --bench tt_contraction -- plans_`.
+fn bench_plans(c: &mut Criterion) {
+    threads();
+    for case in cases() {
+        let (i, o) = (
+            case.in_modes.iter().product(),
+            case.out_modes.iter().product(),
+        );
+        let lin = Linear::init(i, o, &mut StdRng::seed_from_u64(1234)).unwrap();
+        let mut g = c.benchmark_group(format!("plans_{}", case.name));
+        g.warm_up_time(Duration::from_millis(150))
+            .measurement_time(Duration::from_millis(400))
+            .sample_size(10);
+        for &rows in &case.rows {
+            let x = random_x(rows, i, 7);
+            g.bench_with_input(BenchmarkId::new("dense", rows), &x, |b, x| {
+                b.iter(|| lin.forward(black_box(x.view())).unwrap())
+            });
+            for (bonds, label) in case.bonds.iter().zip(&case.labels) {
+                let tt =
+                    TTLayer::from_linear(&case.in_modes, &case.out_modes, &lin, bonds).unwrap();
+                for plan in tt.candidate_plans(rows, false) {
+                    let _ = tt.forward_with_plan(x.view(), &plan).unwrap(); // merges once
+                    let name: Vec<String> = plan
+                        .groups
+                        .iter()
+                        .map(|(s, e)| format!("{s}-{e}"))
+                        .collect();
+                    g.bench_with_input(
+                        BenchmarkId::new(format!("r{label}_{}", name.join("_")), rows),
+                        &x,
+                        |b, x| b.iter(|| tt.forward_with_plan(black_box(x.view()), &plan).unwrap()),
+                    );
+                }
+                set_planner(Planner::Measure);
+                let tt =
+                    TTLayer::from_linear(&case.in_modes, &case.out_modes, &lin, bonds).unwrap();
+                let _ = tt.forward(x.view()).unwrap();
+                let chosen: Vec<String> = tt
+                    .plan(rows)
+                    .groups
+                    .iter()
+                    .map(|(s, e)| format!("{s}-{e}"))
+                    .collect();
+                eprintln!(
+                    "PLAN {} r{label} rows {rows}: measured {}",
+                    case.name,
+                    chosen.join("_")
+                );
+                g.bench_with_input(
+                    BenchmarkId::new(format!("r{label}_measured"), rows),
+                    &x,
+                    |b, x| b.iter(|| tt.forward(black_box(x.view())).unwrap()),
+                );
+                set_planner(Planner::Model);
+            }
+        }
+        g.finish();
+    }
+}
+
 fn bench_tt_svd(c: &mut Criterion) {
     threads();
     let lin = Linear::init(768, 3072, &mut StdRng::seed_from_u64(1234)).unwrap();
@@ -204,6 +270,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_forward, bench_backward, bench_tt_svd
+    targets = bench_forward, bench_backward, bench_tt_svd, bench_plans
 }
 criterion_main!(benches);

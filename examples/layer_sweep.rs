@@ -309,6 +309,17 @@ fn run(a: Args) -> Result<()> {
     } else {
         None
     };
+    // Every healed cell: the grid's own cells (of this shard) and the seed's settings.
+    let heal_total = a.heal_epochs
+        * (shard
+            .owned(a.methods.len() * block_sets.len() * a.bonds.len())
+            .len()
+            + if shard.index == 0 {
+                a.methods.len() * SEED_SETTINGS.len()
+            } else {
+                0
+            });
+    let epochs_done = std::sync::atomic::AtomicUsize::new(0);
     let heal = (a.heal_epochs > 0).then(|| {
         let config = TrainConfig {
             epochs: a.heal_epochs,
@@ -316,10 +327,22 @@ fn run(a: Args) -> Result<()> {
             ..TrainConfig::default()
         };
         let (train, valid, teacher) = (&train, &valid, teacher.as_ref());
+        // Per-epoch progress (cells heal concurrently, so the count is over all of them).
+        let (done, started, total) = (&epochs_done, std::time::Instant::now(), heal_total);
         let heal = move |m: &mut succulm::Model| -> Result<()> {
+            let on_epoch = |r: &succulm::train::EpochReport| {
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let secs = started.elapsed().as_secs_f64();
+                let eta = secs / n as f64 * total.saturating_sub(n) as f64;
+                eprintln!(
+                    "  healing: epoch {}/{} of a cell (train loss {:.3}); {n}/{total} epochs \
+                     of the run, ETA {eta:.0} s",
+                    r.epoch, config.epochs, r.train_loss
+                );
+            };
             match teacher {
-                Some(t) => heal_distill(m, train, valid, t, config.clone(), |_| {}).map(|_| ()),
-                None => fine_tune_tt(m, train, valid, config.clone(), |_| {}).map(|_| ()),
+                Some(t) => heal_distill(m, train, valid, t, config.clone(), on_epoch).map(|_| ()),
+                None => fine_tune_tt(m, train, valid, config.clone(), on_epoch).map(|_| ()),
             }
         };
         (a.heal, heal)
@@ -330,7 +353,7 @@ fn run(a: Args) -> Result<()> {
     if a.samples > 100 || a.heal_epochs > 50 {
         eprintln!(
             "warning: {cells} cells × {} probes × {} samples = {answers} sampled answers{}; \
-             this may take a long time (progress is shown per finished cell)",
+             this may take a long time (progress is shown per cell and healing epoch)",
             probes.len(),
             a.samples,
             if a.heal_epochs > 0 {

@@ -237,7 +237,7 @@ fn run(a: Args) -> Result<()> {
     let max_len = models
         .first()
         .map_or(succulm::model::PROFILE_MAX_LEN, |m| m.config().max_len);
-    let (_, valid) = standard_split(&vocab, &pairs, &pinned, max_len)?;
+    let (train, valid) = standard_split(&vocab, &pairs, &pinned, max_len)?;
     let hidden = hidden_ids(&vocab)?;
     let n_blocks = models.first().map_or(0, |m| m.config().n_layers);
     let block_sets = match &a.blocks {
@@ -247,6 +247,7 @@ fn run(a: Args) -> Result<()> {
     let plan = SweepPlan {
         block_sets: &block_sets,
         bonds: &a.bonds,
+        train: &train,
         valid: &valid,
         probes: &probes,
         hidden: &hidden,
@@ -257,7 +258,12 @@ fn run(a: Args) -> Result<()> {
         },
         threads: a.threads,
     };
-    let cells_per_model = block_sets.len() * a.bonds.len();
+    // The grid's cells and the seed's settings (those that fit the model's blocks).
+    let settings = sweep::SEED_SETTINGS
+        .iter()
+        .filter(|s| s.blocks.iter().all(|&b| b < n_blocks))
+        .count();
+    let cells_per_model = block_sets.len() * a.bonds.len() + settings;
     let all_cells = cells_per_model * models.len();
     let cells_done = AtomicUsize::new(0);
     let sweeps_started = Instant::now();

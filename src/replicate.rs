@@ -428,14 +428,17 @@ pub fn train_models(
     })
 }
 
-/// What every model's sweep shares: the grid (plain TT-SVD), the validation rows, probes,
-/// hidden words and sampling.
+/// What every model's sweep shares: the grid (plain TT-SVD), the training rows (for the novel
+/// word-link rate), the validation rows, probes, hidden words and sampling.
 #[derive(Debug, Clone)]
 pub struct SweepPlan<'a> {
     /// The block sets.
     pub block_sets: &'a [Vec<usize>],
     /// The middle bonds.
     pub bonds: &'a [usize],
+    /// The training rows: the word links an answer is checked against for the novel
+    /// word-link rate (as `layer_sweep` does).
+    pub train: &'a Dataset,
     /// The validation rows scored.
     pub valid: &'a Dataset,
     /// The probes.
@@ -448,7 +451,9 @@ pub struct SweepPlan<'a> {
     pub threads: usize,
 }
 
-/// Sweeps `model` on `plan` with plain TT-SVD (the seed's compression), as `layer_sweep` does.
+/// Sweeps `model` on `plan` with plain TT-SVD (the seed's compression), as `layer_sweep` does:
+/// the grid, then the seed's settings the grid lacks ([`sweep::SEED_SETTINGS`]), so every
+/// verdict `layer_sweep` draws can be drawn for each model.
 pub fn sweep_model(
     model: &Model,
     vocab: &Vocab,
@@ -463,11 +468,13 @@ pub fn sweep_model(
         plan.probes,
         plan.hidden,
         plan.sample,
-    )?;
-    sweep::run_grid(
+    )?
+    .with_training_rows(plan.train.x(), plan.train.y())?;
+    let n_blocks = model.config().n_layers;
+    let mut report = sweep::run_grid(
         &evaluator,
         &Grid {
-            n_blocks: model.config().n_layers,
+            n_blocks,
             methods: &[Method::Weight],
             block_sets: plan.block_sets,
             bonds: plan.bonds,
@@ -478,5 +485,18 @@ pub fn sweep_model(
         },
         None::<(HealKind, fn(&mut Model) -> Result<()>)>,
         progress,
-    )
+    )?;
+    report.settings = sweep::run_settings(
+        &evaluator,
+        n_blocks,
+        &[Method::Weight],
+        &sweep::SEED_SETTINGS,
+        plan.threads,
+        |method, blocks: &[usize], bonds: &[usize]| {
+            sweep::compress(model, method, blocks, bonds, None)
+        },
+        None::<(HealKind, fn(&mut Model) -> Result<()>)>,
+        progress,
+    )?;
+    Ok(report)
 }

@@ -273,11 +273,10 @@ impl Projection {
             }
             _ => {
                 let mut dx = self.backward_unchecked(cache, dy, grads);
-                Zip::from(&mut dx).and(cache.input()).for_each(|g, &h| {
-                    if h <= 0.0 {
-                        *g = 0.0
-                    }
-                });
+                // A select, so it vectorises (see `gemm`'s ReLU-backward pass).
+                Zip::from(&mut dx)
+                    .and(cache.input())
+                    .for_each(|g, &h| *g = if h <= 0.0 { 0.0 } else { *g });
                 dx
             }
         }

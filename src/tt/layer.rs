@@ -220,9 +220,15 @@ type Merged = Arc<Vec<Vec<(Dims, Vec<f32>)>>>;
 struct PlanCache {
     /// `(rows, training, measured planner)` → schedule.
     schedules: Mutex<HashMap<(usize, bool, bool), Arc<Schedule>>>,
-    /// `(partition mask, with suffixes)` → merged blocks.
+    /// `(partition mask, with suffixes)` → merged blocks (training).
     merged: Mutex<HashMap<(u64, bool), Merged>>,
+    /// Partition mask → every block of the partition as its GEMM operand `Gᵀ`, row-major
+    /// `[k, m]` (inference; see `plan::use_transposed` for when each form is used).
+    transposed: Mutex<HashMap<u64, Transposed>>,
 }
+
+/// Per block of a partition (in chain order): `Gᵀ` row-major.
+type Transposed = Arc<Vec<Vec<f32>>>;
 
 impl Clone for PlanCache {
     fn clone(&self) -> Self {
@@ -230,6 +236,7 @@ impl Clone for PlanCache {
         PlanCache {
             schedules: Mutex::new(schedules),
             merged: Mutex::default(),
+            transposed: Mutex::default(),
         }
     }
 }
@@ -663,8 +670,42 @@ impl TTLayer {
         let xs = as_slice(&x);
         let merged = (sched.mask != 0).then(|| self.merged(sched.mask, false));
         let blocks = self.blocks(sched.mask, merged.as_ref());
-        let y = plan::run(sched, &blocks, &xs, self.bias_slice(), None);
+        let bt = self.transposed(sched, &blocks);
+        let blocks_t: Vec<&[f32]> = bt.iter().map(|b| &b[..]).collect();
+        let y = plan::run(
+            sched,
+            &blocks,
+            Some(&blocks_t),
+            &xs,
+            self.bias_slice(),
+            None,
+        );
         self.finish(rows, y)
+    }
+
+    /// Every block of `sched`'s partition (`blocks`) as its GEMM's right operand `Gᵀ`
+    /// (row-major `[k, m]`), cached per partition until the cores change.
+    fn transposed(&self, sched: &Schedule, blocks: &[&[f32]]) -> Transposed {
+        if let Ok(map) = self.cache.transposed.lock() {
+            if let Some(t) = map.get(&sched.mask) {
+                return Arc::clone(t);
+            }
+        }
+        let mut out = vec![Vec::new(); blocks.len()];
+        for step in &sched.steps {
+            out[step.block] = plan::permute(
+                blocks[step.block],
+                &plan::Perm {
+                    shape: vec![step.m, step.k],
+                    perm: vec![1, 0],
+                },
+            );
+        }
+        let out = Arc::new(out);
+        if let Ok(mut map) = self.cache.transposed.lock() {
+            map.insert(sched.mask, Arc::clone(&out));
+        }
+        out
     }
 
     /// The data of every block of partition `mask`: merged groups from `merged`, single cores
@@ -742,7 +783,14 @@ impl TTLayer {
             Vec::new()
         } else {
             let blocks = self.blocks(sched.mask, merged.as_ref());
-            plan::run(&sched, &blocks, &xs, self.bias_slice(), Some(&mut tape))
+            plan::run(
+                &sched,
+                &blocks,
+                None,
+                &xs,
+                self.bias_slice(),
+                Some(&mut tape),
+            )
         };
         let y = self.finish(rows, y);
         let cache = TTCache {
@@ -934,6 +982,18 @@ impl TTLayer {
             .collect();
         let mask = measure::pick(&timed);
         measure::store(&self.dims, rows, mask);
+        // Keep only the winner's blocks (the losers' may be large: the dense matrix).
+        let losers: Vec<u64> = timed
+            .iter()
+            .map(|(s, _)| s.mask)
+            .filter(|&m| m != mask)
+            .collect();
+        if let Ok(mut map) = self.cache.transposed.lock() {
+            losers.iter().for_each(|m| drop(map.remove(m)));
+        }
+        if let Ok(mut map) = self.cache.merged.lock() {
+            losers.iter().for_each(|&m| drop(map.remove(&(m, false))));
+        }
         mask
     }
 
@@ -946,6 +1006,15 @@ impl TTLayer {
                 return Arc::clone(m);
             }
         }
+        let merged = self.build_merged(mask, suffixes);
+        if let Ok(mut map) = self.cache.merged.lock() {
+            map.insert(key, Arc::clone(&merged));
+        }
+        merged
+    }
+
+    /// [`merged`](Self::merged) without the cache.
+    fn build_merged(&self, mask: u64, suffixes: bool) -> Merged {
         let slices = self.core_slices();
         let merged: Merged = Arc::new(
             plan::groups(self.dims.len(), mask)
@@ -961,15 +1030,16 @@ impl TTLayer {
                 })
                 .collect(),
         );
-        if let Ok(mut map) = self.cache.merged.lock() {
-            map.insert(key, Arc::clone(&merged));
-        }
         merged
     }
 
     /// Drops the merged blocks (after any change of the cores).
     fn invalidate(&mut self) {
         match self.cache.merged.get_mut() {
+            Ok(m) => m.clear(),
+            Err(e) => e.into_inner().clear(),
+        }
+        match self.cache.transposed.get_mut() {
             Ok(m) => m.clear(),
             Err(e) => e.into_inner().clear(),
         }

@@ -76,8 +76,10 @@
 //!   writes the `[128, 3072]` output and runs at about 55 GFLOP/s on one core, near what
 //!   OpenBLAS achieves for inner dimension 16: the output is written once, already in
 //!   `[rows, out]` order, onto the tiled bias (`beta = 1`, so OpenBLAS skips its separate
-//!   C-scaling pass). Row-chunking the final GEMM, storing `G_out` transposed, or computing
-//!   `yᵀ` instead were measured and were no faster.
+//!   C-scaling pass). Row-chunking the final GEMM or computing `yᵀ` instead were measured
+//!   and were no faster. (Those figures were OpenBLAS's; the products now go through the
+//!   `gemm` crate, which runs faster with a row-major right operand, so inference keeps each
+//!   block also as `Gᵀ` row-major and uses it where [`use_transposed`] says.)
 //! - one row: small groups (e.g. `[(0, 2), (2, 3), (3, 4), (4, 6)]` at 768→3072), where every
 //!   step is a matrix-vector product over a small block.
 //!
@@ -643,13 +645,20 @@ fn mat_mut(data: &mut [f32], rows: usize, cols: usize, plain: bool) -> ArrayView
     }
 }
 
-/// One step's GEMM: `out[R, M] = state[R, K] · G[M, K]ᵀ`, in the step's storage layouts.
+/// One step's GEMM: `out[R, M] = state[R, K] · G[M, K]ᵀ`, in the step's storage layouts
+/// (`g` is `G` row-major, or `Gᵀ` row-major `[K, M]` if `g_t`).
 /// If `bias` is given, the output buffer is the final `[rows, out]` (with `out = bias.len()`,
 /// whatever the step's own `[R, M]`/`[M, R]` view of it) and the bias is added to every row,
 /// fused: the buffer starts as the tiled bias and the GEMM accumulates onto it.
-pub(crate) fn gemm_step(step: &Step, state: &[f32], g: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+pub(crate) fn gemm_step(
+    step: &Step,
+    state: &[f32],
+    g: &[f32],
+    g_t: bool,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     let (r, m, k) = (step.r, step.m, step.k);
-    let gm = mat(g, m, k, true);
+    let gm = mat(g, m, k, !g_t);
     let t = mat(state, r, k, step.kind.contracted_trailing);
     // beta = 1 onto the tiled bias or zeros: OpenBLAS then skips its C-scaling pass.
     let mut out = match bias {
@@ -667,11 +676,26 @@ pub(crate) struct Taped {
     pub state: Vec<f32>,
 }
 
-/// Runs a schedule. `blocks[k]` is the data of the schedule's block `k`. If `tape` is given,
+/// Whether a step's GEMM `out[R, M] = state[R, K] · G[M, K]ᵀ` reads `G` as its transpose
+/// stored row-major (`[K, M]`) rather than as `G` row-major. Measured with the `gemm` crate
+/// (`benches/tt_contraction.rs`, Intel Xeon, AVX-512): with a few rows the product is a set of
+/// matrix-vector products, fastest as dot products over `G`'s rows when `K ≥ M` (200→50,
+/// bond 20: 0.67 against 1.35 µs at one row, 1.9 against 3.5 µs at 8) and as row-major `Gᵀ`
+/// updates when `M > K` (50→200: 0.70–0.84 against 1.0–1.1 µs at one row); from 16 rows on,
+/// the row-major `Gᵀ` is as fast or faster for every benched shape (50→200 at 29 rows: 5.6
+/// against 6.3 µs; 200→50 at 16 rows: 4.9 against 5.1–5.7 µs).
+pub(crate) fn use_transposed(step: &Step) -> bool {
+    step.r >= 16 || step.m > step.k
+}
+
+/// Runs a schedule. `blocks[k]` is the data of the schedule's block `k` (row-major `[m, k]`);
+/// `blocks_t`, if given, the same blocks transposed (row-major `[k, m]`), used where
+/// [`use_transposed`] says. If `tape` is given,
 /// records each step's GEMM operand. Returns the output `[rows, out]` row-major, plus `bias`.
 pub(crate) fn run(
     sched: &Schedule,
     blocks: &[&[f32]],
+    blocks_t: Option<&[&[f32]]>,
     x: &[f32],
     bias: &[f32],
     mut tape: Option<&mut Vec<Taped>>,
@@ -684,7 +708,12 @@ pub(crate) fn run(
         }
         // With no final permutation the last step's output is already [rows, out].
         let fused = (j == last && sched.fin.is_none()).then_some(bias);
-        let out = gemm_step(step, &state, blocks[step.block], fused);
+        let out = match blocks_t {
+            Some(bt) if use_transposed(step) => {
+                gemm_step(step, &state, bt[step.block], true, fused)
+            }
+            _ => gemm_step(step, &state, blocks[step.block], false, fused),
+        };
         if let Some(t) = tape.as_deref_mut() {
             t.push(Taped {
                 state: state.into_owned(),

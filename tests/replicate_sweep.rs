@@ -1,0 +1,79 @@
+//! `replicate::sweep_model` draws every verdict `layer_sweep` draws: it scores the seed's
+//! settings the grid lacks and the novel word-link rate (which needs the training rows). Before
+//! this, the replicated verdicts on loosening/tightening, the consecutive pairs and strange
+//! vocabulary were "inconclusive, no effect" in every model.
+
+use succulm::data::{load_corpus, standard_split};
+use succulm::eval::{load_probes, SampleConfig};
+use succulm::generate::Sampling;
+use succulm::probes::ProbeGroup;
+use succulm::replicate::{sweep_model, SweepPlan};
+use succulm::report::verdict::verdicts;
+use succulm::sweep::SEED_SETTINGS;
+use succulm::{Model, Vocab};
+
+#[test]
+fn sweep_model_scores_the_seed_settings_and_the_novel_link_rate() {
+    let vocab = Vocab::load_with_hidden(
+        "fixtures/succulm_embeddings.json",
+        "fixtures/succulm_hidden_words.json",
+    )
+    .unwrap();
+    let probes = load_probes("fixtures/succulm_probes.json").unwrap();
+    let pinned: Vec<&str> = probes
+        .iter()
+        .filter(|p| p.group == ProbeGroup::SeedInTraining)
+        .map(|p| p.prompt.as_str())
+        .collect();
+    let pairs = load_corpus("fixtures").unwrap();
+    // The shipped model: four blocks, so every seed setting applies.
+    let (model, _) = Model::load("fixtures/succulm_upper_middle.json").unwrap();
+    let (train, valid) = standard_split(&vocab, &pairs, &pinned, model.config().max_len).unwrap();
+    let block_sets: Vec<Vec<usize>> = (0..4).map(|b| vec![b]).collect();
+    let hidden = vocab.hidden_ids();
+    let plan = SweepPlan {
+        block_sets: &block_sets,
+        bonds: &[10],
+        train: &train,
+        valid: &valid,
+        probes: &probes,
+        hidden: &hidden,
+        sample: SampleConfig {
+            sampling: Sampling::Temperature(0.6),
+            samples_per_probe: 2,
+            seed: 7,
+        },
+        threads: 2,
+    };
+    let report = sweep_model(&model, &vocab, &plan, &|_: &str| {}).unwrap();
+    assert_eq!(report.cells.len(), 4);
+    let ids: Vec<&str> = report.settings.iter().map(|s| s.id.as_str()).collect();
+    let want: Vec<&str> = SEED_SETTINGS.iter().map(|s| s.id).collect();
+    assert_eq!(ids, want, "every seed setting is scored, in order");
+    for (s, spec) in report.settings.iter().zip(&SEED_SETTINGS) {
+        assert_eq!(s.blocks, spec.blocks);
+        assert_eq!(s.bonds, spec.bonds);
+    }
+    for c in &report.cells {
+        let r = c.metrics.sampled.novel_bigram_rate;
+        assert!((0.0..=1.0).contains(&r), "novel link rate {r} of a cell");
+    }
+    // The verdicts that need them now have numbers in this one model.
+    for v in verdicts(&report) {
+        if [
+            "loosening_vs_tightening",
+            "pairs_first_two_larger",
+            "last_block_strange_vocabulary",
+        ]
+        .contains(&v.id.as_str())
+        {
+            let e = v.effect.unwrap_or(f64::NAN);
+            assert!(
+                e.is_finite(),
+                "verdict {} has no effect ({:?})",
+                v.id,
+                v.outcome
+            );
+        }
+    }
+}
