@@ -13,15 +13,14 @@ use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{Array2, Axis};
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand::{rngs::StdRng, SeedableRng};
 use succulm::gemm::{matmul_into, Write};
 use succulm::tt::{set_planner, tt_svd, Planner, Truncation};
 use succulm::{Linear, TTLayer};
 
-fn random_x(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    Array2::from_shape_fn((rows, cols), |_| rng.gen_range(-1.0..1.0))
-}
+#[path = "shared/tt_cases.rs"]
+mod tt_cases;
+use tt_cases::{cases, random_x};
 
 /// Dense backward as `Linear::backward` does it: dW += dyᵀx, db += Σdy, dx = dy·W.
 fn dense_backward(
@@ -46,52 +45,10 @@ fn threads() {
     succulm::gemm::set_threads(n);
 }
 
-struct Case {
-    name: &'static str,
-    in_modes: Vec<usize>,
-    out_modes: Vec<usize>,
-    bonds: Vec<Vec<usize>>,
-    labels: Vec<usize>,
-    rows: Vec<usize>,
-}
-
-fn cases() -> Vec<Case> {
-    vec![
-        Case {
-            name: "50to200",
-            in_modes: vec![5, 10],
-            out_modes: vec![10, 20],
-            bonds: [50, 27, 20].iter().map(|&m| vec![10, m, 10]).collect(),
-            labels: vec![50, 27, 20],
-            rows: vec![1, 29, 928],
-        },
-        Case {
-            name: "200to50",
-            in_modes: vec![10, 20],
-            out_modes: vec![5, 10],
-            bonds: [50, 27, 20].iter().map(|&m| vec![5, m, 20]).collect(),
-            labels: vec![50, 27, 20],
-            rows: vec![1, 29, 928],
-        },
-        Case {
-            name: "768to3072",
-            in_modes: vec![8, 8, 12],
-            out_modes: vec![12, 16, 16],
-            bonds: [8, 16, 32].iter().map(|&r| vec![r; 5]).collect(),
-            labels: vec![8, 16, 32],
-            rows: vec![1, 128],
-        },
-    ]
-}
-
 fn bench_forward(c: &mut Criterion) {
     threads();
     for case in cases() {
-        let (i, o) = (
-            case.in_modes.iter().product(),
-            case.out_modes.iter().product(),
-        );
-        let lin = Linear::init(i, o, &mut StdRng::seed_from_u64(1234)).unwrap();
+        let (i, o, lin) = case.dense();
         let mut g = c.benchmark_group(format!("fwd_{}", case.name));
         for &rows in &case.rows {
             let x = random_x(rows, i, 7);
@@ -140,11 +97,7 @@ fn bench_forward(c: &mut Criterion) {
 fn bench_backward(c: &mut Criterion) {
     threads();
     for case in cases() {
-        let (i, o) = (
-            case.in_modes.iter().product(),
-            case.out_modes.iter().product(),
-        );
-        let lin = Linear::init(i, o, &mut StdRng::seed_from_u64(1234)).unwrap();
+        let (i, o, lin) = case.dense();
         let mut g = c.benchmark_group(format!("bwd_{}", case.name));
         for &rows in &case.rows {
             let x = random_x(rows, i, 7);
@@ -178,72 +131,6 @@ fn bench_backward(c: &mut Criterion) {
     }
 }
 
-/// Every candidate plan of every bench shape, each timed on its own (`plans_{case}/r{bond}_{plan}/{rows}`,
-/// with the measured planner's choice as `r{bond}_measured` and the dense `Linear` as `dense`),
-/// for the measured planner's guarantee: its forward is never more than 10% slower than the
-/// cheaper of the dense product and the best other plan (`python3 tools/plan_guarantee.py`
-/// reads the medians). Slow (hundreds of entries); run it on its own:
-/// `cargo bench --bench tt_contraction -- plans_`.
-fn bench_plans(c: &mut Criterion) {
-    threads();
-    for case in cases() {
-        let (i, o) = (
-            case.in_modes.iter().product(),
-            case.out_modes.iter().product(),
-        );
-        let lin = Linear::init(i, o, &mut StdRng::seed_from_u64(1234)).unwrap();
-        let mut g = c.benchmark_group(format!("plans_{}", case.name));
-        g.warm_up_time(Duration::from_millis(150))
-            .measurement_time(Duration::from_millis(400))
-            .sample_size(10);
-        for &rows in &case.rows {
-            let x = random_x(rows, i, 7);
-            g.bench_with_input(BenchmarkId::new("dense", rows), &x, |b, x| {
-                b.iter(|| lin.forward(black_box(x.view())).unwrap())
-            });
-            for (bonds, label) in case.bonds.iter().zip(&case.labels) {
-                let tt =
-                    TTLayer::from_linear(&case.in_modes, &case.out_modes, &lin, bonds).unwrap();
-                for plan in tt.candidate_plans(rows, false) {
-                    let _ = tt.forward_with_plan(x.view(), &plan).unwrap(); // merges once
-                    let name: Vec<String> = plan
-                        .groups
-                        .iter()
-                        .map(|(s, e)| format!("{s}-{e}"))
-                        .collect();
-                    g.bench_with_input(
-                        BenchmarkId::new(format!("r{label}_{}", name.join("_")), rows),
-                        &x,
-                        |b, x| b.iter(|| tt.forward_with_plan(black_box(x.view()), &plan).unwrap()),
-                    );
-                }
-                set_planner(Planner::Measure);
-                let tt =
-                    TTLayer::from_linear(&case.in_modes, &case.out_modes, &lin, bonds).unwrap();
-                let _ = tt.forward(x.view()).unwrap();
-                let chosen: Vec<String> = tt
-                    .plan(rows)
-                    .groups
-                    .iter()
-                    .map(|(s, e)| format!("{s}-{e}"))
-                    .collect();
-                eprintln!(
-                    "PLAN {} r{label} rows {rows}: measured {}",
-                    case.name,
-                    chosen.join("_")
-                );
-                g.bench_with_input(
-                    BenchmarkId::new(format!("r{label}_measured"), rows),
-                    &x,
-                    |b, x| b.iter(|| tt.forward(black_box(x.view())).unwrap()),
-                );
-                set_planner(Planner::Model);
-            }
-        }
-        g.finish();
-    }
-}
-
 fn bench_tt_svd(c: &mut Criterion) {
     threads();
     let lin = Linear::init(768, 3072, &mut StdRng::seed_from_u64(1234)).unwrap();
@@ -270,6 +157,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_forward, bench_backward, bench_tt_svd, bench_plans
+    targets = bench_forward, bench_backward, bench_tt_svd
 }
 criterion_main!(benches);

@@ -1,5 +1,5 @@
-//! Mutation fuzzing of every loader of user files: checkpoints (dense and tensor-train, on a
-//! tiny model so a case is fast), pair files, probes, hidden words and embeddings. Each case
+//! Mutation fuzzing of every loader of user files: checkpoints (dense and tensor-train, JSON and
+//! safetensors, on a tiny model so a case is fast), pair files, probes, hidden words and embeddings. Each case
 //! must end in an `Err` or a valid value, without a panic and without any single allocation
 //! larger than a small multiple of the file. See `tests/common_fuzz` for the mutations and
 //! `SUCCULM_FUZZ_CASES` for the budget (README: "Fuzzing").
@@ -24,8 +24,13 @@ fn cap(len: usize) -> usize {
 }
 
 /// A tiny model's checkpoint (V 12, d 4, 1 block, 2 heads, max_len 6), and the same with its
-/// FFN tensor-trained.
+/// FFN tensor-trained, as JSON.
 fn tiny_checkpoints(name: &str) -> (Vec<u8>, Vec<u8>) {
+    tiny_checkpoints_as(name, "json")
+}
+
+/// [`tiny_checkpoints`] in the format of extension `ext` (`json` or `safetensors`).
+fn tiny_checkpoints_as(name: &str, ext: &str) -> (Vec<u8>, Vec<u8>) {
     let dir = common::temp_dir(name);
     let mut words: Vec<String> = succulm::vocab::SPECIAL_TOKENS
         .iter()
@@ -42,12 +47,12 @@ fn tiny_checkpoints(name: &str) -> (Vec<u8>, Vec<u8>) {
         n_attn_heads: 2,
     };
     let mut model = Model::new(config.clone(), 3).unwrap();
-    let dense = dir.join("dense.json");
+    let dense = dir.join(format!("dense.{ext}"));
     model.save(&dense, &vocab).unwrap();
     model
         .tensorize_ffn(0, &FfnTtSpec::for_config(&config, 2))
         .unwrap();
-    let tt = dir.join("tt.json");
+    let tt = dir.join(format!("tt.{ext}"));
     model.save(&tt, &vocab).unwrap();
     let out = (std::fs::read(&dense).unwrap(), std::fs::read(&tt).unwrap());
     std::fs::remove_dir_all(&dir).unwrap();
@@ -102,13 +107,60 @@ fn collect_numbers(v: &Value, at: String, out: &mut Vec<String>) {
     }
 }
 
+/// A safetensors mutation: the 8-byte header length set to an edge value; or one number of the
+/// JSON header (a shape, a data offset, a metadata size) set huge or to an edge value, the
+/// header re-framed so that it parses and lies; or a byte-level mutation.
+fn safetensors_case(rng: &mut rand::rngs::StdRng, input: &[u8], donors: &[&[u8]]) -> Vec<u8> {
+    let n = u64::from_le_bytes(input[..8].try_into().unwrap()) as usize;
+    match rng.gen_range(0..6) {
+        0 => {
+            let edge = [0u64, 1, 7, n as u64 - 1, n as u64 + 1, 1 << 40, u64::MAX];
+            let mut out = input.to_vec();
+            out[..8].copy_from_slice(&edge[rng.gen_range(0..edge.len())].to_le_bytes());
+            out
+        }
+        1 | 2 => {
+            let header = &input[8..8 + n];
+            let mut out = json_case(rng, header, &[]);
+            // Metadata values are JSON strings holding JSON (config, specs): mutate inside one.
+            if rng.gen_range(0..2) == 0 {
+                if let Ok(mut v) = serde_json::from_slice::<Value>(header) {
+                    if let Some(meta) = v.get_mut("__metadata__").and_then(Value::as_object_mut) {
+                        let keys: Vec<String> = meta.keys().cloned().collect();
+                        if !keys.is_empty() {
+                            let k = &keys[rng.gen_range(0..keys.len())];
+                            if let Some(inner) = meta[k].as_str() {
+                                let m = json_case(rng, inner.as_bytes(), &[]);
+                                meta[k] = Value::from(String::from_utf8_lossy(&m).into_owned());
+                            }
+                        }
+                    }
+                    out = serde_json::to_vec(&v).unwrap();
+                }
+            }
+            let mut framed = (out.len() as u64).to_le_bytes().to_vec();
+            framed.extend_from_slice(&out);
+            framed.extend_from_slice(&input[8 + n..]);
+            framed
+        }
+        _ => common_fuzz::mutate(rng, input, donors),
+    }
+}
+
+/// A mutation of a seed file given its donors (for splices).
+type Mutator = fn(&mut rand::rngs::StdRng, &[u8], &[&[u8]]) -> Vec<u8>;
+
 fn fuzz_checkpoint(target: &str, seed_file: &[u8], donor: &[u8]) {
-    let path = common_fuzz::scratch(target, "json");
+    fuzz_checkpoint_as(target, "json", seed_file, donor, json_case)
+}
+
+fn fuzz_checkpoint_as(target: &str, ext: &str, seed_file: &[u8], donor: &[u8], case: Mutator) {
+    let path = common_fuzz::scratch(target, ext);
     let donors = [donor];
     common_fuzz::run(
         target,
         cap,
-        |rng| json_case(rng, seed_file, &donors),
+        |rng| case(rng, seed_file, &donors),
         |bytes| {
             std::fs::write(&path, bytes).unwrap();
             if let Ok((model, vocab)) = Model::load(&path) {
@@ -138,6 +190,30 @@ fn fuzz_checkpoint_dense() {
 fn fuzz_checkpoint_tt() {
     let (dense, tt) = tiny_checkpoints("fuzz-ckpt-tt");
     fuzz_checkpoint("checkpoint_tt", &tt, &dense);
+}
+
+#[test]
+fn fuzz_checkpoint_safetensors() {
+    let (dense, tt) = tiny_checkpoints_as("fuzz-ckpt-st", "safetensors");
+    fuzz_checkpoint_as(
+        "checkpoint_safetensors",
+        "safetensors",
+        &dense,
+        &tt,
+        safetensors_case,
+    );
+}
+
+#[test]
+fn fuzz_checkpoint_safetensors_tt() {
+    let (dense, tt) = tiny_checkpoints_as("fuzz-ckpt-st-tt", "safetensors");
+    fuzz_checkpoint_as(
+        "checkpoint_safetensors_tt",
+        "safetensors",
+        &tt,
+        &dense,
+        safetensors_case,
+    );
 }
 
 /// The first `n` bytes of a fixture, cut back to a JSON document: the first `items` entries of

@@ -523,6 +523,41 @@ fn item9_messages_name_the_place_and_stay_short() {
     assert_usage_error(&o, "--samples", "2e6 samples");
     let o = example("layer_sweep", &["--heal-epochs", "1000000"]);
     assert_usage_error(&o, "--heal-epochs", "1e6 healing epochs");
+    // Healing shows progress per epoch (before: nothing between one cell and the next): one
+    // cell and the five seed settings, two epochs each, counted over the run.
+    let out = common::temp_dir("hardening_heal_progress");
+    let o = example(
+        "layer_sweep",
+        &[
+            "--heal-epochs",
+            "2",
+            "--blocks",
+            "0",
+            "--bonds",
+            "10",
+            "--samples",
+            "1",
+            "--no-experiments",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<String> = stderr(&o)
+        .lines()
+        .filter(|l| l.contains("healing: epoch"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 12, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("epoch 2/2 of a cell")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("12/12 epochs of the run")),
+        "{lines:?}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
     // Duplicate bonds and block sets are errors, not duplicate rows.
     assert!(succulm::sweep::parse_bonds("20,20").is_err());
     assert!(succulm::sweep::parse_block_sets("0,0", 4).is_err());

@@ -119,3 +119,68 @@ fn merged_blocks_follow_the_cores_under_the_measured_planner() {
     );
     set_planner(Planner::Model);
 }
+
+#[test]
+fn pinned_plans_run_exactly_as_forward_with_plan_and_follow_the_cores() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    for planner in [Planner::Model, Planner::Measure] {
+        set_planner(planner);
+        for (mut tt, rows_list) in layers() {
+            for rows in rows_list {
+                let x = random(rows, tt.in_features(), 11);
+                let model_choice = tt.plan(rows);
+                let untouched = tt.clone();
+                for plan in tt.candidate_plans(rows, false) {
+                    tt.pin_plan(rows, Some(&plan)).unwrap();
+                    assert_eq!(tt.plan(rows).groups, plan.groups, "{planner:?} rows {rows}");
+                    // The same schedule, so the same sums in the same order: equal bits.
+                    let pinned = tt.forward(x.view()).unwrap();
+                    let explicit = tt.forward_with_plan(x.view(), &plan).unwrap();
+                    assert_eq!(pinned, explicit, "{:?} at {rows} rows", plan.groups);
+                    // Another row count is not pinned.
+                    assert_eq!(tt.plan(rows + 1).groups, untouched.plan(rows + 1).groups);
+                }
+                tt.pin_plan(rows, None).unwrap();
+                assert_eq!(tt.plan(rows).groups, model_choice.groups, "unpinned");
+            }
+        }
+        set_planner(Planner::Model);
+    }
+    // A pin survives a change of the cores' values; the blocks it runs on do not.
+    let lin = Linear::init(50, 200, &mut StdRng::seed_from_u64(5)).unwrap();
+    let mut tt = TTLayer::from_linear(&[5, 10], &[10, 20], &lin, &[10, 30, 10]).unwrap();
+    let x = random(29, 50, 6);
+    let dense = tt
+        .candidate_plans(29, false)
+        .into_iter()
+        .find(|p| p.groups == vec![(0, 4)])
+        .expect("the dense matrix is a candidate");
+    tt.pin_plan(29, Some(&dense)).unwrap();
+    let before = tt.forward(x.view()).unwrap();
+    tt.visit_mut("", &mut |_, mut v: ArrayViewMutD<'_, f32>| {
+        v.mapv_inplace(|a| a * 1.5 + 0.01)
+    });
+    assert_eq!(tt.plan(29).groups, dense.groups, "the pin is kept");
+    let after = tt.forward(x.view()).unwrap();
+    let want = reference(&tt, &x);
+    assert!(max_abs(&after, &want) < 1e-3 * want.iter().fold(1.0f64, |m, v| m.max(v.abs())));
+    assert!(
+        max_abs(&before, &want) > 1e-2,
+        "the mutation changed the function"
+    );
+    // A plan whose groups do not partition the cores is refused, naming the plan.
+    let bad = succulm::tt::TTPlan {
+        groups: vec![(0, 2), (3, 4)],
+        flops: 0,
+        modelled_ns: 0.0,
+    };
+    match tt.pin_plan(29, Some(&bad)) {
+        Err(succulm::Error::InvalidArgument { name, .. }) => assert_eq!(name, "plan"),
+        other => panic!("expected an invalid-argument error, got {other:?}"),
+    }
+    assert_eq!(
+        tt.plan(29).groups,
+        dense.groups,
+        "a refused pin changes nothing"
+    );
+}

@@ -3,32 +3,20 @@
 //! this, the replicated verdicts on loosening/tightening, the consecutive pairs and strange
 //! vocabulary were "inconclusive, no effect" in every model.
 
-use succulm::data::{load_corpus, standard_split};
-use succulm::eval::{load_probes, SampleConfig};
+mod common;
+
+use succulm::eval::SampleConfig;
 use succulm::generate::Sampling;
-use succulm::probes::ProbeGroup;
 use succulm::replicate::{sweep_model, SweepPlan};
 use succulm::report::verdict::verdicts;
 use succulm::sweep::SEED_SETTINGS;
-use succulm::{Model, Vocab};
+use succulm::Model;
 
 #[test]
 fn sweep_model_scores_the_seed_settings_and_the_novel_link_rate() {
-    let vocab = Vocab::load_with_hidden(
-        "fixtures/succulm_embeddings.json",
-        "fixtures/succulm_hidden_words.json",
-    )
-    .unwrap();
-    let probes = load_probes("fixtures/succulm_probes.json").unwrap();
-    let pinned: Vec<&str> = probes
-        .iter()
-        .filter(|p| p.group == ProbeGroup::SeedInTraining)
-        .map(|p| p.prompt.as_str())
-        .collect();
-    let pairs = load_corpus("fixtures").unwrap();
     // The shipped model: four blocks, so every seed setting applies.
     let (model, _) = Model::load("fixtures/succulm_upper_middle.json").unwrap();
-    let (train, valid) = standard_split(&vocab, &pairs, &pinned, model.config().max_len).unwrap();
+    let (vocab, probes, train, valid) = common::standard_data(model.config().max_len);
     let block_sets: Vec<Vec<usize>> = (0..4).map(|b| vec![b]).collect();
     let hidden = vocab.hidden_ids();
     let plan = SweepPlan {

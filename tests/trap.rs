@@ -2,32 +2,20 @@
 //! separate run of that length), frozen embeddings never move, the gap and rates are
 //! consistent with independent computations, and the conclusion names the numbers.
 
-use succulm::data::{load_corpus, standard_split};
-use succulm::eval::{load_probes, SampleConfig};
+mod common;
+
+use succulm::eval::SampleConfig;
 use succulm::generate::Sampling;
-use succulm::probes::ProbeGroup;
 use succulm::train::{TrainConfig, Trainer};
 use succulm::trap::{self, Embeddings, TrapConfig};
-use succulm::{Model, Vocab};
+use succulm::Model;
 
 #[test]
 fn the_study_runs_on_tiny_end_to_end() {
-    let vocab = Vocab::load_with_hidden(
-        "fixtures/succulm_embeddings.json",
-        "fixtures/succulm_hidden_words.json",
-    )
-    .unwrap();
-    let probes = load_probes("fixtures/succulm_probes.json").unwrap();
-    let pinned: Vec<&str> = probes
-        .iter()
-        .filter(|p| p.group == ProbeGroup::SeedInTraining)
-        .map(|p| p.prompt.as_str())
-        .collect();
-    let pairs = load_corpus("fixtures").unwrap();
-    let max_len = succulm::ModelConfig::profile("tiny", vocab.len())
-        .unwrap()
-        .max_len;
-    let (train, valid) = standard_split(&vocab, &pairs, &pinned, max_len).unwrap();
+    let max_len = succulm::model::PROFILE_MAX_LEN;
+    let (vocab, probes, train, valid) = common::standard_data(max_len);
+    let tiny = succulm::ModelConfig::profile("tiny", vocab.len()).unwrap();
+    assert_eq!(tiny.max_len, max_len);
     let config = TrapConfig {
         profile: "tiny".into(),
         epochs: vec![1, 2],

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 
 use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMutD, Axis, IxDyn};
@@ -223,9 +224,55 @@ struct PlanCache {
     /// `(partition mask, with suffixes)` → merged blocks (training).
     merged: Mutex<HashMap<(u64, bool), Merged>>,
     /// Partition mask → every block of the partition as its GEMM operand `Gᵀ`, row-major
-    /// `[k, m]` (inference; see `plan::use_transposed` for when each form is used).
+    /// `[k, m]` (inference; see `plan::use_transposed` for when each form is used). Inference
+    /// thus holds each block of its plan twice, `G` and `Gᵀ` (for a TT layer, a few times its
+    /// cores' size; for the dense-matrix plan, twice the dense matrix).
     transposed: Mutex<HashMap<u64, Transposed>>,
+    /// `(rows, measured planner)` → everything inference needs for that row count, so a
+    /// forward call takes one lock and one lookup (at one row the three caches above cost
+    /// about a third of the call).
+    prepared: Mutex<PreparedMap>,
+    /// Rows → the inference schedule fixed by [`TTLayer::pin_plan`] (over either planner).
+    pinned: HashMap<usize, Arc<Schedule>>,
 }
+
+/// An inference schedule with its blocks: the merged groups (if any) and every block as `Gᵀ`.
+struct Prepared {
+    sched: Arc<Schedule>,
+    merged: Option<Merged>,
+    transposed: Transposed,
+    /// The first core of each block's group (a block of one core is that core).
+    starts: Vec<usize>,
+}
+
+/// `(rows, measured planner)` → prepared inference, hashed cheaply (SipHash was a few percent
+/// of a one-row forward; the keys are not attacker-chosen).
+type PreparedMap = HashMap<(usize, bool), Arc<Prepared>, BuildHasherDefault<KeyHasher>>;
+
+/// A multiplicative hash of a few integers.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|&b| self.write_u64(u64::from(b)));
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+}
+
+/// Blocks a forward call lists on the stack (more go to the heap).
+const INLINE_BLOCKS: usize = 16;
 
 /// Per block of a partition (in chain order): `Gᵀ` row-major.
 type Transposed = Arc<Vec<Vec<f32>>>;
@@ -237,6 +284,8 @@ impl Clone for PlanCache {
             schedules: Mutex::new(schedules),
             merged: Mutex::default(),
             transposed: Mutex::default(),
+            prepared: Mutex::default(),
+            pinned: self.pinned.clone(),
         }
     }
 }
@@ -258,7 +307,7 @@ pub struct TTLayer {
     bias: Array1<f32>,
     /// The block dims of the cores (shared with every [`TTCache`] this layer records).
     dims: Arc<[Dims]>,
-    cache: PlanCache,
+    cache: Box<PlanCache>,
 }
 
 /// What [`TTLayer::backward`] needs from [`TTLayer::forward_train`].
@@ -439,7 +488,7 @@ impl TTLayer {
             cores,
             bias,
             dims,
-            cache: PlanCache::default(),
+            cache: Box::default(),
         }
     }
 
@@ -454,7 +503,7 @@ impl TTLayer {
                 .collect(),
             bias: Array1::zeros(self.bias.raw_dim()),
             dims: self.dims.clone(),
-            cache: PlanCache::default(),
+            cache: Box::default(),
         }
     }
 
@@ -584,6 +633,45 @@ impl TTLayer {
         out
     }
 
+    /// Fixes the plan [`forward`](Self::forward) uses for `rows` rows, over either planner
+    /// (as importing FFTW "wisdom": e.g. a plan measured once, elsewhere, or one of
+    /// [`candidate_plans`](Self::candidate_plans) to time it exactly as `forward` runs it).
+    /// The pin is kept when the cores' values change and by clones; `None` removes it.
+    /// Errors if the plan's groups do not partition this layer's cores.
+    ///
+    /// ```
+    /// use ndarray::Array2;
+    /// use rand::{rngs::StdRng, SeedableRng};
+    /// use succulm::{Linear, TTLayer};
+    /// let lin = Linear::init(50, 200, &mut StdRng::seed_from_u64(0))?;
+    /// let mut tt = TTLayer::from_linear(&[5, 10], &[10, 20], &lin, &[10, 20, 10])?;
+    /// let x = Array2::<f32>::ones((29, 50));
+    /// let y = tt.forward(x.view())?;
+    /// let sweep = tt.candidate_plans(29, false).into_iter().find(|p| p.groups.len() == 4).unwrap();
+    /// tt.pin_plan(29, Some(&sweep))?;
+    /// assert_eq!(tt.plan(29).groups, sweep.groups);
+    /// let y2 = tt.forward(x.view())?;
+    /// assert!((&y - &y2).iter().all(|d| d.abs() < 1e-4));
+    /// # Ok::<(), succulm::Error>(())
+    /// ```
+    pub fn pin_plan(&mut self, rows: usize, plan: Option<&TTPlan>) -> Result<()> {
+        let rows = rows.max(1);
+        match plan {
+            Some(p) => {
+                let mask = self.mask_of(&p.groups)?;
+                let sched = Arc::new(plan::plan_for(&self.dims, rows, mask, false));
+                self.cache.pinned.insert(rows, sched);
+            }
+            None => drop(self.cache.pinned.remove(&rows)),
+        }
+        let drop_rows = |m: &mut PreparedMap| m.retain(|k, _| k.0 != rows);
+        match self.cache.prepared.get_mut() {
+            Ok(m) => drop_rows(m),
+            Err(e) => drop_rows(e.into_inner()),
+        }
+        Ok(())
+    }
+
     fn summary(&self, s: &Schedule) -> TTPlan {
         TTPlan {
             groups: plan::groups(self.dims.len(), s.mask),
@@ -641,8 +729,68 @@ impl TTLayer {
         if rows == 0 {
             return Array2::zeros((0, self.out_features()));
         }
-        let sched = self.schedule(rows, false);
-        self.run_schedule(&sched, x)
+        let key = (rows, measure::planner() == Planner::Measure);
+        let hit = self
+            .cache
+            .prepared
+            .lock()
+            .ok()
+            .and_then(|map| map.get(&key).cloned());
+        let prepared = match hit {
+            Some(p) => p,
+            None => {
+                let p = Arc::new(self.prepare(self.schedule(rows, false)));
+                if let Ok(mut map) = self.cache.prepared.lock() {
+                    if map.len() >= MAX_CACHED_SCHEDULES {
+                        map.clear();
+                    }
+                    map.insert(key, Arc::clone(&p));
+                }
+                p
+            }
+        };
+        self.run_prepared(&prepared, x)
+    }
+
+    fn run_prepared(&self, p: &Prepared, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        let rows = x.nrows();
+        let xs = as_slice(&x);
+        // Block j: its group's merged block, or its one core; listed without allocating
+        // (at one row, the allocations were a tenth of the call).
+        let block = |j: usize| -> &[f32] {
+            let merged = p.merged.as_ref().and_then(|m| m[j].first());
+            merged.map_or_else(
+                || {
+                    self.cores[p.starts[j]]
+                        .as_slice()
+                        .expect("cores are contiguous")
+                },
+                |b| &b.1[..],
+            )
+        };
+        let n = p.starts.len();
+        let (mut inline, mut inline_t) = ([&[][..]; INLINE_BLOCKS], [&[][..]; INLINE_BLOCKS]);
+        let (heap, heap_t): (Vec<&[f32]>, Vec<&[f32]>);
+        let (blocks, blocks_t): (&[&[f32]], &[&[f32]]) = if n <= INLINE_BLOCKS {
+            for j in 0..n {
+                inline[j] = block(j);
+                inline_t[j] = &p.transposed[j][..];
+            }
+            (&inline[..n], &inline_t[..n])
+        } else {
+            heap = (0..n).map(block).collect();
+            heap_t = p.transposed.iter().map(|b| &b[..]).collect();
+            (&heap, &heap_t)
+        };
+        let y = plan::run(
+            &p.sched,
+            blocks,
+            Some(blocks_t),
+            &xs,
+            self.bias_slice(),
+            None,
+        );
+        self.finish(rows, y)
     }
 
     /// Forward under an explicit plan (e.g. one of
@@ -666,21 +814,26 @@ impl TTLayer {
     }
 
     fn run_schedule(&self, sched: &Schedule, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        let rows = x.nrows();
-        let xs = as_slice(&x);
+        self.run_prepared(&self.prepare(Arc::new(sched.clone())), x)
+    }
+
+    /// `sched` with its blocks (merged and transposed as needed, from the caches).
+    fn prepare(&self, sched: Arc<Schedule>) -> Prepared {
         let merged = (sched.mask != 0).then(|| self.merged(sched.mask, false));
-        let blocks = self.blocks(sched.mask, merged.as_ref());
-        let bt = self.transposed(sched, &blocks);
-        let blocks_t: Vec<&[f32]> = bt.iter().map(|b| &b[..]).collect();
-        let y = plan::run(
+        let transposed = {
+            let blocks = self.blocks(sched.mask, merged.as_ref());
+            self.transposed(&sched, &blocks)
+        };
+        let starts = plan::groups(self.dims.len(), sched.mask)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        Prepared {
             sched,
-            &blocks,
-            Some(&blocks_t),
-            &xs,
-            self.bias_slice(),
-            None,
-        );
-        self.finish(rows, y)
+            merged,
+            transposed,
+            starts,
+        }
     }
 
     /// Every block of `sched`'s partition (`blocks`) as its GEMM's right operand `Gᵀ`
@@ -933,6 +1086,11 @@ impl TTLayer {
 
     /// The schedule for `rows` (cached), for inference or training.
     fn schedule(&self, rows: usize, training: bool) -> Arc<Schedule> {
+        if !training {
+            if let Some(s) = self.cache.pinned.get(&rows) {
+                return Arc::clone(s);
+            }
+        }
         let measured = !training && measure::planner() == Planner::Measure;
         let key = (rows, training, measured);
         if let Ok(map) = self.cache.schedules.lock() {
@@ -963,22 +1121,33 @@ impl TTLayer {
         let x = Array2::from_shape_fn((rows, inp), |(r, c)| {
             (((r * 7919 + c * 104_729) % 2003) as f32 / 1001.5) - 1.0
         });
-        let timed: Vec<(Schedule, f64)> = measure::shortlist(&self.dims, rows)
+        // Each candidate once (building its merged blocks, timing it roughly), then rounds
+        // that run every candidate once in turn, keeping each one's fastest run: a slow spell
+        // of a shared machine then slows every candidate alike, not only the one it hit.
+        let prepared: Vec<(Prepared, f64)> = measure::shortlist(&self.dims, rows)
             .into_iter()
             .map(|s| {
+                let p = self.prepare(Arc::new(s));
                 let warm = std::time::Instant::now();
-                drop(self.run_schedule(&s, x.view()));
-                // Enough runs for ~2 ms of work (at least 3, at most 50).
-                let once = warm.elapsed().as_secs_f64().max(1e-7);
-                let reps = ((2e-3 / once) as usize).clamp(3, 50);
-                let mut best = f64::INFINITY;
-                for _ in 0..reps {
-                    let t = std::time::Instant::now();
-                    drop(self.run_schedule(&s, x.view()));
-                    best = best.min(t.elapsed().as_secs_f64());
-                }
-                (s, best)
+                drop(self.run_prepared(&p, x.view()));
+                (p, warm.elapsed().as_secs_f64().max(1e-7))
             })
+            .collect();
+        // Enough rounds for ~2 ms of the slowest candidate's work (at least 3, at most 50).
+        let slowest = prepared.iter().map(|p| p.1).fold(0.0, f64::max);
+        let rounds = ((2e-3 / slowest.max(1e-7)) as usize).clamp(3, 50);
+        let mut best = vec![f64::INFINITY; prepared.len()];
+        for _ in 0..rounds {
+            for ((p, _), b) in prepared.iter().zip(best.iter_mut()) {
+                let t = std::time::Instant::now();
+                drop(self.run_prepared(p, x.view()));
+                *b = b.min(t.elapsed().as_secs_f64());
+            }
+        }
+        let timed: Vec<(Schedule, f64)> = prepared
+            .into_iter()
+            .zip(best)
+            .map(|((p, _), b)| ((*p.sched).clone(), b))
             .collect();
         let mask = measure::pick(&timed);
         measure::store(&self.dims, rows, mask);
@@ -1006,15 +1175,6 @@ impl TTLayer {
                 return Arc::clone(m);
             }
         }
-        let merged = self.build_merged(mask, suffixes);
-        if let Ok(mut map) = self.cache.merged.lock() {
-            map.insert(key, Arc::clone(&merged));
-        }
-        merged
-    }
-
-    /// [`merged`](Self::merged) without the cache.
-    fn build_merged(&self, mask: u64, suffixes: bool) -> Merged {
         let slices = self.core_slices();
         let merged: Merged = Arc::new(
             plan::groups(self.dims.len(), mask)
@@ -1030,6 +1190,9 @@ impl TTLayer {
                 })
                 .collect(),
         );
+        if let Ok(mut map) = self.cache.merged.lock() {
+            map.insert(key, Arc::clone(&merged));
+        }
         merged
     }
 
@@ -1040,6 +1203,10 @@ impl TTLayer {
             Err(e) => e.into_inner().clear(),
         }
         match self.cache.transposed.get_mut() {
+            Ok(m) => m.clear(),
+            Err(e) => e.into_inner().clear(),
+        }
+        match self.cache.prepared.get_mut() {
             Ok(m) => m.clear(),
             Err(e) => e.into_inner().clear(),
         }

@@ -91,7 +91,8 @@ use std::borrow::Cow;
 
 use ndarray::{ArrayView2, ArrayViewD, ArrayViewMut2, IxDyn};
 
-use crate::gemm::{matmul_into, Write};
+use crate::gemm::{gemm, matmul_into, Dims as GemmDims, Out, Strided, Write};
+use crate::pool;
 
 /// `c += a · b` through [`crate::gemm`] (any layout of the three is read in place).
 fn mul_add(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, c: &mut ArrayViewMut2<'_, f32>) {
@@ -658,9 +659,31 @@ pub(crate) fn gemm_step(
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
     let (r, m, k) = (step.r, step.m, step.k);
+    // The common case straight into the kernel: `Gᵀ` row-major, the output `[R, M]`
+    // row-major, the bias (if any) one per output column. Same arithmetic as the general
+    // path below (the buffer starts as the bias, the product is added to it), without its
+    // tiled-bias copy and view dispatch, which cost a few hundred nanoseconds per call at one
+    // row.
+    if g_t && step.kind.new_back && bias.map_or(true, |b| b.len() == m) {
+        let a = if step.kind.contracted_trailing {
+            Strided::rows(state, k)
+        } else {
+            Strided::transposed(state, r)
+        };
+        // Every element is written (from the bias, or by the product with beta = 0).
+        let mut out = pool::take(r * m);
+        gemm(
+            GemmDims { m: r, n: m, k },
+            a,
+            g,
+            m,
+            Out::new(&mut out, m, Write::Overwrite).bias(bias),
+        );
+        return out;
+    }
     let gm = mat(g, m, k, !g_t);
     let t = mat(state, r, k, step.kind.contracted_trailing);
-    // beta = 1 onto the tiled bias or zeros: OpenBLAS then skips its C-scaling pass.
+    // Accumulate onto the tiled bias or zeros.
     let mut out = match bias {
         Some(b) => b.repeat(r * m / b.len()),
         None => vec![0.0f32; r * m],
@@ -718,6 +741,8 @@ pub(crate) fn run(
             t.push(Taped {
                 state: state.into_owned(),
             });
+        } else if let Cow::Owned(v) = std::mem::replace(&mut state, Cow::Borrowed(&[])) {
+            pool::give(v);
         }
         state = Cow::Owned(out);
     }

@@ -76,3 +76,29 @@ pub fn assert_err_kind<T>(r: succulm::Result<T>, want: &str) {
         }
     }
 }
+
+/// The fixtures' vocabulary (with hidden words), probes, and the standard split for `max_len`
+/// (the seed's in-training prompts pinned to training): `(vocab, probes, train, valid)`.
+pub fn standard_data(
+    max_len: usize,
+) -> (
+    succulm::Vocab,
+    Vec<succulm::probes::Probe>,
+    succulm::data::Dataset,
+    succulm::data::Dataset,
+) {
+    let vocab = succulm::Vocab::load_with_hidden(
+        fixture("succulm_embeddings.json"),
+        fixture("succulm_hidden_words.json"),
+    )
+    .unwrap();
+    let probes = succulm::eval::load_probes(fixture("succulm_probes.json")).unwrap();
+    let pinned: Vec<&str> = probes
+        .iter()
+        .filter(|p| p.group == succulm::probes::ProbeGroup::SeedInTraining)
+        .map(|p| p.prompt.as_str())
+        .collect();
+    let pairs = succulm::data::load_corpus(fixture("")).unwrap();
+    let (train, valid) = succulm::data::standard_split(&vocab, &pairs, &pinned, max_len).unwrap();
+    (vocab, probes, train, valid)
+}
