@@ -810,11 +810,11 @@ impl TTLayer {
             return Ok(Array2::zeros((0, self.out_features())));
         }
         let sched = plan::plan_for(&self.dims, x.nrows(), mask, false);
-        Ok(self.run_schedule(&sched, x))
+        Ok(self.run_schedule(sched, x))
     }
 
-    fn run_schedule(&self, sched: &Schedule, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        self.run_prepared(&self.prepare(Arc::new(sched.clone())), x)
+    fn run_schedule(&self, sched: Schedule, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        self.run_prepared(&self.prepare(Arc::new(sched)), x)
     }
 
     /// `sched` with its blocks (merged and transposed as needed, from the caches).
@@ -1216,7 +1216,7 @@ impl TTLayer {
     #[cfg(test)]
     pub(crate) fn apply_mask(&self, x: ArrayView2<'_, f32>, mask: u64) -> Array2<f32> {
         let sched = plan::plan_for(&self.dims, x.nrows(), mask, false);
-        self.run_schedule(&sched, x)
+        self.run_schedule(sched, x)
     }
 
     #[cfg(test)]

@@ -7,7 +7,10 @@
 //! of candidate plans on that many rows — the [`MAX_TIMED`] cheapest by the model, plus the
 //! dense matrix and the unmerged sweep — and every later forward of that shape and row count
 //! (in any layer) uses the fastest. The cost model still breaks ties: a plan must be more
-//! than [`TIE`] faster than the model's favourite to replace it.
+//! than [`TIE`] faster than the model's favourite to replace it. The candidates are timed in
+//! interleaved rounds (each candidate once per round, its fastest run kept), so a slow spell
+//! of a shared machine slows all of them alike. [`TTLayer::pin_plan`](super::TTLayer::pin_plan)
+//! fixes a layer's plan for a row count outright, whichever planner is set.
 //!
 //! What is cached is the *plan* (which cores to merge), keyed by the cores' block dims and the
 //! row count: it does not depend on the cores' values, so a training step does not re-measure.
