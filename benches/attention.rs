@@ -10,7 +10,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::time::Duration;
-use succulm::layers::attention::bench::Core;
+use succulm::nn::layers::attention::bench::Core;
 
 const T: usize = 29;
 const D: usize = 50;

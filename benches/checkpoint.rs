@@ -2,7 +2,7 @@
 //! JSON and from safetensors: read, parse, validate, build the model.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use succulm::model::Model;
+use succulm::nn::model::Model;
 
 fn load(c: &mut Criterion) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/");

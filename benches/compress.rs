@@ -10,7 +10,7 @@ use succulm::compress::{compress_linear, CompressConfig, Modes, Target};
 use succulm::Linear;
 
 fn one_matrix(c: &mut Criterion) {
-    succulm::blas::set_num_threads(1);
+    succulm::tt::blas::set_num_threads(1);
     let mut rng = StdRng::seed_from_u64(2);
     let w = Array2::from_shape_fn((3072, 768), |_| rng.gen_range(-0.05..0.05f32));
     let linear = Linear::new(w, ndarray::Array1::zeros(3072)).unwrap();

@@ -13,15 +13,15 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use succulm::calibration::{compress_ffns, Calibration, CalibrationMode, CalibrationRows};
-use succulm::data::{load_corpus, standard_split};
-use succulm::eval::load_probes;
-use succulm::probes::ProbeGroup;
+use succulm::compress::calibration::{compress_ffns, Calibration, CalibrationMode, CalibrationRows};
+use succulm::text::data::{load_corpus, standard_split};
+use succulm::study::eval::load_probes;
+use succulm::text::probes::ProbeGroup;
 use succulm::tt::{DataAware, Truncation};
 use succulm::{FfnProjection, FfnTtSpec, Model, TTLayer, TTLayout};
 
 fn setup() -> (Model, succulm::Dataset) {
-    succulm::blas::set_num_threads(1);
+    succulm::tt::blas::set_num_threads(1);
     let (model, vocab) = Model::load("fixtures/succulm_upper_middle.json").expect("model");
     let probes = load_probes("fixtures/succulm_probes.json").expect("probes");
     let pinned: Vec<&str> = probes

@@ -1,4 +1,4 @@
-//! `succulm::gemm` against OpenBLAS (through ndarray, one thread) on the products of one
+//! `succulm::tt::gemm` against OpenBLAS (through ndarray, one thread) on the products of one
 //! training chunk of `upper_middle` (116 rows = 4 sequences of 29) and of a 1×29 forward:
 //! forward `x · Wᵀ` (with `Wᵀ` pre-packed, as `Linear` keeps it), weight gradient
 //! `dW += dyᵀ · x`, and input gradient `dx = dy · W`; and one large forward (`768 → 3072`,
@@ -8,14 +8,14 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::{linalg::general_mat_mul, Array2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use succulm::gemm::{matmul_into, Write};
+use succulm::tt::gemm::{matmul_into, Write};
 
 fn rand(r: usize, c: usize, rng: &mut StdRng) -> Array2<f32> {
     Array2::from_shape_simple_fn((r, c), || rng.gen_range(-1.0..1.0))
 }
 
 fn benches(c: &mut Criterion) {
-    succulm::blas::set_num_threads(1);
+    succulm::tt::blas::set_num_threads(1);
     let mut rng = StdRng::seed_from_u64(1);
     let mut g = c.benchmark_group("gemm");
     // (name, rows, in, out): the Linear layers of a block and the tied head.

@@ -21,10 +21,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::Duration;
-use succulm::generate::{
+use succulm::nn::generate::{
     encode_prompt, generate, generate_batch, generate_uncached, GenerateConfig, Sampling,
 };
-use succulm::model::{Model, ModelConfig};
+use succulm::nn::model::{Model, ModelConfig};
 use succulm::FfnTtSpec;
 
 const V: usize = 156;
@@ -110,7 +110,7 @@ fn bench_sweep_probe(c: &mut Criterion) {
 }
 
 fn benches(c: &mut Criterion) {
-    succulm::blas::set_num_threads(1);
+    succulm::tt::blas::set_num_threads(1);
     let config = ModelConfig::profile("upper_middle", V).expect("profile");
     let dense = Model::new(config, 0).expect("model");
     bench_model(c, "generate_upper_middle", &dense);

@@ -9,7 +9,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::time::Duration;
 use succulm::kernel_bench::{impls, name, AdamRows, Impl, LayerNormRows, LossRows};
-use succulm::layers::attention::bench::Core;
+use succulm::nn::layers::attention::bench::Core;
 
 const D: usize = 50;
 const V: usize = 156;

@@ -7,7 +7,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use succulm::layers::{positional_table, Embedding, LayerNorm};
+use succulm::nn::layers::{positional_table, Embedding, LayerNorm};
 use succulm::Parameters;
 
 const D: usize = 50;
@@ -55,7 +55,7 @@ fn benches(c: &mut Criterion) {
         })
         .collect();
     g.bench_function(format!("cross_entropy_{rows}x{V}"), |b| {
-        b.iter(|| succulm::loss::cross_entropy(black_box(logits.view()), &targets).unwrap())
+        b.iter(|| succulm::nn::loss::cross_entropy(black_box(logits.view()), &targets).unwrap())
     });
 
     let embed = Embedding::init(V, D, &mut rng);

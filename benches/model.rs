@@ -9,8 +9,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use succulm::model::{Model, ModelConfig};
-use succulm::optim::Adam;
+use succulm::nn::model::{Model, ModelConfig};
+use succulm::nn::optim::Adam;
 
 const V: usize = 155;
 const T: usize = 29;
@@ -36,7 +36,7 @@ fn forward_flops(c: &ModelConfig, rows: usize) -> f64 {
 }
 
 fn benches(c: &mut Criterion) {
-    succulm::blas::set_num_threads(env("SUCCULM_BLAS_THREADS"));
+    succulm::tt::blas::set_num_threads(env("SUCCULM_BLAS_THREADS"));
     let threads = env("SUCCULM_THREADS");
     let config = ModelConfig::profile("upper_middle", V).unwrap();
     let model = Model::new(config.clone(), 0).unwrap();
@@ -45,7 +45,7 @@ fn benches(c: &mut Criterion) {
         succulm::Parameters::num_params(&model),
         forward_flops(&config, 32 * T) / 1e6,
         3.0 * forward_flops(&config, 32 * T) / 1e6,
-        succulm::blas::num_threads()
+        succulm::tt::blas::num_threads()
     );
 
     let mut g = c.benchmark_group("upper_middle");

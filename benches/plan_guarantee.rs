@@ -40,8 +40,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; this harness takes no other arguments.
-    succulm::gemm::set_threads(1);
-    succulm::blas::set_num_threads(1);
+    succulm::tt::gemm::set_threads(1);
+    succulm::tt::blas::set_num_threads(1);
     let rounds: usize = std::env::var("PLAN_GUARANTEE_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -4,7 +4,7 @@
 //! for the dense layer), so criterion's `Kelem/s`/`Melem/s`/`Gelem/s` read as FLOP/s.
 //!
 //! `TT_BENCH_THREADS` sets the threads one large product may use (default 1, see
-//! `succulm::gemm::set_threads`; OpenBLAS, used by the TT-SVD, gets the same count).
+//! `succulm::tt::gemm::set_threads`; OpenBLAS, used by the TT-SVD, gets the same count).
 //! `tt_r{bond}` uses the cost model's plan, `tt_r{bond}_measured` the measured planner's
 //! (`succulm::tt::Planner::Measure`).
 //! Run e.g. `cargo bench --bench tt_contraction -- fwd_50to200`.
@@ -14,7 +14,7 @@ use std::time::Duration;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{Array2, Axis};
 use rand::{rngs::StdRng, SeedableRng};
-use succulm::gemm::{matmul_into, Write};
+use succulm::tt::gemm::{matmul_into, Write};
 use succulm::tt::{set_planner, tt_svd, Planner, Truncation};
 use succulm::{Linear, TTLayer};
 
@@ -41,8 +41,8 @@ fn threads() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
-    succulm::blas::set_num_threads(n);
-    succulm::gemm::set_threads(n);
+    succulm::tt::blas::set_num_threads(n);
+    succulm::tt::gemm::set_threads(n);
 }
 
 fn bench_forward(c: &mut Criterion) {

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use succulm::compress::{compress_file, CompressConfig, Modes, Target, WeightLayout};
-use succulm::sweep::Method;
+use succulm::study::sweep::Method;
 use succulm::{Error, TTLayout};
 
 fn list(flag: &str, v: &str) -> Result<Vec<usize>, Error> {
@@ -127,7 +127,7 @@ fn main() -> Result<(), Error> {
             path: path.clone(),
             source,
         })?;
-        succulm::io::write_atomic(&path, &json)?;
+        succulm::fs::write_atomic(&path, &json)?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 //!     fixtures/succulm_upper_middle.safetensors
 //! ```
 
-use succulm::model::Model;
+use succulm::nn::model::Model;
 use succulm::Error;
 
 fn main() -> Result<(), Error> {

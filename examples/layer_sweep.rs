@@ -20,19 +20,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rand::{rngs::StdRng, SeedableRng};
-use succulm::calibration::{CalibrationMode, CalibrationRows};
-use succulm::cli::{self, Flags};
-use succulm::data::{load_corpus, standard_split};
-use succulm::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
-use succulm::generate::{
+use succulm::compress::calibration::{CalibrationMode, CalibrationRows};
+use succulm::study::cli::{self, Flags};
+use succulm::text::data::{load_corpus, standard_split};
+use succulm::study::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
+use succulm::nn::generate::{
     format_example, format_examples_side_by_side, model_example, GenerateConfig, Sampling,
 };
-use succulm::probes::ProbeGroup;
-use succulm::report::html::{ExperimentRun, Experiments};
-use succulm::report::{self, verdict};
-use succulm::shard::{merge_parts, Shard, SweepPart};
-use succulm::sweep::{self, HealKind, Method, DEFAULT_BONDS, SEED_EXPERIMENTS, SEED_SETTINGS};
-use succulm::train::{fine_tune_tt, heal_distill, Teacher, TrainConfig};
+use succulm::text::probes::ProbeGroup;
+use succulm::study::report::html::{ExperimentRun, Experiments};
+use succulm::study::report::{self, verdict};
+use succulm::study::shard::{merge_parts, Shard, SweepPart};
+use succulm::study::sweep::{self, HealKind, Method, DEFAULT_BONDS, SEED_EXPERIMENTS, SEED_SETTINGS};
+use succulm::nn::train::{fine_tune_tt, heal_distill, Teacher, TrainConfig};
 use succulm::{Error, Result};
 
 const HELP: &str = "\
@@ -182,8 +182,8 @@ fn missing(path: &std::path::Path, how: &str) -> Error {
 }
 
 fn run(a: Args) -> Result<()> {
-    // Tiny matrices: one BLAS thread is faster (see `succulm::blas`).
-    succulm::blas::set_num_threads(1);
+    // Tiny matrices: one BLAS thread is faster (see `succulm::tt::blas`).
+    succulm::tt::blas::set_num_threads(1);
     if !a.checkpoint.exists() {
         return Err(missing(&a.checkpoint, TRAIN_COMMAND));
     }
@@ -330,7 +330,7 @@ fn run(a: Args) -> Result<()> {
         // Per-epoch progress (cells heal concurrently, so the count is over all of them).
         let (done, started, total) = (&epochs_done, std::time::Instant::now(), heal_total);
         let heal = move |m: &mut succulm::Model| -> Result<()> {
-            let on_epoch = |r: &succulm::train::EpochReport| {
+            let on_epoch = |r: &succulm::nn::train::EpochReport| {
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 let secs = started.elapsed().as_secs_f64();
                 let eta = secs / n as f64 * total.saturating_sub(n) as f64;
@@ -470,7 +470,7 @@ fn run(a: Args) -> Result<()> {
 /// The table, the comparison and budget tables and the verdicts to stdout; every file (and
 /// `report.html`) to `out`.
 fn print_and_write(
-    report: &succulm::sweep::SweepReport,
+    report: &succulm::study::sweep::SweepReport,
     experiments: Option<&Experiments>,
     out: &std::path::Path,
     heal_epochs: usize,

@@ -25,9 +25,9 @@ use std::process::ExitCode;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use succulm::cli::{self, Flags};
-use succulm::io::write_atomic;
-use succulm::probes::{Probe, ProbeGroup};
+use succulm::study::cli::{self, Flags};
+use succulm::fs::write_atomic;
+use succulm::text::probes::{Probe, ProbeGroup};
 use succulm::tokenize;
 
 const NORMAL_PAIRS: usize = 640;

@@ -1,5 +1,5 @@
 //! Regenerates `fixtures/succulm_embeddings.json`: one 50-d vector per vocabulary word, computed
-//! with the crate's own linear algebra (see `succulm::embeddings`):
+//! with the crate's own linear algebra (see `succulm::text::embeddings`):
 //!
 //! 1. the vocabulary: the four specials, every token of the two pair files and the hidden words;
 //! 2. co-occurrence counts (window 4, weight 1/distance) over `fixtures/background.txt`, each line
@@ -20,9 +20,9 @@ use std::process::ExitCode;
 use ndarray::{Array2, Axis};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
-use succulm::cli::{self, Flags};
-use succulm::embeddings::{cooccurrence, ppmi, save_embeddings, svd_vectors};
-use succulm::vocab::{load_hidden_words, BOS, EOS, SPECIAL_TOKENS};
+use succulm::study::cli::{self, Flags};
+use succulm::text::embeddings::{cooccurrence, ppmi, save_embeddings, svd_vectors};
+use succulm::text::vocab::{load_hidden_words, BOS, EOS, SPECIAL_TOKENS};
 use succulm::{load_pairs, tokenize, Result, Vocab};
 
 const DIM: usize = 50;

@@ -20,14 +20,14 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use succulm::data::{load_corpus, standard_split};
-use succulm::eval::{hidden_ids, load_probes, SampleConfig};
-use succulm::generate::Sampling;
-use succulm::probes::ProbeGroup;
-use succulm::replicate::{self, ReplicaPart, ReplicaReport, Replication, SweepPlan};
-use succulm::shard::Shard;
-use succulm::sweep::{self, DEFAULT_BONDS};
-use succulm::train::TrainConfig;
+use succulm::text::data::{load_corpus, standard_split};
+use succulm::study::eval::{hidden_ids, load_probes, SampleConfig};
+use succulm::nn::generate::Sampling;
+use succulm::text::probes::ProbeGroup;
+use succulm::study::replicate::{self, ReplicaPart, ReplicaReport, Replication, SweepPlan};
+use succulm::study::shard::Shard;
+use succulm::study::sweep::{self, DEFAULT_BONDS};
+use succulm::nn::train::TrainConfig;
 use succulm::{Error, Model, Result, Vocab};
 
 const HELP: &str = "\
@@ -152,7 +152,7 @@ fn eta(elapsed: f64, done: usize, total: usize) -> String {
 }
 
 fn run(a: Args) -> Result<()> {
-    succulm::blas::set_num_threads(1);
+    succulm::tt::blas::set_num_threads(1);
     let started = Instant::now();
     let vocab = Vocab::load_with_hidden(
         a.fixtures.join("succulm_embeddings.json"),
@@ -236,7 +236,7 @@ fn run(a: Args) -> Result<()> {
     // The same split for every sweep (the profile's max_len; checkpoints share it).
     let max_len = models
         .first()
-        .map_or(succulm::model::PROFILE_MAX_LEN, |m| m.config().max_len);
+        .map_or(succulm::nn::model::PROFILE_MAX_LEN, |m| m.config().max_len);
     let (train, valid) = standard_split(&vocab, &pairs, &pinned, max_len)?;
     let hidden = hidden_ids(&vocab)?;
     let n_blocks = models.first().map_or(0, |m| m.config().n_layers);
@@ -292,8 +292,8 @@ fn run(a: Args) -> Result<()> {
         };
         let report = replicate::sweep_model(model, &vocab, &plan, &progress)?;
         let dir = a.out.join(format!("model_{}", mine[j] + 1));
-        succulm::report::write_all(&report, &dir)?;
-        succulm::report::html::write(&report, None, &dir)?;
+        succulm::study::report::write_all(&report, &dir)?;
+        succulm::study::report::html::write(&report, None, &dir)?;
         reports.push(ReplicaReport {
             label: label.clone(),
             report,

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rand::{rngs::StdRng, SeedableRng};
-use succulm::cli::{self, Flags};
-use succulm::generate::{format_example, generate_text, model_example, GenerateConfig, Sampling};
+use succulm::study::cli::{self, Flags};
+use succulm::nn::generate::{format_example, generate_text, model_example, GenerateConfig, Sampling};
 use succulm::{Error, Result};
 
 const HELP: &str = "\
@@ -108,8 +108,8 @@ fn parse_args() -> Result<Option<Args>> {
 
 /// Runs the prompts; `Ok(false)` when every prompt given was rejected.
 fn run(a: Args) -> Result<bool> {
-    // Tiny matrices: one BLAS thread is faster (see `succulm::blas`).
-    succulm::blas::set_num_threads(1);
+    // Tiny matrices: one BLAS thread is faster (see `succulm::tt::blas`).
+    succulm::tt::blas::set_num_threads(1);
     if !a.checkpoint.exists() {
         return Err(Error::invalid_arg(
             "--checkpoint",

@@ -6,18 +6,18 @@
 //!     --lr 1e-3 --seed 42 --out fixtures/succulm_upper_middle.json [--threads 2] [--clip 1.0]
 //! ```
 //!
-//! The split is the crate's standard one (`succulm::data::standard_split`): 10% validation,
+//! The split is the crate's standard one (`succulm::text::data::standard_split`): 10% validation,
 //! with the seed's five in-training prompts (from `fixtures/succulm_probes.json`) kept in
 //! training.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use succulm::cli::{self, Flags};
-use succulm::data::{load_corpus, standard_split};
-use succulm::model::Model;
-use succulm::probes::{load_probes, ProbeGroup};
-use succulm::train::{TrainConfig, Trainer};
+use succulm::study::cli::{self, Flags};
+use succulm::text::data::{load_corpus, standard_split};
+use succulm::nn::model::Model;
+use succulm::text::probes::{load_probes, ProbeGroup};
+use succulm::nn::train::{TrainConfig, Trainer};
 use succulm::{Result, Vocab};
 
 const HELP: &str = "\
@@ -76,7 +76,7 @@ fn parse(mut flags: Flags) -> Result<Option<Args>> {
 }
 
 fn run(args: Args) -> Result<()> {
-    succulm::blas::set_num_threads(1);
+    succulm::tt::blas::set_num_threads(1);
     let vocab = Vocab::load_with_hidden(
         args.fixtures.join("succulm_embeddings.json"),
         args.fixtures.join("succulm_hidden_words.json"),

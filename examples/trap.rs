@@ -12,12 +12,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use succulm::data::{load_corpus, standard_split};
-use succulm::eval::{load_probes, SampleConfig};
-use succulm::generate::Sampling;
-use succulm::probes::ProbeGroup;
-use succulm::train::TrainConfig;
-use succulm::trap::{self, Embeddings, TrapConfig};
+use succulm::text::data::{load_corpus, standard_split};
+use succulm::study::eval::{load_probes, SampleConfig};
+use succulm::nn::generate::Sampling;
+use succulm::text::probes::ProbeGroup;
+use succulm::nn::train::TrainConfig;
+use succulm::study::trap::{self, Embeddings, TrapConfig};
 use succulm::{Error, Result, Vocab};
 
 const HELP: &str = "\
@@ -84,7 +84,7 @@ fn run() -> Result<bool> {
             other => return Err(Error::invalid_arg(other, "unknown option (see --help)")),
         }
     }
-    succulm::blas::set_num_threads(1);
+    succulm::tt::blas::set_num_threads(1);
     let vocab = Vocab::load_with_hidden(
         fixtures.join("succulm_embeddings.json"),
         fixtures.join("succulm_hidden_words.json"),
@@ -128,12 +128,12 @@ fn run() -> Result<bool> {
     })?;
     let json = serde_json::to_string_pretty(&study)
         .map_err(|e| Error::invalid_arg("study", e.to_string()))?;
-    succulm::io::write_atomic(out.join("trap.json"), json.as_bytes())?;
-    succulm::io::write_atomic(
+    succulm::fs::write_atomic(out.join("trap.json"), json.as_bytes())?;
+    succulm::fs::write_atomic(
         out.join("trap.txt"),
         format!("{table}\n{conclusion}").as_bytes(),
     )?;
-    succulm::io::write_atomic(out.join("trap_mass.svg"), trap::chart(&study).as_bytes())?;
+    succulm::fs::write_atomic(out.join("trap_mass.svg"), trap::chart(&study).as_bytes())?;
     eprintln!(
         "wrote trap.json, trap.txt, trap_mass.svg to {}",
         out.display()

@@ -46,46 +46,28 @@
 // Links the system OpenBLAS (BLAS for ndarray, LAPACK for ndarray-linalg).
 extern crate openblas_src;
 
-pub mod blas;
-pub mod calibration;
-pub mod checkpoint;
-pub mod cli;
-pub mod compress;
-pub mod data;
-pub mod embeddings;
-pub mod error;
-pub mod eval;
-pub mod gemm;
-pub mod generate;
-pub mod io;
-mod kernels;
-#[doc(hidden)]
-pub use kernels::bench as kernel_bench;
-pub mod layers;
-pub mod loss;
-pub mod model;
-pub mod optim;
-pub mod params;
-mod pool;
-pub mod probes;
-pub mod replicate;
-pub mod report;
-pub mod safetensors_io;
-pub mod shard;
-pub mod surgery;
-pub mod sweep;
-pub mod train;
-pub mod trap;
-pub mod tt;
-pub mod vocab;
-mod workers;
+/// The tensor-train crate, `succulm-tt`: the numeric base (`gemm`, `Linear`, `Parameters`, the
+/// error type) and tensor trains (`tt_svd`, `TTLayer`, data-aware truncation, budgets).
+pub use succulm_tt as tt;
+pub use succulm_tt::error;
 
-pub use data::{load_pairs, Batch, Dataset, EncodedPair};
+pub mod compress;
+pub mod fs;
+pub mod io;
+pub mod nn;
+pub mod study;
+pub mod text;
+
+#[doc(hidden)]
+pub use nn::kernels::bench as kernel_bench;
+
 pub use error::{Error, Result};
-pub use layers::Linear;
-pub use model::{Grads, KvCache, Model, ModelConfig};
-pub use params::Parameters;
-pub use probes::Probe;
-pub use surgery::{FfnProjection, FfnTtSpec, TensorizeReport};
+pub use io::checkpoint;
+pub use nn::layers::Linear;
+pub use nn::model::{Grads, KvCache, Model, ModelConfig};
+pub use compress::surgery::{FfnProjection, FfnTtSpec, TensorizeReport};
+pub use text::data::{load_pairs, Batch, Dataset, EncodedPair};
+pub use text::probes::Probe;
+pub use text::vocab::{detokenize, tokenize, Vocab};
+pub use tt::params::Parameters;
 pub use tt::{tt_svd, TTLayer, TTLayout, TTSpec, Truncation};
-pub use vocab::{detokenize, tokenize, Vocab};

@@ -3,12 +3,12 @@
 //! and its optimality, plain TT-SVD unchanged, budgets within their limits, bad input refused.
 
 use ndarray::{s, Array2};
-use succulm::calibration::{
+use succulm::compress::calibration::{
     compress_ffns, plan_budget, Budget, Calibration, CalibrationMode, CalibrationRows,
     DenseCalibration,
 };
 use succulm::tt::DataAware;
-use succulm::vocab::{BOS, PAD};
+use succulm::text::vocab::{BOS, PAD};
 use succulm::{Error, FfnProjection, FfnTtSpec, Model, ModelConfig};
 
 fn model(seed: u64) -> Model {
@@ -290,7 +290,7 @@ fn bad_calibration_input_is_an_error() {
 /// promise (allocated ≤ uniform in parameters and discarded energy).
 #[test]
 fn sweep_callbacks_compress_and_budget() {
-    use succulm::sweep::{budget_arms, compress, tensorized, Method, SweepCalibration};
+    use succulm::study::sweep::{budget_arms, compress, tensorized, Method, SweepCalibration};
     let m = model(6);
     let x = rows(24, 5);
     let v = rows(6, 9);
@@ -309,7 +309,7 @@ fn sweep_callbacks_compress_and_budget() {
     let (a, ia) = compress(&m, Method::Weight, &blocks, &bonds, None).unwrap();
     assert_eq!(a, plain);
     // (NaN output errors: compare the JSON, where both are null.)
-    let json = |i: &succulm::sweep::CompressionInfo| serde_json::to_string(i).unwrap();
+    let json = |i: &succulm::study::sweep::CompressionInfo| serde_json::to_string(i).unwrap();
     assert_eq!(json(&ia), json(&info));
     let (b, ib) = compress(&m, Method::Weight, &blocks, &bonds, Some(&cal)).unwrap();
     assert_eq!(b, plain);

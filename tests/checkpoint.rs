@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use succulm::model::{Model, ModelConfig};
+use succulm::nn::model::{Model, ModelConfig};
 use succulm::{Error, Vocab};
 
 fn vocab(n: usize) -> Vocab {

@@ -3,12 +3,12 @@
 //! comparison of a data-aware method with plain TT-SVD (ratios worked by hand, verdicts on
 //! planted effects and null cases), the budget table, the JSON round trip.
 
-use succulm::eval::{CellMetrics, SampleConfig, SampledMetrics, TeacherForcedMetrics};
-use succulm::generate::Sampling;
-use succulm::report::compare::{self, Side};
-use succulm::report::verdict::{self, Outcome};
-use succulm::report::{self, Metric};
-use succulm::sweep::{
+use succulm::study::eval::{CellMetrics, SampleConfig, SampledMetrics, TeacherForcedMetrics};
+use succulm::nn::generate::Sampling;
+use succulm::study::report::compare::{self, Side};
+use succulm::study::report::verdict::{self, Outcome};
+use succulm::study::report::{self, Metric};
+use succulm::study::sweep::{
     parse_methods, BudgetArm, BudgetCell, CompressionInfo, HealKind, Method, ProjectionError,
     SweepCell, SweepReport,
 };

@@ -11,8 +11,8 @@ use succulm::compress::{
     balanced_modes, compress, compress_file, glob_match, load_tt_layers, CompressConfig, Modes,
     Target, WeightLayout,
 };
-use succulm::safetensors_io::{write_f32, SafetensorsFile};
-use succulm::sweep::Method;
+use succulm::io::safetensors::{write_f32, SafetensorsFile};
+use succulm::study::sweep::Method;
 use succulm::Error;
 
 fn fixture(name: &str) -> PathBuf {

@@ -6,9 +6,9 @@ mod common;
 use std::collections::HashSet;
 
 use common::{all_pairs, fixture, vocab};
-use succulm::embeddings::nearest;
-use succulm::probes::{load_probes, Probe, ProbeGroup};
-use succulm::vocab::{load_hidden_words, NUM_SPECIAL, UNK};
+use succulm::text::embeddings::nearest;
+use succulm::text::probes::{load_probes, Probe, ProbeGroup};
+use succulm::text::vocab::{load_hidden_words, NUM_SPECIAL, UNK};
 use succulm::{load_pairs, tokenize};
 
 const SEED_IN: [(&str, &str); 5] = [
@@ -353,14 +353,14 @@ fn word_vectors_behave_like_pretrained_ones() {
     }
     // And far closer than two words picked without a relation.
     let cos = |a: &str, b: &str| {
-        succulm::embeddings::cosine_f32(emb.row(v.id(a) as usize), emb.row(v.id(b) as usize))
+        succulm::text::embeddings::cosine_f32(emb.row(v.id(a) as usize), emb.row(v.id(b) as usize))
     };
     let related = (cos("he", "she") + cos("boy", "girl") + cos("ruby", "winy")) / 3.0;
     let mut sum = 0.0;
     let mut n = 0;
     for i in 0..v.len() {
         for j in 0..i {
-            sum += succulm::embeddings::cosine_f32(emb.row(i), emb.row(j)).abs();
+            sum += succulm::text::embeddings::cosine_f32(emb.row(i), emb.row(j)).abs();
             n += 1;
         }
     }

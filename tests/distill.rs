@@ -12,12 +12,12 @@ use ndarray::{s, Array2, Array3, ArrayD, ArrayView3, ArrayViewD, ArrayViewMutD, 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
-use succulm::data::{Dataset, EncodedPair};
-use succulm::eval::TeacherForced;
-use succulm::loss::{distillation, softmax};
-use succulm::model::{Model, ModelConfig};
-use succulm::train::{heal_distill, Teacher, TrainConfig, Trainer};
-use succulm::vocab::{BOS, EOS, PAD};
+use succulm::text::data::{Dataset, EncodedPair};
+use succulm::study::eval::TeacherForced;
+use succulm::nn::loss::{distillation, softmax};
+use succulm::nn::model::{Model, ModelConfig};
+use succulm::nn::train::{heal_distill, Teacher, TrainConfig, Trainer};
+use succulm::text::vocab::{BOS, EOS, PAD};
 use succulm::{Error, FfnTtSpec, Parameters};
 
 const RTOL: f64 = 5e-3;
@@ -400,7 +400,7 @@ fn distillation_healing_lowers_the_kl_and_freezes_dense_parameters() {
     assert!(kl_after < 0.7 * kl_before, "{kl_before} -> {kl_after}");
     assert!(reports[2].train_loss < reports[0].train_loss);
     // val_loss is the cross-entropy on `valid`.
-    let ce = succulm::train::evaluate_dataset(&model, &valid, 16).unwrap();
+    let ce = succulm::nn::train::evaluate_dataset(&model, &valid, 16).unwrap();
     assert!((reports[2].val_loss.unwrap() - ce).abs() < 1e-6);
 
     let tt: HashSet<String> = model.tt_parameter_names().into_iter().collect();

@@ -32,7 +32,7 @@ fn tiny_checkpoints(name: &str) -> (Vec<u8>, Vec<u8>) {
 /// [`tiny_checkpoints`] in the format of extension `ext` (`json` or `safetensors`).
 fn tiny_checkpoints_as(name: &str, ext: &str) -> (Vec<u8>, Vec<u8>) {
     let dir = common::temp_dir(name);
-    let mut words: Vec<String> = succulm::vocab::SPECIAL_TOKENS
+    let mut words: Vec<String> = succulm::text::vocab::SPECIAL_TOKENS
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -268,11 +268,11 @@ fn fuzz_probes() {
     fuzz_file(
         "probes",
         &seed,
-        |p| succulm::probes::load_probes(p),
+        |p| succulm::text::probes::load_probes(p),
         |probes| {
             assert!(!probes.is_empty());
             // Valid probes either prepare against the vocabulary or give an error.
-            let _ = succulm::eval::prepare_probes(probes, &vocab);
+            let _ = succulm::study::eval::prepare_probes(probes, &vocab);
         },
     );
 }
@@ -283,7 +283,7 @@ fn fuzz_hidden_words() {
     fuzz_file(
         "hidden_words",
         &seed,
-        |p| succulm::vocab::load_hidden_words(p),
+        |p| succulm::text::vocab::load_hidden_words(p),
         |words| {
             let set: std::collections::HashSet<&String> = words.iter().collect();
             assert_eq!(set.len(), words.len(), "distinct");
@@ -300,7 +300,7 @@ fn fuzz_embeddings() {
     let full = vocab.embeddings().unwrap();
     let vectors = full.slice(ndarray::s![..10, ..6]).to_owned();
     let p = common_fuzz::scratch("embeddings-seed", "json");
-    succulm::embeddings::save_embeddings(&p, &words, vectors.view()).unwrap();
+    succulm::text::embeddings::save_embeddings(&p, &words, vectors.view()).unwrap();
     let seed = std::fs::read(&p).unwrap();
     let _ = std::fs::remove_file(&p);
     fuzz_file(

@@ -1,5 +1,5 @@
 //! Mutation fuzzing of the tokenizer and of the command-line value parsers the examples use
-//! (`succulm::cli`, the sweep's lists, methods, healing and calibration names), seeded from real
+//! (`succulm::study::cli`, the sweep's lists, methods, healing and calibration names), seeded from real
 //! command lines and fixture text. Each case must end in an `Err` or a valid value, without a
 //! panic or a large allocation. See `tests/common_fuzz` and `SUCCULM_FUZZ_CASES`.
 
@@ -8,7 +8,7 @@ mod common_alloc;
 mod common_fuzz;
 
 use rand::Rng;
-use succulm::cli;
+use succulm::study::cli;
 
 #[global_allocator]
 static ALLOC: common_alloc::Counting = common_alloc::Counting;
@@ -51,7 +51,7 @@ fn fuzz_tokenizer() {
             let ids = vocab.encode(&s);
             assert_eq!(ids.len(), toks.len());
             assert!(ids.iter().all(|&i| (i as usize) < vocab.len()));
-            match succulm::generate::encode_prompt(&vocab, &s) {
+            match succulm::nn::generate::encode_prompt(&vocab, &s) {
                 Ok(p) => assert!(!p.is_empty()),
                 Err(e) => assert!(e.to_string().len() < 400),
             }
@@ -111,23 +111,23 @@ fn fuzz_flag_values() {
             assert!(shown.chars().count() <= cli::SHOWN_CHARS * 10 + 40);
             assert!(!shown.chars().any(char::is_control));
             let _ = cli::unknown(&s).to_string();
-            if let Ok(b) = succulm::sweep::parse_bonds(&s) {
+            if let Ok(b) = succulm::study::sweep::parse_bonds(&s) {
                 assert!(!b.is_empty() && b.iter().all(|&x| x >= 1));
                 let set: std::collections::HashSet<_> = b.iter().collect();
                 assert_eq!(set.len(), b.len());
             }
-            if let Ok(sets) = succulm::sweep::parse_block_sets(&s, 4) {
+            if let Ok(sets) = succulm::study::sweep::parse_block_sets(&s, 4) {
                 assert!(sets
                     .iter()
                     .all(|s| !s.is_empty() && s.iter().all(|&b| b < 4)));
             }
-            if let Ok(m) = succulm::sweep::parse_methods(&s) {
+            if let Ok(m) = succulm::study::sweep::parse_methods(&s) {
                 assert!(!m.is_empty());
             }
-            let _ = succulm::sweep::HealKind::parse(&s);
-            let _ = succulm::calibration::CalibrationMode::parse(&s);
+            let _ = succulm::study::sweep::HealKind::parse(&s);
+            let _ = succulm::compress::calibration::CalibrationMode::parse(&s);
             if let Ok(sampling) =
-                cli::positive_f32("--temperature", &s).map(succulm::generate::Sampling::Temperature)
+                cli::positive_f32("--temperature", &s).map(succulm::nn::generate::Sampling::Temperature)
             {
                 let _ = sampling.validate();
             }

@@ -5,11 +5,11 @@ mod toy;
 
 use ndarray::Array2;
 use rand::{rngs::StdRng, SeedableRng};
-use succulm::generate::{
+use succulm::nn::generate::{
     encode_prompt, format_example, generate, generate_text, generate_uncached, model_example,
     GenerateConfig, Generation, LanguageModel, Sampling, SEED_PROMPTS,
 };
-use succulm::vocab::{BOS, EOS, PAD, UNK};
+use succulm::text::vocab::{BOS, EOS, PAD, UNK};
 use succulm::Error;
 use toy::{id, vocab, Bigram, Prefix, V};
 
@@ -313,7 +313,7 @@ fn text_prompts_are_lowercased_tokenized_and_unknown_words_become_unk() {
     }
     let m = Bigram::new(t, 29);
     let cfg = GenerateConfig::temperature(0.6);
-    let text = succulm::generate::talk(&m, &v, "Is ruby a boy?", &cfg, &mut rng(0)).unwrap();
+    let text = succulm::nn::generate::talk(&m, &v, "Is ruby a boy?", &cfg, &mut rng(0)).unwrap();
     assert_eq!(text, "yes, he.");
     let ex = model_example(&m, &v, &cfg, &mut rng(0)).unwrap();
     assert_eq!(ex.len(), SEED_PROMPTS.len());

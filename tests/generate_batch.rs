@@ -12,15 +12,15 @@ mod toy;
 use ndarray::{Array2, ArrayView1};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use succulm::data::{load_corpus, standard_split};
-use succulm::eval::{
+use succulm::text::data::{load_corpus, standard_split};
+use succulm::study::eval::{
     hidden_ids, load_probes, sample_probes, sample_seed, Evaluator, PreparedProbe, SampleConfig,
 };
-use succulm::generate::{generate, generate_batch, GenerateConfig, LanguageModel, Sampling};
-use succulm::model::{KvCache, Model, ModelConfig};
-use succulm::probes::ProbeGroup;
-use succulm::sweep::{run_grid, tensorized, Grid, Method};
-use succulm::vocab::{BOS, EOS};
+use succulm::nn::generate::{generate, generate_batch, GenerateConfig, LanguageModel, Sampling};
+use succulm::nn::model::{KvCache, Model, ModelConfig};
+use succulm::text::probes::ProbeGroup;
+use succulm::study::sweep::{run_grid, tensorized, Grid, Method};
+use succulm::text::vocab::{BOS, EOS};
 use succulm::{Error, FfnTtSpec, Vocab};
 
 fn shipped() -> (Model, Vocab) {
@@ -129,7 +129,7 @@ fn batched_rows_give_the_one_row_logits_at_every_step_on_the_shipped_model() {
 #[test]
 fn one_row_through_the_batched_path_is_the_one_row_path_bit_for_bit() {
     let (model, vocab) = shipped();
-    let prompt = succulm::generate::encode_prompt(&vocab, "is winy a girl?").unwrap();
+    let prompt = succulm::nn::generate::encode_prompt(&vocab, "is winy a girl?").unwrap();
     let mut prefix = vec![BOS];
     prefix.extend(&prompt);
     let mut a = model.new_cache();
@@ -177,7 +177,7 @@ fn every_batched_answer_is_drawn_from_its_one_row_distributions() {
     let max_len = model.config().max_len;
     let (mut eos, mut full, mut distinct) = (0, 0, std::collections::HashSet::new());
     for prompt in ["who is winy?", "does ruby know three winters?", "ruby"] {
-        let prompt = succulm::generate::encode_prompt(&vocab, prompt).unwrap();
+        let prompt = succulm::nn::generate::encode_prompt(&vocab, prompt).unwrap();
         let mut rngs: Vec<StdRng> = (0..24).map(|s| StdRng::seed_from_u64(100 + s)).collect();
         let answers = generate_batch(&model, &prompt, &config, &mut rngs).unwrap();
         assert_eq!(answers.len(), 24);
@@ -276,7 +276,7 @@ fn on_a_model_whose_batched_call_is_the_one_row_call_batching_changes_no_draw() 
 
 fn fixture_probes(vocab: &Vocab) -> Vec<PreparedProbe> {
     let probes = load_probes(common::fixture("succulm_probes.json")).unwrap();
-    succulm::eval::prepare_probes(&probes, vocab).unwrap()
+    succulm::study::eval::prepare_probes(&probes, vocab).unwrap()
 }
 
 #[test]
@@ -352,7 +352,7 @@ fn the_sweep_on_the_shipped_model_is_the_same_on_2_and_3_threads() {
                 tensorized(&model, blocks, &vec![bond; blocks.len()])
             },
             None::<(
-                succulm::sweep::HealKind,
+                succulm::study::sweep::HealKind,
                 fn(&mut Model) -> succulm::Result<()>,
             )>,
             &|_: &str| {},
@@ -509,7 +509,7 @@ fn fluency_of_batched_samples_with_repeats_is_the_mean_of_each_answers_nll() {
     };
     let samples = sample_probes(&model, &probes, &cfg).unwrap();
     let hidden = hidden_ids(&vocab).unwrap();
-    let m = succulm::eval::sampled_metrics(&model, &probes, &samples, &hidden, 16).unwrap();
+    let m = succulm::study::eval::sampled_metrics(&model, &probes, &samples, &hidden, 16).unwrap();
     let mut nlls = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut repeats = 0;
@@ -552,17 +552,17 @@ fn fluency_tells_apart_the_same_ids_split_differently_between_prompt_and_answer(
     let (model, vocab) = shipped();
     let mut probes = fixture_probes(&vocab);
     probes.truncate(2);
-    let words = succulm::generate::encode_prompt(&vocab, "ruby is red").unwrap();
+    let words = succulm::nn::generate::encode_prompt(&vocab, "ruby is red").unwrap();
     probes[0].prompt_ids = words[..2].to_vec();
     probes[1].prompt_ids = words[..1].to_vec();
-    let answer = |ids: &[u32]| succulm::generate::Generation {
+    let answer = |ids: &[u32]| succulm::nn::generate::Generation {
         prompt_ids: Vec::new(),
         ids: ids.to_vec(),
         stopped_at_eos: true,
         probs: None,
     };
     let samples = vec![vec![answer(&words[2..])], vec![answer(&words[1..])]];
-    let m = succulm::eval::sampled_metrics(&model, &probes, &samples, &[], 8).unwrap();
+    let m = succulm::study::eval::sampled_metrics(&model, &probes, &samples, &[], 8).unwrap();
     // The truth: mean over the two answers of the NLL of the answer's tokens and EOS.
     let mut seq = vec![BOS];
     seq.extend(&words);

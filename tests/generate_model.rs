@@ -5,11 +5,11 @@
 use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use succulm::generate::{
+use succulm::nn::generate::{
     generate, generate_text, generate_uncached, GenerateConfig, Generation, Sampling,
 };
-use succulm::model::{Model, ModelConfig};
-use succulm::vocab::{BOS, EOS};
+use succulm::nn::model::{Model, ModelConfig};
+use succulm::text::vocab::{BOS, EOS};
 use succulm::{FfnTtSpec, Vocab};
 
 fn config() -> ModelConfig {
@@ -231,7 +231,7 @@ fn the_real_models_first_token_frequencies_follow_softmax() {
         "/fixtures/succulm_upper_middle.json"
     );
     let (model, vocab) = Model::load(path).unwrap();
-    let prompt = succulm::generate::encode_prompt(&vocab, "who is winy ?").unwrap();
+    let prompt = succulm::nn::generate::encode_prompt(&vocab, "who is winy ?").unwrap();
     let t = 1.5f32;
     let mut seq = vec![BOS];
     seq.extend(&prompt);

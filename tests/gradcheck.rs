@@ -9,8 +9,8 @@ use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMutD, Ix2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
-use succulm::layers::{Attention, Block, Ffn, LayerNorm, Projection};
-use succulm::model::{Model, ModelConfig};
+use succulm::nn::layers::{Attention, Block, Ffn, LayerNorm, Projection};
+use succulm::nn::model::{Model, ModelConfig};
 use succulm::{Linear, Parameters};
 
 const H: f32 = 1e-3;

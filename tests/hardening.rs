@@ -11,8 +11,8 @@ use std::process::{Command, Output, Stdio};
 use ndarray::Array2;
 use rand::{rngs::StdRng, SeedableRng};
 use serde_json::Value;
-use succulm::checkpoint::CheckpointFile;
-use succulm::generate::Sampling;
+use succulm::io::checkpoint::CheckpointFile;
+use succulm::nn::generate::Sampling;
 use succulm::tt::Truncation;
 use succulm::{Error, FfnTtSpec, Linear, Model, TTLayer};
 
@@ -153,13 +153,13 @@ fn item2_non_finite_weights_are_never_saved_and_divergence_is_an_error() {
     let pairs = common::all_pairs();
     let data = succulm::Dataset::from_pairs(&vocab, &pairs[..64], 29).unwrap();
     let mut model = Model::from_profile("tiny", &vocab, 1).unwrap();
-    let config = succulm::train::TrainConfig {
+    let config = succulm::nn::train::TrainConfig {
         epochs: 2,
         lr: 1e30,
         batch_size: 16,
         ..Default::default()
     };
-    let mut trainer = succulm::train::Trainer::new(config).unwrap();
+    let mut trainer = succulm::nn::train::Trainer::new(config).unwrap();
     match trainer.fit(&mut model, &data, &data, |_| {}) {
         Err(Error::InvalidArgument { name, reason }) => {
             assert_eq!(name, "training");
@@ -294,10 +294,10 @@ fn item4_no_silent_garbage() {
     let tiny_t = f32::MIN_POSITIVE;
     Sampling::Temperature(tiny_t).validate().unwrap();
     let mut rng = StdRng::seed_from_u64(3);
-    let cfg = succulm::generate::GenerateConfig::new(Sampling::Temperature(tiny_t));
-    let greedy = succulm::generate::GenerateConfig::new(Sampling::Greedy);
-    let a = succulm::generate::generate(&model, &[5, 6], &cfg, &mut rng).unwrap();
-    let b = succulm::generate::generate(&model, &[5, 6], &greedy, &mut rng).unwrap();
+    let cfg = succulm::nn::generate::GenerateConfig::new(Sampling::Temperature(tiny_t));
+    let greedy = succulm::nn::generate::GenerateConfig::new(Sampling::Greedy);
+    let a = succulm::nn::generate::generate(&model, &[5, 6], &cfg, &mut rng).unwrap();
+    let b = succulm::nn::generate::generate(&model, &[5, 6], &greedy, &mut rng).unwrap();
     assert_eq!((&a.ids, a.stopped_at_eos), (&b.ids, b.stopped_at_eos));
 
     // TTLayer::from_linear rejects an Inf bias, as from_parts does.
@@ -327,7 +327,7 @@ fn item4_no_silent_garbage() {
 
 #[test]
 fn item5_integers_are_parsed_as_integers() {
-    use succulm::cli;
+    use succulm::study::cli;
     // Through the train example: no epoch count other than a positive integer trains.
     for bad in ["0", "-1", "nan", "0.5", "1e3", ""] {
         let o = example("train", &["--epochs", bad, "--out", "/tmp/never.json"]);
@@ -342,7 +342,7 @@ fn item5_integers_are_parsed_as_integers() {
         cli::int("--seed", "9007199254740993", 0..=u64::MAX).unwrap(),
         9_007_199_254_740_993u64
     );
-    let config = succulm::train::TrainConfig {
+    let config = succulm::nn::train::TrainConfig {
         epochs: 0,
         ..Default::default()
     };
@@ -388,9 +388,9 @@ fn item7_outputs_are_written_as_a_set_and_stale_temps_are_cleaned() {
     let dir = common::temp_dir("item7");
     let golden =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/sweep_before_methods.json");
-    let report = succulm::report::read_json(&golden).unwrap();
+    let report = succulm::study::report::read_json(&golden).unwrap();
     let out = dir.join("sweep");
-    let first = succulm::report::write_all(&report, &out).unwrap();
+    let first = succulm::study::report::write_all(&report, &out).unwrap();
     assert!(first.len() > 4);
     let before: Vec<(PathBuf, Vec<u8>)> = first
         .iter()
@@ -403,7 +403,7 @@ fn item7_outputs_are_written_as_a_set_and_stale_temps_are_cleaned() {
     let blocker = out.join("verdict.txt");
     std::fs::remove_file(&blocker).unwrap();
     std::fs::create_dir(&blocker).unwrap();
-    assert!(succulm::report::write_all(&changed, &out).is_err());
+    assert!(succulm::study::report::write_all(&changed, &out).is_err());
     for (p, bytes) in &before {
         if p != &blocker {
             assert!(
@@ -421,8 +421,8 @@ fn item7_outputs_are_written_as_a_set_and_stale_temps_are_cleaned() {
     assert!(leftovers.is_empty(), "temporary directory left behind");
     // A writer that fails (a full disk) changes nothing either.
     std::fs::remove_dir(&blocker).unwrap();
-    let r = succulm::io::write_set_atomic(&out, |tmp| {
-        succulm::io::write_atomic(tmp.join("sweep.csv"), b"partial")?;
+    let r = succulm::fs::write_set_atomic(&out, |tmp| {
+        succulm::fs::write_atomic(tmp.join("sweep.csv"), b"partial")?;
         Err(Error::invalid_arg("disk", "full"))
     });
     assert!(r.is_err());
@@ -438,7 +438,7 @@ fn item7_outputs_are_written_as_a_set_and_stale_temps_are_cleaned() {
     for p in [&stale, &other, &not_ours] {
         std::fs::write(p, "x").unwrap();
     }
-    succulm::io::write_atomic(dir.join("model.json"), b"{}").unwrap();
+    succulm::fs::write_atomic(dir.join("model.json"), b"{}").unwrap();
     assert!(!stale.exists(), "stale temp file kept");
     assert!(other.exists() && not_ours.exists());
     std::fs::remove_dir_all(&dir).unwrap();
@@ -453,13 +453,13 @@ fn item8_training_is_identical_for_any_thread_count_from_two() {
     let data = succulm::Dataset::from_pairs(&vocab, &pairs[..96], 29).unwrap();
     let train = |threads: usize| {
         let mut model = Model::from_profile("tiny", &vocab, 5).unwrap();
-        let config = succulm::train::TrainConfig {
+        let config = succulm::nn::train::TrainConfig {
             epochs: 2,
             batch_size: 32,
             threads,
             ..Default::default()
         };
-        let mut t = succulm::train::Trainer::new(config).unwrap();
+        let mut t = succulm::nn::train::Trainer::new(config).unwrap();
         t.fit(&mut model, &data, &data, |_| {}).unwrap();
         let mut w = Vec::new();
         succulm::Parameters::visit(&model, "", &mut |_, t| {
@@ -486,7 +486,7 @@ fn item8_training_is_identical_for_any_thread_count_from_two() {
 
 #[test]
 fn item9_messages_name_the_place_and_stay_short() {
-    use succulm::cli;
+    use succulm::study::cli;
     // A tiny lr is "below f32's smallest", not "0 must be finite".
     match cli::positive_f32("--lr", "1e-46") {
         Err(Error::InvalidArgument { name, reason }) => {
@@ -510,7 +510,7 @@ fn item9_messages_name_the_place_and_stay_short() {
     // A 10 MB prompt of unknown words is not echoed whole.
     let vocab = common::vocab();
     let prompt = "zzz ".repeat(2_500_000);
-    let e = succulm::generate::encode_prompt(&vocab, &prompt)
+    let e = succulm::nn::generate::encode_prompt(&vocab, &prompt)
         .unwrap_err()
         .to_string();
     assert!(e.len() < 300, "{} bytes", e.len());
@@ -559,22 +559,22 @@ fn item9_messages_name_the_place_and_stay_short() {
     );
     let _ = std::fs::remove_dir_all(&out);
     // Duplicate bonds and block sets are errors, not duplicate rows.
-    assert!(succulm::sweep::parse_bonds("20,20").is_err());
-    assert!(succulm::sweep::parse_block_sets("0,0", 4).is_err());
-    assert!(succulm::sweep::parse_block_sets("0+1,1+0", 4).is_err());
-    assert_eq!(succulm::sweep::parse_bonds("20,10").unwrap(), vec![20, 10]);
+    assert!(succulm::study::sweep::parse_bonds("20,20").is_err());
+    assert!(succulm::study::sweep::parse_block_sets("0,0", 4).is_err());
+    assert!(succulm::study::sweep::parse_block_sets("0+1,1+0", 4).is_err());
+    assert_eq!(succulm::study::sweep::parse_bonds("20,10").unwrap(), vec![20, 10]);
     // A probe too long for the model names the probe.
     let (model, vocab) = Model::load(common::fixture("succulm_upper_middle.json")).unwrap();
-    let mut probes = succulm::probes::load_probes(common::fixture("succulm_probes.json")).unwrap();
+    let mut probes = succulm::text::probes::load_probes(common::fixture("succulm_probes.json")).unwrap();
     probes[2].prompt = "ruby ".repeat(100);
     let x = Array2::from_elem((1, 3), 1u32);
-    let sample = succulm::eval::SampleConfig {
+    let sample = succulm::study::eval::SampleConfig {
         sampling: Sampling::Temperature(0.6),
         samples_per_probe: 1,
         seed: 1,
     };
     let id = probes[2].id.clone();
-    match succulm::eval::Evaluator::new(&model, &vocab, x.view(), x.view(), &probes, &[], sample) {
+    match succulm::study::eval::Evaluator::new(&model, &vocab, x.view(), x.view(), &probes, &[], sample) {
         Err(e @ Error::SequenceTooLong { .. }) => {
             let e = e.to_string();
             assert!(e.contains("probe 2") && e.contains(&id), "{e}");
@@ -622,11 +622,11 @@ fn clip_grad_norm_scales_to_the_max_norm_as_pytorch() {
     let norm = ((9 * threes + 16 * fours) as f64).sqrt();
     let before = grads.clone();
     // Above the norm: nothing changes, bit for bit; the norm is returned.
-    let got = succulm::optim::clip_grad_norm(&mut grads, (norm * 2.0) as f32);
+    let got = succulm::nn::optim::clip_grad_norm(&mut grads, (norm * 2.0) as f32);
     assert!((got as f64 - norm).abs() < 1e-4 * norm);
     assert_eq!(grads, before);
     // Below it: every entry scaled by max_norm / (norm + 1e-6).
-    let got = succulm::optim::clip_grad_norm(&mut grads, 1.0);
+    let got = succulm::nn::optim::clip_grad_norm(&mut grads, 1.0);
     assert!((got as f64 - norm).abs() < 1e-4 * norm);
     let k = 1.0 / (norm + 1e-6);
     let mut after = 0.0f64;

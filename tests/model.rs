@@ -4,9 +4,9 @@
 mod common;
 
 use ndarray::{array, s, Array2, ArrayD};
-use succulm::data::{Dataset, EncodedPair};
-use succulm::model::{Model, ModelConfig};
-use succulm::train::{TrainConfig, Trainer};
+use succulm::text::data::{Dataset, EncodedPair};
+use succulm::nn::model::{Model, ModelConfig};
+use succulm::nn::train::{TrainConfig, Trainer};
 use succulm::Parameters;
 
 fn config() -> ModelConfig {
@@ -23,7 +23,7 @@ fn config() -> ModelConfig {
 /// Gradients by name, owned.
 type NamedGrads = Vec<(String, ArrayD<f32>)>;
 
-fn grads_map(g: &succulm::model::Grads) -> NamedGrads {
+fn grads_map(g: &succulm::nn::model::Grads) -> NamedGrads {
     g.named()
         .into_iter()
         .map(|(n, t)| (n, t.to_owned()))
@@ -331,7 +331,7 @@ fn diagnostics() {
 
 #[test]
 fn ffn_residual_stats_by_hand() {
-    use succulm::layers::FfnResidualStats;
+    use succulm::nn::layers::FfnResidualStats;
     // x = (3, 4) |x| = 5; f = (0, 4) |f| = 4; x + f = (3, 8): cos = (9 + 32) / (5 · √73).
     let s = FfnResidualStats::compute(array![[3.0f32, 4.0]].view(), array![[0.0f32, 4.0]].view());
     assert!((s.mean_l2_x - 5.0).abs() < 1e-6);

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use ndarray::Array2;
 use serde::Deserialize;
-use succulm::checkpoint::{CheckpointFile, TensorJson};
-use succulm::model::Model;
-use succulm::optim::Adam;
+use succulm::io::checkpoint::{CheckpointFile, TensorJson};
+use succulm::nn::model::Model;
+use succulm::nn::optim::Adam;
 use succulm::Parameters;
 
 #[derive(Deserialize)]
@@ -211,7 +211,7 @@ fn shipped_checkpoint_matches_pytorch() {
     let (model, vocab) = Model::load(format!("{dir}succulm_upper_middle.json")).unwrap();
     assert!(!file.rows.is_empty());
     for row in &file.rows {
-        let mut ids = vec![succulm::vocab::BOS];
+        let mut ids = vec![succulm::text::vocab::BOS];
         ids.extend(vocab.encode(&row.prompt));
         assert_eq!(ids, row.ids, "tokenization of {:?}", row.prompt);
         let x = Array2::from_shape_vec((1, ids.len()), ids).unwrap();

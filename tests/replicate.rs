@@ -5,13 +5,13 @@ mod planted;
 mod toy;
 
 use planted::{evaluator, reference, Plant, METHODS};
-use succulm::replicate::{
+use succulm::study::replicate::{
     aggregate, aggregate_reports, format_replicated, markdown_table, mean_se, merge_replica_parts,
     ReplicaPart, ReplicaReport, Replication,
 };
-use succulm::report::verdict::{verdicts, Outcome};
-use succulm::shard::Shard;
-use succulm::sweep::{default_block_sets, run_grid, Grid, HealKind, SweepReport};
+use succulm::study::report::verdict::{verdicts, Outcome};
+use succulm::study::shard::Shard;
+use succulm::study::sweep::{default_block_sets, run_grid, Grid, HealKind, SweepReport};
 use toy::Bigram;
 
 type Heal = fn(&mut Bigram) -> succulm::Result<()>;
@@ -73,7 +73,7 @@ fn a_claim_true_in_3_of_5_toy_models_says_so() {
     let reps = replicas();
     let agg = aggregate_reports(&reps).unwrap();
     // Every verdict of a single sweep is replicated, in its order.
-    let single = succulm::report::all_verdicts(&reps[0].report);
+    let single = succulm::study::report::all_verdicts(&reps[0].report);
     let ids: Vec<&str> = agg.iter().map(|v| v.id.as_str()).collect();
     let single_ids: Vec<&str> = single.iter().map(|v| v.id.as_str()).collect();
     assert_eq!(ids, single_ids);

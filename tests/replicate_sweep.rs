@@ -5,11 +5,11 @@
 
 mod common;
 
-use succulm::eval::SampleConfig;
-use succulm::generate::Sampling;
-use succulm::replicate::{sweep_model, SweepPlan};
-use succulm::report::verdict::verdicts;
-use succulm::sweep::SEED_SETTINGS;
+use succulm::study::eval::SampleConfig;
+use succulm::nn::generate::Sampling;
+use succulm::study::replicate::{sweep_model, SweepPlan};
+use succulm::study::report::verdict::verdicts;
+use succulm::study::sweep::SEED_SETTINGS;
 use succulm::Model;
 
 #[test]

@@ -8,10 +8,10 @@ mod toy;
 use planted::{evaluator, reference, Plant, METHODS};
 use rand::{rngs::StdRng, SeedableRng};
 use scraper::{Html, Selector};
-use succulm::generate::{model_example, GenerateConfig, SEED_PROMPTS};
-use succulm::report::html::{self, differing_words, ExperimentRun, Experiments};
-use succulm::report::{self, svg};
-use succulm::sweep::{self, default_block_sets, run_grid, Grid, HealKind, Method, SweepReport};
+use succulm::nn::generate::{model_example, GenerateConfig, SEED_PROMPTS};
+use succulm::study::report::html::{self, differing_words, ExperimentRun, Experiments};
+use succulm::study::report::{self, svg};
+use succulm::study::sweep::{self, default_block_sets, run_grid, Grid, HealKind, Method, SweepReport};
 use toy::Bigram;
 
 fn sweep_report() -> SweepReport {

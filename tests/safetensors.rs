@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayD};
 use serde_json::Value;
-use succulm::checkpoint::{CheckpointFile, TensorJson};
-use succulm::model::{Model, ModelConfig};
-use succulm::safetensors_io::{write_f32, SafetensorsFile};
-use succulm::surgery::FfnTtSpec;
+use succulm::io::checkpoint::{CheckpointFile, TensorJson};
+use succulm::nn::model::{Model, ModelConfig};
+use succulm::io::safetensors::{write_f32, SafetensorsFile};
+use succulm::compress::surgery::FfnTtSpec;
 use succulm::{Error, Vocab};
 
 fn fixture(name: &str) -> PathBuf {

@@ -6,18 +6,18 @@
 mod toy;
 
 use ndarray::Array2;
-use succulm::eval::{
+use succulm::study::eval::{
     novel_bigram_rate, prepare_probes, sampled_metrics, training_bigrams, CellMetrics, Evaluator,
     Probe, ProbeGroup, SampleConfig, SampledMetrics, TeacherForcedMetrics,
 };
-use succulm::generate::{Generation, Sampling};
-use succulm::report::verdict::{self, format_verdicts, verdicts, Outcome, Verdict};
-use succulm::report::{self};
-use succulm::sweep::{
+use succulm::nn::generate::{Generation, Sampling};
+use succulm::study::report::verdict::{self, format_verdicts, verdicts, Outcome, Verdict};
+use succulm::study::report::{self};
+use succulm::study::sweep::{
     run_settings, CompressionInfo, HealKind, Method, ProjectionError, SeedSetting, SettingCell,
     SweepCell, SweepReport, SEED_SETTINGS,
 };
-use succulm::vocab::{EOS, PAD};
+use succulm::text::vocab::{EOS, PAD};
 use succulm::Error;
 use toy::{id, random_matrix, vocab, Bigram, V};
 

@@ -1,10 +1,10 @@
 //! The shipped checkpoint `fixtures/succulm_upper_middle.json` (made by the `train` example with
 //! a fixed seed) has learned the corpus: greedy decoding — written here directly on top of
-//! `Model::forward`, independently of `succulm::generate` — gives the seed's expected answers.
+//! `Model::forward`, independently of `succulm::nn::generate` — gives the seed's expected answers.
 
 use ndarray::Array2;
-use succulm::probes::{load_probes, ProbeGroup};
-use succulm::vocab::{BOS, EOS};
+use succulm::text::probes::{load_probes, ProbeGroup};
+use succulm::text::vocab::{BOS, EOS};
 use succulm::{Model, Vocab};
 
 fn fixture(name: &str) -> String {

@@ -4,17 +4,17 @@
 mod toy;
 
 use ndarray::Array2;
-use succulm::eval::{
+use succulm::study::eval::{
     CellMetrics, Evaluator, Probe, ProbeGroup, SampleConfig, SampledMetrics, TeacherForcedMetrics,
 };
-use succulm::generate::Sampling;
-use succulm::report::verdict::{verdicts, Outcome};
-use succulm::report::{self, recovery, Metric};
-use succulm::sweep::{
+use succulm::nn::generate::Sampling;
+use succulm::study::report::verdict::{verdicts, Outcome};
+use succulm::study::report::{self, recovery, Metric};
+use succulm::study::sweep::{
     block_label, default_block_sets, parse_block_sets, parse_bonds, run_budget, run_grid,
     BudgetArms, CompressionInfo, Grid, HealKind, Method, ProjectionError, SweepCell, SweepReport,
 };
-use succulm::vocab::PAD;
+use succulm::text::vocab::PAD;
 use succulm::Error;
 use toy::{id, random_matrix, vocab, Bigram, V};
 

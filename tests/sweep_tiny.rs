@@ -4,13 +4,13 @@
 mod common;
 
 use common::{fixture, temp_dir};
-use succulm::data::{load_corpus, standard_split};
-use succulm::eval::{hidden_ids, Evaluator, SampleConfig};
-use succulm::generate::Sampling;
-use succulm::probes::{load_probes, ProbeGroup};
-use succulm::report;
-use succulm::sweep::{run_grid, tensorized, Grid, HealKind, Method};
-use succulm::train::{fine_tune_tt, TrainConfig, Trainer};
+use succulm::text::data::{load_corpus, standard_split};
+use succulm::study::eval::{hidden_ids, Evaluator, SampleConfig};
+use succulm::nn::generate::Sampling;
+use succulm::text::probes::{load_probes, ProbeGroup};
+use succulm::study::report;
+use succulm::study::sweep::{run_grid, tensorized, Grid, HealKind, Method};
+use succulm::nn::train::{fine_tune_tt, TrainConfig, Trainer};
 use succulm::Model;
 
 #[test]

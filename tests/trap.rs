@@ -4,15 +4,15 @@
 
 mod common;
 
-use succulm::eval::SampleConfig;
-use succulm::generate::Sampling;
-use succulm::train::{TrainConfig, Trainer};
-use succulm::trap::{self, Embeddings, TrapConfig};
+use succulm::study::eval::SampleConfig;
+use succulm::nn::generate::Sampling;
+use succulm::nn::train::{TrainConfig, Trainer};
+use succulm::study::trap::{self, Embeddings, TrapConfig};
 use succulm::Model;
 
 #[test]
 fn the_study_runs_on_tiny_end_to_end() {
-    let max_len = succulm::model::PROFILE_MAX_LEN;
+    let max_len = succulm::nn::model::PROFILE_MAX_LEN;
     let (vocab, probes, train, valid) = common::standard_data(max_len);
     let tiny = succulm::ModelConfig::profile("tiny", vocab.len()).unwrap();
     assert_eq!(tiny.max_len, max_len);

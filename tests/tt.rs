@@ -874,7 +874,7 @@ fn median_us(mut f: impl FnMut()) -> f64 {
 #[test]
 #[ignore = "a measurement tool, not a test; prints timings"]
 fn plan_timings() {
-    succulm::blas::set_num_threads(1);
+    succulm::tt::blas::set_num_threads(1);
     /// in_modes, out_modes, bond dims, row counts.
     type Shape = (&'static [usize], &'static [usize], Vec<usize>, Vec<usize>);
     let shapes: Vec<Shape> = vec![

@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 
 use common::{fixture, temp_dir, vocab, write};
-use succulm::vocab::{load_hidden_words, BOS, EOS, PAD, SPECIAL_TOKENS, UNK};
+use succulm::text::vocab::{load_hidden_words, BOS, EOS, PAD, SPECIAL_TOKENS, UNK};
 use succulm::{detokenize, tokenize, Error, Vocab};
 
 fn toks(s: &str) -> Vec<String> {
@@ -342,7 +342,7 @@ fn saved_embeddings_load_back_and_writes_are_atomic() {
     let emb = v.embeddings().unwrap();
     let p = dir.join("emb.json");
     std::fs::write(&p, "old").unwrap();
-    succulm::embeddings::save_embeddings(&p, v.words(), emb.view()).unwrap();
+    succulm::text::embeddings::save_embeddings(&p, v.words(), emb.view()).unwrap();
     let back = Vocab::load(&p).unwrap();
     assert_eq!(back.words(), v.words());
     let diff = (back.embeddings().unwrap() - emb).mapv(f32::abs);
@@ -355,12 +355,12 @@ fn saved_embeddings_load_back_and_writes_are_atomic() {
     assert_eq!(names, [std::ffi::OsString::from("emb.json")]);
     // Wrong shapes and unwritable places are errors.
     common::assert_err_kind(
-        succulm::embeddings::save_embeddings(&p, &v.words()[1..], emb.view()),
+        succulm::text::embeddings::save_embeddings(&p, &v.words()[1..], emb.view()),
         "Shape(save_embeddings vectors)",
     );
     let missing = dir.join("no-such-dir").join("x.json");
     assert!(matches!(
-        succulm::io::write_atomic(&missing, b"x"),
+        succulm::fs::write_atomic(&missing, b"x"),
         Err(Error::Io { .. })
     ));
 }

@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
-use succulm::calibration::{CalibrationMode, CalibrationRows};
-use succulm::data::{load_corpus, standard_split};
-use succulm::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
-use succulm::generate::Sampling;
-use succulm::probes::ProbeGroup;
-use succulm::sweep::{self, Method, DEFAULT_BONDS};
+use succulm::compress::calibration::{CalibrationMode, CalibrationRows};
+use succulm::text::data::{load_corpus, standard_split};
+use succulm::study::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
+use succulm::nn::generate::Sampling;
+use succulm::text::probes::ProbeGroup;
+use succulm::study::sweep::{self, Method, DEFAULT_BONDS};
 use succulm::Result;
 
 /// No healing in the Python sweep.

@@ -83,22 +83,22 @@ pub fn standard_data(
     max_len: usize,
 ) -> (
     succulm::Vocab,
-    Vec<succulm::probes::Probe>,
-    succulm::data::Dataset,
-    succulm::data::Dataset,
+    Vec<succulm::text::probes::Probe>,
+    succulm::text::data::Dataset,
+    succulm::text::data::Dataset,
 ) {
     let vocab = succulm::Vocab::load_with_hidden(
         fixture("succulm_embeddings.json"),
         fixture("succulm_hidden_words.json"),
     )
     .unwrap();
-    let probes = succulm::eval::load_probes(fixture("succulm_probes.json")).unwrap();
+    let probes = succulm::study::eval::load_probes(fixture("succulm_probes.json")).unwrap();
     let pinned: Vec<&str> = probes
         .iter()
-        .filter(|p| p.group == succulm::probes::ProbeGroup::SeedInTraining)
+        .filter(|p| p.group == succulm::text::probes::ProbeGroup::SeedInTraining)
         .map(|p| p.prompt.as_str())
         .collect();
-    let pairs = succulm::data::load_corpus(fixture("")).unwrap();
-    let (train, valid) = succulm::data::standard_split(&vocab, &pairs, &pinned, max_len).unwrap();
+    let pairs = succulm::text::data::load_corpus(fixture("")).unwrap();
+    let (train, valid) = succulm::text::data::standard_split(&vocab, &pairs, &pinned, max_len).unwrap();
     (vocab, probes, train, valid)
 }

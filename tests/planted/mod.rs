@@ -4,10 +4,10 @@
 #![allow(dead_code)]
 
 use ndarray::Array2;
-use succulm::eval::{Evaluator, Probe, ProbeGroup, SampleConfig};
-use succulm::generate::Sampling;
-use succulm::sweep::{CompressionInfo, Method, ProjectionError};
-use succulm::vocab::PAD;
+use succulm::study::eval::{Evaluator, Probe, ProbeGroup, SampleConfig};
+use succulm::nn::generate::Sampling;
+use succulm::study::sweep::{CompressionInfo, Method, ProjectionError};
+use succulm::text::vocab::PAD;
 
 use super::toy::{id, random_matrix, vocab, Bigram, V};
 

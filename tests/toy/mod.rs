@@ -20,7 +20,7 @@ impl Counter {
 }
 
 use ndarray::{Array1, Array2, Array3, ArrayView2};
-use succulm::generate::LanguageModel;
+use succulm::nn::generate::LanguageModel;
 use succulm::{Error, Result, Vocab};
 
 /// The toy vocabulary: specials, then a few words of the SuccuLM world.

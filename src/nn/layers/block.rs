@@ -1,0 +1,403 @@
+//! The pre-LN transformer block of the seed:
+//! `x1 = x + attn(ln1(x))`, `x2 = x1 + ffn(ln2(x1))`.
+
+use ndarray::{Array2, ArrayView2, ArrayViewD, Zip};
+use rand::Rng;
+
+use crate::error::{Error, Result};
+use crate::nn::layers::{
+    visit_via_tensors, Attention, AttentionCache, Ffn, FfnCache, LayerNorm, LayerNormCache,
+    NamedTensors,
+};
+use crate::tt::params::{join, Parameters};
+use crate::tt::pool;
+
+/// One pre-LN block (`blocks.{i}` in the state_dict).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    /// `ln1`, before attention.
+    pub ln1: LayerNorm,
+    /// Multi-head causal self-attention (`q_linears`, `k_linears`, `v_linears`, `attn_out`).
+    pub attn: Attention,
+    /// `ln2`, before the FFN.
+    pub ln2: LayerNorm,
+    /// The ReLU FFN (`ffn.0`, `ffn.2`).
+    pub ffn: Ffn,
+}
+
+/// What [`Block::backward`] needs from the forward pass.
+#[derive(Debug, Clone)]
+pub struct BlockCache {
+    ln1: LayerNormCache,
+    attn: AttentionCache,
+    ln2: LayerNormCache,
+    ffn: FfnCache,
+}
+
+impl BlockCache {
+    /// Returns the cached activations' storage to the buffer pool.
+    pub(crate) fn recycle(self) {
+        self.ln1.recycle();
+        self.attn.recycle();
+        self.ln2.recycle();
+        self.ffn.recycle();
+    }
+
+    /// The attention probabilities, `[B, h, T, T]`.
+    pub fn attention(&self) -> &ndarray::Array4<f32> {
+        self.attn.probs()
+    }
+
+    /// The FFN's cache (its projections' inputs).
+    pub fn ffn(&self) -> &FfnCache {
+        &self.ffn
+    }
+}
+
+/// The seed's verbose-mode statistics of one block's FFN residual, over all `B·T` positions.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct FfnResidualStats {
+    /// Mean L2 norm of `x1` (the FFN's residual input).
+    pub mean_l2_x: f32,
+    /// Mean L2 norm of `FFN(LN2(x1))`.
+    pub mean_l2_ffn: f32,
+    /// Mean cosine similarity of `x1` and `x1 + FFN(LN2(x1))`.
+    pub mean_cossim: f32,
+}
+
+impl FfnResidualStats {
+    /// Statistics of `x1: [rows, d]` and `f: [rows, d]` (PyTorch's `cosine_similarity`, eps 1e-8).
+    pub fn compute(x1: ArrayView2<'_, f32>, f: ArrayView2<'_, f32>) -> Self {
+        let rows = x1.nrows().max(1) as f64;
+        let (mut nx, mut nf, mut cs) = (0.0f64, 0.0f64, 0.0f64);
+        for (xr, fr) in x1.rows().into_iter().zip(f.rows()) {
+            let (mut xx, mut ff, mut ss, mut xs) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+            for (&a, &b) in xr.iter().zip(fr.iter()) {
+                let (a, b) = (a as f64, b as f64);
+                let s = a + b;
+                xx += a * a;
+                ff += b * b;
+                ss += s * s;
+                xs += a * s;
+            }
+            nx += xx.sqrt();
+            nf += ff.sqrt();
+            cs += xs / (xx.sqrt().max(1e-8) * ss.sqrt().max(1e-8));
+        }
+        FfnResidualStats {
+            mean_l2_x: (nx / rows) as f32,
+            mean_l2_ffn: (nf / rows) as f32,
+            mean_cossim: (cs / rows) as f32,
+        }
+    }
+}
+
+impl Block {
+    /// PyTorch's default initialisation (in the seed's module order: attention, then FFN).
+    pub fn init<R: Rng + ?Sized>(
+        d: usize,
+        ffn_expansion: usize,
+        n_heads: usize,
+        rng: &mut R,
+    ) -> Result<Self> {
+        Ok(Block {
+            ln1: LayerNorm::new(d),
+            attn: Attention::init(d, n_heads, rng)?,
+            ln2: LayerNorm::new(d),
+            ffn: Ffn::init(d, ffn_expansion, rng)?,
+        })
+    }
+
+    /// Zeros of the same shape (to hold gradients).
+    pub fn zeros_like(&self) -> Self {
+        Block {
+            ln1: self.ln1.zeros_like(),
+            attn: self.attn.zeros_like(),
+            ln2: self.ln2.zeros_like(),
+            ffn: self.ffn.zeros_like(),
+        }
+    }
+
+    /// Model width `d` (of `ln1`).
+    fn dim(&self) -> usize {
+        self.ln1.dim()
+    }
+
+    /// Errors unless every sub-layer has width `d` and the FFN chains `d -> f -> d` (the
+    /// fields are public, so a struct literal can pair mismatched layers).
+    fn check_layers(&self, context: &str) -> Result<()> {
+        let d = self.dim();
+        let (up, down) = (&self.ffn.up, &self.ffn.down);
+        if self.attn.dim() != d
+            || self.ln2.dim() != d
+            || up.in_features() != d
+            || down.out_features() != d
+            || up.out_features() != down.in_features()
+        {
+            return Err(Error::Shape {
+                context: context.into(),
+                expected: format!("ln1, attn, ln2 and ffn [{d} -> f -> {d}] of width {d}"),
+                got: format!(
+                    "ln1 {d}, attn {}, ln2 {}, ffn [{} -> {}], [{} -> {}]",
+                    self.attn.dim(),
+                    self.ln2.dim(),
+                    up.in_features(),
+                    up.out_features(),
+                    down.in_features(),
+                    down.out_features()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Forward keeping what backward needs. `x: [B*T, d]` (rows grouped by sequence of length
+    /// `seq`) `-> [B*T, d]`. With `stats`, also the FFN residual statistics. Errors if
+    /// `seq = 0`, `x` is not `d` wide, its rows are not a multiple of `seq`, or the block's
+    /// layers do not have one width `d`.
+    pub fn forward_train(
+        &self,
+        x: Array2<f32>,
+        seq: usize,
+        stats: Option<&mut FfnResidualStats>,
+    ) -> Result<(Array2<f32>, BlockCache)> {
+        self.check_layers("Block::forward_train self")?;
+        self.attn
+            .check_input(x.view(), seq, "Block::forward_train")?;
+        Ok(self.forward_train_unchecked(x, seq, stats))
+    }
+
+    /// [`forward_train`](Self::forward_train) without the checks (the caller guarantees
+    /// `seq > 0`, `x: [B*T, d]` and consistent layers).
+    pub(crate) fn forward_train_unchecked(
+        &self,
+        x: Array2<f32>,
+        seq: usize,
+        stats: Option<&mut FfnResidualStats>,
+    ) -> (Array2<f32>, BlockCache) {
+        let (a, ln1) = self.ln1.forward_train_unchecked(x.view());
+        let (att, attn) = self.attn.forward_train_unchecked(a, seq);
+        let mut x1 = x;
+        x1 += &att;
+        pool::give_array(att);
+        let (b, ln2) = self.ln2.forward_train_unchecked(x1.view());
+        let (f, ffn) = self.ffn.forward_train_unchecked(b);
+        if let Some(s) = stats {
+            *s = FfnResidualStats::compute(x1.view(), f.view());
+        }
+        x1 += &f;
+        pool::give_array(f);
+        (
+            x1,
+            BlockCache {
+                ln1,
+                attn,
+                ln2,
+                ffn,
+            },
+        )
+    }
+
+    /// Backward: `dy: [B*T, d]`, adds parameter gradients into `grads`, returns
+    /// `dx: [B*T, d]`.
+    ///
+    /// Errors, leaving `grads` untouched, unless the block's layers have one width `d`,
+    /// `cache` comes from a block of these layers' shapes, `dy` has the forward output's shape
+    /// `[B*T, d]` and `grads` has this block's shapes (as made by
+    /// [`zeros_like`](Self::zeros_like)).
+    pub fn backward(
+        &self,
+        cache: &BlockCache,
+        dy: ArrayView2<'_, f32>,
+        grads: &mut Block,
+    ) -> Result<Array2<f32>> {
+        self.check_layers("Block::backward self")?;
+        self.ln1
+            .check_cache(&cache.ln1, "Block::backward cache.ln1")?;
+        self.attn
+            .check_cache(&cache.attn, "Block::backward cache.attn")?;
+        self.ln2
+            .check_cache(&cache.ln2, "Block::backward cache.ln2")?;
+        self.ffn
+            .check_cache(&cache.ffn, "Block::backward cache.ffn")?;
+        let (rows, d) = (cache.attn.rows(), self.dim());
+        Error::check_shape("Block::backward dy", &[rows, d], dy.shape())?;
+        self.ln1
+            .check_grads(&grads.ln1, "Block::backward grads.ln1")?;
+        self.attn
+            .check_grads(&grads.attn, "Block::backward grads.attn")?;
+        self.ln2
+            .check_grads(&grads.ln2, "Block::backward grads.ln2")?;
+        self.ffn
+            .check_grads(&grads.ffn, "Block::backward grads.ffn")?;
+        Ok(self.backward_unchecked(cache, dy, grads))
+    }
+
+    /// [`backward`](Self::backward) without the checks.
+    pub(crate) fn backward_unchecked(
+        &self,
+        cache: &BlockCache,
+        dy: ArrayView2<'_, f32>,
+        grads: &mut Block,
+    ) -> Array2<f32> {
+        // x2 = x1 + ffn(ln2(x1))
+        let df = self.ffn.backward_unchecked(&cache.ffn, dy, &mut grads.ffn);
+        let mut dx1 = self
+            .ln2
+            .backward_unchecked(&cache.ln2, df.view(), &mut grads.ln2);
+        pool::give_array(df);
+        dx1 += &dy;
+        // x1 = x + attn(ln1(x))
+        let da = self
+            .attn
+            .backward_unchecked(&cache.attn, dx1.view(), &mut grads.attn);
+        let mut dx = self
+            .ln1
+            .backward_unchecked(&cache.ln1, da.view(), &mut grads.ln1);
+        pool::give_array(da);
+        Zip::from(&mut dx).and(&dx1).for_each(|a, &b| *a += b);
+        pool::give_array(dx1);
+        dx
+    }
+}
+
+impl NamedTensors for Block {
+    fn tensors<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ArrayViewD<'a, f32>)>) {
+        self.ln1.tensors(&join(prefix, "ln1"), out);
+        self.attn.tensors(prefix, out);
+        self.ln2.tensors(&join(prefix, "ln2"), out);
+        self.ffn.tensors(&join(prefix, "ffn"), out);
+    }
+}
+
+impl Parameters for Block {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
+        visit_via_tensors(self, prefix, f)
+    }
+    fn visit_mut(
+        &mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, ndarray::ArrayViewMutD<'_, f32>),
+    ) {
+        self.ln1.visit_mut(&join(prefix, "ln1"), f);
+        self.attn.visit_mut(prefix, f);
+        self.ln2.visit_mut(&join(prefix, "ln2"), f);
+        self.ffn.visit_mut(&join(prefix, "ffn"), f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::layers::{Linear, Projection};
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn randn(rows: usize, cols: usize, rng: &mut StdRng) -> Array2<f32> {
+        Array2::from_shape_simple_fn((rows, cols), || rng.gen_range(-1.0f32..1.0))
+    }
+
+    /// `forward_train` and `backward` error, without touching the gradients, on a bad input
+    /// (width, `seq = 0`, rows not a multiple of `seq`), a `dy` not of the output's shape, a
+    /// cache of another block shape, gradients of another shape (any one sub-layer) and
+    /// sub-layers of different widths; on valid input they give exactly what the unchecked
+    /// versions give.
+    #[test]
+    fn checked_entry_points_reject_bad_input() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let (d, seq) = (12, 4);
+        let block = Block::init(d, 2, 3, &mut rng).unwrap();
+        let x = randn(3 * seq, d, &mut rng);
+        let dy = randn(3 * seq, d, &mut rng);
+
+        let (mut s, mut s0) = (
+            FfnResidualStats::compute(x.view(), x.view()),
+            FfnResidualStats::compute(x.view(), x.view()),
+        );
+        let (y, cache) = block.forward_train(x.clone(), seq, Some(&mut s)).unwrap();
+        let (y0, cache0) = block.forward_train_unchecked(x.clone(), seq, Some(&mut s0));
+        assert_eq!(y, y0);
+        assert_eq!(s, s0);
+        let (mut g, mut g0) = (block.zeros_like(), block.zeros_like());
+        let dx = block.backward(&cache, dy.view(), &mut g).unwrap();
+        let dx0 = block.backward_unchecked(&cache0, dy.view(), &mut g0);
+        assert_eq!(dx, dx0);
+        assert_eq!(g, g0);
+
+        let e = block
+            .forward_train(randn(3 * seq, d + 1, &mut rng), seq, None)
+            .unwrap_err();
+        assert!(matches!(e, Error::Shape { .. }), "{e}");
+        assert!(e.to_string().contains("Block::forward_train x"), "{e}");
+        let e = block.forward_train(x.clone(), 0, None).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument { name, .. } if name == "seq"),
+            "{e}"
+        );
+        assert!(block
+            .forward_train(randn(3 * seq + 2, d, &mut rng), seq, None)
+            .is_err());
+
+        let before = g.clone();
+        for shape in [(3 * seq, d + 1), (3 * seq - 1, d), (seq, d), (0, d)] {
+            let e = block
+                .backward(&cache, Array2::zeros(shape).view(), &mut g)
+                .unwrap_err();
+            assert!(e.to_string().contains("Block::backward dy"), "{e}");
+            assert_eq!(g, before);
+        }
+
+        // A cache of a block of another width, or of another head count.
+        for other in [
+            Block::init(d + 4, 2, 4, &mut rng).unwrap(),
+            Block::init(d, 2, 4, &mut rng).unwrap(),
+        ] {
+            let w = other.ln1.dim();
+            let (_, c) = other
+                .forward_train(randn(3 * seq, w, &mut rng), seq, None)
+                .unwrap();
+            let e = block.backward(&c, dy.view(), &mut g).unwrap_err();
+            assert!(e.to_string().contains("Block::backward cache"), "{e}");
+            assert_eq!(g, before);
+        }
+
+        // Gradients of another block shape, or with one sub-layer of another shape: the
+        // check happens before any sub-layer's backward runs.
+        let other = Block::init(d, 3, 4, &mut rng).unwrap();
+        let mut wrong = [
+            Block::init(d + 6, 2, 3, &mut rng).unwrap().zeros_like(),
+            Block {
+                ffn: other.ffn.zeros_like(),
+                ..block.zeros_like()
+            },
+            Block {
+                attn: other.attn.zeros_like(),
+                ..block.zeros_like()
+            },
+            Block {
+                ln1: LayerNorm::new(d + 1).zeros_like(),
+                ..block.zeros_like()
+            },
+        ];
+        for w in &mut wrong {
+            let want = w.clone();
+            let e = block.backward(&cache, dy.view(), w).unwrap_err();
+            assert!(e.to_string().contains("Block::backward grads"), "{e}");
+            assert_eq!(*w, want);
+        }
+
+        // Sub-layers of different widths (the fields are public).
+        let broken = Block {
+            ffn: Ffn {
+                up: Projection::Dense(Linear::init(d, 2 * d, &mut rng).unwrap()),
+                down: Projection::Dense(Linear::init(2 * d, d + 1, &mut rng).unwrap()),
+            },
+            ..block.clone()
+        };
+        let e = broken.forward_train(x.clone(), seq, None).unwrap_err();
+        assert!(e.to_string().contains("Block::forward_train self"), "{e}");
+        let mut gb = broken.zeros_like();
+        assert!(broken.backward(&cache, dy.view(), &mut gb).is_err());
+        assert_eq!(gb, broken.zeros_like());
+    }
+}

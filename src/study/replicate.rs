@@ -1,0 +1,502 @@
+//! Findings that hold across trained models: the same sweep on N models (N training seeds of one
+//! profile, or N checkpoints), and every verdict stated across them — each model's effect and
+//! outcome, the mean effect ± its standard error across models, and "supported in k of N".
+//!
+//! The aggregation is generic over the verdicts: it matches them by [`Verdict::id`], so every
+//! verdict [`crate::study::report::all_verdicts`] draws is replicated, including ones added later.
+//!
+//! ```
+//! use succulm::study::replicate::aggregate;
+//! use succulm::study::report::verdict::{Outcome, Verdict};
+//! let v = |outcome, effect| Verdict {
+//!     id: "claim".into(), claim: "a claim".into(), quote: String::new(), operationalisation: String::new(),
+//!     outcome, evidence: String::new(), effect: Some(effect), effect_unit: "nats".into(),
+//! };
+//! let models = vec![
+//!     ("a".to_string(), vec![v(Outcome::Supported, 1.0)]),
+//!     ("b".to_string(), vec![v(Outcome::Supported, 3.0)]),
+//!     ("c".to_string(), vec![v(Outcome::NotSupported, -1.0)]),
+//! ];
+//! let r = &aggregate(&models).unwrap()[0];
+//! assert_eq!((r.supported, r.models), (2, 3));
+//! assert_eq!(r.mean_effect, Some(1.0));
+//! assert!((r.se_effect.unwrap() - 2.0 / 3f64.sqrt()).abs() < 1e-12);
+//! assert_eq!(r.summary(), "supported in 2 of 3 models");
+//! ```
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::text::data::Dataset;
+use crate::error::{Error, Result};
+use crate::study::eval::{Evaluator, Probe, SampleConfig};
+use crate::nn::model::Model;
+use crate::study::report::verdict::{Outcome, Verdict};
+use crate::study::shard::Shard;
+use crate::study::sweep::{self, Grid, HealKind, Method, SweepReport};
+use crate::nn::train::{EpochReport, TrainConfig, Trainer};
+use crate::text::vocab::Vocab;
+
+/// One model's sweep, labelled (`"seed 43"`, a checkpoint's path).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaReport {
+    /// Which model.
+    pub label: String,
+    /// Its sweep.
+    pub report: SweepReport,
+}
+
+/// One model's reading of a claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelEffect {
+    /// Which model.
+    pub label: String,
+    /// Its outcome (`None`: the model's sweep has no such verdict).
+    pub outcome: Option<Outcome>,
+    /// Its signed effect (positive in the claim's direction), when measured.
+    pub effect: Option<f64>,
+}
+
+/// A claim's verdict across models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicatedVerdict {
+    /// The verdict's stable id.
+    pub id: String,
+    /// The claim (the first model's wording).
+    pub claim: String,
+    /// What the effect measures.
+    pub effect_unit: String,
+    /// Every model, in order.
+    pub per_model: Vec<ModelEffect>,
+    /// Number of models.
+    pub models: usize,
+    /// Models whose verdict is SUPPORTED.
+    pub supported: usize,
+    /// Models whose verdict is NOT SUPPORTED.
+    pub not_supported: usize,
+    /// Models whose verdict is INCONCLUSIVE or missing.
+    pub inconclusive: usize,
+    /// Mean of the finite per-model effects (`None` when there is none).
+    pub mean_effect: Option<f64>,
+    /// Their standard error across models, `sd / sqrt(n)` with the sample standard deviation
+    /// (`None` with fewer than two effects).
+    pub se_effect: Option<f64>,
+    /// How many models the mean is over.
+    pub effects: usize,
+}
+
+impl ReplicatedVerdict {
+    /// `"supported in k of N models"`.
+    pub fn summary(&self) -> String {
+        format!("supported in {} of {} models", self.supported, self.models)
+    }
+
+    /// The mean effect ± SE as text (`"0.412 ± 0.051"`, `"-"` when not measured).
+    pub fn effect_text(&self, prec: usize) -> String {
+        match (self.mean_effect, self.se_effect) {
+            (Some(m), Some(se)) => format!("{m:.prec$} ± {se:.prec$}"),
+            (Some(m), None) => format!("{m:.prec$}"),
+            _ => "-".into(),
+        }
+    }
+}
+
+/// Aggregates each model's verdicts (`(label, verdicts)`, in model order) by verdict id, in the
+/// order the ids first appear. A model without some verdict counts as inconclusive for it.
+///
+/// Errors on no model, an empty or repeated label, or a verdict id repeated within one model.
+pub fn aggregate(models: &[(String, Vec<Verdict>)]) -> Result<Vec<ReplicatedVerdict>> {
+    if models.is_empty() {
+        return Err(Error::invalid_arg("models", "no model to aggregate"));
+    }
+    for (i, (label, verdicts)) in models.iter().enumerate() {
+        if label.trim().is_empty() {
+            return Err(Error::invalid_arg(
+                "models",
+                format!("model {i} has an empty label"),
+            ));
+        }
+        if models[..i].iter().any(|(l, _)| l == label) {
+            return Err(Error::invalid_arg(
+                "models",
+                format!("label {label:?} repeated"),
+            ));
+        }
+        for (j, v) in verdicts.iter().enumerate() {
+            if verdicts[..j].iter().any(|w| w.id == v.id) {
+                return Err(Error::invalid_arg(
+                    "models",
+                    format!("model {label:?} has verdict {:?} twice", v.id),
+                ));
+            }
+        }
+    }
+    let mut ids: Vec<&Verdict> = Vec::new();
+    for (_, verdicts) in models {
+        for v in verdicts {
+            if !ids.iter().any(|w| w.id == v.id) {
+                ids.push(v);
+            }
+        }
+    }
+    let n = models.len();
+    Ok(ids
+        .into_iter()
+        .map(|first| {
+            let per_model: Vec<ModelEffect> = models
+                .iter()
+                .map(|(label, verdicts)| {
+                    let v = verdicts.iter().find(|v| v.id == first.id);
+                    ModelEffect {
+                        label: label.clone(),
+                        outcome: v.map(|v| v.outcome),
+                        effect: v.and_then(|v| v.effect).filter(|e| e.is_finite()),
+                    }
+                })
+                .collect();
+            let count = |o: Outcome| per_model.iter().filter(|m| m.outcome == Some(o)).count();
+            let supported = count(Outcome::Supported);
+            let not_supported = count(Outcome::NotSupported);
+            let effects: Vec<f64> = per_model.iter().filter_map(|m| m.effect).collect();
+            let (mean, se) = mean_se(&effects);
+            ReplicatedVerdict {
+                id: first.id.clone(),
+                claim: first.claim.clone(),
+                effect_unit: first.effect_unit.clone(),
+                models: n,
+                supported,
+                not_supported,
+                inconclusive: n - supported - not_supported,
+                mean_effect: mean,
+                se_effect: se,
+                effects: effects.len(),
+                per_model,
+            }
+        })
+        .collect())
+}
+
+/// Mean and standard error (`sd / sqrt(n)`, sample sd) of `x`; `None` for an empty `x`, and an
+/// SE of `None` with fewer than two values.
+pub fn mean_se(x: &[f64]) -> (Option<f64>, Option<f64>) {
+    if x.is_empty() {
+        return (None, None);
+    }
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    if x.len() < 2 {
+        return (Some(mean), None);
+    }
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (Some(mean), Some((var / n).sqrt()))
+}
+
+/// [`aggregate`] over every verdict of each model's sweep ([`crate::study::report::all_verdicts`]).
+pub fn aggregate_reports(reports: &[ReplicaReport]) -> Result<Vec<ReplicatedVerdict>> {
+    let models: Vec<(String, Vec<Verdict>)> = reports
+        .iter()
+        .map(|r| (r.label.clone(), crate::study::report::all_verdicts(&r.report)))
+        .collect();
+    aggregate(&models)
+}
+
+fn outcome_short(o: Option<Outcome>) -> &'static str {
+    match o {
+        Some(Outcome::Supported) => "S",
+        Some(Outcome::NotSupported) => "N",
+        Some(Outcome::Inconclusive) => "I",
+        None => "-",
+    }
+}
+
+/// The replicated verdicts as text: per claim its summary ("supported in k of N models", with
+/// the not-supported and inconclusive counts), the mean effect ± SE across models and what it
+/// measures, and each model's outcome (S/N/I) and effect.
+pub fn format_replicated(verdicts: &[ReplicatedVerdict]) -> String {
+    let mut s = String::new();
+    for (i, v) in verdicts.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "{}. \"{}\": {} ({} not supported, {} inconclusive)",
+            i + 1,
+            v.claim,
+            v.summary(),
+            v.not_supported,
+            v.inconclusive
+        );
+        let _ = writeln!(
+            s,
+            "   effect across {} models: {} ({})",
+            v.effects,
+            v.effect_text(4),
+            v.effect_unit
+        );
+        let per: Vec<String> = v
+            .per_model
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {} {}",
+                    m.label,
+                    outcome_short(m.outcome),
+                    m.effect.map_or("-".into(), |e| format!("{e:.4}"))
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "   per model: {}", per.join("; "));
+    }
+    s
+}
+
+/// The replicated verdicts as a Markdown table (claim, k of N, mean ± SE, per-model effects).
+pub fn markdown_table(verdicts: &[ReplicatedVerdict]) -> String {
+    let mut s = String::from(
+        "| claim | supported | not supported | inconclusive | effect, mean ± SE | per model (outcome effect) |\n\
+         | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for v in verdicts {
+        let per: Vec<String> = v
+            .per_model
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {}",
+                    outcome_short(m.outcome),
+                    m.effect.map_or("-".into(), |e| format!("{e:.3}"))
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} of {} | {} | {} | {} | {} |",
+            v.claim,
+            v.supported,
+            v.models,
+            v.not_supported,
+            v.inconclusive,
+            v.effect_text(3),
+            per.join(", ")
+        );
+    }
+    s
+}
+
+/// Everything a replication run found: each model's sweep and the verdicts across them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replication {
+    /// Each model's sweep, in model order.
+    pub models: Vec<ReplicaReport>,
+    /// The verdicts across models.
+    pub verdicts: Vec<ReplicatedVerdict>,
+}
+
+impl Replication {
+    /// Aggregates `models` ([`aggregate_reports`]).
+    pub fn new(models: Vec<ReplicaReport>) -> Result<Self> {
+        let verdicts = aggregate_reports(&models)?;
+        Ok(Replication { models, verdicts })
+    }
+
+    /// Writes `replication.json`, `replication.txt` ([`format_replicated`]) and
+    /// `replication.md` ([`markdown_table`]) into `dir` (created if missing), atomically.
+    pub fn write(&self, dir: impl AsRef<Path>) -> Result<Vec<std::path::PathBuf>> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let json = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::invalid_arg("replication", format!("cannot serialise: {e}")))?;
+        let mut out = Vec::new();
+        for (name, text) in [
+            ("replication.json", json),
+            ("replication.txt", format_replicated(&self.verdicts)),
+            ("replication.md", markdown_table(&self.verdicts)),
+        ] {
+            let p = dir.join(name);
+            crate::fs::write_atomic(&p, text.as_bytes())?;
+            out.push(p);
+        }
+        Ok(out)
+    }
+}
+
+/// What one shard of a replication computed: the sweeps of its models (model `i` belongs to
+/// shard `i mod N`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaPart {
+    /// Which shard.
+    pub shard: Shard,
+    /// Models of the whole run.
+    pub models_total: usize,
+    /// The model indices of `models`, ascending.
+    pub indices: Vec<usize>,
+    /// Their sweeps.
+    pub models: Vec<ReplicaReport>,
+}
+
+impl ReplicaPart {
+    /// Writes the part atomically as JSON.
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        let json = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::invalid_arg("part", format!("cannot serialise: {e}")))?;
+        crate::fs::write_atomic(path.as_ref(), json.as_bytes())
+    }
+
+    /// Reads a part written by [`ReplicaPart::write`].
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+/// The models of every part, in model order. Errors on no part, parts of different shard or
+/// model counts, a shard twice or missing, a part whose indices are not its shard's.
+pub fn merge_replica_parts(mut parts: Vec<ReplicaPart>) -> Result<Vec<ReplicaReport>> {
+    let first = parts
+        .first()
+        .ok_or_else(|| Error::invalid_arg("parts", "no part given"))?;
+    let (count, total) = (first.shard.count, first.models_total);
+    parts.sort_by_key(|p| p.shard.index);
+    for (i, p) in parts.iter().enumerate() {
+        let name = format!("part {}", p.shard);
+        if p.shard.count != count || p.models_total != total {
+            return Err(Error::invalid_arg(
+                name,
+                "not of the same run (shard or model count)",
+            ));
+        }
+        if i > 0 && parts[i - 1].shard.index == p.shard.index {
+            return Err(Error::invalid_arg(name, "given twice"));
+        }
+        if p.indices != p.shard.owned(total) || p.models.len() != p.indices.len() {
+            return Err(Error::invalid_arg(name, "does not hold its shard's models"));
+        }
+    }
+    if parts.len() != count {
+        return Err(Error::invalid_arg(
+            "parts",
+            format!("{} of {count} shards given", parts.len()),
+        ));
+    }
+    let mut slots: Vec<Option<ReplicaReport>> = vec![None; total];
+    for p in parts {
+        for (i, m) in p.indices.into_iter().zip(p.models) {
+            slots[i] = Some(m);
+        }
+    }
+    Ok(slots.into_iter().flatten().collect())
+}
+
+/// Trains one model of `profile` per seed (the model's initialisation and the batches' shuffling
+/// both from that seed, the rest of `config` as given), `threads` models at a time, each on one
+/// thread, on `data` (training rows, validation rows). `progress` gets `(model index, its epoch
+/// reports)` when a model is done. Returns the models in seed order.
+pub fn train_models(
+    profile: &str,
+    vocab: &Vocab,
+    data: (&Dataset, &Dataset),
+    config: &TrainConfig,
+    seeds: &[u64],
+    threads: usize,
+    progress: &(dyn Fn(usize, &[EpochReport]) + Sync),
+) -> Result<Vec<Model>> {
+    if threads == 0 {
+        return Err(Error::invalid_arg("threads", "must be at least 1"));
+    }
+    config.validate()?;
+    let (train, valid) = data;
+    sweep::parallel_map(seeds.len(), threads, |i| {
+        let mut model = Model::from_profile(profile, vocab, seeds[i])?;
+        let mut trainer = Trainer::new(TrainConfig {
+            seed: seeds[i],
+            threads: 1,
+            ..config.clone()
+        })?;
+        let reports = trainer.fit(&mut model, train, valid, |_| {})?;
+        progress(i, &reports);
+        Ok(model)
+    })
+}
+
+/// What every model's sweep shares: the grid (plain TT-SVD), the training rows (for the novel
+/// word-link rate), the validation rows, probes, hidden words and sampling.
+#[derive(Debug, Clone)]
+pub struct SweepPlan<'a> {
+    /// The block sets.
+    pub block_sets: &'a [Vec<usize>],
+    /// The middle bonds.
+    pub bonds: &'a [usize],
+    /// The training rows: the word links an answer is checked against for the novel
+    /// word-link rate (as `layer_sweep` does).
+    pub train: &'a Dataset,
+    /// The validation rows scored.
+    pub valid: &'a Dataset,
+    /// The probes.
+    pub probes: &'a [Probe],
+    /// The hidden words' ids.
+    pub hidden: &'a [u32],
+    /// Sampling (the same seeds for every model).
+    pub sample: SampleConfig,
+    /// Cells scored in parallel.
+    pub threads: usize,
+}
+
+/// Sweeps `model` on `plan` with plain TT-SVD (the seed's compression), as `layer_sweep` does:
+/// the grid, then the seed's settings the grid lacks ([`sweep::SEED_SETTINGS`]), so every
+/// verdict `layer_sweep` draws can be drawn for each model.
+pub fn sweep_model(
+    model: &Model,
+    vocab: &Vocab,
+    plan: &SweepPlan<'_>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<SweepReport> {
+    let evaluator = Evaluator::new(
+        model,
+        vocab,
+        plan.valid.x(),
+        plan.valid.y(),
+        plan.probes,
+        plan.hidden,
+        plan.sample,
+    )?
+    .with_training_rows(plan.train.x(), plan.train.y())?;
+    let n_blocks = model.config().n_layers;
+    let mut report = sweep::run_grid(
+        &evaluator,
+        &Grid {
+            n_blocks,
+            methods: &[Method::Weight],
+            block_sets: plan.block_sets,
+            bonds: plan.bonds,
+            threads: plan.threads,
+        },
+        |method, blocks: &[usize], bond| {
+            sweep::compress(model, method, blocks, &vec![bond; blocks.len()], None)
+        },
+        None::<(HealKind, fn(&mut Model) -> Result<()>)>,
+        progress,
+    )?;
+    report.settings = sweep::run_settings(
+        &evaluator,
+        n_blocks,
+        &[Method::Weight],
+        &sweep::SEED_SETTINGS,
+        plan.threads,
+        |method, blocks: &[usize], bonds: &[usize]| {
+            sweep::compress(model, method, blocks, bonds, None)
+        },
+        None::<(HealKind, fn(&mut Model) -> Result<()>)>,
+        progress,
+    )?;
+    Ok(report)
+}
