@@ -13,9 +13,11 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use succulm::compress::calibration::{compress_ffns, Calibration, CalibrationMode, CalibrationRows};
-use succulm::text::data::{load_corpus, standard_split};
+use succulm::compress::calibration::{
+    compress_ffns, Calibration, CalibrationMode, CalibrationRows,
+};
 use succulm::study::eval::load_probes;
+use succulm::text::data::{load_corpus, standard_split};
 use succulm::text::probes::ProbeGroup;
 use succulm::tt::{DataAware, Truncation};
 use succulm::{FfnProjection, FfnTtSpec, Model, TTLayer, TTLayout};

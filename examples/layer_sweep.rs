@@ -21,18 +21,20 @@ use std::process::ExitCode;
 
 use rand::{rngs::StdRng, SeedableRng};
 use succulm::compress::calibration::{CalibrationMode, CalibrationRows};
-use succulm::study::cli::{self, Flags};
-use succulm::text::data::{load_corpus, standard_split};
-use succulm::study::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
 use succulm::nn::generate::{
     format_example, format_examples_side_by_side, model_example, GenerateConfig, Sampling,
 };
-use succulm::text::probes::ProbeGroup;
+use succulm::nn::train::{fine_tune_tt, heal_distill, Teacher, TrainConfig};
+use succulm::study::cli::{self, Flags};
+use succulm::study::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
 use succulm::study::report::html::{ExperimentRun, Experiments};
 use succulm::study::report::{self, verdict};
 use succulm::study::shard::{merge_parts, Shard, SweepPart};
-use succulm::study::sweep::{self, HealKind, Method, DEFAULT_BONDS, SEED_EXPERIMENTS, SEED_SETTINGS};
-use succulm::nn::train::{fine_tune_tt, heal_distill, Teacher, TrainConfig};
+use succulm::study::sweep::{
+    self, HealKind, Method, DEFAULT_BONDS, SEED_EXPERIMENTS, SEED_SETTINGS,
+};
+use succulm::text::data::{load_corpus, standard_split};
+use succulm::text::probes::ProbeGroup;
 use succulm::{Error, Result};
 
 const HELP: &str = "\

@@ -25,8 +25,8 @@ use std::process::ExitCode;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use succulm::study::cli::{self, Flags};
 use succulm::fs::write_atomic;
+use succulm::study::cli::{self, Flags};
 use succulm::text::probes::{Probe, ProbeGroup};
 use succulm::tokenize;
 

@@ -20,14 +20,14 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use succulm::text::data::{load_corpus, standard_split};
-use succulm::study::eval::{hidden_ids, load_probes, SampleConfig};
 use succulm::nn::generate::Sampling;
-use succulm::text::probes::ProbeGroup;
+use succulm::nn::train::TrainConfig;
+use succulm::study::eval::{hidden_ids, load_probes, SampleConfig};
 use succulm::study::replicate::{self, ReplicaPart, ReplicaReport, Replication, SweepPlan};
 use succulm::study::shard::Shard;
 use succulm::study::sweep::{self, DEFAULT_BONDS};
-use succulm::nn::train::TrainConfig;
+use succulm::text::data::{load_corpus, standard_split};
+use succulm::text::probes::ProbeGroup;
 use succulm::{Error, Model, Result, Vocab};
 
 const HELP: &str = "\

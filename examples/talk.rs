@@ -13,8 +13,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rand::{rngs::StdRng, SeedableRng};
+use succulm::nn::generate::{
+    format_example, generate_text, model_example, GenerateConfig, Sampling,
+};
 use succulm::study::cli::{self, Flags};
-use succulm::nn::generate::{format_example, generate_text, model_example, GenerateConfig, Sampling};
 use succulm::{Error, Result};
 
 const HELP: &str = "\

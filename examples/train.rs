@@ -13,11 +13,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use succulm::nn::model::Model;
+use succulm::nn::train::{TrainConfig, Trainer};
 use succulm::study::cli::{self, Flags};
 use succulm::text::data::{load_corpus, standard_split};
-use succulm::nn::model::Model;
 use succulm::text::probes::{load_probes, ProbeGroup};
-use succulm::nn::train::{TrainConfig, Trainer};
 use succulm::{Result, Vocab};
 
 const HELP: &str = "\

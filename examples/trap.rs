@@ -12,12 +12,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use succulm::text::data::{load_corpus, standard_split};
-use succulm::study::eval::{load_probes, SampleConfig};
 use succulm::nn::generate::Sampling;
-use succulm::text::probes::ProbeGroup;
 use succulm::nn::train::TrainConfig;
+use succulm::study::eval::{load_probes, SampleConfig};
 use succulm::study::trap::{self, Embeddings, TrapConfig};
+use succulm::text::data::{load_corpus, standard_split};
+use succulm::text::probes::ProbeGroup;
 use succulm::{Error, Result, Vocab};
 
 const HELP: &str = "\

@@ -59,13 +59,13 @@ pub mod study;
 pub mod text;
 
 #[doc(hidden)]
-pub use nn::kernels::bench as kernel_bench;
+pub use nn::kernel_bench;
 
+pub use compress::surgery::{FfnProjection, FfnTtSpec, TensorizeReport};
 pub use error::{Error, Result};
 pub use io::checkpoint;
 pub use nn::layers::Linear;
 pub use nn::model::{Grads, KvCache, Model, ModelConfig};
-pub use compress::surgery::{FfnProjection, FfnTtSpec, TensorizeReport};
 pub use text::data::{load_pairs, Batch, Dataset, EncodedPair};
 pub use text::probes::Probe;
 pub use text::vocab::{detokenize, tokenize, Vocab};

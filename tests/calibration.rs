@@ -7,8 +7,8 @@ use succulm::compress::calibration::{
     compress_ffns, plan_budget, Budget, Calibration, CalibrationMode, CalibrationRows,
     DenseCalibration,
 };
-use succulm::tt::DataAware;
 use succulm::text::vocab::{BOS, PAD};
+use succulm::tt::DataAware;
 use succulm::{Error, FfnProjection, FfnTtSpec, Model, ModelConfig};
 
 fn model(seed: u64) -> Model {

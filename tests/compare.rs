@@ -3,8 +3,8 @@
 //! comparison of a data-aware method with plain TT-SVD (ratios worked by hand, verdicts on
 //! planted effects and null cases), the budget table, the JSON round trip.
 
-use succulm::study::eval::{CellMetrics, SampleConfig, SampledMetrics, TeacherForcedMetrics};
 use succulm::nn::generate::Sampling;
+use succulm::study::eval::{CellMetrics, SampleConfig, SampledMetrics, TeacherForcedMetrics};
 use succulm::study::report::compare::{self, Side};
 use succulm::study::report::verdict::{self, Outcome};
 use succulm::study::report::{self, Metric};

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 
 use common::{all_pairs, fixture, temp_dir, vocab, write};
 use rand::SeedableRng;
-use succulm::text::data::{encode_pair, split_indices, Dataset, DEFAULT_MAX_LEN, DEFAULT_VAL_FRACTION};
+use succulm::text::data::{
+    encode_pair, split_indices, Dataset, DEFAULT_MAX_LEN, DEFAULT_VAL_FRACTION,
+};
 use succulm::text::vocab::{BOS, EOS, PAD, UNK};
 use succulm::{load_pairs, Error};
 

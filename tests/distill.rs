@@ -12,11 +12,11 @@ use ndarray::{s, Array2, Array3, ArrayD, ArrayView3, ArrayViewD, ArrayViewMutD, 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
-use succulm::text::data::{Dataset, EncodedPair};
-use succulm::study::eval::TeacherForced;
 use succulm::nn::loss::{distillation, softmax};
 use succulm::nn::model::{Model, ModelConfig};
 use succulm::nn::train::{heal_distill, Teacher, TrainConfig, Trainer};
+use succulm::study::eval::TeacherForced;
+use succulm::text::data::{Dataset, EncodedPair};
 use succulm::text::vocab::{BOS, EOS, PAD};
 use succulm::{Error, FfnTtSpec, Parameters};
 

@@ -3,11 +3,11 @@
 mod toy;
 
 use ndarray::{array, Array2};
+use succulm::nn::generate::Sampling;
 use succulm::study::eval::{
     fact_margins, prepare_probes, sample_probes, sample_seed, sampled_metrics, Evaluator, Probe,
     ProbeGroup, SampleConfig, TeacherForced,
 };
-use succulm::nn::generate::Sampling;
 use succulm::text::vocab::{BOS, EOS, PAD, UNK};
 use succulm::Error;
 use toy::{id, vocab, Bigram, Prefix, V};

@@ -126,8 +126,8 @@ fn fuzz_flag_values() {
             }
             let _ = succulm::study::sweep::HealKind::parse(&s);
             let _ = succulm::compress::calibration::CalibrationMode::parse(&s);
-            if let Ok(sampling) =
-                cli::positive_f32("--temperature", &s).map(succulm::nn::generate::Sampling::Temperature)
+            if let Ok(sampling) = cli::positive_f32("--temperature", &s)
+                .map(succulm::nn::generate::Sampling::Temperature)
             {
                 let _ = sampling.validate();
             }

@@ -12,14 +12,14 @@ mod toy;
 use ndarray::{Array2, ArrayView1};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use succulm::text::data::{load_corpus, standard_split};
+use succulm::nn::generate::{generate, generate_batch, GenerateConfig, LanguageModel, Sampling};
+use succulm::nn::model::{KvCache, Model, ModelConfig};
 use succulm::study::eval::{
     hidden_ids, load_probes, sample_probes, sample_seed, Evaluator, PreparedProbe, SampleConfig,
 };
-use succulm::nn::generate::{generate, generate_batch, GenerateConfig, LanguageModel, Sampling};
-use succulm::nn::model::{KvCache, Model, ModelConfig};
-use succulm::text::probes::ProbeGroup;
 use succulm::study::sweep::{run_grid, tensorized, Grid, Method};
+use succulm::text::data::{load_corpus, standard_split};
+use succulm::text::probes::ProbeGroup;
 use succulm::text::vocab::{BOS, EOS};
 use succulm::{Error, FfnTtSpec, Vocab};
 

@@ -562,10 +562,14 @@ fn item9_messages_name_the_place_and_stay_short() {
     assert!(succulm::study::sweep::parse_bonds("20,20").is_err());
     assert!(succulm::study::sweep::parse_block_sets("0,0", 4).is_err());
     assert!(succulm::study::sweep::parse_block_sets("0+1,1+0", 4).is_err());
-    assert_eq!(succulm::study::sweep::parse_bonds("20,10").unwrap(), vec![20, 10]);
+    assert_eq!(
+        succulm::study::sweep::parse_bonds("20,10").unwrap(),
+        vec![20, 10]
+    );
     // A probe too long for the model names the probe.
     let (model, vocab) = Model::load(common::fixture("succulm_upper_middle.json")).unwrap();
-    let mut probes = succulm::text::probes::load_probes(common::fixture("succulm_probes.json")).unwrap();
+    let mut probes =
+        succulm::text::probes::load_probes(common::fixture("succulm_probes.json")).unwrap();
     probes[2].prompt = "ruby ".repeat(100);
     let x = Array2::from_elem((1, 3), 1u32);
     let sample = succulm::study::eval::SampleConfig {
@@ -574,7 +578,15 @@ fn item9_messages_name_the_place_and_stay_short() {
         seed: 1,
     };
     let id = probes[2].id.clone();
-    match succulm::study::eval::Evaluator::new(&model, &vocab, x.view(), x.view(), &probes, &[], sample) {
+    match succulm::study::eval::Evaluator::new(
+        &model,
+        &vocab,
+        x.view(),
+        x.view(),
+        &probes,
+        &[],
+        sample,
+    ) {
         Err(e @ Error::SequenceTooLong { .. }) => {
             let e = e.to_string();
             assert!(e.contains("probe 2") && e.contains(&id), "{e}");

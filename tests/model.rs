@@ -4,9 +4,9 @@
 mod common;
 
 use ndarray::{array, s, Array2, ArrayD};
-use succulm::text::data::{Dataset, EncodedPair};
 use succulm::nn::model::{Model, ModelConfig};
 use succulm::nn::train::{TrainConfig, Trainer};
+use succulm::text::data::{Dataset, EncodedPair};
 use succulm::Parameters;
 
 fn config() -> ModelConfig {

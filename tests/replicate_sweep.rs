@@ -5,8 +5,8 @@
 
 mod common;
 
-use succulm::study::eval::SampleConfig;
 use succulm::nn::generate::Sampling;
+use succulm::study::eval::SampleConfig;
 use succulm::study::replicate::{sweep_model, SweepPlan};
 use succulm::study::report::verdict::verdicts;
 use succulm::study::sweep::SEED_SETTINGS;

@@ -11,7 +11,9 @@ use scraper::{Html, Selector};
 use succulm::nn::generate::{model_example, GenerateConfig, SEED_PROMPTS};
 use succulm::study::report::html::{self, differing_words, ExperimentRun, Experiments};
 use succulm::study::report::{self, svg};
-use succulm::study::sweep::{self, default_block_sets, run_grid, Grid, HealKind, Method, SweepReport};
+use succulm::study::sweep::{
+    self, default_block_sets, run_grid, Grid, HealKind, Method, SweepReport,
+};
 use toy::Bigram;
 
 fn sweep_report() -> SweepReport {

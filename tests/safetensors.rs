@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayD};
 use serde_json::Value;
-use succulm::io::checkpoint::{CheckpointFile, TensorJson};
-use succulm::nn::model::{Model, ModelConfig};
-use succulm::io::safetensors::{write_f32, SafetensorsFile};
 use succulm::compress::surgery::FfnTtSpec;
+use succulm::io::checkpoint::{CheckpointFile, TensorJson};
+use succulm::io::safetensors::{write_f32, SafetensorsFile};
+use succulm::nn::model::{Model, ModelConfig};
 use succulm::{Error, Vocab};
 
 fn fixture(name: &str) -> PathBuf {

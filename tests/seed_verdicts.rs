@@ -6,11 +6,11 @@
 mod toy;
 
 use ndarray::Array2;
+use succulm::nn::generate::{Generation, Sampling};
 use succulm::study::eval::{
     novel_bigram_rate, prepare_probes, sampled_metrics, training_bigrams, CellMetrics, Evaluator,
     Probe, ProbeGroup, SampleConfig, SampledMetrics, TeacherForcedMetrics,
 };
-use succulm::nn::generate::{Generation, Sampling};
 use succulm::study::report::verdict::{self, format_verdicts, verdicts, Outcome, Verdict};
 use succulm::study::report::{self};
 use succulm::study::sweep::{

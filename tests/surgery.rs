@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, ArrayD};
 use ndarray_linalg::SVD;
 use serde_json::{json, Value};
-use succulm::text::data::{Dataset, EncodedPair};
 use succulm::nn::layers::Projection;
 use succulm::nn::model::{Model, ModelConfig};
 use succulm::nn::train::{evaluate_dataset, fine_tune_tt, TrainConfig};
+use succulm::text::data::{Dataset, EncodedPair};
 use succulm::tt::CappedBond;
 use succulm::{Error, FfnTtSpec, Parameters, TTLayout, TTSpec, Vocab};
 

@@ -4,10 +4,10 @@
 mod toy;
 
 use ndarray::Array2;
+use succulm::nn::generate::Sampling;
 use succulm::study::eval::{
     CellMetrics, Evaluator, Probe, ProbeGroup, SampleConfig, SampledMetrics, TeacherForcedMetrics,
 };
-use succulm::nn::generate::Sampling;
 use succulm::study::report::verdict::{verdicts, Outcome};
 use succulm::study::report::{self, recovery, Metric};
 use succulm::study::sweep::{

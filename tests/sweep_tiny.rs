@@ -4,13 +4,13 @@
 mod common;
 
 use common::{fixture, temp_dir};
-use succulm::text::data::{load_corpus, standard_split};
-use succulm::study::eval::{hidden_ids, Evaluator, SampleConfig};
 use succulm::nn::generate::Sampling;
-use succulm::text::probes::{load_probes, ProbeGroup};
+use succulm::nn::train::{fine_tune_tt, TrainConfig, Trainer};
+use succulm::study::eval::{hidden_ids, Evaluator, SampleConfig};
 use succulm::study::report;
 use succulm::study::sweep::{run_grid, tensorized, Grid, HealKind, Method};
-use succulm::nn::train::{fine_tune_tt, TrainConfig, Trainer};
+use succulm::text::data::{load_corpus, standard_split};
+use succulm::text::probes::{load_probes, ProbeGroup};
 use succulm::Model;
 
 #[test]

@@ -4,9 +4,9 @@
 
 mod common;
 
-use succulm::study::eval::SampleConfig;
 use succulm::nn::generate::Sampling;
 use succulm::nn::train::{TrainConfig, Trainer};
+use succulm::study::eval::SampleConfig;
 use succulm::study::trap::{self, Embeddings, TrapConfig};
 use succulm::Model;
 

@@ -18,8 +18,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use rand::{rngs::StdRng, SeedableRng};
 
-use succulm::nn::generate::{generate_text, GenerateConfig, Sampling};
 use succulm::compress::surgery::FfnTtSpec;
+use succulm::nn::generate::{generate_text, GenerateConfig, Sampling};
 use succulm::{Error, Linear, Truncation};
 
 /// A crate error as a Python exception with the same message: `OSError` for I/O, `ValueError`

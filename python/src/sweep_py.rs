@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 use succulm::compress::calibration::{CalibrationMode, CalibrationRows};
-use succulm::text::data::{load_corpus, standard_split};
-use succulm::study::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
 use succulm::nn::generate::Sampling;
-use succulm::text::probes::ProbeGroup;
+use succulm::study::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
 use succulm::study::sweep::{self, Method, DEFAULT_BONDS};
+use succulm::text::data::{load_corpus, standard_split};
+use succulm::text::probes::ProbeGroup;
 use succulm::Result;
 
 /// No healing in the Python sweep.

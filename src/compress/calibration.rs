@@ -43,14 +43,14 @@ use std::collections::BTreeMap;
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use crate::text::data::longest_real;
+use crate::compress::surgery::{FfnProjection, FfnTtSpec, ProjectionReport, TensorizeReport};
 use crate::error::{Error, Result};
 use crate::nn::layers::{FfnCache, Projection};
 use crate::nn::model::Model;
-use crate::compress::surgery::{FfnProjection, FfnTtSpec, ProjectionReport, TensorizeReport};
+use crate::text::data::longest_real;
+use crate::text::vocab::PAD;
 use crate::tt::budget::{allocate, BondOption};
 use crate::tt::{DataAware, InputStats, Objective, TTLayer, Truncation};
-use crate::text::vocab::PAD;
 
 /// Sequences per forward chunk (whole sequences; a chunk is trimmed to its longest real row).
 const CHUNK_SEQS: usize = 8;

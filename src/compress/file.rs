@@ -59,10 +59,10 @@ use std::path::Path;
 use ndarray::{Array1, Array2, ArrayD, Ix2};
 use serde::{Deserialize, Serialize};
 
+use crate::compress::method::Method;
 use crate::error::{Error, Result};
+use crate::fs::safetensors::{write_f32, SafetensorsFile};
 use crate::nn::layers::Linear;
-use crate::io::safetensors::{write_f32, SafetensorsFile};
-use crate::study::sweep::Method;
 use crate::tt::{CappedBond, InputStats, TTLayer, TTLayout, TTSpec, Truncation};
 
 /// The `format` metadata of a file written by [`Compressed::write`].

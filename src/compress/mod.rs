@@ -5,6 +5,8 @@
 
 pub mod calibration;
 pub mod file;
+pub mod method;
 pub mod surgery;
 
 pub use file::*;
+pub use method::Method;

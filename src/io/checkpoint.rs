@@ -26,11 +26,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fs::write_atomic;
-use crate::nn::layers::{positional_table, Attention, Block, Embedding, Ffn, LayerNorm, Projection};
+use crate::nn::layers::{
+    positional_table, Attention, Block, Embedding, Ffn, LayerNorm, Projection,
+};
 use crate::nn::model::{Model, ModelConfig};
+use crate::text::vocab::Vocab;
 use crate::tt::params::Parameters;
 use crate::tt::{TTLayer, TTSpec};
-use crate::text::vocab::Vocab;
 
 /// The checkpoint format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -105,7 +107,7 @@ pub fn projection_template(
             .map_err(|e| bad(e.to_string()))?;
         return Ok(Projection::Tt(tt));
     }
-    Ok(Projection::Dense(crate::Linear::new(
+    Ok(Projection::Dense(crate::tt::Linear::new(
         ndarray::Array2::zeros((out_features, in_features)),
         ndarray::Array1::zeros(out_features),
     )?))
@@ -525,50 +527,34 @@ fn vocab_from_map(path: &Path, map: &BTreeMap<String, u32>, vocab_size: usize) -
     Vocab::from_words(words).map_err(|e| Error::invalid_file(path, "vocab", e.to_string()))
 }
 
-impl Model {
-    /// Writes the checkpoint atomically (a temporary file in the same directory, then a rename):
-    /// as safetensors when `path` ends in `.safetensors` ([`crate::io::safetensors`]), as JSON
-    /// otherwise. Errors, writing nothing, if `vocab` does not match the model's `vocab_size` or a
-    /// weight is not finite (the file could not be loaded); errors on I/O failure.
-    pub fn save(&self, path: impl AsRef<Path>, vocab: &Vocab) -> Result<()> {
-        let path = path.as_ref();
-        if crate::io::safetensors::is_safetensors_path(path) {
-            return crate::io::safetensors::save_checkpoint(self, vocab, path);
-        }
-        let file = CheckpointFile::from_model(self, vocab)?;
-        let json = serde_json::to_vec(&file).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        write_atomic(path, &json)
-    }
+/// Writes `model` and `vocab` as a JSON checkpoint, atomically (see [`Model::save`]).
+pub fn save_json(model: &Model, vocab: &Vocab, path: &Path) -> Result<()> {
+    let file = CheckpointFile::from_model(model, vocab)?;
+    let json = serde_json::to_vec(&file).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_atomic(path, &json)
+}
 
-    /// Reads and validates a checkpoint: format version, config, vocabulary (consistent with
-    /// the config), every state_dict key present and known, shapes, data lengths, finite values.
-    /// A path ending in `.safetensors` is read as safetensors ([`crate::io::safetensors`], same
-    /// validation), any other as JSON.
-    pub fn load(path: impl AsRef<Path>) -> Result<(Model, Vocab)> {
-        let path = path.as_ref();
-        if crate::io::safetensors::is_safetensors_path(path) {
-            return crate::io::safetensors::load_checkpoint(path);
-        }
-        let text = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let file: CheckpointFile = serde_json::from_slice(&text).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        file.into_model(path)
-    }
+/// Reads and validates a JSON checkpoint (see [`Model::load`]).
+pub fn load_json(path: &Path) -> Result<(Model, Vocab)> {
+    let text = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file: CheckpointFile = serde_json::from_slice(&text).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    file.into_model(path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compress::surgery::FfnTtSpec;
     use crate::tt::params::Parameters;
-    use crate::FfnTtSpec;
 
     /// The planned list (used to check a file before anything is built) names exactly the
     /// model's tensors, in order, with their shapes: every profile, dense and with TT blocks.

@@ -8,7 +8,7 @@
 //!    one token;
 //! 3. stop at `<EOS>` (not kept) or when the sequence (BOS included) reaches `max_len`;
 //! 4. the answer is what follows the prompt; in the answer *text*, `<PAD>` tokens are skipped and
-//!    the words are joined as the seed's `talk` does ([`crate::detokenize`]).
+//!    the words are joined as the seed's `talk` does ([`crate::text::vocab::detokenize`]).
 //!
 //! Generation is generic over [`LanguageModel`], which the crate's `Model` implements (dense or
 //! tensor-train FFNs alike) and which small test models implement too.
@@ -277,7 +277,7 @@ pub fn encode_prompt(vocab: &Vocab, prompt: &str) -> Result<Vec<u32>> {
             format!(
                 "none of its {} words ({}) is in the vocabulary",
                 tokens.len(),
-                crate::study::cli::shown(&tokens.join(" "))
+                crate::text::shown(&tokens.join(" "))
             ),
         ));
     }

@@ -3,6 +3,8 @@
 //! [`generate`]. Imports only `text/` and the numeric base below it.
 
 pub mod generate;
+#[doc(hidden)]
+pub mod kernel_bench;
 pub(crate) mod kernels;
 pub mod layers;
 pub mod loss;

@@ -20,10 +20,10 @@ use crate::nn::layers::{
     LayerNormCache, NamedTensors,
 };
 use crate::nn::loss::{check_teacher, count_real, cross_entropy_in_place, distillation_in_place};
+use crate::nn::workers;
+use crate::text::vocab::Vocab;
 use crate::tt::params::{join, Parameters};
 use crate::tt::pool;
-use crate::text::vocab::Vocab;
-use crate::nn::workers;
 
 /// The shape of a SuccuLM model (the seed's `settings_dict` entry plus `vocab_size`, `d_model`,
 /// `max_len`).

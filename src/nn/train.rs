@@ -19,13 +19,13 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::text::data::{Batch, Dataset};
 use crate::error::{Error, Result};
 use crate::nn::loss::softmax_in_place;
 use crate::nn::model::{Grads, Model};
 use crate::nn::optim::{clip_grad_norm, Adam};
-use crate::tt::params::Parameters;
+use crate::text::data::{Batch, Dataset};
 use crate::text::vocab::PAD;
+use crate::tt::params::Parameters;
 
 /// Training hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,7 +42,7 @@ pub struct TrainConfig {
     pub clip: Option<f32>,
     /// Threads sharing each batch's chunks (results are deterministic for any value; 1 sums in
     /// the plain single-thread order, 2 or more in a fixed per-piece order, see
-    /// [`Model::accumulate_grads_threaded`](crate::Model::accumulate_grads_threaded)).
+    /// [`Model::accumulate_grads_threaded`](crate::nn::model::Model::accumulate_grads_threaded)).
     pub threads: usize,
 }
 

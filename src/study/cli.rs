@@ -31,25 +31,7 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
-/// How many characters of a value [`shown`] keeps.
-pub const SHOWN_CHARS: usize = 60;
-
-/// `value` as an error message shows it: quoted, at most [`SHOWN_CHARS`] characters (then `…`
-/// and the total length), control characters and quotes escaped (`\n`, `\u{1b}`, ...).
-///
-/// ```
-/// assert_eq!(succulm::study::cli::shown("a\nb"), r#""a\nb""#);
-/// assert!(succulm::study::cli::shown(&"x".repeat(10_000)).len() < 100);
-/// ```
-pub fn shown(value: &str) -> String {
-    let n = value.chars().count();
-    let head: String = value.chars().take(SHOWN_CHARS).collect();
-    let mut s = format!("{head:?}");
-    if n > SHOWN_CHARS {
-        s.push_str(&format!("… ({n} characters)"));
-    }
-    s
-}
+pub use crate::text::{shown, SHOWN_CHARS};
 
 /// The flags of one command line, read in order.
 #[derive(Debug, Clone)]

@@ -883,7 +883,7 @@ impl<'r, R: LanguageModel + ?Sized> Evaluator<'r, R> {
             return Err(Error::SequenceTooLong {
                 context: format!(
                     "probe {i} ({}): prompt of {} tokens with <BOS>, leaving room for one answer token",
-                    crate::study::cli::shown(&probes[i].id),
+                    crate::text::shown(&probes[i].id),
                     p.prompt_ids.len()
                 ),
                 len: 1 + p.prompt_ids.len() + 1,

@@ -29,14 +29,14 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::text::data::Dataset;
 use crate::error::{Error, Result};
-use crate::study::eval::{Evaluator, Probe, SampleConfig};
 use crate::nn::model::Model;
+use crate::nn::train::{EpochReport, TrainConfig, Trainer};
+use crate::study::eval::{Evaluator, Probe, SampleConfig};
 use crate::study::report::verdict::{Outcome, Verdict};
 use crate::study::shard::Shard;
 use crate::study::sweep::{self, Grid, HealKind, Method, SweepReport};
-use crate::nn::train::{EpochReport, TrainConfig, Trainer};
+use crate::text::data::Dataset;
 use crate::text::vocab::Vocab;
 
 /// One model's sweep, labelled (`"seed 43"`, a checkpoint's path).
@@ -197,7 +197,12 @@ pub fn mean_se(x: &[f64]) -> (Option<f64>, Option<f64>) {
 pub fn aggregate_reports(reports: &[ReplicaReport]) -> Result<Vec<ReplicatedVerdict>> {
     let models: Vec<(String, Vec<Verdict>)> = reports
         .iter()
-        .map(|r| (r.label.clone(), crate::study::report::all_verdicts(&r.report)))
+        .map(|r| {
+            (
+                r.label.clone(),
+                crate::study::report::all_verdicts(&r.report),
+            )
+        })
         .collect();
     aggregate(&models)
 }

@@ -11,123 +11,21 @@
 //! Reports written before the method axis existed still load: every field added since has a
 //! serde default (`method` Weight, `methods` `[Weight]`, output errors NaN, no budget).
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
 use crate::compress::calibration::{
     compress_ffns, plan_budget, Budget, CalibrationMode, CalibrationRows, DenseCalibration,
 };
-use crate::error::{Error, Result};
-use crate::study::eval::{CellMetrics, Evaluator, SampleConfig};
-use crate::nn::generate::LanguageModel;
-use crate::study::shard::{Shard, SweepPart};
 use crate::compress::surgery::TensorizeReport;
+use crate::error::{Error, Result};
+use crate::nn::generate::LanguageModel;
+use crate::study::eval::{CellMetrics, Evaluator, SampleConfig};
 use crate::tt::DataAware;
 
-/// How a weight matrix is truncated to tensor-train form.
-///
-/// [`Method::Weight`] (plain TT-SVD of the weights) is the baseline every comparison is made
-/// against; the others are data-aware (they use activations of calibration rows).
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// Plain TT-SVD: minimises `‖W − Ŵ‖_F`.
-    #[default]
-    Weight,
-    /// Whitened (data-aware) truncation: minimises the output error `‖X(W − Ŵ)ᵀ‖_F` on
-    /// calibration rows `X`.
-    Whitened,
-    /// Activation-scaled truncation (ASVD): scales the input features by their activation
-    /// magnitudes before the TT-SVD.
-    Scaled,
-}
-
-impl Method {
-    /// Every method, in a fixed order.
-    pub const ALL: [Method; 3] = [Method::Weight, Method::Whitened, Method::Scaled];
-
-    /// The snake_case key (`"weight"`, `"whitened"`, `"scaled"`): flags, CSV, file names.
-    pub fn key(self) -> &'static str {
-        match self {
-            Method::Weight => "weight",
-            Method::Whitened => "whitened",
-            Method::Scaled => "scaled",
-        }
-    }
-
-    /// A human title.
-    pub fn title(self) -> &'static str {
-        match self {
-            Method::Weight => "plain TT-SVD",
-            Method::Whitened => "whitened (data-aware)",
-            Method::Scaled => "activation-scaled (ASVD)",
-        }
-    }
-
-    /// Whether the method uses calibration data (every method but [`Method::Weight`]).
-    pub fn is_data_aware(self) -> bool {
-        self != Method::Weight
-    }
-
-    /// Parses one method key (surrounding spaces and case ignored).
-    pub fn parse(name: &str) -> Result<Method> {
-        let n = name.trim().to_ascii_lowercase();
-        Method::ALL
-            .into_iter()
-            .find(|m| m.key() == n)
-            .ok_or_else(|| {
-                Error::invalid_arg(
-                    "methods",
-                    format!("unknown method {name:?} (known: weight, whitened, scaled)"),
-                )
-            })
-    }
-}
-
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.key())
-    }
-}
-
-/// Parses a comma-separated list of methods (`"weight,whitened"`), in the order given. Errors on
-/// an empty list or item, an unknown name, a method named twice.
-pub fn parse_methods(spec: &str) -> Result<Vec<Method>> {
-    if spec.trim().is_empty() {
-        return Err(Error::invalid_arg("methods", "no method given"));
-    }
-    let methods = spec
-        .split(',')
-        .map(|item| {
-            if item.trim().is_empty() {
-                Err(Error::invalid_arg(
-                    "methods",
-                    format!("empty item in {spec:?}"),
-                ))
-            } else {
-                Method::parse(item)
-            }
-        })
-        .collect::<Result<Vec<_>>>()?;
-    validate_methods(&methods)?;
-    Ok(methods)
-}
-
-fn validate_methods(methods: &[Method]) -> Result<()> {
-    if methods.is_empty() {
-        return Err(Error::invalid_arg("methods", "no method given"));
-    }
-    for (i, m) in methods.iter().enumerate() {
-        if methods[..i].contains(m) {
-            return Err(Error::invalid_arg(
-                "methods",
-                format!("method {m} named twice"),
-            ));
-        }
-    }
-    Ok(())
-}
+use crate::compress::method::validate_methods;
+pub use crate::compress::method::{parse_methods, Method};
 
 /// How a compressed model was healed (fine-tuned) after compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -1041,15 +939,15 @@ pub const SEED_EXPERIMENTS: [(&str, &[usize], &[usize]); 13] = [
 ];
 
 /// The seed's `tensorized_model`: a copy of `model` with each listed block's FFN replaced by TT
-/// layers at its middle bond ([`FfnTtSpec::for_config`](crate::FfnTtSpec::for_config), which is
+/// layers at its middle bond ([`FfnTtSpec::for_config`](crate::compress::surgery::FfnTtSpec::for_config), which is
 /// the seed's factorisation for `d_model` 50 and FFN width 200), with what the compression did.
 ///
 /// Errors if `blocks` and `bonds` differ in length or a block is out of range.
 pub fn tensorized(
-    model: &crate::Model,
+    model: &crate::nn::model::Model,
     blocks: &[usize],
     bonds: &[usize],
-) -> Result<(crate::Model, CompressionInfo)> {
+) -> Result<(crate::nn::model::Model, CompressionInfo)> {
     if blocks.len() != bonds.len() {
         return Err(Error::invalid_arg(
             "bonds",
@@ -1059,14 +957,14 @@ pub fn tensorized(
     let mut m = model.clone();
     let mut reports = Vec::with_capacity(blocks.len());
     for (&b, &bond) in blocks.iter().zip(bonds) {
-        let spec = crate::FfnTtSpec::for_config(model.config(), bond);
+        let spec = crate::compress::surgery::FfnTtSpec::for_config(model.config(), bond);
         reports.push(m.tensorize_ffn(b, &spec)?);
     }
     Ok((m, CompressionInfo::from_reports(&reports)))
 }
 
 impl CompressionInfo {
-    /// What [`Model::tensorize_ffn`](crate::Model::tensorize_ffn) or
+    /// What [`Model::tensorize_ffn`](crate::nn::model::Model::tensorize_ffn) or
     /// [`compress_ffns`] did to each block: parameters, and per projection its weight error,
     /// bond dims and (when calibrated) output errors on the calibration and held-out rows.
     pub fn from_reports(reports: &[TensorizeReport]) -> Self {
@@ -1115,7 +1013,7 @@ pub struct SweepCalibration<'a> {
 impl<'a> SweepCalibration<'a> {
     /// Collects the dense model's stats on `rows`.
     pub fn collect(
-        model: &crate::Model,
+        model: &crate::nn::model::Model,
         rows: CalibrationRows<'a>,
         mode: CalibrationMode,
     ) -> Result<Self> {
@@ -1138,19 +1036,19 @@ impl<'a> SweepCalibration<'a> {
 }
 
 /// [`tensorized`] with a method: the listed blocks of a copy of `model` compressed at their
-/// middle bonds ([`FfnTtSpec::for_config`](crate::FfnTtSpec::for_config)) by plain TT-SVD or a
+/// middle bonds ([`FfnTtSpec::for_config`](crate::compress::surgery::FfnTtSpec::for_config)) by plain TT-SVD or a
 /// data-aware objective calibrated by `calibration` ([`compress_ffns`]). Plain TT-SVD without
 /// calibration is exactly [`tensorized`]; with it, the same cores, and the projections' output
 /// errors measured on the dense model's inputs.
 ///
 /// Errors as [`tensorized`], and for a data-aware method without calibration.
 pub fn compress(
-    model: &crate::Model,
+    model: &crate::nn::model::Model,
     method: Method,
     blocks: &[usize],
     bonds: &[usize],
     calibration: Option<&SweepCalibration<'_>>,
-) -> Result<(crate::Model, CompressionInfo)> {
+) -> Result<(crate::nn::model::Model, CompressionInfo)> {
     if blocks.len() != bonds.len() {
         return Err(Error::invalid_arg(
             "bonds",
@@ -1166,10 +1064,15 @@ pub fn compress(
         }
         return tensorized(model, blocks, bonds);
     };
-    let targets: Vec<(usize, crate::FfnTtSpec)> = blocks
+    let targets: Vec<(usize, crate::compress::surgery::FfnTtSpec)> = blocks
         .iter()
         .zip(bonds)
-        .map(|(&b, &m)| (b, crate::FfnTtSpec::for_config(model.config(), m)))
+        .map(|(&b, &m)| {
+            (
+                b,
+                crate::compress::surgery::FfnTtSpec::for_config(model.config(), m),
+            )
+        })
         .collect();
     let (m, reports) = compress_ffns(
         model,
@@ -1186,12 +1089,12 @@ pub fn compress(
 /// uniform bond that fits `fraction` of their FFN parameters, and at the bonds
 /// [`plan_budget`] allocates under the same parameter count; each with its discarded energy.
 pub fn budget_arms(
-    model: &crate::Model,
+    model: &crate::nn::model::Model,
     method: Method,
     blocks: &[usize],
     fraction: f64,
     calibration: &SweepCalibration<'_>,
-) -> Result<BudgetArms<crate::Model>> {
+) -> Result<BudgetArms<crate::nn::model::Model>> {
     let config = method.config();
     let plan = plan_budget(
         model,
@@ -1200,7 +1103,7 @@ pub fn budget_arms(
         &config,
         &calibration.dense,
     )?;
-    let arm = |specs: &[(usize, crate::FfnTtSpec)], energy: f64| {
+    let arm = |specs: &[(usize, crate::compress::surgery::FfnTtSpec)], energy: f64| {
         let (m, reports) = compress_ffns(
             model,
             specs,
@@ -1231,5 +1134,119 @@ mod settings_tests {
             validate_bond_values(s.bonds).unwrap();
         }
         assert!(validate_bonds(&[30, 30]).is_err());
+    }
+}
+
+/// Shard `index` (0-based) of `count`: the cells `i` with `i % count == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Shard {
+    /// 0-based index, `< count`.
+    pub index: usize,
+    /// Number of shards, at least 1.
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole grid (shard 1 of 1).
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// Shard `index` (0-based) of `count`. Errors on `count == 0` or `index >= count`.
+    pub fn new(index: usize, count: usize) -> Result<Shard> {
+        if count == 0 {
+            return Err(Error::invalid_arg(
+                "shard",
+                "the number of shards must be at least 1",
+            ));
+        }
+        if index >= count {
+            return Err(Error::invalid_arg(
+                "shard",
+                format!("shard index {index} is not below the shard count {count}"),
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Parses `K/N` with `1 <= K <= N` (1-based, as a SLURM array task id or GNU parallel's
+    /// `{#}`). Errors on anything else.
+    pub fn parse(spec: &str) -> Result<Shard> {
+        let bad = || Error::invalid_arg("--shard", format!("{spec:?} is not K/N with 1 <= K <= N"));
+        let (k, n) = spec.trim().split_once('/').ok_or_else(bad)?;
+        let k: usize = k.trim().parse().map_err(|_| bad())?;
+        let n: usize = n.trim().parse().map_err(|_| bad())?;
+        if k == 0 || n == 0 || k > n {
+            return Err(bad());
+        }
+        Shard::new(k - 1, n)
+    }
+
+    /// Whether item `i` belongs to this shard.
+    pub fn owns(&self, i: usize) -> bool {
+        i % self.count.max(1) == self.index
+    }
+
+    /// This shard's items among `0..total`, ascending.
+    pub fn owned(&self, total: usize) -> Vec<usize> {
+        (0..total).filter(|&i| self.owns(i)).collect()
+    }
+
+    /// The file name of this shard's part: `part_K_of_N.json` (K 1-based).
+    pub fn file_name(&self) -> String {
+        format!("part_{}_of_{}.json", self.index + 1, self.count)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.count)
+    }
+}
+
+/// What one shard of a sweep computed: its cells and budget cells (with their indices in the
+/// whole grid) inside a [`SweepReport`] whose every other field (grid, sampling, reference) is
+/// the whole run's, plus anything the caller attaches (`extra`, e.g. the seed's printed
+/// experiments; by convention only shard 1 carries it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepPart {
+    /// Which shard.
+    pub shard: Shard,
+    /// Cells of the whole grid.
+    pub cells_total: usize,
+    /// The grid indices of `report.cells`, ascending.
+    pub cell_indices: Vec<usize>,
+    /// Budget requests of the whole run.
+    pub budget_total: usize,
+    /// The request indices of `report.budget`, ascending.
+    pub budget_indices: Vec<usize>,
+    /// The shard's cells in a report of the whole grid's shape.
+    pub report: SweepReport,
+    /// Caller data carried through the merge (`null` when none).
+    #[serde(default)]
+    pub extra: serde_json::Value,
+}
+
+impl SweepPart {
+    /// The part as pretty JSON.
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string_pretty(self)
+            .map_err(|e| Error::invalid_arg("part", format!("cannot serialise: {e}")))
+    }
+
+    /// Writes the part atomically to `path`.
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::fs::write_atomic(path.as_ref(), self.to_json()?.as_bytes())
+    }
+
+    /// Reads a part written by [`SweepPart::write`].
+    pub fn read(path: impl AsRef<Path>) -> Result<SweepPart> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }

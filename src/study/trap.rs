@@ -15,12 +15,12 @@ use std::fmt::Write as _;
 use ndarray::Axis;
 use serde::{Deserialize, Serialize};
 
-use crate::text::data::Dataset;
 use crate::error::{Error, Result};
-use crate::study::eval::{Evaluator, Probe, SampleConfig};
 use crate::nn::model::Model;
-use crate::study::sweep::{self, Method};
 use crate::nn::train::{TrainConfig, Trainer};
+use crate::study::eval::{Evaluator, Probe, SampleConfig};
+use crate::study::sweep::{self, Method};
+use crate::text::data::Dataset;
 use crate::text::vocab::{Vocab, PAD};
 
 /// How the (tied) embedding is treated in training.
@@ -294,7 +294,7 @@ pub fn run_study(
         return Err(Error::invalid_arg("bonds", "a bond must be at least 1"));
     }
     let hidden = crate::study::eval::hidden_ids(vocab)?;
-    let n_layers = crate::ModelConfig::profile(&config.profile, vocab.len())?.n_layers;
+    let n_layers = crate::nn::model::ModelConfig::profile(&config.profile, vocab.len())?.n_layers;
     if let Some(b) = config.blocks.iter().find(|&&b| b >= n_layers) {
         return Err(Error::invalid_arg(
             "blocks",

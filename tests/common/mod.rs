@@ -99,6 +99,7 @@ pub fn standard_data(
         .map(|p| p.prompt.as_str())
         .collect();
     let pairs = succulm::text::data::load_corpus(fixture("")).unwrap();
-    let (train, valid) = succulm::text::data::standard_split(&vocab, &pairs, &pinned, max_len).unwrap();
+    let (train, valid) =
+        succulm::text::data::standard_split(&vocab, &pairs, &pinned, max_len).unwrap();
     (vocab, probes, train, valid)
 }

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use ndarray::Array2;
-use succulm::study::eval::{Evaluator, Probe, ProbeGroup, SampleConfig};
 use succulm::nn::generate::Sampling;
+use succulm::study::eval::{Evaluator, Probe, ProbeGroup, SampleConfig};
 use succulm::study::sweep::{CompressionInfo, Method, ProjectionError};
 use succulm::text::vocab::PAD;
 

@@ -13,7 +13,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::nn::layers::layer_norm::{BackwardIn, CacheOut, Out, LN_EPS};
+use super::ln::{BackwardIn, CacheOut, Out, LN_EPS};
 
 /// Rows per group.
 const G: usize = 8;

@@ -9,10 +9,10 @@ use rand_distr::{Distribution, StandardNormal};
 use ndarray::ArrayViewD;
 
 use crate::error::{Error, Result};
-use crate::tt::gemm::PackedT;
 use crate::nn::kernels::dispatch;
 use crate::nn::layers::linear::{affine, linear_backward};
 use crate::nn::layers::{visit_via_tensors, NamedTensors};
+use crate::tt::gemm::PackedT;
 use crate::tt::params::{join, Parameters};
 
 /// The embedding table `weight: [V, d]` (PyTorch's `nn.Embedding`). The same matrix is the

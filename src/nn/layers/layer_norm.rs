@@ -1,7 +1,5 @@
 //! `LayerNorm` over the last axis (PyTorch's `nn.LayerNorm(d)`: biased variance, eps = 1e-5).
 
-use std::mem::MaybeUninit;
-
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use ndarray::ArrayViewD;
@@ -12,8 +10,7 @@ use crate::nn::layers::{visit_via_tensors, NamedTensors};
 use crate::tt::params::{join, Parameters};
 use crate::tt::pool;
 
-/// PyTorch's default `eps`.
-pub const LN_EPS: f32 = 1e-5;
+pub use crate::nn::kernels::ln::LN_EPS;
 
 /// `y = (x − mean) / sqrt(var + eps) · weight + bias`, per row, with `weight, bias: [d]`.
 ///
@@ -221,20 +218,7 @@ impl LayerNorm {
     }
 }
 
-/// Uninitialised output elements, every one written by the kernel that receives them.
-pub(crate) type Out<'a> = &'a mut [MaybeUninit<f32>];
-
-/// The outputs `(xhat: [rows, d], rstd: [rows])` of a forward that keeps a cache.
-pub(crate) type CacheOut<'a> = Option<(Out<'a>, &'a mut [f32])>;
-
-/// The inputs of [`backward_rows`] (all row-major; `rows · d` elements, `rstd` `rows`).
-#[derive(Clone, Copy)]
-pub(crate) struct BackwardIn<'a> {
-    pub(crate) dy: &'a [f32],
-    pub(crate) xhat: &'a [f32],
-    pub(crate) rstd: &'a [f32],
-    pub(crate) weight: &'a [f32],
-}
+pub(crate) use crate::nn::kernels::ln::{BackwardIn, CacheOut, Out};
 
 /// True if the CPU has AVX2 and FMA (the detection is cached by `std`).
 #[cfg(target_arch = "x86_64")]
@@ -410,6 +394,7 @@ mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+    use std::mem::MaybeUninit;
 
     const EPS: f64 = f32::EPSILON as f64;
 

@@ -20,7 +20,7 @@ use ndarray::ArrayViewD;
 
 use crate::tt::params::join;
 
-/// Borrowed, named views of a module's tensors (what [`crate::Parameters::visit`] walks), kept
+/// Borrowed, named views of a module's tensors (what [`crate::tt::Parameters::visit`] walks), kept
 /// for the lifetime of the borrow (`Model::named_parameters`, `Grads::get`).
 pub(crate) trait NamedTensors {
     /// Appends `(name, view)` for every tensor, in `visit` order.

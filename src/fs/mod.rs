@@ -185,3 +185,5 @@ pub fn write_set_atomic(
     let _ = std::fs::remove_dir_all(&tmp);
     result
 }
+
+pub mod safetensors;
