@@ -520,26 +520,20 @@ pub fn compress_linear(
         ));
     }
     let truncation = truncation_for(&base, &config.target, n_in * n_out)?;
-    let (tt, capped, output_error) = match stats {
-        Some(stats) => {
-            let (tt, rep) = TTLayer::decompose_data_aware(
-                config.tt_layout,
-                &in_modes,
-                &out_modes,
-                linear,
-                &truncation,
-                stats,
-                &config.method.config(),
-            )?;
-            let capped = rep.svd.map(|s| s.capped).unwrap_or_default();
-            (tt, capped, Some(rep.output_error))
-        }
-        None => {
-            let (tt, svd) =
-                TTLayer::decompose(config.tt_layout, &in_modes, &out_modes, linear, &truncation)?;
-            (tt, svd.capped, None)
-        }
-    };
+    let objective = config.method.config();
+    let crate::compress::method::Decomposed {
+        tt,
+        capped,
+        data_aware,
+    } = crate::compress::method::decompose(
+        linear,
+        config.tt_layout,
+        &in_modes,
+        &out_modes,
+        &truncation,
+        stats.map(|s| (s, &objective)),
+    )?;
+    let output_error = data_aware.map(|r| r.output_error);
     let report = MatrixReport {
         name: String::new(),
         module: String::new(),

@@ -6,6 +6,7 @@
 pub mod calibration;
 pub mod file;
 pub mod method;
+pub mod model;
 pub mod surgery;
 
 pub use file::*;

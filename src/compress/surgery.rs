@@ -177,37 +177,19 @@ fn tensorize(
     let dense: Linear = proj.to_dense();
     let wrap = |e: Error| Error::invalid_arg(what, e.to_string());
     let truncation = Truncation::bond_dims(&spec.bond_dims);
-    let (tt, capped, da) = match data {
-        None => {
-            let (tt, svd) = TTLayer::decompose(
-                spec.layout,
-                &spec.in_modes,
-                &spec.out_modes,
-                &dense,
-                &truncation,
-            )
-            .map_err(wrap)?;
-            (tt, svd.capped, None)
-        }
-        Some((stats, config)) => {
-            let (tt, report) = TTLayer::decompose_data_aware(
-                spec.layout,
-                &spec.in_modes,
-                &spec.out_modes,
-                &dense,
-                &truncation,
-                stats,
-                config,
-            )
-            .map_err(wrap)?;
-            let capped = report
-                .svd
-                .as_ref()
-                .map(|s| s.capped.clone())
-                .unwrap_or_default();
-            (tt, capped, Some(report))
-        }
-    };
+    let crate::compress::method::Decomposed {
+        tt,
+        capped,
+        data_aware: da,
+    } = crate::compress::method::decompose(
+        &dense,
+        spec.layout,
+        &spec.in_modes,
+        &spec.out_modes,
+        &truncation,
+        data,
+    )
+    .map_err(wrap)?;
     let report = ProjectionReport {
         dense_params: dense.weight().len() + dense.bias().len(),
         tt_params: tt.num_params() + tt.bias().len(),

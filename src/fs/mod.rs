@@ -187,3 +187,16 @@ pub fn write_set_atomic(
 }
 
 pub mod safetensors;
+
+/// `f64::NAN`, the serde default of a float that may be absent.
+#[doc(hidden)]
+pub fn nan() -> f64 {
+    f64::NAN
+}
+
+/// Deserialises an `f64` written as a number or as `null` (serde_json writes NaN as `null`).
+#[doc(hidden)]
+pub fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    use serde::Deserialize;
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}

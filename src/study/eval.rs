@@ -44,10 +44,7 @@ use crate::nn::generate::{
 };
 use crate::text::vocab::{Vocab, BOS, EOS, PAD, UNK};
 
-/// Deserialises an `f64` written as a number or as `null` (serde_json writes NaN as `null`).
-pub(crate) fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
+pub(crate) use crate::fs::f64_or_nan;
 
 /// Rows per teacher-forced forward when the caller has no opinion.
 pub const DEFAULT_BATCH: usize = 64;
