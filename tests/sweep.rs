@@ -1,12 +1,13 @@
 //! The sweep end to end on a toy model, its outputs (CSV, JSON, table, SVG) and the verdicts;
 //! the method axis (planted method effects) and the parameter-budget runner.
 
+mod planted;
 mod toy;
 
 use ndarray::Array2;
 use succulm::nn::generate::Sampling;
 use succulm::study::eval::{
-    CellMetrics, Evaluator, Probe, ProbeGroup, SampleConfig, SampledMetrics, TeacherForcedMetrics,
+    CellMetrics, Evaluator, SampleConfig, SampledMetrics, TeacherForcedMetrics,
 };
 use succulm::study::report::verdict::{verdicts, Outcome};
 use succulm::study::report::{self, recovery, Metric};
@@ -14,72 +15,9 @@ use succulm::study::sweep::{
     block_label, default_block_sets, parse_block_sets, parse_bonds, run_budget, run_grid,
     BudgetArms, CompressionInfo, Grid, HealKind, Method, ProjectionError, SweepCell, SweepReport,
 };
-use succulm::text::vocab::PAD;
 use succulm::Error;
-use toy::{id, random_matrix, vocab, Bigram, V};
-
-fn data() -> (Array2<u32>, Array2<u32>) {
-    let rows = [
-        vec![
-            "<BOS>", "is", "ruby", "a", "boy", "?", "yes", ",", "he", "is", ".", "<EOS>",
-        ],
-        vec![
-            "<BOS>", "is", "winy", "a", "boy", "?", "no", ",", "winy", "is", "a", "girl", ".",
-            "<EOS>",
-        ],
-        vec![
-            "<BOS>", "ruby", "is", "a", "boy", ".", "winy", "is", "a", "girl", ".", "<EOS>",
-        ],
-    ];
-    let t = 14;
-    let mut x = Array2::from_elem((3, t), PAD);
-    let mut y = Array2::from_elem((3, t), PAD);
-    for (r, w) in rows.iter().enumerate() {
-        let ids: Vec<u32> = w.iter().map(|s| id(s)).collect();
-        for j in 0..ids.len() - 1 {
-            x[[r, j]] = ids[j];
-            y[[r, j]] = ids[j + 1];
-        }
-    }
-    (x, y)
-}
-
-fn probes() -> Vec<Probe> {
-    let base = |p: &str, group| Probe {
-        id: p.into(),
-        group,
-        prompt: p.into(),
-        expected_answer: None,
-        fact: None,
-        expect_first_word: None,
-        contrast_first_word: None,
-        expect_words: vec![],
-    };
-    let fact = |p: &str, r: &str, a: &str| Probe {
-        fact: Some("gender".into()),
-        expect_first_word: Some(r.into()),
-        contrast_first_word: Some(a.into()),
-        ..base(p, ProbeGroup::Fact)
-    };
-    vec![
-        fact("is ruby a boy?", "yes", "no"),
-        fact("is winy a boy?", "no", "yes"),
-        base("who is winy?", ProbeGroup::SeedOutOfTraining),
-    ]
-}
-
-/// A "4-block" toy: the reference is a bigram trained by hand on the data; compressing block k
-/// at bond b perturbs the table by `(50 - b)/50` times block k's damage pattern.
-fn reference() -> Bigram {
-    let (x, y) = data();
-    let mut t = Array2::from_elem((V, V), -4.0f32);
-    for (a, b) in x.iter().zip(y.iter()) {
-        if *b != PAD {
-            t[[*a as usize, *b as usize]] += 3.0;
-        }
-    }
-    Bigram::new(t, 16)
-}
+use planted::reference;
+use toy::{id, random_matrix, Bigram, V};
 
 fn damage(block: usize, inverted: bool) -> Array2<f32> {
     let role = if inverted { 3 - block } else { block };
@@ -103,54 +41,69 @@ fn run(inverted: bool, heal: bool) -> SweepReport {
 
 fn run_with(inverted: bool, heal: bool, threads: usize) -> SweepReport {
     let reference = reference();
-    let (x, y) = data();
-    let sample = SampleConfig {
-        sampling: Sampling::Temperature(0.6),
-        samples_per_probe: 30,
-        seed: 42,
-    };
-    let ev = Evaluator::new(
-        &reference,
-        &vocab(),
-        x.view(),
-        y.view(),
-        &probes(),
-        &[id("sophia")],
-        sample,
-    )
-    .unwrap();
+    let ev = evaluator(&reference);
     let compress = |_: Method, blocks: &[usize], bond: usize| {
         let mut m = reference.clone();
         let s = (50.0 - bond as f32).max(0.0) / 50.0;
         for &k in blocks {
             m.table.scaled_add(s, &damage(k, inverted));
         }
-        let info = CompressionInfo {
-            ffn_params_dense: 100 * blocks.len(),
-            ffn_params_tt: bond * blocks.len(),
-            projections: blocks
-                .iter()
-                .flat_map(|&k| ["ffn.0", "ffn.2"].map(|p| ProjectionError::new(k, p, s as f64)))
-                .collect(),
-        };
-        Ok((m, info))
+        Ok((m, toy_info(blocks, bond, s, f64::NAN)))
     };
+    let heal = heal.then_some(HealKind::CrossEntropy);
+    let (report, lines) = toy_grid(&ev, &reference, &[Method::Weight], threads, heal, compress);
+    assert_eq!(lines.len(), 1 + 5 * 3);
+    assert!(lines[1].starts_with("[1/15] blocks 0, bond 50"));
+    report
+}
+
+/// What the toy compression reports: `100` dense and `bond` TT parameters per block, and each
+/// projection's weight error `s` (and output error, NaN when not computed).
+fn toy_info(blocks: &[usize], bond: usize, s: f32, output_error: f64) -> CompressionInfo {
+    CompressionInfo {
+        ffn_params_dense: 100 * blocks.len(),
+        ffn_params_tt: bond * blocks.len(),
+        projections: blocks
+            .iter()
+            .flat_map(|&k| {
+                ["ffn.0", "ffn.2"].map(|p| ProjectionError {
+                    output_error,
+                    ..ProjectionError::new(k, p, s as f64)
+                })
+            })
+            .collect(),
+    }
+}
+
+/// [`run_grid`] of the default block sets at bonds 50, 30, 10 with `compress`, healing (when
+/// asked) by restoring the reference; returns the report and the progress lines in cell order.
+fn toy_grid<C>(
+    ev: &Evaluator<'_, Bigram>,
+    reference: &Bigram,
+    methods: &[Method],
+    threads: usize,
+    heal: Option<HealKind>,
+    compress: C,
+) -> (SweepReport, Vec<String>)
+where
+    C: Fn(Method, &[usize], usize) -> succulm::Result<(Bigram, CompressionInfo)> + Sync,
+{
     let restore = |m: &mut Bigram| {
         m.table.assign(&reference.table);
         Ok(())
     };
     let lines = std::sync::Mutex::new(Vec::new());
     let report = run_grid(
-        &ev,
+        ev,
         &Grid {
             n_blocks: 4,
-            methods: &[Method::Weight],
+            methods,
             block_sets: &default_block_sets(4),
             bonds: &[50, 30, 10],
             threads,
         },
         compress,
-        heal.then_some((HealKind::CrossEntropy, restore)),
+        heal.map(|kind| (kind, restore)),
         &|l: &str| lines.lock().unwrap().push(l.to_string()),
     )
     .unwrap();
@@ -161,9 +114,7 @@ fn run_with(inverted: bool, heal: bool, threads: usize) -> SweepReport {
             .next()
             .and_then(|n| n.parse::<usize>().ok())
     });
-    assert_eq!(lines.len(), 1 + 5 * 3);
-    assert!(lines[1].starts_with("[1/15] blocks 0, bond 50"));
-    report
+    (report, lines)
 }
 
 #[test]
@@ -456,22 +407,7 @@ fn the_report_does_not_depend_on_the_number_of_threads() {
 }
 
 fn evaluator(reference: &Bigram) -> Evaluator<'_, Bigram> {
-    let (x, y) = data();
-    let sample = SampleConfig {
-        sampling: Sampling::Temperature(0.6),
-        samples_per_probe: 30,
-        seed: 42,
-    };
-    Evaluator::new(
-        reference,
-        &vocab(),
-        x.view(),
-        y.view(),
-        &probes(),
-        &[id("sophia")],
-        sample,
-    )
-    .unwrap()
+    planted::evaluator(reference, 30)
 }
 
 /// The toy compression of [`run_with`] with a method axis: plain TT-SVD (`weight`) damages as
@@ -497,48 +433,10 @@ fn run_methods(
         for &k in blocks {
             m.table.scaled_add(s * f, &damage(k, false));
         }
-        let info = CompressionInfo {
-            ffn_params_dense: 100 * blocks.len(),
-            ffn_params_tt: bond * blocks.len(),
-            projections: blocks
-                .iter()
-                .flat_map(|&k| {
-                    ["ffn.0", "ffn.2"].map(|p| ProjectionError {
-                        output_error: (s * f) as f64 / 2.0,
-                        ..ProjectionError::new(k, p, s as f64)
-                    })
-                })
-                .collect(),
-        };
-        Ok((m, info))
+        Ok((m, toy_info(blocks, bond, s, (s * f) as f64 / 2.0)))
     };
-    let restore = |m: &mut Bigram| {
-        m.table.assign(&reference.table);
-        Ok(())
-    };
-    let lines = std::sync::Mutex::new(Vec::new());
-    let report = run_grid(
-        &ev,
-        &Grid {
-            n_blocks: 4,
-            methods,
-            block_sets: &default_block_sets(4),
-            bonds: &[50, 30, 10],
-            threads,
-        },
-        compress,
-        heal.then_some((HealKind::Distill, restore)),
-        &|l: &str| lines.lock().unwrap().push(l.to_string()),
-    )
-    .unwrap();
-    let mut lines = lines.into_inner().unwrap();
-    lines[1..].sort_by_key(|l| {
-        l.trim_start_matches('[')
-            .split('/')
-            .next()
-            .and_then(|n| n.parse::<usize>().ok())
-    });
-    (report, lines)
+    let heal = heal.then_some(HealKind::Distill);
+    toy_grid(&ev, &reference, methods, threads, heal, compress)
 }
 
 #[test]
