@@ -86,35 +86,24 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("{name}_plain_m20"), |b| {
             b.iter(|| TTLayer::decompose(TTLayout::OutputsThenInputs, im, om, &layer, &t))
         });
-        g.bench_function(format!("{name}_whitened_m20"), |b| {
-            b.iter(|| {
-                TTLayer::decompose_data_aware(
-                    TTLayout::OutputsThenInputs,
-                    im,
-                    om,
-                    &layer,
-                    &t,
-                    stats,
-                    &DataAware::whitened(),
-                )
-            })
-        });
+        let whitened = |t: &Truncation| {
+            TTLayer::decompose_data_aware(
+                TTLayout::OutputsThenInputs,
+                im,
+                om,
+                &layer,
+                t,
+                stats,
+                &DataAware::whitened(),
+            )
+        };
+        g.bench_function(format!("{name}_whitened_m20"), |b| b.iter(|| whitened(&t)));
         // Truncated input-side bond: the fold-back is not exact, ALS refines.
         let mut bonds = spec.bond_dims.clone();
         bonds[2] = (bonds[2] / 2).max(1);
         let t_als = Truncation::bond_dims(&bonds);
         g.bench_function(format!("{name}_whitened_als_m20"), |b| {
-            b.iter(|| {
-                TTLayer::decompose_data_aware(
-                    TTLayout::OutputsThenInputs,
-                    im,
-                    om,
-                    &layer,
-                    &t_als,
-                    stats,
-                    &DataAware::whitened(),
-                )
-            })
+            b.iter(|| whitened(&t_als))
         });
     }
     g.finish();

@@ -5,6 +5,7 @@ mod planted;
 mod toy;
 
 use ndarray::Array2;
+use planted::reference;
 use succulm::nn::generate::Sampling;
 use succulm::study::eval::{
     CellMetrics, Evaluator, SampleConfig, SampledMetrics, TeacherForcedMetrics,
@@ -16,7 +17,6 @@ use succulm::study::sweep::{
     BudgetArms, CompressionInfo, Grid, HealKind, Method, ProjectionError, SweepCell, SweepReport,
 };
 use succulm::Error;
-use planted::reference;
 use toy::{id, random_matrix, Bigram, V};
 
 fn damage(block: usize, inverted: bool) -> Array2<f32> {

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_torch_tt import einsum_expr, timeit  # noqa: E402
+from bench_torch_tt import CASES, einsum_expr, timeit  # noqa: E402
 
 import succulm  # noqa: E402
 
@@ -23,12 +23,8 @@ def main():
     torch.manual_seed(1234)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"opt_einsum {torch.backends.opt_einsum.is_available()}")
-    cases = [
-        (50, 200, [5, 10], [10, 20], [10, 27, 10], [1, 29, 928]),
-        (768, 3072, [8, 8, 12], [12, 16, 16], [16] * 5, [1, 128]),
-    ]
     with torch.no_grad():
-        for inf, outf, im, om, bonds, rows_list in cases:
+        for inf, outf, im, om, bonds, rows_list in CASES:
             lin = torch.nn.Linear(inf, outf)
             w = lin.weight.numpy().copy()
             b = lin.bias.numpy().copy()

@@ -14,17 +14,10 @@ import time
 
 import torch
 
-try:
-    import opt_einsum  # noqa: F401  (torch.einsum uses it to order contractions when present)
-except ImportError:
-    raise SystemExit(
-        "opt_einsum is required: without it torch.einsum contracts left to right and the seed's "
-        "TT layer is 50-1000x slower, which makes the comparison meaningless. "
-        "Install it with: pip install opt_einsum"
-    )
 import torch.nn as nn
 import torch.optim as optim
 
+from bench_torch_tt import require_opt_einsum  # noqa: F401  (importing it exits without opt_einsum)
 from make_parity_fixture import SuccuLM
 
 

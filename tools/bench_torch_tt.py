@@ -10,14 +10,27 @@ import time
 
 import torch
 
-try:
-    import opt_einsum  # noqa: F401  (torch.einsum uses it to order contractions when present)
-except ImportError:
-    raise SystemExit(
-        "opt_einsum is required: without it torch.einsum contracts left to right and the seed's "
-        "TT layer is 50-1000x slower, which makes the comparison meaningless. "
-        "Install it with: pip install opt_einsum"
-    )
+
+
+def require_opt_einsum():
+    """Exits unless opt_einsum is installed: without it torch.einsum contracts left to right."""
+    try:
+        import opt_einsum  # noqa: F401  (torch.einsum uses it to order contractions when present)
+    except ImportError:
+        raise SystemExit(
+            "opt_einsum is required: without it torch.einsum contracts left to right and the "
+            "seed's TT layer is 50-1000x slower, which makes the comparison meaningless. "
+            "Install it with: pip install opt_einsum"
+        )
+
+
+require_opt_einsum()
+
+# (in, out, in modes, out modes, bond dims, row counts): the seed's FFN and a GPT-2-sized one.
+CASES = [
+    (50, 200, [5, 10], [10, 20], [10, 27, 10], [1, 29, 928]),
+    (768, 3072, [8, 8, 12], [12, 16, 16], [16] * 5, [1, 128]),
+]
 
 
 def tt_svd(w, out_modes, in_modes, bonds):
@@ -73,12 +86,8 @@ def main():
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"opt_einsum {torch.backends.opt_einsum.is_available()} "
           f"(strategy {torch.backends.opt_einsum.strategy})")
-    cases = [
-        (50, 200, [5, 10], [10, 20], [10, 27, 10], [1, 29, 928]),
-        (768, 3072, [8, 8, 12], [12, 16, 16], [16] * 5, [1, 128]),
-    ]
     with torch.no_grad():
-        for inf, outf, im, om, bonds, rows_list in cases:
+        for inf, outf, im, om, bonds, rows_list in CASES:
             lin = torch.nn.Linear(inf, outf)
             cores = tt_svd(lin.weight, om, im, bonds)
             expr = einsum_expr(len(om), len(im))
