@@ -71,3 +71,30 @@ pub use text::probes::Probe;
 pub use text::vocab::{detokenize, tokenize, Vocab};
 pub use tt::params::Parameters;
 pub use tt::{tt_svd, TTLayer, TTLayout, TTSpec, Truncation};
+
+/// The Rust snippets of `README.md` and `docs/*.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+mod docs_doctests {
+    #[doc = include_str!("../README.md")]
+    pub struct Readme;
+    #[doc = include_str!("../docs/architecture.md")]
+    pub struct Architecture;
+    #[doc = include_str!("../docs/checkpoints.md")]
+    pub struct Checkpoints;
+    #[doc = include_str!("../docs/commands.md")]
+    pub struct Commands;
+    #[doc = include_str!("../docs/compress.md")]
+    pub struct Compress;
+    #[doc = include_str!("../docs/data-aware.md")]
+    pub struct DataAware;
+    #[doc = include_str!("../docs/fixtures.md")]
+    pub struct Fixtures;
+    #[doc = include_str!("../docs/performance.md")]
+    pub struct Performance;
+    #[doc = include_str!("../docs/results.md")]
+    pub struct Results;
+    #[doc = include_str!("../docs/robustness.md")]
+    pub struct Robustness;
+    #[doc = include_str!("../docs/sharding.md")]
+    pub struct Sharding;
+}
