@@ -10,20 +10,21 @@
 //! model's speech breaks. It computes the seed's PyTorch function (logits within 1e-4 on the same
 //! weights; checkpoints are PyTorch `state_dict`s in JSON).
 //!
-//! The story in modules:
-//! - [`vocab`] and [`data`]: the seed's tokenizer and vocabulary, the pair corpus, the seeded
-//!   split and mini-batches; [`probes`] the evaluation prompts.
-//! - [`layers`]: `Linear`, `LayerNorm`, `Embedding`, attention, FFN, block — each forward
-//!   returns what its backward needs; [`model`]: [`Model`] = the whole network, with
-//!   hand-written backward and a KV cache; [`params`]: every tensor visited by its PyTorch name.
-//! - [`loss`], [`optim`], [`train`]: cross-entropy (PAD ignored), Adam, the [`train::Trainer`].
-//! - [`tt`]: TT-SVD and [`TTLayer`] (stands alone: only [`Linear`] is shared);
-//!   [`surgery`]: [`Model::tensorize_ffn`] swaps a block's FFN for TT layers;
-//!   [`calibration`]: the inputs each FFN projection sees, and data-aware compression of several
-//!   blocks ([`tt::data_aware`]), one-shot or sequential.
-//! - [`generate`]: sampling with a KV cache; [`eval`], [`sweep`], [`report`]: the compression
-//!   metrics, the block × bond grid, tables, CSV/JSON and SVG charts.
-//! - [`checkpoint`]: JSON checkpoints (atomic save, validating load).
+//! The crate in folders, in dependency order (a folder imports only from those above it here;
+//! the map is `docs/architecture.md`):
+//! - [`tt`] (the crate `succulm-tt`): the numeric base ([`Error`], `gemm`, [`Linear`],
+//!   [`Parameters`]) and tensor trains ([`tt_svd`], [`TTLayer`], data-aware truncation, budgets).
+//! - [`fs`]: atomic writes and the generic safetensors reader and writer.
+//! - [`text`]: the seed's tokenizer and vocabulary, the pair corpus and its seeded split, the
+//!   evaluation prompts, the word embeddings.
+//! - [`nn`]: the layers (each forward returns what its backward needs), [`Model`] (the whole
+//!   network, hand-written backward, KV cache), loss, Adam, training and healing, generation.
+//! - [`compress`]: the compression methods and the one place a weight becomes a tensor train
+//!   ([`compress::method`]), [`Model::tensorize_ffn`], calibration and data-aware compression of
+//!   several blocks, compressing the layers of any safetensors file.
+//! - [`io`]: checkpoints (JSON and safetensors), [`Model::save`] / [`Model::load`].
+//! - [`study`]: the metrics, the sweep and its shards, replication across models, the sophia
+//!   trap, tables, charts, verdicts and the HTML report, the examples' flag parsing.
 //!
 //! ```
 //! use ndarray::Array2;
