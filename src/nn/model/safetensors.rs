@@ -52,7 +52,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use crate::error::{Error, Result};
 pub use crate::fs::safetensors::{is_safetensors_path, write_f32, SafetensorsFile, EXTENSION};
-use crate::io::checkpoint::{CheckpointFile, TensorJson};
+use crate::nn::model::checkpoint::{CheckpointFile, TensorJson};
 use crate::nn::model::Model;
 use crate::text::vocab::Vocab;
 
