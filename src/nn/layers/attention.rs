@@ -17,8 +17,8 @@ use crate::tt::pool;
 mod core;
 use crate::nn::kernels::lanes;
 
-use self::core::{col_base, CoreDims};
 pub(crate) use self::core::HeadScratch;
+use self::core::{col_base, CoreDims};
 use self::core::{head_forward, HeadIo};
 use self::lanes::F8;
 
@@ -173,8 +173,12 @@ impl Attention {
         for run in runs.iter_mut() {
             let (p, n) = (run.offset, run.rows);
             let rows = s![p..p + n, ..];
-            run.k.slice_mut(rows).assign(&qkv.slice(s![r0..r0 + n, d..2 * d]));
-            run.v.slice_mut(rows).assign(&qkv.slice(s![r0..r0 + n, 2 * d..]));
+            run.k
+                .slice_mut(rows)
+                .assign(&qkv.slice(s![r0..r0 + n, d..2 * d]));
+            run.v
+                .slice_mut(rows)
+                .assign(&qkv.slice(s![r0..r0 + n, 2 * d..]));
             let ks = run.k.as_slice().expect("contiguous");
             let vs = run.v.as_slice().expect("contiguous");
             for j in 0..h {
@@ -207,7 +211,6 @@ pub(crate) struct KvRun<'a> {
     pub rows: usize,
     /// The sequence's scratch for the attention core.
     pub scratch: &'a mut HeadScratch,
-
 }
 
 /// `(x: [B*T, d], T) -> [B*T, d]`, rows grouped by sequence of length `T`.
@@ -352,7 +355,10 @@ impl Named for Attention {
     fn tensors<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ArrayViewD<'a, f32>)>) {
         let (w, b) = (self.qkv.weight(), self.qkv.bias());
         for (p, r) in self.head_tensors(prefix) {
-            out.push((join(&p, "weight"), w.slice_move(s![r.clone(), ..]).into_dyn()));
+            out.push((
+                join(&p, "weight"),
+                w.slice_move(s![r.clone(), ..]).into_dyn(),
+            ));
             out.push((join(&p, "bias"), b.slice_move(s![r]).into_dyn()));
         }
         self.out.tensors(&join(prefix, "attn_out"), out);
@@ -361,7 +367,10 @@ impl Named for Attention {
         let heads = self.head_tensors(prefix);
         let (w, b) = self.qkv.weight_bias_mut();
         for (p, r) in heads {
-            f(join(&p, "weight"), w.slice_mut(s![r.clone(), ..]).into_dyn());
+            f(
+                join(&p, "weight"),
+                w.slice_mut(s![r.clone(), ..]).into_dyn(),
+            );
             f(join(&p, "bias"), b.slice_mut(s![r]).into_dyn());
         }
         self.out.tensors_mut(&join(prefix, "attn_out"), f);

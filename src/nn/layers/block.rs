@@ -7,7 +7,7 @@ use rand::Rng;
 use crate::error::{Error, Result};
 use crate::nn::layers::attention::KvRun;
 use crate::nn::layers::{
-    children, Attention, AttentionCache, Ffn, FfnCache, LayerNorm, LayerNormCache, Layer,
+    children, Attention, AttentionCache, Ffn, FfnCache, Layer, LayerNorm, LayerNormCache,
 };
 use crate::tt::pool;
 
@@ -176,10 +176,12 @@ impl Layer for Block {
     }
 
     fn check_cache(&self, cache: &BlockCache, context: &str) -> Result<()> {
-        self.ln1.check_cache(&cache.ln1, &format!("{context}.ln1"))?;
+        self.ln1
+            .check_cache(&cache.ln1, &format!("{context}.ln1"))?;
         self.attn
             .check_cache(&cache.attn, &format!("{context}.attn"))?;
-        self.ln2.check_cache(&cache.ln2, &format!("{context}.ln2"))?;
+        self.ln2
+            .check_cache(&cache.ln2, &format!("{context}.ln2"))?;
         self.ffn.check_cache(&cache.ffn, &format!("{context}.ffn"))
     }
 
@@ -188,10 +190,12 @@ impl Layer for Block {
     }
 
     fn check_grads(&self, grads: &Block, context: &str) -> Result<()> {
-        self.ln1.check_grads(&grads.ln1, &format!("{context}.ln1"))?;
+        self.ln1
+            .check_grads(&grads.ln1, &format!("{context}.ln1"))?;
         self.attn
             .check_grads(&grads.attn, &format!("{context}.attn"))?;
-        self.ln2.check_grads(&grads.ln2, &format!("{context}.ln2"))?;
+        self.ln2
+            .check_grads(&grads.ln2, &format!("{context}.ln2"))?;
         self.ffn.check_grads(&grads.ffn, &format!("{context}.ffn"))
     }
 
@@ -247,7 +251,12 @@ impl Layer for Block {
 }
 
 // The attention's tensors sit directly under the block (`blocks.{i}.q_linears.0.weight`).
-children!(Block { ln1: "ln1", attn: "", ln2: "ln2", ffn: "ffn" });
+children!(Block {
+    ln1: "ln1",
+    attn: "",
+    ln2: "ln2",
+    ffn: "ffn"
+});
 
 #[cfg(test)]
 mod tests {

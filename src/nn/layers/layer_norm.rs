@@ -3,7 +3,9 @@
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use crate::error::{Error, Result};
-use crate::nn::kernels::{dispatch, Impl, Level};
+#[cfg(target_arch = "x86_64")]
+use crate::nn::kernels::avx2_fma;
+use crate::nn::kernels::{dispatch, Impl};
 use crate::nn::layers::{check_width, children, Layer};
 use crate::tt::pool;
 
@@ -173,15 +175,12 @@ impl Layer for LayerNorm {
     }
 }
 
-children!(LayerNorm { weight: "weight", bias: "bias" });
+children!(LayerNorm {
+    weight: "weight",
+    bias: "bias"
+});
 
 pub(crate) use crate::nn::kernels::ln::{BackwardIn, CacheOut, Out};
-
-/// True if the CPU has AVX2 and FMA (the detection is cached by `std`).
-#[cfg(target_arch = "x86_64")]
-fn avx2_fma() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-}
 
 /// The build the layer runs.
 const DEFAULT: Impl = Impl::Intrinsics;
@@ -213,11 +212,7 @@ pub(crate) fn forward_rows_impl(
         unsafe { crate::nn::kernels::layer_norm::forward_rows(xs, wb, y, cache) };
         return;
     }
-    let level = match imp {
-        Impl::Portable(l) => l,
-        Impl::Intrinsics => Level::detected(),
-    };
-    dispatch!(@at level, portable::forward_rows, (xs, wb, y, cache))
+    dispatch!(@at imp.portable_level(), portable::forward_rows, (xs, wb, y, cache))
 }
 
 /// LayerNorm backward on all rows: writes all of `dx: [rows, d]`, adds `Σ_rows dy·xhat` into
@@ -247,14 +242,10 @@ pub(crate) fn backward_rows_impl(
         unsafe { crate::nn::kernels::layer_norm::backward_rows(inp, dx, gw, gb) };
         return;
     }
-    let level = match imp {
-        Impl::Portable(l) => l,
-        Impl::Intrinsics => Level::detected(),
-    };
-    dispatch!(@at level, portable::backward_rows, (inp, dx, gw, gb))
+    dispatch!(@at imp.portable_level(), portable::backward_rows, (inp, dx, gw, gb))
 }
 
-/// The plain loops (any CPU, vectorised by the compiler for each [`Level`]); the same function
+/// The plain loops (any CPU, vectorised by the compiler for each [`Level`](crate::nn::kernels::Level)); the same function
 /// as the AVX2 kernels of `crate::nn::kernels::layer_norm` up to rounding.
 mod portable {
     use super::{BackwardIn, CacheOut, Out, LN_EPS};
@@ -575,7 +566,7 @@ mod tests {
         let dy = Array2::from_shape_simple_fn((7, d), || rng.gen_range(-1.0f32..1.0));
 
         let (y, cache) = ln.forward_train(x.view()).unwrap();
-        let (y0, cache0) = ln.forward_train_unchecked(x.view());
+        let (y0, cache0) = ln.forward_unchecked(x.view());
         assert_eq!(y, y0);
         assert_eq!(cache.xhat, cache0.xhat);
         assert_eq!(cache.rstd, cache0.rstd);

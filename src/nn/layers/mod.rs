@@ -252,7 +252,9 @@ pub trait Layer: Named + Sized {
                     let got = other.map_or("nothing", |(m, _)| m.as_str());
                     return Err(Error::invalid_arg(
                         context,
-                        format!("has {got} where this layer has {n} (make gradients with zeros_like)"),
+                        format!(
+                            "has {got} where this layer has {n} (make gradients with zeros_like)"
+                        ),
                     ));
                 }
             }
@@ -304,14 +306,7 @@ pub trait Layer: Named + Sized {
 
 /// Errors unless `x` is `cols` wide: `"{context} x"` expected `[rows, cols]`.
 pub(crate) fn check_width(x: ArrayView2<'_, f32>, cols: usize, context: &str) -> Result<()> {
-    if x.ncols() != cols {
-        return Err(Error::shape(
-            format!("{context} x"),
-            &[x.nrows(), cols],
-            x.shape(),
-        ));
-    }
-    Ok(())
+    Error::check_width(format!("{context} x"), cols, x.shape())
 }
 
 /// `y = x · Wᵀ + b`; the cache is the input.

@@ -22,6 +22,119 @@ pub struct ModelConfig {
     pub ffn_expansion: usize,
     /// Attention heads per block (must divide `d_model`).
     pub n_attn_heads: usize,
+    /// The decoder's architecture; SuccuLM's by default, and then absent from the JSON (so
+    /// SuccuLM checkpoints read and write exactly as before the field existed).
+    #[serde(default, skip_serializing_if = "Architecture::is_succulm")]
+    pub arch: Architecture,
+}
+
+/// The decoder's architecture, one choice per part. Every field defaults to SuccuLM's choice
+/// and is left out of the JSON when it has it. Each enum lists only what the model implements
+/// today; they are `#[non_exhaustive]`, room for the GPT-2 and LLaMA-family decoders (named in
+/// each enum's documentation) to come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Architecture {
+    /// The normalisation before attention, before the FFN and at the end.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub norm: Norm,
+    /// The feed-forward network of a block.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub mlp: Mlp,
+    /// How positions enter the model.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub positions: Positions,
+    /// How queries share keys and values.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub attention: AttentionHeads,
+    /// Which projections carry a bias.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub biases: Biases,
+    /// The output head.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub head: Head,
+}
+
+impl Architecture {
+    /// SuccuLM's architecture (the default): pre-LayerNorm, ReLU FFN, sinusoidal positions,
+    /// multi-head attention, biases on every projection, head tied to the embedding.
+    pub const SUCCULM: Architecture = Architecture {
+        norm: Norm::LayerNorm,
+        mlp: Mlp::Relu,
+        positions: Positions::Sinusoidal,
+        attention: AttentionHeads::MultiHead,
+        biases: Biases::All,
+        head: Head::Tied,
+    };
+
+    /// Whether this is SuccuLM's architecture (then a config's JSON leaves it out).
+    pub fn is_succulm(&self) -> bool {
+        *self == Self::SUCCULM
+    }
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// The normalisation layers. To come: RMSNorm (LLaMA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Norm {
+    /// PyTorch's `nn.LayerNorm` (biased variance, eps 1e-5, weight and bias).
+    #[default]
+    LayerNorm,
+}
+
+/// The feed-forward network. To come: GELU (GPT-2), SwiGLU (LLaMA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Mlp {
+    /// `ffn.2(relu(ffn.0(x)))`.
+    #[default]
+    Relu,
+}
+
+/// How positions enter the model. To come: learned (GPT-2), rotary (LLaMA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Positions {
+    /// The fixed sinusoidal table `pos_enc.pe` added to the embeddings.
+    #[default]
+    Sinusoidal,
+}
+
+/// How attention heads use keys and values. To come: grouped-query attention (LLaMA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AttentionHeads {
+    /// Every head has its own queries, keys and values (MHA).
+    #[default]
+    MultiHead,
+}
+
+/// Which projections carry a bias. To come: none (LLaMA), or a choice per projection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Biases {
+    /// Q/K/V, the attention output and both FFN projections.
+    #[default]
+    All,
+}
+
+/// The output head. To come: a separate `lm_head` (LLaMA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Head {
+    /// `logits = h · embedᵀ`, no bias.
+    #[default]
+    Tied,
 }
 
 /// The named profiles: `(name, n_layers, ffn_expansion, n_attn_heads)`, all with `d_model` 50
@@ -67,6 +180,7 @@ impl ModelConfig {
             n_layers,
             ffn_expansion,
             n_attn_heads,
+            arch: Architecture::SUCCULM,
         };
         c.validate()?;
         Ok(c)
@@ -152,5 +266,38 @@ impl ModelConfig {
     /// FFN hidden width `d_model · ffn_expansion`.
     pub fn ffn_dim(&self) -> usize {
         self.d_model * self.ffn_expansion
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config written before `arch` existed reads as SuccuLM's architecture, and SuccuLM's
+    /// config writes exactly those bytes again; `arch` entries are read when present, and an
+    /// unknown one is an error.
+    #[test]
+    fn architecture_is_absent_from_succulm_json() {
+        let old = r#"{"vocab_size":30,"d_model":50,"max_len":29,"n_layers":4,"ffn_expansion":4,"n_attn_heads":5}"#;
+        let c: ModelConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(c, ModelConfig::profile("upper_middle", 30).unwrap());
+        assert!(c.arch.is_succulm());
+        assert_eq!(serde_json::to_string(&c).unwrap(), old);
+        let explicit = old.replace(
+            "}",
+            r#","arch":{"norm":"layer_norm","mlp":"relu","positions":"sinusoidal","attention":"multi_head","biases":"all","head":"tied"}}"#,
+        );
+        let c2: ModelConfig = serde_json::from_str(&explicit).unwrap();
+        assert_eq!(c2, c);
+        let empty: ModelConfig = serde_json::from_str(&old.replace("}", r#","arch":{}}"#)).unwrap();
+        assert_eq!(empty, c);
+        assert!(serde_json::from_str::<ModelConfig>(
+            &old.replace("}", r#","arch":{"norm":"rms_norm"}}"#)
+        )
+        .is_err());
+        assert!(serde_json::from_str::<ModelConfig>(
+            &old.replace("}", r#","arch":{"mlp":"relu","x":1}}"#)
+        )
+        .is_err());
     }
 }

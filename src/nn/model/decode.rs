@@ -127,16 +127,7 @@ impl Model {
             self.config.d_model,
             self.config.vocab_size,
         );
-        if ids.len() != caches.len() {
-            return Err(Error::invalid_arg(
-                "ids",
-                format!(
-                    "has {} tokens for {} caches (one new token per cache)",
-                    ids.len(),
-                    caches.len()
-                ),
-            ));
-        }
+        check_one_per_cache(ids.len(), caches.len())?;
         for (r, cache) in caches.iter().enumerate() {
             if !cache.fits(self) {
                 return Err(Error::invalid_arg(
@@ -180,4 +171,15 @@ impl Model {
         let hf = self.ln_f.apply(x.view());
         self.embed.logits(hf.view())
     }
+}
+
+/// Errors unless there are as many new tokens as caches (one per cache).
+pub(crate) fn check_one_per_cache(tokens: usize, caches: usize) -> Result<()> {
+    if tokens != caches {
+        return Err(Error::invalid_arg(
+            "ids",
+            format!("has {tokens} tokens for {caches} caches (one new token per cache)"),
+        ));
+    }
+    Ok(())
 }

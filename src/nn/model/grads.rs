@@ -594,4 +594,3 @@ mod tests {
         assert!(matches!(whole.teacher, Some(Cow::Borrowed(_))));
     }
 }
-

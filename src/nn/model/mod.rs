@@ -15,8 +15,8 @@ use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::nn::layers::{
-    children, positional_table, Block, BlockCache, Embedding, FfnResidualStats, LayerNorm,
-    LayerNormCache, Layer, Named,
+    children, positional_table, Block, BlockCache, Embedding, FfnResidualStats, Layer, LayerNorm,
+    LayerNormCache, Named,
 };
 use crate::nn::workers;
 use crate::text::vocab::Vocab;
@@ -33,6 +33,7 @@ pub mod safetensors;
 pub mod surgery;
 
 pub use config::*;
+pub(crate) use decode::check_one_per_cache;
 pub use decode::KvCache;
 
 /// The SuccuLM model: tied embedding, sinusoidal positions, pre-LN blocks, final LayerNorm.
@@ -63,7 +64,11 @@ pub struct Diagnostics {
     pub ffn_residual: Vec<FfnResidualStats>,
 }
 
-children!(Model { embed: "embed", blocks: "blocks", ln_f: "ln_f" });
+children!(Model {
+    embed: "embed",
+    blocks: "blocks",
+    ln_f: "ln_f"
+});
 
 /// Everything backward needs from one forward pass.
 struct ModelCache {
@@ -357,7 +362,6 @@ impl Model {
     }
 }
 
-
 /// Rows per chunk of work: whole sequences, about this many rows. Activations of a chunk stay
 /// small (below the allocator's mmap threshold, and in L2), so batches run chunk by chunk
 /// instead of allocating (and page-faulting) large temporaries.
@@ -428,4 +432,3 @@ impl Parameters for Grads {
         self.inner.visit_mut(prefix, f)
     }
 }
-

@@ -35,7 +35,7 @@
 //! let words = ["<PAD>", "<BOS>", "<EOS>", "<UNK>", "ruby", "winy"].map(String::from).to_vec();
 //! let vocab = Vocab::from_words(words)?;
 //! let config = ModelConfig { vocab_size: 6, d_model: 4, max_len: 8, n_layers: 1,
-//!                            ffn_expansion: 2, n_attn_heads: 2 };
+//!                            ffn_expansion: 2, n_attn_heads: 2, arch: Default::default() };
 //! let model = Model::new(config, 7)?;
 //! let path = std::env::temp_dir().join(format!("succulm-doc-{}.safetensors", std::process::id()));
 //! model.save(&path, &vocab)?;
