@@ -7,7 +7,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use succulm::nn::layers::{positional_table, Embedding, LayerNorm};
+use succulm::nn::layers::{positional_table, Embedding, Layer, LayerNorm};
 use succulm::Parameters;
 
 const D: usize = 50;

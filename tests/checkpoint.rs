@@ -24,6 +24,7 @@ fn config() -> ModelConfig {
         n_layers: 2,
         ffn_expansion: 2,
         n_attn_heads: 3,
+        arch: Default::default(),
     }
 }
 

@@ -45,6 +45,7 @@ fn tiny_checkpoints_as(name: &str, ext: &str) -> (Vec<u8>, Vec<u8>) {
         n_layers: 1,
         ffn_expansion: 2,
         n_attn_heads: 2,
+        arch: Default::default(),
     };
     let mut model = Model::new(config.clone(), 3).unwrap();
     let dense = dir.join(format!("dense.{ext}"));

@@ -36,6 +36,7 @@ fn tiny_models() -> Vec<(&'static str, Model)> {
         n_layers: 2,
         ffn_expansion: 2,
         n_attn_heads: 3,
+        arch: Default::default(),
     };
     vec![
         ("small", Model::new(small, 5).unwrap()),

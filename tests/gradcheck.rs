@@ -9,7 +9,7 @@ use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMutD, Ix2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
-use succulm::nn::layers::{Attention, Block, Ffn, LayerNorm, Projection};
+use succulm::nn::layers::{Attention, Block, Ffn, Layer, LayerNorm, Projection};
 use succulm::nn::model::{Model, ModelConfig};
 use succulm::{Linear, Parameters};
 
@@ -131,7 +131,7 @@ fn attention_gradients_with_causal_mask() {
         randn(2 * seq, 6, 4),
         |l, x| l.forward(x, seq).unwrap(),
         |l, x, dy| {
-            let (_, c) = l.forward_train(x.to_owned(), seq).unwrap();
+            let (_, c) = l.forward_train((x.to_owned(), seq)).unwrap();
             let mut g = l.zeros_like();
             let dx = l.backward(&c, dy, &mut g).unwrap();
             (g, dx)
@@ -163,9 +163,9 @@ fn block_gradients() {
     check_layer(
         &b,
         randn(3 * seq, 6, 6),
-        |l, x| l.forward_train(x.to_owned(), seq, None).unwrap().0,
+        |l, x| l.forward_train((x.to_owned(), seq, None)).unwrap().0,
         |l, x, dy| {
-            let (_, c) = l.forward_train(x.to_owned(), seq, None).unwrap();
+            let (_, c) = l.forward_train((x.to_owned(), seq, None)).unwrap();
             let mut g = l.zeros_like();
             let dx = l.backward(&c, dy, &mut g).unwrap();
             (g, dx)
@@ -179,7 +179,7 @@ fn backward_accumulates() {
     let b = Block::init(6, 2, 3, &mut rng).unwrap();
     let x = randn(4, 6, 1);
     let dy = randn(4, 6, 2);
-    let (_, c) = b.forward_train(x.clone(), 4, None).unwrap();
+    let (_, c) = b.forward_train((x.clone(), 4, None)).unwrap();
     let mut once = b.zeros_like();
     b.backward(&c, dy.view(), &mut once).unwrap();
     let mut twice = b.zeros_like();
@@ -201,6 +201,7 @@ fn tiny_config() -> ModelConfig {
         n_layers: 2,
         ffn_expansion: 2,
         n_attn_heads: 3,
+        arch: Default::default(),
     }
 }
 

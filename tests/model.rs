@@ -17,6 +17,7 @@ fn config() -> ModelConfig {
         n_layers: 2,
         ffn_expansion: 2,
         n_attn_heads: 2,
+        arch: Default::default(),
     }
 }
 

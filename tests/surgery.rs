@@ -36,6 +36,7 @@ fn small_config() -> ModelConfig {
         n_layers: 2,
         ffn_expansion: 2,
         n_attn_heads: 2,
+        arch: Default::default(),
     }
 }
 
@@ -672,6 +673,7 @@ fn bonds_above_the_limit_are_capped_and_reported() {
         n_layers: 1,
         ffn_expansion: 3,
         n_attn_heads: 2,
+        arch: Default::default(),
     };
     let mut odd = Model::new(cfg.clone(), 1).unwrap();
     let spec = FfnTtSpec::for_config(&cfg, 100);

@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compress::surgery::{FfnProjection, FfnTtSpec, ProjectionReport, TensorizeReport};
 use crate::error::{Error, Result};
-use crate::nn::layers::{FfnCache, Projection};
+use crate::nn::layers::{FfnCache, Layer, Projection};
 use crate::nn::model::Model;
 use crate::text::data::longest_real;
 use crate::text::vocab::PAD;
@@ -97,7 +97,7 @@ fn for_each_ffn(
 ) -> Result<()> {
     let mut x = model.embed.lookup_positions(ids, model.pe.view(), 0, seq);
     for (i, block) in model.blocks.iter().enumerate().take(upto + 1) {
-        let (y, cache) = block.forward_train_unchecked(x, seq, None);
+        let (y, cache) = block.forward_unchecked((x, seq, None));
         let r = f(i, cache.ffn());
         cache.recycle();
         x = y;

@@ -521,11 +521,11 @@ pub fn compress_linear(
     }
     let truncation = truncation_for(&base, &config.target, n_in * n_out)?;
     let objective = config.method.config();
-    let crate::compress::method::Decomposed {
+    let crate::tt::Decomposed {
         tt,
         capped,
         data_aware,
-    } = crate::compress::method::decompose(
+    } = crate::tt::decompose(
         linear,
         config.tt_layout,
         &in_modes,

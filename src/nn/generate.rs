@@ -79,16 +79,7 @@ pub trait LanguageModel {
     /// equal `extend(&mut caches[r], &[ids[r]])` up to float rounding.
     fn extend_rows(&self, caches: &mut [Self::Cache], ids: &[u32]) -> Result<Array2<f32>> {
         let v = self.vocab_size();
-        if ids.len() != caches.len() {
-            return Err(Error::invalid_arg(
-                "ids",
-                format!(
-                    "has {} tokens for {} caches (one new token per cache)",
-                    ids.len(),
-                    caches.len()
-                ),
-            ));
-        }
+        crate::nn::model::check_one_per_cache(ids.len(), caches.len())?;
         let mut out = Array2::zeros((ids.len(), v));
         for (r, (cache, &id)) in caches.iter_mut().zip(ids).enumerate() {
             let l = self.extend(cache, &[id])?;

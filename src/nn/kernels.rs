@@ -48,6 +48,35 @@ pub enum Impl {
     Portable(Level),
 }
 
+impl Impl {
+    /// The level the portable code runs at for this build: its own, or the detected one for
+    /// `Intrinsics` (which falls back to the portable code where it cannot run).
+    pub fn portable_level(self) -> Level {
+        match self {
+            Impl::Portable(l) => l,
+            Impl::Intrinsics => Level::detected(),
+        }
+    }
+}
+
+/// True if the CPU has AVX2 and FMA (the detection is cached by `std`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx2_fma() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+/// Runs `f` compiled with AVX2 and FMA (`f` must be `#[inline(always)]`, as with
+/// [`dispatch!`], for its body to be compiled so).
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn with_avx2_fma<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// The builds to compare on this CPU: the intrinsics (if it has AVX2 + FMA), then the
 /// portable code at every level it runs (always at least `Portable(Baseline)`).
 pub fn impls() -> Vec<Impl> {

@@ -10,6 +10,8 @@
 use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Error, Result};
+#[cfg(target_arch = "x86_64")]
+use crate::nn::kernels::avx2_fma;
 use crate::nn::kernels::{self, dispatch, exp, Impl, Level};
 use crate::text::vocab::PAD;
 
@@ -114,11 +116,7 @@ pub(crate) fn rows_in_place_impl(
         }
         return total;
     }
-    let level = match imp {
-        Impl::Portable(l) => l,
-        Impl::Intrinsics => Level::detected(),
-    };
-    dispatch!(@at level, portable_rows, (data, v, targets, scale))
+    dispatch!(@at imp.portable_level(), portable_rows, (data, v, targets, scale))
 }
 
 /// The portable cross-entropy rows of [`rows_in_place`].
@@ -154,11 +152,7 @@ pub(crate) fn softmax_rows_impl(imp: Impl, data: &mut [f32], v: usize) {
         }
         return;
     }
-    let level = match imp {
-        Impl::Portable(l) => l,
-        Impl::Intrinsics => Level::detected(),
-    };
-    dispatch!(@at level, portable_softmax_rows, (data, v))
+    dispatch!(@at imp.portable_level(), portable_softmax_rows, (data, v))
 }
 
 /// The portable rows of [`softmax_rows_impl`].
@@ -369,12 +363,6 @@ fn use_simd(v: usize, allowed: bool) -> bool {
 #[cfg(not(target_arch = "x86_64"))]
 fn use_simd(_: usize, _: bool) -> bool {
     false
-}
-
-/// True if the CPU has AVX2 and FMA (the detection is cached by `std`).
-#[cfg(target_arch = "x86_64")]
-fn avx2_fma() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ use ndarray::{Array1, Array2, ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use super::als::{self, AlsConfig, AlsReport, Block};
-use super::decompose::{check_modes, sym_eig, tt_svd_f64, Truncation, TtSvd, TtSvd64};
+use super::decompose::{check_modes, sym_eig, tt_svd_f64, CappedBond, Truncation, TtSvd, TtSvd64};
 use super::layer::{layout_values, TTLayer, TTLayout, TTSpec};
 use super::stats::{centred, InputStats};
 use crate::error::{Error, Result};
@@ -476,5 +476,60 @@ impl TTLayer {
             config,
         )?
         .0)
+    }
+}
+
+/// A dense projection in tensor-train form, as [`decompose`] returns it.
+#[derive(Debug, Clone)]
+pub struct Decomposed {
+    /// The tensor-train layer.
+    pub tt: TTLayer,
+    /// The requested bond dims that the matrix's ranks capped.
+    pub capped: Vec<CappedBond>,
+    /// With calibration: the data-aware report (objective, output errors, fold-back, ALS).
+    pub data_aware: Option<DataAwareReport>,
+}
+
+/// The one place a weight becomes a tensor train: `linear` (`[out, in]` + bias) decomposed with
+/// `in_modes`/`out_modes` in `layout` under `truncation`, by plain TT-SVD when `data` is `None`,
+/// else by the data-aware objective `data.1` on the input stats `data.0`
+/// ([`TTLayer::decompose_data_aware`]; `succulm::compress::Method::config` gives each method's objective). The
+/// surgery on a model, the calibrated compression of several blocks and the compression of a
+/// safetensors file all come through here.
+///
+/// Errors: modes that do not factor the shape, a bond dim of 0, stats of another width, an
+/// invalid configuration.
+pub fn decompose(
+    linear: &Linear,
+    layout: TTLayout,
+    in_modes: &[usize],
+    out_modes: &[usize],
+    truncation: &Truncation,
+    data: Option<(&InputStats, &DataAware)>,
+) -> Result<Decomposed> {
+    match data {
+        None => {
+            let (tt, svd) = TTLayer::decompose(layout, in_modes, out_modes, linear, truncation)?;
+            Ok(Decomposed {
+                tt,
+                capped: svd.capped,
+                data_aware: None,
+            })
+        }
+        Some((stats, config)) => {
+            let (tt, report) = TTLayer::decompose_data_aware(
+                layout, in_modes, out_modes, linear, truncation, stats, config,
+            )?;
+            let capped = report
+                .svd
+                .as_ref()
+                .map(|s| s.capped.clone())
+                .unwrap_or_default();
+            Ok(Decomposed {
+                tt,
+                capped,
+                data_aware: Some(report),
+            })
+        }
     }
 }

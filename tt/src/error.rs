@@ -123,6 +123,20 @@ impl Error {
         }
     }
 
+    /// `Ok` if the matrix of shape `got` (`[rows, cols]`) has `cols` columns, else the
+    /// [`Error::Shape`] expecting `[rows, cols]`.
+    #[doc(hidden)]
+    pub fn check_width(context: impl Into<String>, cols: usize, got: &[usize]) -> Result<()> {
+        match got {
+            [_, c] if *c == cols => Ok(()),
+            _ => Err(Error::shape(
+                context,
+                &[got.first().copied().unwrap_or(0), cols],
+                got,
+            )),
+        }
+    }
+
     /// Shorthand for [`Error::InvalidFile`].
     pub fn invalid_file(
         path: impl Into<PathBuf>,

@@ -713,13 +713,7 @@ impl TTLayer {
     /// plan for `rows` (never forming the dense matrix unless the plan says it is cheaper).
     /// Errors if `x` has the wrong number of columns.
     pub fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        if x.ncols() != self.in_features() {
-            return Err(Error::shape(
-                "TTLayer::forward input",
-                &[x.nrows(), self.in_features()],
-                &[x.nrows(), x.ncols()],
-            ));
-        }
+        Error::check_width("TTLayer::forward input", self.in_features(), x.shape())?;
         Ok(self.apply(x))
     }
 
@@ -800,13 +794,11 @@ impl TTLayer {
     /// or the plan's groups do not partition this layer's cores.
     pub fn forward_with_plan(&self, x: ArrayView2<'_, f32>, plan: &TTPlan) -> Result<Array2<f32>> {
         let mask = self.mask_of(&plan.groups)?;
-        if x.ncols() != self.in_features() {
-            return Err(Error::shape(
-                "TTLayer::forward_with_plan input",
-                &[x.nrows(), self.in_features()],
-                &[x.nrows(), x.ncols()],
-            ));
-        }
+        Error::check_width(
+            "TTLayer::forward_with_plan input",
+            self.in_features(),
+            x.shape(),
+        )?;
         if x.nrows() == 0 {
             return Ok(Array2::zeros((0, self.out_features())));
         }
@@ -889,13 +881,7 @@ impl TTLayer {
     /// under the [`training_plan`](Self::training_plan) for `rows`, also returning what
     /// [`backward`](Self::backward) needs. Errors if `x` is not `in` wide.
     pub fn forward_train(&self, x: ArrayView2<'_, f32>) -> Result<(Array2<f32>, TTCache)> {
-        if x.ncols() != self.in_features() {
-            return Err(Error::shape(
-                "TTLayer::forward_train x",
-                &[x.nrows(), self.in_features()],
-                &[x.nrows(), x.ncols()],
-            ));
-        }
+        Error::check_width("TTLayer::forward_train x", self.in_features(), x.shape())?;
         Ok(self.forward_train_unchecked(x))
     }
 
@@ -918,13 +904,11 @@ impl TTLayer {
         plan: &TTPlan,
     ) -> Result<(Array2<f32>, TTCache)> {
         let mask = self.mask_of(&plan.groups)?;
-        if x.ncols() != self.in_features() {
-            return Err(Error::shape(
-                "TTLayer::forward_train_with_plan input",
-                &[x.nrows(), self.in_features()],
-                &[x.nrows(), x.ncols()],
-            ));
-        }
+        Error::check_width(
+            "TTLayer::forward_train_with_plan input",
+            self.in_features(),
+            x.shape(),
+        )?;
         let sched = Arc::new(plan::plan_for(&self.dims, x.nrows().max(1), mask, true));
         Ok(self.train_with(sched, x))
     }

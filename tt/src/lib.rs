@@ -99,7 +99,7 @@ mod plan;
 mod stats;
 
 pub use als::{AlsConfig, AlsReport, DENSE_LIMIT};
-pub use data_aware::{DataAware, DataAwareReport, Objective};
+pub use data_aware::{decompose, DataAware, DataAwareReport, Decomposed, Objective};
 pub use decompose::{tt_svd, CappedBond, Truncation, TtSvd};
 pub use layer::{TTCache, TTLayer, TTLayout, TTPlan, TTSpec};
 pub use measure::{clear_measurements, planner, set_planner, Planner};

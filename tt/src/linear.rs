@@ -127,67 +127,26 @@ impl Linear {
 
     /// `x: [rows, in] -> [rows, out]`. Errors if `x` has the wrong number of columns.
     pub fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        if x.ncols() != self.in_features() {
-            return Err(Error::shape(
-                "Linear::forward input",
-                &[x.nrows(), self.in_features()],
-                &[x.nrows(), x.ncols()],
-            ));
-        }
+        Error::check_width("Linear::forward input", self.in_features(), x.shape())?;
         Ok(self.apply(x))
-    }
-
-    /// Errors unless `other` has this layer's weight and bias shapes (e.g. gradients made by
-    /// [`zeros_like`](Self::zeros_like)). `context` names the argument, e.g.
-    /// `"Attention::backward grads"`, and `part` the layer within it (may be empty).
-    #[doc(hidden)]
-    pub fn check_same_shape(&self, other: &Linear, context: &str, part: &str) -> Result<()> {
-        let name = |t: &str| {
-            if part.is_empty() {
-                format!("{context} {t}")
-            } else {
-                format!("{context} {part}.{t}")
-            }
-        };
-        if other.weight.dim() != self.weight.dim() {
-            return Err(Error::shape(
-                name("weight"),
-                self.weight.shape(),
-                other.weight.shape(),
-            ));
-        }
-        if other.bias.dim() != self.bias.dim() {
-            return Err(Error::shape(
-                name("bias"),
-                self.bias.shape(),
-                other.bias.shape(),
-            ));
-        }
-        Ok(())
     }
 
     /// `forward` without the shape check (the caller guarantees `x: [rows, in]`).
     #[doc(hidden)]
     pub fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        affine(
-            x,
-            self.weight.view(),
-            &self.wt,
-            Some(self.bias.view()),
-            false,
-        )
+        self.affine(x, false)
     }
 
     /// `max(apply(x), 0)`: the FFN's first layer and its ReLU in one pass.
     #[doc(hidden)]
     pub fn apply_relu(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        affine(
-            x,
-            self.weight.view(),
-            &self.wt,
-            Some(self.bias.view()),
-            true,
-        )
+        self.affine(x, true)
+    }
+
+    /// [`affine`] with this layer's weight and bias.
+    fn affine(&self, x: ArrayView2<'_, f32>, relu: bool) -> Array2<f32> {
+        let bias = Some(self.bias.view());
+        affine(x, self.weight.view(), &self.wt, bias, relu)
     }
 
     /// Backward of [`forward`](Self::forward): given the input `x: [rows, in]` and the upstream

@@ -6,19 +6,20 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use ndarray::{s, Array2, Array4, ArrayView2, ArrayViewD};
+use ndarray::{s, Array2, Array4, ArrayView2, ArrayViewD, ArrayViewMutD};
 use rand::Rng;
 
 use crate::error::{Error, Result};
-use crate::nn::layers::{visit_via_tensors, Linear, NamedTensors};
-use crate::tt::params::{join, Parameters};
+use crate::nn::layers::{parameters_via_named, Layer, Linear, Named};
+use crate::tt::params::join;
 use crate::tt::pool;
 
 mod core;
 use crate::nn::kernels::lanes;
 
+pub(crate) use self::core::HeadScratch;
 use self::core::{col_base, CoreDims};
-pub(crate) use self::core::{head_forward, HeadIo, HeadScratch};
+use self::core::{head_forward, HeadIo};
 use self::lanes::F8;
 
 /// Multi-head causal self-attention: `y = attn_out(concat_j softmax(Q_j K_jᵀ/√dh + mask) V_j)`.
@@ -99,15 +100,6 @@ impl Attention {
         })
     }
 
-    /// Zeros of the same shape (to hold gradients).
-    pub fn zeros_like(&self) -> Self {
-        Attention {
-            qkv: self.qkv.zeros_like(),
-            out: self.out.zeros_like(),
-            n_heads: self.n_heads,
-        }
-    }
-
     /// Model width `d`.
     pub fn dim(&self) -> usize {
         self.out.out_features()
@@ -126,12 +118,13 @@ impl Attention {
     /// `x: [batch * seq, d] -> [batch * seq, d]` (rows grouped by sequence). Errors on a shape
     /// mismatch or `seq = 0`.
     pub fn forward(&self, x: ArrayView2<'_, f32>, seq: usize) -> Result<Array2<f32>> {
-        self.check_input(x, seq, "Attention::forward")?;
-        Ok(self.forward_train_unchecked(x.to_owned(), seq).0)
+        let input = (x.to_owned(), seq);
+        self.check_input(&input, "Attention::forward")?;
+        Ok(self.forward_unchecked(input).0)
     }
 
-    /// Errors unless `seq > 0` and `x` is `[batch * seq, d]` (`context` names the function).
-    pub(crate) fn check_input(
+    /// Errors unless `seq > 0` and `x` is `[batch * seq, d]` (`context` names the call).
+    pub(crate) fn check_rows(
         &self,
         x: ArrayView2<'_, f32>,
         seq: usize,
@@ -153,8 +146,95 @@ impl Attention {
         Ok(())
     }
 
+    fn core_dims(&self, batch: usize, seq: usize) -> CoreDims {
+        let dh = self.head_dim();
+        CoreDims {
+            batch,
+            seq,
+            d: self.dim(),
+            h: self.n_heads,
+            dh,
+            scale: 1.0 / (dh as f32).sqrt(),
+        }
+    }
+
+    /// One decoding step over new rows `a: [n, d]` (the `ln1` output) of several sequences:
+    /// each [`KvRun`] covers the next `rows` of `a`, at positions `offset..offset + rows` of
+    /// its sequence. Writes their keys and values into the runs' caches, attends each row
+    /// causally over its own sequence's cache, and returns the output projection `[n, d]`.
+    pub(crate) fn decode(&self, a: ArrayView2<'_, f32>, runs: &mut [KvRun<'_>]) -> Array2<f32> {
+        let (d, h, dh) = (self.dim(), self.n_heads, self.head_dim());
+        let scale = 1.0 / (dh as f32).sqrt();
+        let qkv = self.qkv.apply(a);
+        let mut concat = Array2::<f32>::zeros((a.nrows(), d));
+        let qs = qkv.as_slice().expect("contiguous");
+        let cs = concat.as_slice_mut().expect("contiguous");
+        let mut r0 = 0;
+        for run in runs.iter_mut() {
+            let (p, n) = (run.offset, run.rows);
+            let rows = s![p..p + n, ..];
+            run.k
+                .slice_mut(rows)
+                .assign(&qkv.slice(s![r0..r0 + n, d..2 * d]));
+            run.v
+                .slice_mut(rows)
+                .assign(&qkv.slice(s![r0..r0 + n, 2 * d..]));
+            let ks = run.k.as_slice().expect("contiguous");
+            let vs = run.v.as_slice().expect("contiguous");
+            for j in 0..h {
+                let io = HeadIo {
+                    q: &qs[r0 * 3 * d + j * dh..],
+                    k: &ks[j * dh..],
+                    v: &vs[j * dh..],
+                    qs: 3 * d,
+                    kvs: d,
+                    n,
+                    offset: p,
+                    dh,
+                    scale,
+                };
+                head_forward(io, &mut cs[r0 * d + j * dh..], d, run.scratch);
+            }
+            r0 += n;
+        }
+        self.out.apply(concat.view())
+    }
+}
+
+/// New rows of one sequence at one layer, for [`Attention::decode`]: the next `rows` rows of
+/// the step's input sit at positions `offset..offset + rows` of the sequence whose keys and
+/// values (`[max_len, d]` each, heads side by side) are `k` and `v`.
+pub(crate) struct KvRun<'a> {
+    pub k: &'a mut Array2<f32>,
+    pub v: &'a mut Array2<f32>,
+    pub offset: usize,
+    pub rows: usize,
+    /// The sequence's scratch for the attention core.
+    pub scratch: &'a mut HeadScratch,
+}
+
+/// `(x: [B*T, d], T) -> [B*T, d]`, rows grouped by sequence of length `T`.
+impl Layer for Attention {
+    const NAME: &'static str = "Attention";
+    type Input<'a> = (Array2<f32>, usize);
+    type Cache = AttentionCache;
+    type Dx = Array2<f32>;
+
+    fn zeros_like(&self) -> Self {
+        Attention {
+            qkv: self.qkv.zeros_like(),
+            out: self.out.zeros_like(),
+            n_heads: self.n_heads,
+        }
+    }
+
+    /// Errors unless `seq > 0` and `x` is `[batch * seq, d]`.
+    fn check_input(&self, (x, seq): &(Array2<f32>, usize), context: &str) -> Result<()> {
+        self.check_rows(x.view(), *seq, context)
+    }
+
     /// Errors unless `cache` was recorded by an attention layer of this width and head count.
-    pub(crate) fn check_cache(&self, cache: &AttentionCache, context: &str) -> Result<()> {
+    fn check_cache(&self, cache: &AttentionCache, context: &str) -> Result<()> {
         let (h, d) = (self.n_heads, self.dim());
         if cache.heads != h || cache.x.ncols() != d {
             return Err(Error::Shape {
@@ -166,38 +246,11 @@ impl Attention {
         Ok(())
     }
 
-    /// Errors unless `grads` has this layer's head count and parameter shapes.
-    pub(crate) fn check_grads(&self, grads: &Attention, context: &str) -> Result<()> {
-        if grads.n_heads != self.n_heads {
-            return Err(Error::Shape {
-                context: context.into(),
-                expected: format!("{} heads", self.n_heads),
-                got: format!("{} heads", grads.n_heads),
-            });
-        }
-        self.qkv.check_same_shape(&grads.qkv, context, "qkv")?;
-        self.out.check_same_shape(&grads.out, context, "attn_out")
+    fn output_shape(&self, cache: &AttentionCache) -> [usize; 2] {
+        [cache.rows(), self.dim()]
     }
 
-    /// Forward keeping what backward needs: `x: [B*T, d] -> [B*T, d]` with `T = seq` (rows
-    /// grouped by sequence). Errors if `seq = 0`, `x` is not `d` wide or its rows are not a
-    /// multiple of `seq`.
-    pub fn forward_train(
-        &self,
-        x: Array2<f32>,
-        seq: usize,
-    ) -> Result<(Array2<f32>, AttentionCache)> {
-        self.check_input(x.view(), seq, "Attention::forward_train")?;
-        Ok(self.forward_train_unchecked(x, seq))
-    }
-
-    /// [`forward_train`](Self::forward_train) without the checks (the caller guarantees
-    /// `seq > 0` and `x: [B*T, d]`).
-    pub(crate) fn forward_train_unchecked(
-        &self,
-        x: Array2<f32>,
-        seq: usize,
-    ) -> (Array2<f32>, AttentionCache) {
+    fn forward_unchecked(&self, (x, seq): (Array2<f32>, usize)) -> (Array2<f32>, AttentionCache) {
         let batch = x.nrows() / seq;
         let qkv = self.qkv.apply(x.view());
         let (probs, concat) = attend(self.core_dims(batch, seq), &qkv);
@@ -217,27 +270,7 @@ impl Attention {
         )
     }
 
-    /// Backward: `dy: [B*T, d]`, adds parameter gradients into `grads`, returns
-    /// `dx: [B*T, d]`.
-    ///
-    /// Errors, leaving `grads` untouched, unless `cache` comes from an attention layer of this
-    /// width and head count, `dy` has the forward output's shape `[B*T, d]` and `grads` has
-    /// this layer's heads and parameter shapes (as made by [`zeros_like`](Self::zeros_like)).
-    pub fn backward(
-        &self,
-        cache: &AttentionCache,
-        dy: ArrayView2<'_, f32>,
-        grads: &mut Attention,
-    ) -> Result<Array2<f32>> {
-        self.check_cache(cache, "Attention::backward cache")?;
-        let (rows, d) = (cache.rows(), self.dim());
-        Error::check_shape("Attention::backward dy", &[rows, d], dy.shape())?;
-        self.check_grads(grads, "Attention::backward grads")?;
-        Ok(self.backward_unchecked(cache, dy, grads))
-    }
-
-    /// [`backward`](Self::backward) without the checks.
-    pub(crate) fn backward_unchecked(
+    fn backward_unchecked(
         &self,
         cache: &AttentionCache,
         dy: ArrayView2<'_, f32>,
@@ -251,28 +284,6 @@ impl Attention {
         });
         pool::give_array(dconcat);
         dx
-    }
-
-    fn core_dims(&self, batch: usize, seq: usize) -> CoreDims {
-        let dh = self.head_dim();
-        CoreDims {
-            batch,
-            seq,
-            d: self.dim(),
-            h: self.n_heads,
-            dh,
-            scale: 1.0 / (dh as f32).sqrt(),
-        }
-    }
-
-    /// The K and V rows of `x: [n, d]`, plus Q: returns the fused `[n, 3d]` projection.
-    pub(crate) fn project_qkv(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        self.qkv.apply(x)
-    }
-
-    /// Output projection of concatenated heads `[n, d] -> [n, d]`.
-    pub(crate) fn project_out(&self, concat: ArrayView2<'_, f32>) -> Array2<f32> {
-        self.out.apply(concat)
     }
 }
 
@@ -324,57 +335,48 @@ fn attend_backward<R>(
 }
 
 impl Attention {
-    fn head_rows(&self, part: usize, j: usize) -> std::ops::Range<usize> {
+    /// Every per-head Q/K/V tensor: `(name, rows of qkv)` for `q_linears.{j}`, `k_linears.{j}`,
+    /// `v_linears.{j}` in PyTorch's order (the rows `part·d + j·dh ..` of the fused weight).
+    fn head_tensors(&self, prefix: &str) -> Vec<(String, std::ops::Range<usize>)> {
         let (d, dh) = (self.dim(), self.head_dim());
-        part * d + j * dh..part * d + (j + 1) * dh
+        let mut out = Vec::with_capacity(3 * self.n_heads);
+        for (part, name) in ["q_linears", "k_linears", "v_linears"].iter().enumerate() {
+            for j in 0..self.n_heads {
+                let r = part * d + j * dh..part * d + (j + 1) * dh;
+                out.push((join(prefix, &format!("{name}.{j}")), r));
+            }
+        }
+        out
     }
 }
 
-const PARTS: [&str; 3] = ["q_linears", "k_linears", "v_linears"];
-
-impl NamedTensors for Attention {
+/// The fused Q/K/V under PyTorch's per-head names (row slices), then `attn_out`.
+impl Named for Attention {
     fn tensors<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ArrayViewD<'a, f32>)>) {
         let (w, b) = (self.qkv.weight(), self.qkv.bias());
-        for (part, name) in PARTS.iter().enumerate() {
-            for j in 0..self.n_heads {
-                let r = self.head_rows(part, j);
-                let p = join(prefix, &format!("{name}.{j}"));
-                out.push((
-                    join(&p, "weight"),
-                    w.slice_move(s![r.clone(), ..]).into_dyn(),
-                ));
-                out.push((join(&p, "bias"), b.slice_move(s![r]).into_dyn()));
-            }
+        for (p, r) in self.head_tensors(prefix) {
+            out.push((
+                join(&p, "weight"),
+                w.slice_move(s![r.clone(), ..]).into_dyn(),
+            ));
+            out.push((join(&p, "bias"), b.slice_move(s![r]).into_dyn()));
         }
         self.out.tensors(&join(prefix, "attn_out"), out);
     }
-}
-
-impl Parameters for Attention {
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
-        visit_via_tensors(self, prefix, f)
-    }
-    fn visit_mut(
-        &mut self,
-        prefix: &str,
-        f: &mut dyn FnMut(String, ndarray::ArrayViewMutD<'_, f32>),
-    ) {
-        let ranges: Vec<_> = (0..3)
-            .flat_map(|part| (0..self.n_heads).map(move |j| (part, j)))
-            .map(|(part, j)| (part, j, self.head_rows(part, j)))
-            .collect();
+    fn tensors_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewMutD<'_, f32>)) {
+        let heads = self.head_tensors(prefix);
         let (w, b) = self.qkv.weight_bias_mut();
-        for (part, j, r) in ranges {
-            let p = join(prefix, &format!("{}.{j}", PARTS[part]));
+        for (p, r) in heads {
             f(
                 join(&p, "weight"),
                 w.slice_mut(s![r.clone(), ..]).into_dyn(),
             );
             f(join(&p, "bias"), b.slice_mut(s![r]).into_dyn());
         }
-        self.out.visit_mut(&join(prefix, "attn_out"), f);
+        self.out.tensors_mut(&join(prefix, "attn_out"), f);
     }
 }
+parameters_via_named!(Attention);
 
 /// Hooks for `benches/attention.rs`: the attention core alone, without the Q/K/V and output
 /// projections. Not part of the API.
@@ -771,7 +773,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(7);
         let attn = Attention::init(50, 5, &mut rng).unwrap();
         let x = Array2::from_shape_vec((3 * 11, 50), random(3 * 11 * 50, 1.0, &mut rng)).unwrap();
-        let (_, cache) = attn.forward_train(x, 11).unwrap();
+        let (_, cache) = attn.forward_train((x, 11)).unwrap();
         let p = cache.probs();
         assert_eq!(p.dim(), (3, 5, 11, 11));
         let want = reference(
@@ -797,8 +799,8 @@ mod tests {
         let x = rand2(2 * seq, d, &mut rng);
         let dy = rand2(2 * seq, d, &mut rng);
 
-        let (y, cache) = attn.forward_train(x.clone(), seq).unwrap();
-        let (y0, cache0) = attn.forward_train_unchecked(x.clone(), seq);
+        let (y, cache) = attn.forward_train((x.clone(), seq)).unwrap();
+        let (y0, cache0) = attn.forward_unchecked((x.clone(), seq));
         assert_eq!(y, y0);
         let (mut g, mut g0) = (attn.zeros_like(), attn.zeros_like());
         let dx = attn.backward(&cache, dy.view(), &mut g).unwrap();
@@ -807,17 +809,17 @@ mod tests {
         assert_eq!(g, g0);
 
         let e = attn
-            .forward_train(rand2(2 * seq, d + 1, &mut rng), seq)
+            .forward_train((rand2(2 * seq, d + 1, &mut rng), seq))
             .unwrap_err();
         assert!(matches!(e, Error::Shape { .. }), "{e}");
         assert!(e.to_string().contains("Attention::forward_train x"), "{e}");
-        let e = attn.forward_train(x.clone(), 0).unwrap_err();
+        let e = attn.forward_train((x.clone(), 0)).unwrap_err();
         assert!(
             matches!(&e, Error::InvalidArgument { name, .. } if name == "seq"),
             "{e}"
         );
         let e = attn
-            .forward_train(rand2(2 * seq + 1, d, &mut rng), seq)
+            .forward_train((rand2(2 * seq + 1, d, &mut rng), seq))
             .unwrap_err();
         assert!(matches!(e, Error::Shape { .. }), "{e}");
         assert!(attn.forward(x.view(), 0).is_err());
@@ -833,12 +835,12 @@ mod tests {
 
         // A cache of another head count, or of another width.
         let other = Attention::init(d, 4, &mut rng).unwrap();
-        let (_, other_cache) = other.forward_train(x.clone(), seq).unwrap();
+        let (_, other_cache) = other.forward_train((x.clone(), seq)).unwrap();
         let e = attn.backward(&other_cache, dy.view(), &mut g).unwrap_err();
         assert!(e.to_string().contains("Attention::backward cache"), "{e}");
         let wide = Attention::init(d + 3, h, &mut rng).unwrap();
         let (_, wide_cache) = wide
-            .forward_train(rand2(2 * seq, d + 3, &mut rng), seq)
+            .forward_train((rand2(2 * seq, d + 3, &mut rng), seq))
             .unwrap();
         assert!(attn.backward(&wide_cache, dy.view(), &mut g).is_err());
         assert_eq!(g, before);

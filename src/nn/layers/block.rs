@@ -1,15 +1,14 @@
 //! The pre-LN transformer block of the seed:
 //! `x1 = x + attn(ln1(x))`, `x2 = x1 + ffn(ln2(x1))`.
 
-use ndarray::{Array2, ArrayView2, ArrayViewD, Zip};
+use ndarray::{Array2, ArrayView2, Zip};
 use rand::Rng;
 
 use crate::error::{Error, Result};
+use crate::nn::layers::attention::KvRun;
 use crate::nn::layers::{
-    visit_via_tensors, Attention, AttentionCache, Ffn, FfnCache, LayerNorm, LayerNormCache,
-    NamedTensors,
+    children, Attention, AttentionCache, Ffn, FfnCache, Layer, LayerNorm, LayerNormCache,
 };
-use crate::tt::params::{join, Parameters};
 use crate::tt::pool;
 
 /// One pre-LN block (`blocks.{i}` in the state_dict).
@@ -108,19 +107,39 @@ impl Block {
         })
     }
 
-    /// Zeros of the same shape (to hold gradients).
-    pub fn zeros_like(&self) -> Self {
+    /// Model width `d` (of `ln1`).
+    fn dim(&self) -> usize {
+        self.ln1.dim()
+    }
+
+    /// One decoding step with the KV cache: `x: [n, d]` holds new rows of one or more
+    /// sequences (each [`KvRun`] covers the next rows of `x`, at its positions), updated in
+    /// place to the block's output; keys and values go into the runs' caches. The same
+    /// function as the training forward, row by row (up to the rounding of the products over
+    /// fewer rows).
+    pub(crate) fn decode(&self, x: &mut Array2<f32>, runs: &mut [KvRun<'_>]) {
+        let a = self.ln1.apply(x.view());
+        *x += &self.attn.decode(a.view(), runs);
+        let f = self.ffn.apply(self.ln2.apply(x.view()).view());
+        *x += &f;
+    }
+}
+
+/// `(x: [B*T, d], T, stats) -> [B*T, d]`: rows grouped by sequence of length `T`; with
+/// `stats`, also the FFN residual statistics.
+impl Layer for Block {
+    const NAME: &'static str = "Block";
+    type Input<'a> = (Array2<f32>, usize, Option<&'a mut FfnResidualStats>);
+    type Cache = BlockCache;
+    type Dx = Array2<f32>;
+
+    fn zeros_like(&self) -> Self {
         Block {
             ln1: self.ln1.zeros_like(),
             attn: self.attn.zeros_like(),
             ln2: self.ln2.zeros_like(),
             ffn: self.ffn.zeros_like(),
         }
-    }
-
-    /// Model width `d` (of `ln1`).
-    fn dim(&self) -> usize {
-        self.ln1.dim()
     }
 
     /// Errors unless every sub-layer has width `d` and the FFN chains `d -> f -> d` (the
@@ -151,37 +170,43 @@ impl Block {
         Ok(())
     }
 
-    /// Forward keeping what backward needs. `x: [B*T, d]` (rows grouped by sequence of length
-    /// `seq`) `-> [B*T, d]`. With `stats`, also the FFN residual statistics. Errors if
-    /// `seq = 0`, `x` is not `d` wide, its rows are not a multiple of `seq`, or the block's
-    /// layers do not have one width `d`.
-    pub fn forward_train(
-        &self,
-        x: Array2<f32>,
-        seq: usize,
-        stats: Option<&mut FfnResidualStats>,
-    ) -> Result<(Array2<f32>, BlockCache)> {
-        self.check_layers("Block::forward_train self")?;
-        self.attn
-            .check_input(x.view(), seq, "Block::forward_train")?;
-        Ok(self.forward_train_unchecked(x, seq, stats))
+    /// Errors unless `seq > 0` and `x` is `[batch * seq, d]`.
+    fn check_input(&self, (x, seq, _): &Self::Input<'_>, context: &str) -> Result<()> {
+        self.attn.check_rows(x.view(), *seq, context)
     }
 
-    /// [`forward_train`](Self::forward_train) without the checks (the caller guarantees
-    /// `seq > 0`, `x: [B*T, d]` and consistent layers).
-    pub(crate) fn forward_train_unchecked(
-        &self,
-        x: Array2<f32>,
-        seq: usize,
-        stats: Option<&mut FfnResidualStats>,
-    ) -> (Array2<f32>, BlockCache) {
-        let (a, ln1) = self.ln1.forward_train_unchecked(x.view());
-        let (att, attn) = self.attn.forward_train_unchecked(a, seq);
+    fn check_cache(&self, cache: &BlockCache, context: &str) -> Result<()> {
+        self.ln1
+            .check_cache(&cache.ln1, &format!("{context}.ln1"))?;
+        self.attn
+            .check_cache(&cache.attn, &format!("{context}.attn"))?;
+        self.ln2
+            .check_cache(&cache.ln2, &format!("{context}.ln2"))?;
+        self.ffn.check_cache(&cache.ffn, &format!("{context}.ffn"))
+    }
+
+    fn output_shape(&self, cache: &BlockCache) -> [usize; 2] {
+        self.attn.output_shape(&cache.attn)
+    }
+
+    fn check_grads(&self, grads: &Block, context: &str) -> Result<()> {
+        self.ln1
+            .check_grads(&grads.ln1, &format!("{context}.ln1"))?;
+        self.attn
+            .check_grads(&grads.attn, &format!("{context}.attn"))?;
+        self.ln2
+            .check_grads(&grads.ln2, &format!("{context}.ln2"))?;
+        self.ffn.check_grads(&grads.ffn, &format!("{context}.ffn"))
+    }
+
+    fn forward_unchecked(&self, (x, seq, stats): Self::Input<'_>) -> (Array2<f32>, BlockCache) {
+        let (a, ln1) = self.ln1.forward_unchecked(x.view());
+        let (att, attn) = self.attn.forward_unchecked((a, seq));
         let mut x1 = x;
         x1 += &att;
         pool::give_array(att);
-        let (b, ln2) = self.ln2.forward_train_unchecked(x1.view());
-        let (f, ffn) = self.ffn.forward_train_unchecked(b);
+        let (b, ln2) = self.ln2.forward_unchecked(x1.view());
+        let (f, ffn) = self.ffn.forward_unchecked(b);
         if let Some(s) = stats {
             *s = FfnResidualStats::compute(x1.view(), f.view());
         }
@@ -198,43 +223,7 @@ impl Block {
         )
     }
 
-    /// Backward: `dy: [B*T, d]`, adds parameter gradients into `grads`, returns
-    /// `dx: [B*T, d]`.
-    ///
-    /// Errors, leaving `grads` untouched, unless the block's layers have one width `d`,
-    /// `cache` comes from a block of these layers' shapes, `dy` has the forward output's shape
-    /// `[B*T, d]` and `grads` has this block's shapes (as made by
-    /// [`zeros_like`](Self::zeros_like)).
-    pub fn backward(
-        &self,
-        cache: &BlockCache,
-        dy: ArrayView2<'_, f32>,
-        grads: &mut Block,
-    ) -> Result<Array2<f32>> {
-        self.check_layers("Block::backward self")?;
-        self.ln1
-            .check_cache(&cache.ln1, "Block::backward cache.ln1")?;
-        self.attn
-            .check_cache(&cache.attn, "Block::backward cache.attn")?;
-        self.ln2
-            .check_cache(&cache.ln2, "Block::backward cache.ln2")?;
-        self.ffn
-            .check_cache(&cache.ffn, "Block::backward cache.ffn")?;
-        let (rows, d) = (cache.attn.rows(), self.dim());
-        Error::check_shape("Block::backward dy", &[rows, d], dy.shape())?;
-        self.ln1
-            .check_grads(&grads.ln1, "Block::backward grads.ln1")?;
-        self.attn
-            .check_grads(&grads.attn, "Block::backward grads.attn")?;
-        self.ln2
-            .check_grads(&grads.ln2, "Block::backward grads.ln2")?;
-        self.ffn
-            .check_grads(&grads.ffn, "Block::backward grads.ffn")?;
-        Ok(self.backward_unchecked(cache, dy, grads))
-    }
-
-    /// [`backward`](Self::backward) without the checks.
-    pub(crate) fn backward_unchecked(
+    fn backward_unchecked(
         &self,
         cache: &BlockCache,
         dy: ArrayView2<'_, f32>,
@@ -261,30 +250,13 @@ impl Block {
     }
 }
 
-impl NamedTensors for Block {
-    fn tensors<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ArrayViewD<'a, f32>)>) {
-        self.ln1.tensors(&join(prefix, "ln1"), out);
-        self.attn.tensors(prefix, out);
-        self.ln2.tensors(&join(prefix, "ln2"), out);
-        self.ffn.tensors(&join(prefix, "ffn"), out);
-    }
-}
-
-impl Parameters for Block {
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
-        visit_via_tensors(self, prefix, f)
-    }
-    fn visit_mut(
-        &mut self,
-        prefix: &str,
-        f: &mut dyn FnMut(String, ndarray::ArrayViewMutD<'_, f32>),
-    ) {
-        self.ln1.visit_mut(&join(prefix, "ln1"), f);
-        self.attn.visit_mut(prefix, f);
-        self.ln2.visit_mut(&join(prefix, "ln2"), f);
-        self.ffn.visit_mut(&join(prefix, "ffn"), f);
-    }
-}
+// The attention's tensors sit directly under the block (`blocks.{i}.q_linears.0.weight`).
+children!(Block {
+    ln1: "ln1",
+    attn: "",
+    ln2: "ln2",
+    ffn: "ffn"
+});
 
 #[cfg(test)]
 mod tests {
@@ -314,8 +286,8 @@ mod tests {
             FfnResidualStats::compute(x.view(), x.view()),
             FfnResidualStats::compute(x.view(), x.view()),
         );
-        let (y, cache) = block.forward_train(x.clone(), seq, Some(&mut s)).unwrap();
-        let (y0, cache0) = block.forward_train_unchecked(x.clone(), seq, Some(&mut s0));
+        let (y, cache) = block.forward_train((x.clone(), seq, Some(&mut s))).unwrap();
+        let (y0, cache0) = block.forward_unchecked((x.clone(), seq, Some(&mut s0)));
         assert_eq!(y, y0);
         assert_eq!(s, s0);
         let (mut g, mut g0) = (block.zeros_like(), block.zeros_like());
@@ -325,17 +297,17 @@ mod tests {
         assert_eq!(g, g0);
 
         let e = block
-            .forward_train(randn(3 * seq, d + 1, &mut rng), seq, None)
+            .forward_train((randn(3 * seq, d + 1, &mut rng), seq, None))
             .unwrap_err();
         assert!(matches!(e, Error::Shape { .. }), "{e}");
         assert!(e.to_string().contains("Block::forward_train x"), "{e}");
-        let e = block.forward_train(x.clone(), 0, None).unwrap_err();
+        let e = block.forward_train((x.clone(), 0, None)).unwrap_err();
         assert!(
             matches!(&e, Error::InvalidArgument { name, .. } if name == "seq"),
             "{e}"
         );
         assert!(block
-            .forward_train(randn(3 * seq + 2, d, &mut rng), seq, None)
+            .forward_train((randn(3 * seq + 2, d, &mut rng), seq, None))
             .is_err());
 
         let before = g.clone();
@@ -354,7 +326,7 @@ mod tests {
         ] {
             let w = other.ln1.dim();
             let (_, c) = other
-                .forward_train(randn(3 * seq, w, &mut rng), seq, None)
+                .forward_train((randn(3 * seq, w, &mut rng), seq, None))
                 .unwrap();
             let e = block.backward(&c, dy.view(), &mut g).unwrap_err();
             assert!(e.to_string().contains("Block::backward cache"), "{e}");
@@ -394,7 +366,7 @@ mod tests {
             },
             ..block.clone()
         };
-        let e = broken.forward_train(x.clone(), seq, None).unwrap_err();
+        let e = broken.forward_train((x.clone(), seq, None)).unwrap_err();
         assert!(e.to_string().contains("Block::forward_train self"), "{e}");
         let mut gb = broken.zeros_like();
         assert!(broken.backward(&cache, dy.view(), &mut gb).is_err());

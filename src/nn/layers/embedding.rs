@@ -6,14 +6,11 @@ use ndarray::{Array2, ArrayView2};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use ndarray::ArrayViewD;
-
 use crate::error::{Error, Result};
 use crate::nn::kernels::dispatch;
 use crate::nn::layers::linear::{affine, linear_backward};
-use crate::nn::layers::{visit_via_tensors, NamedTensors};
+use crate::nn::layers::{check_width, children, Layer};
 use crate::tt::gemm::PackedT;
-use crate::tt::params::{join, Parameters};
 
 /// The embedding table `weight: [V, d]` (PyTorch's `nn.Embedding`). The same matrix is the
 /// output head: `logits = h · weightᵀ`, no bias.
@@ -60,14 +57,6 @@ impl Embedding {
         })
     }
 
-    /// Zeros of the same shape (to hold gradients).
-    pub fn zeros_like(&self) -> Self {
-        Embedding {
-            weight: Array2::zeros(self.weight.raw_dim()),
-            wt: PackedT::default(),
-        }
-    }
-
     /// The table, `[V, d]`.
     pub fn weight(&self) -> ArrayView2<'_, f32> {
         self.weight.view()
@@ -85,36 +74,8 @@ impl Embedding {
 
     /// Lookup: `ids: [rows] -> [rows, d]`. Errors on an id `>= V`.
     pub fn forward(&self, ids: &[u32]) -> Result<Array2<f32>> {
-        self.check_ids(ids)?;
+        self.check_input(&ids, "Embedding::forward")?;
         Ok(self.lookup(ids))
-    }
-
-    /// Errors on the first id `>= V`.
-    fn check_ids(&self, ids: &[u32]) -> Result<()> {
-        match ids
-            .iter()
-            .enumerate()
-            .find(|(_, &id)| id as usize >= self.vocab_size())
-        {
-            Some((i, &id)) => Err(Error::TokenOutOfRange {
-                id,
-                context: format!("ids[{i}]"),
-                vocab_size: self.vocab_size(),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Errors unless `grads` has this table's shape.
-    fn check_grads(&self, grads: &Embedding, context: &str) -> Result<()> {
-        if grads.weight.dim() != self.weight.dim() {
-            return Err(Error::shape(
-                context,
-                self.weight.shape(),
-                grads.weight.shape(),
-            ));
-        }
-        Ok(())
     }
 
     /// Lookup without the range check (ids must be `< V`). `[rows] -> [rows, d]`.
@@ -145,17 +106,7 @@ impl Embedding {
                 format!("{seq} is not in 1..={}", pe.nrows()),
             ));
         }
-        if let Some((i, &id)) = ids
-            .iter()
-            .enumerate()
-            .find(|(_, &id)| id as usize >= self.vocab_size())
-        {
-            return Err(Error::TokenOutOfRange {
-                id,
-                context: format!("ids[{i}]"),
-                vocab_size: self.vocab_size(),
-            });
-        }
+        self.check_input(&ids, "Embedding::forward_positions")?;
         Ok(self.lookup_positions(ids, pe, 0, seq))
     }
 
@@ -189,53 +140,10 @@ impl Embedding {
         Array2::from_shape_vec((ids.len(), d), out).expect("rows · d values")
     }
 
-    /// Backward of the lookup: adds row `r` of `dy: [rows, d]` into row `ids[r]` of `grads`
-    /// (`[V, d]`, as from [`zeros_like`](Self::zeros_like)). Errors on an id `>= V` or a shape
-    /// mismatch.
-    pub fn backward_lookup(
-        &self,
-        ids: &[u32],
-        dy: ArrayView2<'_, f32>,
-        grads: &mut Embedding,
-    ) -> Result<()> {
-        self.check_ids(ids)?;
-        let d = self.dim();
-        Error::check_shape("Embedding::backward_lookup dy", &[ids.len(), d], dy.shape())?;
-        self.check_grads(grads, "Embedding::backward_lookup grads")?;
-        self.scatter_add(ids, dy, grads);
-        Ok(())
-    }
-
-    /// [`backward_lookup`](Self::backward_lookup) without the checks.
-    pub(crate) fn scatter_add(&self, ids: &[u32], dy: ArrayView2<'_, f32>, grads: &mut Embedding) {
-        grads.wt.invalidate();
-        let d = self.dim();
-        let dy = dy.as_standard_layout();
-        let dys = dy.as_slice().expect("standard layout");
-        if let Some(g) = grads.weight.as_slice_mut() {
-            for (row, &id) in dys.chunks_exact(d.max(1)).zip(ids) {
-                for (a, &b) in g[id as usize * d..][..d].iter_mut().zip(row) {
-                    *a += b;
-                }
-            }
-        } else {
-            for (row, &id) in dy.rows().into_iter().zip(ids) {
-                let mut g = grads.weight.row_mut(id as usize);
-                g += &row;
-            }
-        }
-    }
-
     /// The tied output head: `h: [rows, d] -> logits [rows, V]` (`h · weightᵀ`). Errors if `h`
     /// is not `d` wide.
     pub fn head(&self, h: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        if h.ncols() != self.dim() {
-            return Err(Error::shape(
-                "Embedding::head input",
-                &[h.nrows(), self.dim()],
-                h.shape(),
-            ));
-        }
+        check_width(h, self.dim(), "Embedding::head")?;
         Ok(self.logits(h))
     }
 
@@ -253,21 +161,9 @@ impl Embedding {
         dlogits: ArrayView2<'_, f32>,
         grads: &mut Embedding,
     ) -> Result<Array2<f32>> {
-        let (rows, d, v) = (h.nrows(), self.dim(), self.vocab_size());
-        if h.ncols() != d {
-            return Err(Error::shape(
-                "Embedding::backward_head h",
-                &[rows, d],
-                h.shape(),
-            ));
-        }
-        if dlogits.dim() != (rows, v) {
-            return Err(Error::shape(
-                "Embedding::backward_head dlogits",
-                &[rows, v],
-                dlogits.shape(),
-            ));
-        }
+        check_width(h, self.dim(), "Embedding::backward_head")?;
+        let want = [h.nrows(), self.vocab_size()];
+        Error::check_shape("Embedding::backward_head dlogits", &want, dlogits.shape())?;
         self.check_grads(grads, "Embedding::backward_head grads")?;
         Ok(self.head_backward(h, dlogits, grads))
     }
@@ -328,25 +224,70 @@ fn gather_rows(
     }
 }
 
-impl NamedTensors for Embedding {
-    fn tensors<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ArrayViewD<'a, f32>)>) {
-        out.push((join(prefix, "weight"), self.weight.view().into_dyn()));
+/// The lookup `ids: [rows] -> [rows, d]`; backward adds row `r` of `dy: [rows, d]` into row
+/// `ids[r]` of the gradient table (the ids have no gradient).
+impl Layer for Embedding {
+    const NAME: &'static str = "Embedding";
+    type Input<'a> = &'a [u32];
+    type Cache = Vec<u32>;
+    type Dx = ();
+
+    fn zeros_like(&self) -> Self {
+        Embedding {
+            weight: Array2::zeros(self.weight.raw_dim()),
+            wt: PackedT::default(),
+        }
+    }
+
+    /// Errors on the first id `>= V` (`context` aside: the error names `ids[i]`).
+    fn check_input(&self, ids: &&[u32], _context: &str) -> Result<()> {
+        match ids
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| id as usize >= self.vocab_size())
+        {
+            Some((i, &id)) => Err(Error::TokenOutOfRange {
+                id,
+                context: format!("ids[{i}]"),
+                vocab_size: self.vocab_size(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn check_cache(&self, ids: &Vec<u32>, context: &str) -> Result<()> {
+        self.check_input(&ids.as_slice(), context)
+    }
+
+    fn output_shape(&self, ids: &Vec<u32>) -> [usize; 2] {
+        [ids.len(), self.dim()]
+    }
+
+    fn forward_unchecked(&self, ids: &[u32]) -> (Array2<f32>, Vec<u32>) {
+        (self.lookup(ids), ids.to_vec())
+    }
+
+    fn backward_unchecked(&self, ids: &Vec<u32>, dy: ArrayView2<'_, f32>, grads: &mut Embedding) {
+        grads.wt.invalidate();
+        let d = self.dim();
+        let dy = dy.as_standard_layout();
+        let dys = dy.as_slice().expect("standard layout");
+        if let Some(g) = grads.weight.as_slice_mut() {
+            for (row, &id) in dys.chunks_exact(d.max(1)).zip(ids) {
+                for (a, &b) in g[id as usize * d..][..d].iter_mut().zip(row) {
+                    *a += b;
+                }
+            }
+        } else {
+            for (row, &id) in dy.rows().into_iter().zip(ids) {
+                let mut g = grads.weight.row_mut(id as usize);
+                g += &row;
+            }
+        }
     }
 }
 
-impl Parameters for Embedding {
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
-        visit_via_tensors(self, prefix, f)
-    }
-    fn visit_mut(
-        &mut self,
-        prefix: &str,
-        f: &mut dyn FnMut(String, ndarray::ArrayViewMutD<'_, f32>),
-    ) {
-        self.wt.invalidate();
-        f(join(prefix, "weight"), self.weight.view_mut().into_dyn());
-    }
-}
+children!(Embedding { weight: "weight" } before_mut: |s| s.wt.invalidate());
 
 #[cfg(test)]
 mod tests {
@@ -398,7 +339,7 @@ mod tests {
         let dy = Array2::from_shape_fn((4, 3), |(r, k)| (r * 3 + k) as f32 + 0.5);
         let mut g = e.zeros_like();
         g.weight[[2, 1]] = 7.0;
-        e.backward_lookup(&ids, dy.view(), &mut g).unwrap();
+        e.backward(&ids.to_vec(), dy.view(), &mut g).unwrap();
         let mut want = Array2::<f32>::zeros((5, 3));
         want[[2, 1]] = 7.0;
         for (r, &id) in ids.iter().enumerate() {
@@ -415,18 +356,18 @@ mod tests {
         };
         gt.weight[[2, 1]] = 7.0;
         assert!(!dyt.t().is_standard_layout());
-        e.backward_lookup(&ids, dyt.t(), &mut gt).unwrap();
+        e.backward(&ids.to_vec(), dyt.t(), &mut gt).unwrap();
         assert_eq!(gt.weight, want);
         // Bad input: errors, and nothing is added.
         let before = g.weight.clone();
         assert!(e
-            .backward_lookup(&[5], dy.slice(ndarray::s![..1, ..]), &mut g)
+            .backward(&vec![5], dy.slice(ndarray::s![..1, ..]), &mut g)
             .is_err());
         assert!(e
-            .backward_lookup(&ids, dy.slice(ndarray::s![..3, ..]), &mut g)
+            .backward(&ids.to_vec(), dy.slice(ndarray::s![..3, ..]), &mut g)
             .is_err());
         let mut small = Embedding::init(4, 3, &mut rng);
-        assert!(e.backward_lookup(&ids, dy.view(), &mut small).is_err());
+        assert!(e.backward(&ids.to_vec(), dy.view(), &mut small).is_err());
         assert_eq!(g.weight, before);
         assert!(e.head(dy.slice(ndarray::s![.., ..2])).is_err());
         let h = dy.view();

@@ -1,15 +1,16 @@
 //! The ReLU feed-forward network `ffn.2(relu(ffn.0(x)))`, whose two projections are each a
 //! [`Projection`]: a dense [`Linear`] or a tensor-train [`TTLayer`]. The model, the optimiser and
-//! checkpoints see one interface (forward, backward, parameter visit) whichever a block holds.
+//! checkpoints see one interface ([`Layer`], [`Named`]) whichever a block holds; [`FfnTtSpec`]
+//! describes a tensor-train FFN's structure (what `Model::tensorize_ffn` builds).
 
-use ndarray::{Array2, ArrayView2, ArrayViewD, Zip};
+use ndarray::{Array2, ArrayView2, ArrayViewD, ArrayViewMutD, Zip};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::nn::layers::{visit_via_tensors, Linear, NamedTensors};
-use crate::tt::params::{join, Parameters};
+use crate::nn::layers::{check_width, children, parameters_via_named, Layer, Linear, Named};
 use crate::tt::pool;
-use crate::tt::{TTCache, TTLayer};
+use crate::tt::{TTCache, TTLayer, TTLayout, TTSpec};
 
 /// One FFN projection `[rows, in] -> [rows, out]`.
 #[derive(Debug, Clone)]
@@ -33,7 +34,7 @@ impl PartialEq for Projection {
     }
 }
 
-/// What [`Projection::backward`] needs from the forward pass.
+/// What [`Projection`]'s backward needs from the forward pass.
 #[derive(Debug, Clone)]
 pub enum ProjectionCache {
     /// The dense layer's input, `[rows, in]`.
@@ -57,11 +58,6 @@ impl ProjectionCache {
         }
     }
 
-    /// Rows of the forward's input and output.
-    pub(crate) fn rows(&self) -> usize {
-        self.input().nrows()
-    }
-
     /// `"dense"` or `"TT"`, for messages.
     fn kind(&self) -> &'static str {
         match self {
@@ -71,29 +67,25 @@ impl ProjectionCache {
     }
 }
 
+/// `$body` with `$l` bound to the projection's layer, whichever kind it is.
+macro_rules! either {
+    ($p:expr, $l:ident => $body:expr) => {
+        match $p {
+            Projection::Dense($l) => $body,
+            Projection::Tt($l) => $body,
+        }
+    };
+}
+
 impl Projection {
     /// Input features.
     pub fn in_features(&self) -> usize {
-        match self {
-            Projection::Dense(l) => l.in_features(),
-            Projection::Tt(t) => t.in_features(),
-        }
+        either!(self, l => l.in_features())
     }
 
     /// Output features.
     pub fn out_features(&self) -> usize {
-        match self {
-            Projection::Dense(l) => l.out_features(),
-            Projection::Tt(t) => t.out_features(),
-        }
-    }
-
-    /// Zeros of the same shape and kind (to hold gradients).
-    pub fn zeros_like(&self) -> Self {
-        match self {
-            Projection::Dense(l) => Projection::Dense(l.zeros_like()),
-            Projection::Tt(t) => Projection::Tt(t.zeros_like()),
-        }
+        either!(self, l => l.out_features())
     }
 
     /// The dense equivalent (`[out, in]` weight and bias).
@@ -106,18 +98,12 @@ impl Projection {
 
     /// `x: [rows, in] -> [rows, out]`; errors if `x` has the wrong width.
     pub fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        match self {
-            Projection::Dense(l) => l.forward(x),
-            Projection::Tt(t) => t.forward(x),
-        }
+        either!(self, l => l.forward(x))
     }
 
     /// Forward without checks (crate callers guarantee `x: [rows, in]`).
     pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        match self {
-            Projection::Dense(l) => l.apply(x),
-            Projection::Tt(t) => t.apply(x),
-        }
+        either!(self, l => l.apply(x))
     }
 
     /// `max(apply(x), 0)` (fused into the product for a dense layer).
@@ -136,71 +122,10 @@ impl Projection {
         }
     }
 
-    /// Errors unless `cache` was recorded by a projection of this kind and shape.
-    pub(crate) fn check_cache(&self, cache: &ProjectionCache, context: &str) -> Result<()> {
-        if self.kind() != cache.kind() {
-            return Err(Error::invalid_arg(
-                context,
-                format!(
-                    "is the cache of a {} projection, this one is {}",
-                    cache.kind(),
-                    self.kind()
-                ),
-            ));
-        }
-        let x = cache.input();
-        if x.ncols() != self.in_features() {
-            return Err(Error::shape(
-                context,
-                &[x.nrows(), self.in_features()],
-                x.shape(),
-            ));
-        }
-        if let (Projection::Tt(t), ProjectionCache::Tt(_, tape)) = (self, cache) {
-            t.check_cache(tape, context)?;
-        }
-        Ok(())
-    }
-
-    /// Errors unless `grads` is of this projection's kind with its parameter shapes (as made
-    /// by [`zeros_like`](Self::zeros_like)).
-    pub(crate) fn check_grads(&self, grads: &Projection, context: &str) -> Result<()> {
-        match (self, grads) {
-            (Projection::Dense(l), Projection::Dense(g)) => l.check_same_shape(g, context, ""),
-            (Projection::Tt(t), Projection::Tt(g)) => t.check_grads(g, context),
-            _ => Err(Error::invalid_arg(
-                context,
-                format!(
-                    "is a {} projection, this one is {} (make gradients with zeros_like)",
-                    grads.kind(),
-                    self.kind()
-                ),
-            )),
-        }
-    }
-
-    /// Forward keeping what backward needs; takes ownership of the input (kept in the cache).
-    /// `x: [rows, in] -> [rows, out]`. Errors if `x` is not `in` wide.
-    pub fn forward_train(&self, x: Array2<f32>) -> Result<(Array2<f32>, ProjectionCache)> {
-        if x.ncols() != self.in_features() {
-            return Err(Error::shape(
-                "Projection::forward_train x",
-                &[x.nrows(), self.in_features()],
-                x.shape(),
-            ));
-        }
-        Ok(self.forward_train_unchecked(x))
-    }
-
-    /// [`forward_train`](Self::forward_train) without the check (the caller guarantees
-    /// `x: [rows, in]`).
-    pub(crate) fn forward_train_unchecked(&self, x: Array2<f32>) -> (Array2<f32>, ProjectionCache) {
-        self.forward_train_act(x, false)
-    }
-
-    /// [`forward_train`](Self::forward_train), then `max(·, 0)` when `relu` (the backward
-    /// takes the gradient after the ReLU's mask).
-    fn forward_train_act(&self, x: Array2<f32>, relu_out: bool) -> (Array2<f32>, ProjectionCache) {
+    /// [`Layer::forward_unchecked`], then `max(·, 0)` when `relu_out` (the backward then takes
+    /// the gradient after the ReLU's mask: [`backward_relu`](Self::backward_relu) of the next
+    /// projection).
+    fn forward_act(&self, x: Array2<f32>, relu_out: bool) -> (Array2<f32>, ProjectionCache) {
         match self {
             Projection::Dense(l) => {
                 let y = if relu_out {
@@ -211,56 +136,15 @@ impl Projection {
                 (y, ProjectionCache::Dense(x))
             }
             Projection::Tt(t) => {
-                let (y, tape) = t.forward_train_unchecked(x.view());
+                let (y, (x, tape)) = t.forward_unchecked(x);
                 let y = if relu_out { relu(y) } else { y };
                 (y, ProjectionCache::Tt(x, tape))
             }
         }
     }
 
-    /// Backward: `dy: [rows, out]`, adds parameter gradients into `grads`, returns
-    /// `dx: [rows, in]`.
-    ///
-    /// Errors, leaving `grads` untouched, unless `cache` comes from a projection of this kind
-    /// and shape, `dy` has the forward output's shape `[rows, out]` and `grads` is of this
-    /// projection's kind (dense vs TT) and shapes, as made by [`zeros_like`](Self::zeros_like).
-    pub fn backward(
-        &self,
-        cache: &ProjectionCache,
-        dy: ArrayView2<'_, f32>,
-        grads: &mut Projection,
-    ) -> Result<Array2<f32>> {
-        self.check_cache(cache, "Projection::backward cache")?;
-        let (rows, out) = (cache.rows(), self.out_features());
-        Error::check_shape("Projection::backward dy", &[rows, out], dy.shape())?;
-        self.check_grads(grads, "Projection::backward grads")?;
-        Ok(self.backward_unchecked(cache, dy, grads))
-    }
-
-    /// [`backward`](Self::backward) without the checks.
-    ///
-    /// # Panics
-    /// If `cache` or `grads` is not of this projection's kind (dense vs TT), or on a shape
-    /// mismatch.
-    pub(crate) fn backward_unchecked(
-        &self,
-        cache: &ProjectionCache,
-        dy: ArrayView2<'_, f32>,
-        grads: &mut Projection,
-    ) -> Array2<f32> {
-        match (self, cache, grads) {
-            (Projection::Dense(l), ProjectionCache::Dense(x), Projection::Dense(g)) => {
-                l.backward(x.view(), dy, g)
-            }
-            (Projection::Tt(t), ProjectionCache::Tt(_, tape), Projection::Tt(g)) => {
-                t.backward_unchecked(tape, dy, g)
-            }
-            _ => panic!("Projection::backward: cache and grads must match the projection's kind"),
-        }
-    }
-
-    /// [`backward`](Self::backward) of a projection whose input is a ReLU's output (the FFN's
-    /// second layer): `dx` is zeroed where the input `<= 0`, the gradient of the ReLU's input.
+    /// The backward of a projection whose input is a ReLU's output (the FFN's second layer):
+    /// `dx` is zeroed where the input `<= 0`, the gradient of the ReLU's input.
     pub(crate) fn backward_relu(
         &self,
         cache: &ProjectionCache,
@@ -283,35 +167,96 @@ impl Projection {
     }
 }
 
-impl NamedTensors for Projection {
-    fn tensors<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ArrayViewD<'a, f32>)>) {
+/// A dense or TT projection, `x: [rows, in] -> [rows, out]`; its cache holds the input.
+impl Layer for Projection {
+    const NAME: &'static str = "Projection";
+    type Input<'a> = Array2<f32>;
+    type Cache = ProjectionCache;
+    type Dx = Array2<f32>;
+
+    fn zeros_like(&self) -> Self {
         match self {
-            Projection::Dense(l) => l.tensors(prefix, out),
-            Projection::Tt(t) => {
-                for (k, core) in t.cores().iter().enumerate() {
-                    out.push((join(prefix, &format!("cores.{k}")), core.view()));
-                }
-                out.push((join(prefix, "bias"), t.bias().into_dyn()));
+            Projection::Dense(l) => Projection::Dense(l.zeros_like()),
+            Projection::Tt(t) => Projection::Tt(t.zeros_like()),
+        }
+    }
+
+    fn check_input(&self, x: &Array2<f32>, context: &str) -> Result<()> {
+        check_width(x.view(), self.in_features(), context)
+    }
+
+    /// Also errors if `cache` was recorded by a projection of the other kind.
+    fn check_cache(&self, cache: &ProjectionCache, context: &str) -> Result<()> {
+        match (self, cache) {
+            (Projection::Dense(l), ProjectionCache::Dense(x)) => l.check_cache(x, context),
+            (Projection::Tt(t), ProjectionCache::Tt(x, tape)) => {
+                check_width(x.view(), t.in_features(), context)?;
+                t.check_cache(tape, context)
             }
+            _ => Err(Error::invalid_arg(
+                context,
+                format!(
+                    "is the cache of a {} projection, this one is {}",
+                    cache.kind(),
+                    self.kind()
+                ),
+            )),
+        }
+    }
+
+    fn output_shape(&self, cache: &ProjectionCache) -> [usize; 2] {
+        [cache.input().nrows(), self.out_features()]
+    }
+
+    /// Also errors, saying so, if `grads` is of the other kind.
+    fn check_grads(&self, grads: &Projection, context: &str) -> Result<()> {
+        match (self, grads) {
+            (Projection::Dense(l), Projection::Dense(g)) => l.check_grads(g, context),
+            (Projection::Tt(t), Projection::Tt(g)) => Layer::check_grads(t, g, context),
+            _ => Err(Error::invalid_arg(
+                context,
+                format!(
+                    "is a {} projection, this one is {} (make gradients with zeros_like)",
+                    grads.kind(),
+                    self.kind()
+                ),
+            )),
+        }
+    }
+
+    fn forward_unchecked(&self, x: Array2<f32>) -> (Array2<f32>, ProjectionCache) {
+        self.forward_act(x, false)
+    }
+
+    /// # Panics
+    /// If `cache` or `grads` is not of this projection's kind (dense vs TT).
+    fn backward_unchecked(
+        &self,
+        cache: &ProjectionCache,
+        dy: ArrayView2<'_, f32>,
+        grads: &mut Projection,
+    ) -> Array2<f32> {
+        match (self, cache, grads) {
+            (Projection::Dense(l), ProjectionCache::Dense(x), Projection::Dense(g)) => {
+                l.backward_unchecked(x, dy, g)
+            }
+            (Projection::Tt(t), ProjectionCache::Tt(_, tape), Projection::Tt(g)) => {
+                t.backward_unchecked(tape, dy, g)
+            }
+            _ => panic!("Projection::backward: cache and grads must match the projection's kind"),
         }
     }
 }
 
-impl Parameters for Projection {
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
-        visit_via_tensors(self, prefix, f)
+impl Named for Projection {
+    fn tensors<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ArrayViewD<'a, f32>)>) {
+        either!(self, l => l.tensors(prefix, out))
     }
-    fn visit_mut(
-        &mut self,
-        prefix: &str,
-        f: &mut dyn FnMut(String, ndarray::ArrayViewMutD<'_, f32>),
-    ) {
-        match self {
-            Projection::Dense(l) => l.visit_mut(prefix, f),
-            Projection::Tt(t) => t.visit_mut(prefix, f),
-        }
+    fn tensors_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewMutD<'_, f32>)) {
+        either!(self, l => l.tensors_mut(prefix, f))
     }
 }
+parameters_via_named!(Projection);
 
 /// `y = ffn.2(relu(ffn.0(x)))`, `[rows, d] -> [rows, f] -> [rows, d]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -322,7 +267,9 @@ pub struct Ffn {
     pub down: Projection,
 }
 
-/// What [`Ffn::backward`] needs from the forward pass.
+children!(Ffn { up: "0", down: "2" });
+
+/// What [`Ffn`]'s backward needs from the forward pass.
 #[derive(Debug, Clone)]
 pub struct FfnCache {
     up: ProjectionCache,
@@ -335,11 +282,6 @@ impl FfnCache {
     pub(crate) fn recycle(self) {
         self.up.recycle();
         self.down.recycle();
-    }
-
-    /// Rows of the forward's input and output.
-    pub(crate) fn rows(&self) -> usize {
-        self.up.rows()
     }
 
     /// The up-projection's input (the block's `ln2` output), `[rows, d]`.
@@ -373,9 +315,52 @@ impl Ffn {
         Ok(ffn)
     }
 
+    /// The projection `which`.
+    pub fn projection(&self, which: FfnProjection) -> &Projection {
+        match which {
+            FfnProjection::Up => &self.up,
+            FfnProjection::Down => &self.down,
+        }
+    }
+
+    /// The projection `which`, mutably (for surgery).
+    pub fn projection_mut(&mut self, which: FfnProjection) -> &mut Projection {
+        match which {
+            FfnProjection::Up => &mut self.up,
+            FfnProjection::Down => &mut self.down,
+        }
+    }
+
+    /// `x: [rows, d] -> [rows, d]`; errors on a width mismatch.
+    pub fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        let h = relu(self.up.forward(x)?);
+        self.down.forward(h.view())
+    }
+
+    /// Forward without checks.
+    pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        let h = self.up.apply_relu(x);
+        self.down.apply(h.view())
+    }
+}
+
+/// `x: [rows, d]` (owned, kept) `-> [rows, d]`, through `up`, the ReLU and `down`.
+impl Layer for Ffn {
+    const NAME: &'static str = "Ffn";
+    type Input<'a> = Array2<f32>;
+    type Cache = FfnCache;
+    type Dx = Array2<f32>;
+
+    fn zeros_like(&self) -> Self {
+        Ffn {
+            up: self.up.zeros_like(),
+            down: self.down.zeros_like(),
+        }
+    }
+
     /// Errors unless `up: d -> f` and `down: f -> d` (the fields are public, so a struct
     /// literal can pair mismatched projections).
-    pub(crate) fn check_layers(&self, context: &str) -> Result<()> {
+    fn check_layers(&self, context: &str) -> Result<()> {
         let (up, down) = (&self.up, &self.down);
         if up.out_features() != down.in_features() || up.in_features() != down.out_features() {
             return Err(Error::Shape {
@@ -393,84 +378,33 @@ impl Ffn {
         Ok(())
     }
 
-    /// Errors unless `cache` was recorded by an FFN of these projections' kinds and shapes.
-    pub(crate) fn check_cache(&self, cache: &FfnCache, context: &str) -> Result<()> {
+    fn check_input(&self, x: &Array2<f32>, context: &str) -> Result<()> {
+        self.up.check_input(x, context)
+    }
+
+    fn check_cache(&self, cache: &FfnCache, context: &str) -> Result<()> {
         self.up.check_cache(&cache.up, &format!("{context}.up"))?;
         self.down
             .check_cache(&cache.down, &format!("{context}.down"))
     }
 
-    /// Errors unless `grads` has these projections' kinds and shapes.
-    pub(crate) fn check_grads(&self, grads: &Ffn, context: &str) -> Result<()> {
+    fn output_shape(&self, cache: &FfnCache) -> [usize; 2] {
+        [cache.up.input().nrows(), self.down.out_features()]
+    }
+
+    fn check_grads(&self, grads: &Ffn, context: &str) -> Result<()> {
         self.up.check_grads(&grads.up, &format!("{context}.up"))?;
         self.down
             .check_grads(&grads.down, &format!("{context}.down"))
     }
 
-    /// Zeros of the same shape and kind (to hold gradients).
-    pub fn zeros_like(&self) -> Self {
-        Ffn {
-            up: self.up.zeros_like(),
-            down: self.down.zeros_like(),
-        }
-    }
-
-    /// `x: [rows, d] -> [rows, d]`; errors on a width mismatch.
-    pub fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        let h = relu(self.up.forward(x)?);
-        self.down.forward(h.view())
-    }
-
-    /// Forward without checks.
-    pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        let h = self.up.apply_relu(x);
-        self.down.apply(h.view())
-    }
-
-    /// Forward keeping what backward needs. `x: [rows, d]` (owned, kept) `-> [rows, d]`.
-    /// Errors if `x` is not `d` wide or the projections do not chain (`d -> f -> d`).
-    pub fn forward_train(&self, x: Array2<f32>) -> Result<(Array2<f32>, FfnCache)> {
-        self.check_layers("Ffn::forward_train self")?;
-        if x.ncols() != self.up.in_features() {
-            return Err(Error::shape(
-                "Ffn::forward_train x",
-                &[x.nrows(), self.up.in_features()],
-                x.shape(),
-            ));
-        }
-        Ok(self.forward_train_unchecked(x))
-    }
-
-    /// [`forward_train`](Self::forward_train) without the checks.
-    pub(crate) fn forward_train_unchecked(&self, x: Array2<f32>) -> (Array2<f32>, FfnCache) {
-        let (h, up) = self.up.forward_train_act(x, true);
-        let (y, down) = self.down.forward_train_unchecked(h);
+    fn forward_unchecked(&self, x: Array2<f32>) -> (Array2<f32>, FfnCache) {
+        let (h, up) = self.up.forward_act(x, true);
+        let (y, down) = self.down.forward_unchecked(h);
         (y, FfnCache { up, down })
     }
 
-    /// Backward: `dy: [rows, d]`, adds parameter gradients into `grads`, returns
-    /// `dx: [rows, d]`.
-    ///
-    /// Errors, leaving `grads` untouched, unless the projections chain, `cache` comes from an
-    /// FFN of these projections' kinds and shapes, `dy` has the forward output's shape
-    /// `[rows, d]` and `grads` has this FFN's kinds and shapes (as made by
-    /// [`zeros_like`](Self::zeros_like)).
-    pub fn backward(
-        &self,
-        cache: &FfnCache,
-        dy: ArrayView2<'_, f32>,
-        grads: &mut Ffn,
-    ) -> Result<Array2<f32>> {
-        self.check_layers("Ffn::backward self")?;
-        self.check_cache(cache, "Ffn::backward cache")?;
-        let (rows, d) = (cache.rows(), self.down.out_features());
-        Error::check_shape("Ffn::backward dy", &[rows, d], dy.shape())?;
-        self.check_grads(grads, "Ffn::backward grads")?;
-        Ok(self.backward_unchecked(cache, dy, grads))
-    }
-
-    /// [`backward`](Self::backward) without the checks.
-    pub(crate) fn backward_unchecked(
+    fn backward_unchecked(
         &self,
         cache: &FfnCache,
         dy: ArrayView2<'_, f32>,
@@ -486,31 +420,104 @@ impl Ffn {
     }
 }
 
-impl NamedTensors for Ffn {
-    fn tensors<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ArrayViewD<'a, f32>)>) {
-        self.up.tensors(&join(prefix, "0"), out);
-        self.down.tensors(&join(prefix, "2"), out);
-    }
-}
-
-impl Parameters for Ffn {
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
-        visit_via_tensors(self, prefix, f)
-    }
-    fn visit_mut(
-        &mut self,
-        prefix: &str,
-        f: &mut dyn FnMut(String, ndarray::ArrayViewMutD<'_, f32>),
-    ) {
-        self.up.visit_mut(&join(prefix, "0"), f);
-        self.down.visit_mut(&join(prefix, "2"), f);
-    }
-}
-
 /// `max(x, 0)` elementwise, in place.
 fn relu(mut x: Array2<f32>) -> Array2<f32> {
     x.mapv_inplace(|v| v.max(0.0));
     x
+}
+
+/// How to tensorize one block's FFN: a [`TTSpec`] for the up-projection `ffn.0` (`d → f`) and
+/// one for the down-projection `ffn.2` (`f → d`). The specs' bond dims are *requested* ranks:
+/// a bond above its unfolding's limit is capped (and reported by `Model::tensorize_ffn`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FfnTtSpec {
+    /// `ffn.0`, `d → f`.
+    pub up: TTSpec,
+    /// `ffn.2`, `f → d`.
+    pub down: TTSpec,
+}
+
+/// Splits `n` into two modes `[a, n / a]` with `a` the largest divisor of `n` not above `√n`
+/// (`50 → [5, 10]`, `200 → [10, 20]`).
+pub fn two_modes(n: usize) -> [usize; 2] {
+    let a = (1..=n.max(1))
+        .take_while(|a| a * a <= n)
+        .filter(|a| n % a == 0)
+        .last()
+        .unwrap_or(1);
+    [a, n / a.max(1)]
+}
+
+impl FfnTtSpec {
+    /// The seed's factorisation for `d_model` 50 and FFN width 200 with middle bond `m`:
+    /// `ffn.0` in_modes `[5, 10]`, out_modes `[10, 20]`, bonds `[10, m, 10]`; `ffn.2` in_modes
+    /// `[10, 20]`, out_modes `[5, 10]`, bonds `[5, m, 20]`. The outer bonds are at full rank, so
+    /// only `m` truncates (`m = 50` is exact).
+    pub fn seed(m: usize) -> Self {
+        Self::balanced(50, 200, m)
+    }
+
+    /// The seed's recipe for any `d → f → d`: each width split into two modes by [`two_modes`],
+    /// the outer bonds at their full rank and the middle bond `m` (capped at its limit,
+    /// `min(d, f)`).
+    pub fn balanced(d: usize, f: usize, m: usize) -> Self {
+        let (dm, fm) = (two_modes(d), two_modes(f));
+        // Chain [o1, o2, i1, i2]: bond 1 full rank = min(o1, o2·i1·i2), bond 3 = min(o1·o2·i1, i2).
+        let spec = |i: [usize; 2], o: [usize; 2]| TTSpec {
+            layout: TTLayout::OutputsThenInputs,
+            in_modes: i.to_vec(),
+            out_modes: o.to_vec(),
+            bond_dims: vec![
+                o[0].min(o[1] * i[0] * i[1]),
+                m,
+                (o[0] * o[1] * i[0]).min(i[1]),
+            ],
+        };
+        FfnTtSpec {
+            up: spec(dm, fm),
+            down: spec(fm, dm),
+        }
+    }
+
+    /// This spec's part for the projection `which`.
+    pub fn get(&self, which: FfnProjection) -> &TTSpec {
+        match which {
+            FfnProjection::Up => &self.up,
+            FfnProjection::Down => &self.down,
+        }
+    }
+}
+
+/// One of a block's two FFN projections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FfnProjection {
+    /// `ffn.0`, `d → f`.
+    Up,
+    /// `ffn.2`, `f → d` (its input is `relu(ffn.0(x))`).
+    Down,
+}
+
+impl FfnProjection {
+    /// Both, in the order the data flows.
+    pub const BOTH: [FfnProjection; 2] = [FfnProjection::Up, FfnProjection::Down];
+
+    /// The state_dict name inside the block (`"ffn.0"`, `"ffn.2"`).
+    pub fn key(self) -> &'static str {
+        match self {
+            FfnProjection::Up => "ffn.0",
+            FfnProjection::Down => "ffn.2",
+        }
+    }
+
+    /// The module name in the model (`"blocks.3.ffn.2"`).
+    pub fn module(self, block: usize) -> String {
+        format!("blocks.{block}.{}", self.key())
+    }
+
+    /// This projection's spec in `spec`.
+    pub fn spec(self, spec: &FfnTtSpec) -> &TTSpec {
+        spec.get(self)
+    }
 }
 
 #[cfg(test)]
@@ -542,7 +549,7 @@ mod tests {
             let x = randn(5, 6, &mut rng);
             let dy = randn(5, 8, &mut rng);
             let (y, cache) = p.forward_train(x.clone()).unwrap();
-            let (y0, cache0) = p.forward_train_unchecked(x.clone());
+            let (y0, cache0) = p.forward_unchecked(x.clone());
             assert_eq!(y, y0);
             let (mut g, mut g0) = (p.zeros_like(), p.zeros_like());
             let dx = p.backward(&cache, dy.view(), &mut g).unwrap();
@@ -618,7 +625,7 @@ mod tests {
         let x = randn(7, 6, &mut rng);
         let dy = randn(7, 6, &mut rng);
         let (y, cache) = ffn.forward_train(x.clone()).unwrap();
-        let (y0, cache0) = ffn.forward_train_unchecked(x.clone());
+        let (y0, cache0) = ffn.forward_unchecked(x.clone());
         assert_eq!(y, y0);
         let (mut g, mut g0) = (ffn.zeros_like(), ffn.zeros_like());
         let dx = ffn.backward(&cache, dy.view(), &mut g).unwrap();

@@ -2,12 +2,11 @@
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-use ndarray::ArrayViewD;
-
 use crate::error::{Error, Result};
-use crate::nn::kernels::{dispatch, Impl, Level};
-use crate::nn::layers::{visit_via_tensors, NamedTensors};
-use crate::tt::params::{join, Parameters};
+#[cfg(target_arch = "x86_64")]
+use crate::nn::kernels::avx2_fma;
+use crate::nn::kernels::{dispatch, Impl};
+use crate::nn::layers::{check_width, children, Layer};
 use crate::tt::pool;
 
 pub use crate::nn::kernels::ln::LN_EPS;
@@ -52,14 +51,6 @@ impl LayerNorm {
         }
     }
 
-    /// Zeros of the same shape (to hold gradients).
-    pub fn zeros_like(&self) -> Self {
-        LayerNorm {
-            weight: Array1::zeros(self.weight.raw_dim()),
-            bias: Array1::zeros(self.bias.raw_dim()),
-        }
-    }
-
     /// The feature count `d`.
     pub fn dim(&self) -> usize {
         self.weight.len()
@@ -77,24 +68,72 @@ impl LayerNorm {
 
     /// `x: [rows, d] -> [rows, d]`; errors if `x` does not have `d` columns.
     pub fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        self.check_input(x, "LayerNorm::forward input")?;
+        check_width(x, self.dim(), "LayerNorm::forward")?;
         Ok(self.apply(x))
     }
 
-    /// Errors unless `x` is `[rows, d]`.
-    fn check_input(&self, x: ArrayView2<'_, f32>, context: &str) -> Result<()> {
-        if x.ncols() != self.dim() {
-            return Err(Error::shape(
-                context,
-                &[x.nrows(), self.dim()],
-                &[x.nrows(), x.ncols()],
-            ));
-        }
-        Ok(())
+    /// Forward without cache or checks (inference). `x: [rows, d] -> [rows, d]`.
+    pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        self.run(x, false).0
     }
 
-    /// Errors unless `cache` was recorded by a LayerNorm of this width.
-    pub(crate) fn check_cache(&self, cache: &LayerNormCache, context: &str) -> Result<()> {
+    /// LayerNorm of the rows of `x: [rows, d]` (not checked), with the cache when `cache`.
+    fn run(&self, x: ArrayView2<'_, f32>, cache: bool) -> (Array2<f32>, Option<LayerNormCache>) {
+        let (rows, d) = x.dim();
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let n = rows * d;
+        let shape = (rows, d);
+        let mut y = pool::take(n);
+        let cache = if cache {
+            let mut xhat = pool::take(n);
+            let mut rstd = vec![0.0f32; rows];
+            forward_rows(
+                xs,
+                self.params(),
+                pool::as_uninit(&mut y),
+                Some((pool::as_uninit(&mut xhat), &mut rstd)),
+            );
+            Some(LayerNormCache {
+                xhat: Array2::from_shape_vec(shape, xhat).expect("sized"),
+                rstd: Array1::from_vec(rstd),
+            })
+        } else {
+            forward_rows(xs, self.params(), pool::as_uninit(&mut y), None);
+            None
+        };
+        (Array2::from_shape_vec(shape, y).expect("sized"), cache)
+    }
+
+    /// `(weight, bias)` as slices.
+    fn params(&self) -> (&[f32], &[f32]) {
+        (
+            self.weight.as_slice().expect("contiguous"),
+            self.bias.as_slice().expect("contiguous"),
+        )
+    }
+}
+
+/// `x: [rows, d] -> [rows, d]`; backward adds `dweight = Σ dy·xhat`, `dbias = Σ dy` and returns
+/// `dx = rstd · (g − mean(g) − xhat · mean(g · xhat))` with `g = dy · weight`, `[rows, d]`.
+impl Layer for LayerNorm {
+    const NAME: &'static str = "LayerNorm";
+    type Input<'a> = ArrayView2<'a, f32>;
+    type Cache = LayerNormCache;
+    type Dx = Array2<f32>;
+
+    fn zeros_like(&self) -> Self {
+        LayerNorm {
+            weight: Array1::zeros(self.weight.raw_dim()),
+            bias: Array1::zeros(self.bias.raw_dim()),
+        }
+    }
+
+    fn check_input(&self, x: &ArrayView2<'_, f32>, context: &str) -> Result<()> {
+        check_width(x.view(), self.dim(), context)
+    }
+
+    fn check_cache(&self, cache: &LayerNormCache, context: &str) -> Result<()> {
         let (rows, d) = cache.xhat.dim();
         if d != self.dim() {
             return Err(Error::shape(context, &[rows, self.dim()], &[rows, d]));
@@ -102,90 +141,16 @@ impl LayerNorm {
         Ok(())
     }
 
-    /// Errors unless `grads` has this layer's parameter shapes (`weight, bias: [d]`).
-    pub(crate) fn check_grads(&self, grads: &LayerNorm, context: &str) -> Result<()> {
-        for (name, mine, theirs) in [
-            ("weight", &self.weight, &grads.weight),
-            ("bias", &self.bias, &grads.bias),
-        ] {
-            if theirs.dim() != mine.dim() {
-                return Err(Error::shape(
-                    format!("{context} {name}"),
-                    mine.shape(),
-                    theirs.shape(),
-                ));
-            }
-        }
-        Ok(())
+    fn output_shape(&self, cache: &LayerNormCache) -> [usize; 2] {
+        [cache.xhat.nrows(), self.dim()]
     }
 
-    /// Forward keeping what backward needs: `x: [rows, d] -> ([rows, d], cache)`. Errors if
-    /// `x` does not have `d` columns.
-    pub fn forward_train(&self, x: ArrayView2<'_, f32>) -> Result<(Array2<f32>, LayerNormCache)> {
-        self.check_input(x, "LayerNorm::forward_train x")?;
-        Ok(self.forward_train_unchecked(x))
+    fn forward_unchecked(&self, x: ArrayView2<'_, f32>) -> (Array2<f32>, LayerNormCache) {
+        let (y, cache) = self.run(x, true);
+        (y, cache.expect("asked for"))
     }
 
-    /// [`forward_train`](Self::forward_train) without the check (the caller guarantees
-    /// `x: [rows, d]`).
-    pub(crate) fn forward_train_unchecked(
-        &self,
-        x: ArrayView2<'_, f32>,
-    ) -> (Array2<f32>, LayerNormCache) {
-        let (rows, d) = x.dim();
-        let x = x.as_standard_layout();
-        let xs = x.as_slice().expect("standard layout");
-        let n = rows * d;
-        let (mut y, mut xhat) = (pool::take(n), pool::take(n));
-        let mut rstd = vec![0.0f32; rows];
-        forward_rows(
-            xs,
-            self.params(),
-            pool::as_uninit(&mut y),
-            Some((pool::as_uninit(&mut xhat), &mut rstd)),
-        );
-        let shape = (rows, d);
-        (
-            Array2::from_shape_vec(shape, y).expect("sized"),
-            LayerNormCache {
-                xhat: Array2::from_shape_vec(shape, xhat).expect("sized"),
-                rstd: Array1::from_vec(rstd),
-            },
-        )
-    }
-
-    /// Forward without cache or checks (inference). `x: [rows, d] -> [rows, d]`.
-    pub(crate) fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        let (rows, d) = x.dim();
-        let x = x.as_standard_layout();
-        let xs = x.as_slice().expect("standard layout");
-        let n = rows * d;
-        let mut y = pool::take(n);
-        forward_rows(xs, self.params(), pool::as_uninit(&mut y), None);
-        Array2::from_shape_vec((rows, d), y).expect("sized")
-    }
-
-    /// Backward: adds `dweight = Σ dy·xhat`, `dbias = Σ dy` into `grads`, returns
-    /// `dx = rstd · (g − mean(g) − xhat · mean(g · xhat))` with `g = dy · weight`, `[rows, d]`.
-    ///
-    /// Errors, leaving `grads` untouched, unless `cache` comes from a LayerNorm of width `d`,
-    /// `dy` is `[rows, d]` (the shape of the forward output) and `grads` has this layer's
-    /// shapes (as made by [`zeros_like`](Self::zeros_like)).
-    pub fn backward(
-        &self,
-        cache: &LayerNormCache,
-        dy: ArrayView2<'_, f32>,
-        grads: &mut LayerNorm,
-    ) -> Result<Array2<f32>> {
-        self.check_cache(cache, "LayerNorm::backward cache")?;
-        let (rows, d) = cache.xhat.dim();
-        Error::check_shape("LayerNorm::backward dy", &[rows, d], dy.shape())?;
-        self.check_grads(grads, "LayerNorm::backward grads")?;
-        Ok(self.backward_unchecked(cache, dy, grads))
-    }
-
-    /// [`backward`](Self::backward) without the checks.
-    pub(crate) fn backward_unchecked(
+    fn backward_unchecked(
         &self,
         cache: &LayerNormCache,
         dy: ArrayView2<'_, f32>,
@@ -208,23 +173,14 @@ impl LayerNorm {
         );
         Array2::from_shape_vec((rows, d), dx).expect("sized")
     }
-
-    /// `(weight, bias)` as slices.
-    fn params(&self) -> (&[f32], &[f32]) {
-        (
-            self.weight.as_slice().expect("contiguous"),
-            self.bias.as_slice().expect("contiguous"),
-        )
-    }
 }
+
+children!(LayerNorm {
+    weight: "weight",
+    bias: "bias"
+});
 
 pub(crate) use crate::nn::kernels::ln::{BackwardIn, CacheOut, Out};
-
-/// True if the CPU has AVX2 and FMA (the detection is cached by `std`).
-#[cfg(target_arch = "x86_64")]
-fn avx2_fma() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-}
 
 /// The build the layer runs.
 const DEFAULT: Impl = Impl::Intrinsics;
@@ -256,11 +212,7 @@ pub(crate) fn forward_rows_impl(
         unsafe { crate::nn::kernels::layer_norm::forward_rows(xs, wb, y, cache) };
         return;
     }
-    let level = match imp {
-        Impl::Portable(l) => l,
-        Impl::Intrinsics => Level::detected(),
-    };
-    dispatch!(@at level, portable::forward_rows, (xs, wb, y, cache))
+    dispatch!(@at imp.portable_level(), portable::forward_rows, (xs, wb, y, cache))
 }
 
 /// LayerNorm backward on all rows: writes all of `dx: [rows, d]`, adds `Σ_rows dy·xhat` into
@@ -290,14 +242,10 @@ pub(crate) fn backward_rows_impl(
         unsafe { crate::nn::kernels::layer_norm::backward_rows(inp, dx, gw, gb) };
         return;
     }
-    let level = match imp {
-        Impl::Portable(l) => l,
-        Impl::Intrinsics => Level::detected(),
-    };
-    dispatch!(@at level, portable::backward_rows, (inp, dx, gw, gb))
+    dispatch!(@at imp.portable_level(), portable::backward_rows, (inp, dx, gw, gb))
 }
 
-/// The plain loops (any CPU, vectorised by the compiler for each [`Level`]); the same function
+/// The plain loops (any CPU, vectorised by the compiler for each [`Level`](crate::nn::kernels::Level)); the same function
 /// as the AVX2 kernels of `crate::nn::kernels::layer_norm` up to rounding.
 mod portable {
     use super::{BackwardIn, CacheOut, Out, LN_EPS};
@@ -365,27 +313,6 @@ mod portable {
                 dxk.write(rs * (dyk * wk - mg - hk * mgh));
             }
         }
-    }
-}
-
-impl NamedTensors for LayerNorm {
-    fn tensors<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ArrayViewD<'a, f32>)>) {
-        out.push((join(prefix, "weight"), self.weight.view().into_dyn()));
-        out.push((join(prefix, "bias"), self.bias.view().into_dyn()));
-    }
-}
-
-impl Parameters for LayerNorm {
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
-        visit_via_tensors(self, prefix, f)
-    }
-    fn visit_mut(
-        &mut self,
-        prefix: &str,
-        f: &mut dyn FnMut(String, ndarray::ArrayViewMutD<'_, f32>),
-    ) {
-        f(join(prefix, "weight"), self.weight.view_mut().into_dyn());
-        f(join(prefix, "bias"), self.bias.view_mut().into_dyn());
     }
 }
 
@@ -639,7 +566,7 @@ mod tests {
         let dy = Array2::from_shape_simple_fn((7, d), || rng.gen_range(-1.0f32..1.0));
 
         let (y, cache) = ln.forward_train(x.view()).unwrap();
-        let (y0, cache0) = ln.forward_train_unchecked(x.view());
+        let (y0, cache0) = ln.forward_unchecked(x.view());
         assert_eq!(y, y0);
         assert_eq!(cache.xhat, cache0.xhat);
         assert_eq!(cache.rstd, cache0.rstd);

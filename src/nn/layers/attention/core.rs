@@ -19,10 +19,12 @@
 //! `Q[i, c]`, `dO[i, c]` are read in place (broadcast), so only `Qᵀ` and `Vᵀ` are packed.
 
 use super::lanes::{Lanes, Portable, F8};
-use crate::nn::kernels::{dispatch, Impl, Level};
+use crate::nn::kernels::{dispatch, Impl};
 
 #[cfg(target_arch = "x86_64")]
 use super::lanes::Avx2Fma;
+#[cfg(target_arch = "x86_64")]
+use crate::nn::kernels::with_avx2_fma;
 
 /// Inputs of one head's attention: `n` queries at absolute positions `offset..offset+n`,
 /// attending causally to keys/values `0..offset+n`.
@@ -105,6 +107,21 @@ pub(crate) fn forward(
 /// The build [`forward`], [`backward`] and [`head_forward`] run.
 const DEFAULT: Impl = Impl::Intrinsics;
 
+/// `$f(lanes, args…)` through the build `$imp` (and returns from the calling function):
+/// `Intrinsics` runs the AVX2 + FMA lanes, or on a CPU without them the portable lanes at the
+/// detected level; `Portable(level)` the portable lanes compiled for that level.
+macro_rules! with_lanes {
+    ($imp:expr, $f:ident, ($($a:expr),* $(,)?)) => {{
+        let imp: Impl = $imp;
+        #[cfg(target_arch = "x86_64")]
+        if let (Impl::Intrinsics, Some(l)) = (imp, Avx2Fma::detect()) {
+            // SAFETY: `l` exists only on a CPU with AVX2 and FMA.
+            return unsafe { with_avx2_fma(#[inline(always)] || $f(l, $($a),*)) };
+        }
+        dispatch!(@at imp.portable_level(), $f, (Portable, $($a),*))
+    }};
+}
+
 /// [`forward`] through the build `imp` (`Intrinsics` falls back to the portable lanes, at
 /// the detected level, on a CPU without AVX2 + FMA).
 pub(crate) fn forward_impl(
@@ -115,32 +132,7 @@ pub(crate) fn forward_impl(
     cat: &mut [f32],
     ws: &mut HeadScratch,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if let (Impl::Intrinsics, Some(l)) = (imp, Avx2Fma::detect()) {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(
-            l: Avx2Fma,
-            dims: CoreDims,
-            qkv: &[f32],
-            probs: &mut [F8],
-            cat: &mut [f32],
-            ws: &mut HeadScratch,
-        ) {
-            forward_with(l, dims, qkv, probs, cat, ws)
-        }
-        // SAFETY: `l` exists only on a CPU with AVX2 and FMA.
-        return unsafe { avx2(l, dims, qkv, probs, cat, ws) };
-    }
-    let level = portable_level(imp);
-    dispatch!(@at level, forward_with, (Portable, dims, qkv, probs, cat, ws))
-}
-
-/// The portable level for `imp` (the detected one for `Intrinsics`).
-fn portable_level(imp: Impl) -> Level {
-    match imp {
-        Impl::Portable(l) => l,
-        Impl::Intrinsics => Level::detected(),
-    }
+    with_lanes!(imp, forward_with, (dims, qkv, probs, cat, ws))
 }
 
 /// Backward core of every sequence and head: from Q/K/V `[B*T, 3d]`, the probabilities of
@@ -167,25 +159,7 @@ pub(crate) fn backward_impl(
     dqkv: &mut [f32],
     ws: &mut HeadScratch,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if let (Impl::Intrinsics, Some(l)) = (imp, Avx2Fma::detect()) {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(
-            l: Avx2Fma,
-            dims: CoreDims,
-            qkv: &[f32],
-            probs: &[F8],
-            dcat: &[f32],
-            dqkv: &mut [f32],
-            ws: &mut HeadScratch,
-        ) {
-            backward_with(l, dims, qkv, probs, dcat, dqkv, ws)
-        }
-        // SAFETY: `l` exists only on a CPU with AVX2 and FMA.
-        return unsafe { avx2(l, dims, qkv, probs, dcat, dqkv, ws) };
-    }
-    let level = portable_level(imp);
-    dispatch!(@at level, backward_with, (Portable, dims, qkv, probs, dcat, dqkv, ws))
+    with_lanes!(imp, backward_with, (dims, qkv, probs, dcat, dqkv, ws))
 }
 
 /// One head's causal attention without the probabilities (the KV-cached path): writes the
@@ -202,23 +176,7 @@ pub(crate) fn head_forward_impl(
     os: usize,
     ws: &mut HeadScratch,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if let (Impl::Intrinsics, Some(l)) = (imp, Avx2Fma::detect()) {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(
-            l: Avx2Fma,
-            io: HeadIo<'_>,
-            out: &mut [f32],
-            os: usize,
-            ws: &mut HeadScratch,
-        ) {
-            head_with(l, io, out, os, None, ws)
-        }
-        // SAFETY: `l` exists only on a CPU with AVX2 and FMA.
-        return unsafe { avx2(l, io, out, os, ws) };
-    }
-    let level = portable_level(imp);
-    dispatch!(@at level, head_with, (Portable, io, out, os, None, ws))
+    with_lanes!(imp, head_with, (io, out, os, None, ws))
 }
 
 /// [`forward`] with the lanes `l`.

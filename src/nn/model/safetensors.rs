@@ -35,7 +35,7 @@
 //! let words = ["<PAD>", "<BOS>", "<EOS>", "<UNK>", "ruby", "winy"].map(String::from).to_vec();
 //! let vocab = Vocab::from_words(words)?;
 //! let config = ModelConfig { vocab_size: 6, d_model: 4, max_len: 8, n_layers: 1,
-//!                            ffn_expansion: 2, n_attn_heads: 2 };
+//!                            ffn_expansion: 2, n_attn_heads: 2, arch: Default::default() };
 //! let model = Model::new(config, 7)?;
 //! let path = std::env::temp_dir().join(format!("succulm-doc-{}.safetensors", std::process::id()));
 //! model.save(&path, &vocab)?;
@@ -52,7 +52,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use crate::error::{Error, Result};
 pub use crate::fs::safetensors::{is_safetensors_path, write_f32, SafetensorsFile, EXTENSION};
-use crate::io::checkpoint::{CheckpointFile, TensorJson};
+use crate::nn::model::checkpoint::{CheckpointFile, TensorJson};
 use crate::nn::model::Model;
 use crate::text::vocab::Vocab;
 

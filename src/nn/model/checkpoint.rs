@@ -553,7 +553,7 @@ pub fn load_json(path: &Path) -> Result<(Model, Vocab)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compress::surgery::FfnTtSpec;
+    use crate::nn::layers::FfnTtSpec;
     use crate::tt::params::Parameters;
 
     /// The planned list (used to check a file before anything is built) names exactly the
