@@ -1,12 +1,13 @@
 //! The one list of compression methods: how a weight matrix is truncated to tensor-train form.
-//! The sweep, the surgery and the safetensors tool all name a method with [`Method`].
+//! The sweep, the surgery and the safetensors tool all name a method with [`Method`], and every
+//! weight becomes a tensor train through one function, [`decompose`] (from `succulm-tt`).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::tt::{
-    CappedBond, DataAware, DataAwareReport, InputStats, Linear, TTLayer, TTLayout, Truncation,
-};
+use crate::tt::DataAware;
+
+pub use crate::tt::{decompose, Decomposed};
 
 /// How a weight matrix is truncated to tensor-train form.
 ///
