@@ -14,68 +14,136 @@
 //! printed (see `succulm::compress`).
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use succulm::compress::{compress_file, CompressConfig, Modes, Target, WeightLayout};
+use succulm::study::cli::{self, Flags};
 use succulm::study::sweep::Method;
-use succulm::{Error, TTLayout};
+use succulm::{Error, Result, TTLayout};
 
-fn list(flag: &str, v: &str) -> Result<Vec<usize>, Error> {
+const HELP: &str = "\
+compress: compress the linear layers of a safetensors file into tensor trains.
+
+Usage: compress --input FILE --output FILE [OPTIONS]
+
+Options:
+  --input FILE          safetensors file holding the weights (required)
+  --output FILE         safetensors file to write: <module>.cores.{k}, <module>.bias and the
+                        specs in the metadata (required; checked first)
+  --pattern GLOB        weights to compress: * any run, ? one character, several
+                        comma-separated (default *.weight)
+  --layout L            how the weights are stored: out_in (alias linear, PyTorch nn.Linear,
+                        default) or in_out (alias conv1d, GPT-2 Conv1D)
+  --modes auto:D        each dimension factorised into D balanced modes (default auto:3)
+  --in-modes LIST       explicit input modes, e.g. 8,8,12 (with --out-modes)
+  --out-modes LIST      explicit output modes, e.g. 12,16,16 (with --in-modes)
+  --bond N              every bond at most N (default 16)
+  --eps F               relative Frobenius tolerance in [0, 1) (with --bond: both)
+  --budget F            cores of at most a fraction F in (0, 1] of each weight's parameters
+  --exact               no truncation
+  --tt-layout L         core layout: seed (outputs then inputs, default) or matrix
+  --calibration FILE    each layer's inputs [rows, in] under its weight or module name:
+                        minimise a data-aware objective and report the output error
+  --method M            objective with --calibration: whitened (default), scaled or weight
+  --threads N           matrices compressed in parallel, 1..=1024 (default 1)
+  --report FILE         also write the report as JSON (checked first)
+  --help                this text
+
+A table per matrix is printed: shape, modes, bonds reached, capped bonds, parameters before and
+after, relative weight error, FLOPs per row before and after.";
+
+struct Args {
+    input: PathBuf,
+    output: PathBuf,
+    calibration: Option<PathBuf>,
+    report: Option<PathBuf>,
+    config: CompressConfig,
+}
+
+/// A comma-separated list of positive integers.
+fn list(flag: &str, v: &str) -> Result<Vec<usize>> {
     v.split(',')
-        .map(|x| {
-            x.trim()
-                .parse()
-                .map_err(|_| Error::invalid_arg(flag, format!("{v:?} is not a list of integers")))
-        })
+        .map(|x| cli::int(flag, x, 1..=usize::MAX))
         .collect()
 }
 
-fn main() -> Result<(), Error> {
+/// An error of a library parser, renamed after the flag that gave the value.
+fn as_flag(flag: &str) -> impl FnOnce(Error) -> Error + '_ {
+    move |e| match e {
+        Error::InvalidArgument { reason, .. } => Error::invalid_arg(flag, reason),
+        e => e,
+    }
+}
+
+fn parse(flags: &mut Flags) -> Result<Args> {
     let mut config = CompressConfig::default();
     let (mut input, mut output, mut calibration, mut report) = (None, None, None, None);
     let (mut bond, mut eps, mut budget, mut exact) = (None, None, None, false);
     let (mut in_modes, mut out_modes) = (None, None);
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--exact" {
-            exact = true;
-            continue;
-        }
-        let v = it
-            .next()
-            .ok_or_else(|| Error::invalid_arg(flag.clone(), "needs a value"))?;
-        let num = |s: &str| {
-            s.parse::<f64>()
-                .map_err(|_| Error::invalid_arg(flag.clone(), format!("{s:?} is not a number")))
-        };
-        match flag.as_str() {
-            "--input" => input = Some(PathBuf::from(v)),
-            "--output" => output = Some(PathBuf::from(v)),
-            "--pattern" => config.pattern = v,
-            "--layout" => config.layout = WeightLayout::parse(&v)?,
+    while let Some(flag) = flags.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--exact" => exact = true,
+            "--input" => input = Some(PathBuf::from(flags.value(f)?)),
+            "--output" => output = Some(PathBuf::from(flags.value(f)?)),
+            "--pattern" => config.pattern = flags.value(f)?,
+            "--layout" => {
+                config.layout = WeightLayout::parse(&flags.value(f)?).map_err(as_flag(f))?
+            }
             "--modes" => {
+                let v = flags.value(f)?;
                 let d = v.strip_prefix("auto:").unwrap_or(&v);
-                config.modes = Modes::Auto(d.parse().map_err(|_| {
-                    Error::invalid_arg("--modes", format!("{v:?} is not auto:<d>"))
+                config.modes = Modes::Auto(cli::int(f, d, 1..=64).map_err(|_| {
+                    Error::invalid_arg(
+                        f,
+                        format!("{} is not auto:D with D in 1..=64", cli::shown(&v)),
+                    )
                 })?);
             }
-            "--in-modes" => in_modes = Some(list("--in-modes", &v)?),
-            "--out-modes" => out_modes = Some(list("--out-modes", &v)?),
-            "--bond" => bond = Some(list("--bond", &v)?[0]),
-            "--eps" => eps = Some(num(&v)?),
-            "--budget" => budget = Some(num(&v)?),
+            "--in-modes" => in_modes = Some(list(f, &flags.value(f)?)?),
+            "--out-modes" => out_modes = Some(list(f, &flags.value(f)?)?),
+            "--bond" => bond = Some(cli::int(f, &flags.value(f)?, 1..=usize::MAX)?),
+            "--eps" => {
+                let v = flags.value(f)?;
+                let e = cli::float(f, &v, 0.0..=1.0)?;
+                if e == 1.0 {
+                    return Err(Error::invalid_arg(
+                        f,
+                        format!("{} is not in [0, 1)", cli::shown(&v)),
+                    ));
+                }
+                eps = Some(e);
+            }
+            "--budget" => {
+                let v = flags.value(f)?;
+                let b = cli::float(f, &v, 0.0..=1.0)?;
+                if b == 0.0 {
+                    return Err(Error::invalid_arg(
+                        f,
+                        format!("{} is not in (0, 1]", cli::shown(&v)),
+                    ));
+                }
+                budget = Some(b);
+            }
             "--tt-layout" => {
-                config.tt_layout = match v.as_str() {
+                let v = flags.value(f)?;
+                config.tt_layout = match v.trim() {
                     "seed" => TTLayout::OutputsThenInputs,
                     "matrix" => TTLayout::Matrix,
-                    _ => return Err(Error::invalid_arg("--tt-layout", "seed or matrix")),
+                    _ => {
+                        return Err(Error::invalid_arg(
+                            f,
+                            format!("{} is not seed or matrix", cli::shown(&v)),
+                        ))
+                    }
                 }
             }
-            "--calibration" => calibration = Some(PathBuf::from(v)),
-            "--method" => config.method = Method::parse(&v)?,
-            "--report" => report = Some(PathBuf::from(v)),
-            "--threads" => config.threads = list("--threads", &v)?[0],
-            _ => return Err(Error::invalid_arg(flag, "unknown flag")),
+            "--calibration" => calibration = Some(PathBuf::from(flags.value(f)?)),
+            "--method" => config.method = Method::parse(&flags.value(f)?).map_err(as_flag(f))?,
+            "--report" => report = Some(PathBuf::from(flags.value(f)?)),
+            "--threads" => config.threads = cli::int(f, &flags.value(f)?, 1..=1024)?,
+            _ => return Err(cli::unknown(f)),
         }
     }
     match (in_modes, out_modes) {
@@ -86,12 +154,8 @@ fn main() -> Result<(), Error> {
             }
         }
         (None, None) => {}
-        _ => {
-            return Err(Error::invalid_arg(
-                "--in-modes",
-                "give both --in-modes and --out-modes",
-            ))
-        }
+        (Some(_), None) => return Err(Error::invalid_arg("--in-modes", "needs --out-modes too")),
+        (None, Some(_)) => return Err(Error::invalid_arg("--out-modes", "needs --in-modes too")),
     }
     config.target = match (exact, bond, eps, budget) {
         (true, None, None, None) => Target::Exact,
@@ -100,18 +164,32 @@ fn main() -> Result<(), Error> {
         (false, Some(b), Some(e), None) => Target::BondAndEps(b, e),
         (false, None, None, Some(f)) => Target::Budget(f),
         (false, None, None, None) => config.target,
-        _ => {
+        (true, ..) => {
             return Err(Error::invalid_arg(
-                "--budget",
-                "--exact and --budget exclude the other truncation flags",
+                "--exact",
+                "excludes --bond, --eps and --budget",
             ))
         }
+        (false, ..) => return Err(Error::invalid_arg("--budget", "excludes --bond and --eps")),
     };
-    let input = input.ok_or_else(|| Error::invalid_arg("--input", "required"))?;
-    let output = output.ok_or_else(|| Error::invalid_arg("--output", "required"))?;
+    let input = input.ok_or_else(|| Error::invalid_arg("--input", "is required"))?;
+    let output = output.ok_or_else(|| Error::invalid_arg("--output", "is required"))?;
+    cli::check_output_file("--output", &output)?;
+    if let Some(r) = &report {
+        cli::check_output_file("--report", r)?;
+    }
+    Ok(Args {
+        input,
+        output,
+        calibration,
+        report,
+        config,
+    })
+}
 
+fn run(a: Args) -> Result<()> {
     let start = Instant::now();
-    let r = compress_file(&input, &output, &config, calibration.as_deref())?;
+    let r = compress_file(&a.input, &a.output, &a.config, a.calibration.as_deref())?;
     let secs = start.elapsed().as_secs_f64();
     print!("{}", r.table());
     println!(
@@ -120,9 +198,9 @@ fn main() -> Result<(), Error> {
         r.dense_params(),
         r.tt_params(),
         r.dense_params() as f64 / r.tt_params().max(1) as f64,
-        output.display()
+        a.output.display()
     );
-    if let Some(path) = report {
+    if let Some(path) = a.report {
         let json = serde_json::to_vec_pretty(&r).map_err(|source| Error::Json {
             path: path.clone(),
             source,
@@ -130,4 +208,8 @@ fn main() -> Result<(), Error> {
         succulm::fs::write_atomic(&path, &json)?;
     }
     Ok(())
+}
+
+fn main() -> ExitCode {
+    cli::main(HELP, parse, run)
 }

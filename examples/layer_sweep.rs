@@ -41,8 +41,9 @@ const HELP: &str = "\
 layer_sweep: tensor-train compression of SuccuLM's FFN blocks, measured.
 
 Options:
-  --checkpoint PATH   trained model (default fixtures/succulm_upper_middle.json)
-  --fixtures DIR      corpus and probes (default fixtures)
+  --checkpoint PATH   trained model (default: the shipped fixtures/succulm_upper_middle.json)
+  --fixtures DIR      corpus and probes (default: ./fixtures if it holds them, else the shipped
+                      fixtures, from any working directory)
   --blocks LIST       block sets, comma-separated: indices, `a+b` pairs, `all`
                       (default: each block, then all)
   --bonds LIST        middle bonds (default 50,47,42,39,33,27,20,15,10,5)
@@ -90,10 +91,11 @@ struct Args {
     shard: Option<Shard>,
 }
 
-fn parse_args() -> Result<Option<Args>> {
+fn parse_args(flags: &mut Flags) -> Result<Args> {
+    let (mut checkpoint, mut fixtures): (Option<PathBuf>, Option<PathBuf>) = (None, None);
     let mut a = Args {
-        checkpoint: "fixtures/succulm_upper_middle.json".into(),
-        fixtures: "fixtures".into(),
+        checkpoint: PathBuf::new(),
+        fixtures: PathBuf::new(),
         blocks: None,
         bonds: DEFAULT_BONDS.to_vec(),
         samples: 20,
@@ -109,18 +111,13 @@ fn parse_args() -> Result<Option<Args>> {
         experiments: true,
         shard: None,
     };
-    let mut flags = Flags::from_env();
     while let Some(flag) = flags.next_flag() {
         let mut value = |name: &str| flags.value(name);
         let num = |name: &str, v: String| cli::int(name, &v, 0..=u64::MAX);
         let count = |name: &str, v: String, max: usize| cli::int(name, &v, 0..=max);
         match flag.as_str() {
-            "--help" | "-h" => {
-                println!("{HELP}");
-                return Ok(None);
-            }
-            "--checkpoint" => a.checkpoint = value("--checkpoint")?.into(),
-            "--fixtures" => a.fixtures = value("--fixtures")?.into(),
+            "--checkpoint" => checkpoint = Some(value("--checkpoint")?.into()),
+            "--fixtures" => fixtures = Some(value("--fixtures")?.into()),
             "--blocks" => a.blocks = Some(value("--blocks")?),
             "--bonds" => a.bonds = sweep::parse_bonds(&value("--bonds")?)?,
             "--samples" => a.samples = count("--samples", value("--samples")?, MAX_SAMPLES)?,
@@ -164,8 +161,10 @@ fn parse_args() -> Result<Option<Args>> {
         return Err(Error::invalid_arg("--threads", "must be at least 1"));
     }
     Sampling::Temperature(a.temperature).validate()?;
+    a.checkpoint = cli::checkpoint_file(checkpoint.as_deref())?;
+    a.fixtures = cli::fixtures_dir(fixtures.as_deref())?;
     cli::check_output_dir("--out", &a.out)?;
-    Ok(Some(a))
+    Ok(a)
 }
 
 /// Largest `--samples` accepted (each is one sampled answer per probe and cell).
@@ -523,19 +522,13 @@ struct PartExtra {
     heal_epochs: usize,
 }
 
-/// `layer_sweep merge PART... [--out DIR]`.
-fn merge(args: &[String]) -> Result<()> {
+/// `layer_sweep merge PART... [--out DIR]`: the parts and the output directory.
+fn parse_merge(flags: &mut Flags) -> Result<(Vec<PathBuf>, PathBuf)> {
     let mut out: PathBuf = "target/layer_sweep".into();
     let mut paths = Vec::new();
-    let mut it = args.iter();
-    while let Some(x) = it.next() {
+    while let Some(x) = flags.next_flag() {
         match x.as_str() {
-            "--out" => {
-                out = it
-                    .next()
-                    .ok_or_else(|| Error::invalid_arg("--out", "needs a value (see --help)"))?
-                    .into()
-            }
+            "--out" => out = flags.value("--out")?.into(),
             f if f.starts_with("--") => {
                 return Err(Error::invalid_arg(
                     f,
@@ -548,6 +541,11 @@ fn merge(args: &[String]) -> Result<()> {
     if paths.is_empty() {
         return Err(Error::invalid_arg("merge", "no part given"));
     }
+    Ok((paths, out))
+}
+
+/// `layer_sweep merge PART... [--out DIR]`.
+fn merge((paths, out): (Vec<PathBuf>, PathBuf)) -> Result<()> {
     let parts = paths
         .iter()
         .map(SweepPart::read)
@@ -570,29 +568,9 @@ fn merge(args: &[String]) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    cli::quiet_broken_pipe();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("merge") {
-        return match merge(&args[1..]) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    let mut flags = Flags::from_env();
+    if flags.subcommand("merge") {
+        return cli::main_with(HELP, flags, parse_merge, merge);
     }
-    match parse_args() {
-        Ok(None) => ExitCode::SUCCESS,
-        Ok(Some(a)) => match run(a) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Err(e) => {
-            eprintln!("error: {e}\n\n{HELP}");
-            ExitCode::from(2)
-        }
-    }
+    cli::main_with(HELP, flags, parse_args, run)
 }

@@ -1405,44 +1405,26 @@ make_corpus: regenerate the fixture corpus, probes, hidden words and background 
 
 Options:
   --seed N    seed of every random choice, 0..=2^64-1 (default 2024)
-  --out DIR   output directory (default fixtures/); created if missing, checked first
+  --out DIR   output directory (default: the shipped fixtures/); checked first, created when
+              the files are written
   --help      this text";
 
-fn main() -> ExitCode {
-    cli::quiet_broken_pipe();
+fn parse(flags: &mut Flags) -> succulm::Result<(u64, PathBuf)> {
     let mut seed = 2024u64;
-    let mut out_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"));
-    let parsed = (|| -> succulm::Result<bool> {
-        let mut flags = Flags::from_env();
-        while let Some(flag) = flags.next_flag() {
-            match flag.as_str() {
-                "--seed" => seed = cli::int("--seed", &flags.value("--seed")?, 0..=u64::MAX)?,
-                "--out" => out_dir = flags.value("--out")?.into(),
-                "-h" | "--help" => {
-                    println!("{HELP}");
-                    return Ok(false);
-                }
-                other => return Err(cli::unknown(other)),
-            }
-        }
-        cli::check_output_dir("--out", &out_dir)?;
-        Ok(true)
-    })();
-    match parsed {
-        Ok(false) => return ExitCode::SUCCESS,
-        Ok(true) => {}
-        Err(e) => {
-            eprintln!("error: {e}\n\n{HELP}");
-            return ExitCode::from(2);
+    let mut out_dir = PathBuf::from(cli::SHIPPED_FIXTURES);
+    while let Some(flag) = flags.next_flag() {
+        match flag.as_str() {
+            "--seed" => seed = cli::int("--seed", &flags.value("--seed")?, 0..=u64::MAX)?,
+            "--out" => out_dir = flags.value("--out")?.into(),
+            other => return Err(cli::unknown(other)),
         }
     }
-    match generate(seed, &out_dir) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::check_output_dir("--out", &out_dir)?;
+    Ok((seed, out_dir))
+}
+
+fn main() -> ExitCode {
+    cli::main(HELP, parse, |(seed, out_dir)| generate(seed, &out_dir))
 }
 
 /// Generates every file into `out_dir` from `seed`.
@@ -1488,6 +1470,10 @@ fn generate(seed: u64, out_dir: &Path) -> succulm::Result<()> {
         ));
     }
 
+    std::fs::create_dir_all(out_dir).map_err(|source| succulm::Error::Io {
+        path: out_dir.to_path_buf(),
+        source,
+    })?;
     write_pairs(&out_dir.join("succulm_normal_sentence_pairs.json"), &normal)?;
     write_pairs(&out_dir.join("succulm_question_answer_pairs.json"), &qa)?;
     let probes_json = serde_json::to_string_pretty(&probes).unwrap() + "\n";

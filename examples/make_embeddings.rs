@@ -34,45 +34,27 @@ const HELP: &str = "\
 make_embeddings: regenerate fixtures/succulm_embeddings.json from the corpus and background text.
 
 Options:
-  --fixtures DIR   where the corpus is read and the embeddings written (default fixtures/)
+  --fixtures DIR   where the corpus is read and the embeddings written (default: the shipped
+                   fixtures/)
   --seed N         seed of the vectors of unseen words, 0..=2^64-1 (default 7)
   --help           this text";
 
-fn main() -> ExitCode {
-    cli::quiet_broken_pipe();
-    let mut dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"));
+fn parse(flags: &mut Flags) -> Result<(PathBuf, u64)> {
+    let mut dir = PathBuf::from(cli::SHIPPED_FIXTURES);
     let mut seed = 7u64;
-    let parsed = (|| -> Result<bool> {
-        let mut flags = Flags::from_env();
-        while let Some(flag) = flags.next_flag() {
-            match flag.as_str() {
-                "--fixtures" => dir = flags.value("--fixtures")?.into(),
-                "--seed" => seed = cli::int("--seed", &flags.value("--seed")?, 0..=u64::MAX)?,
-                "-h" | "--help" => {
-                    println!("{HELP}");
-                    return Ok(false);
-                }
-                other => return Err(cli::unknown(other)),
-            }
-        }
-        cli::check_output_file("--fixtures", &dir.join("succulm_embeddings.json"))?;
-        Ok(true)
-    })();
-    match parsed {
-        Ok(false) => return ExitCode::SUCCESS,
-        Ok(true) => {}
-        Err(e) => {
-            eprintln!("error: {e}\n\n{HELP}");
-            return ExitCode::from(2);
+    while let Some(flag) = flags.next_flag() {
+        match flag.as_str() {
+            "--fixtures" => dir = flags.value("--fixtures")?.into(),
+            "--seed" => seed = cli::int("--seed", &flags.value("--seed")?, 0..=u64::MAX)?,
+            other => return Err(cli::unknown(other)),
         }
     }
-    match run(&dir, seed) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::check_output_file("--fixtures", &dir.join("succulm_embeddings.json"))?;
+    Ok((dir, seed))
+}
+
+fn main() -> ExitCode {
+    cli::main(HELP, parse, |(dir, seed)| run(&dir, seed))
 }
 
 fn run(dir: &Path, seed: u64) -> Result<()> {

@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use succulm::nn::generate::Sampling;
 use succulm::nn::train::TrainConfig;
+use succulm::study::cli::{self, Flags};
 use succulm::study::eval::{hidden_ids, load_probes, SampleConfig};
 use succulm::study::replicate::{self, ReplicaPart, ReplicaReport, Replication, SweepPlan};
 use succulm::study::shard::Shard;
@@ -39,7 +40,8 @@ Options:
   --epochs N          training epochs per model (default 60, the shipped recipe)
   --seed N            first training seed; model i uses seed + i (default 42)
   --checkpoints LIST  comma-separated checkpoints to sweep instead of training
-  --fixtures DIR      corpus, probes, embeddings (default fixtures)
+  --fixtures DIR      corpus, probes, embeddings (default: ./fixtures if it holds them, else
+                      the shipped fixtures, from any working directory)
   --blocks LIST       block sets (default: each block, then all)
   --bonds LIST        middle bonds (default 50,47,42,39,33,27,20,15,10,5)
   --samples N         sampled answers per probe and cell (default 10)
@@ -70,14 +72,15 @@ struct Args {
     shard: Option<Shard>,
 }
 
-fn parse_args(args: &[String]) -> Result<Option<Args>> {
+fn parse_args(flags: &mut Flags) -> Result<Args> {
+    let mut fixtures: Option<PathBuf> = None;
     let mut a = Args {
         models: 5,
         profile: "upper_middle".into(),
         epochs: 60,
         seed: 42,
         checkpoints: Vec::new(),
-        fixtures: "fixtures".into(),
+        fixtures: PathBuf::new(),
         blocks: None,
         bonds: DEFAULT_BONDS.to_vec(),
         samples: 10,
@@ -87,22 +90,14 @@ fn parse_args(args: &[String]) -> Result<Option<Args>> {
         out: "target/replicate".into(),
         shard: None,
     };
-    let mut it = args.iter().cloned();
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .ok_or_else(|| Error::invalid_arg(name, "needs a value (see --help)"))
-        };
+    while let Some(flag) = flags.next_flag() {
+        let mut value = |name: &str| flags.value(name);
         let num = |name: &str, v: String| {
             v.parse::<u64>().map_err(|_| {
                 Error::invalid_arg(name, format!("{v:?} is not a non-negative integer"))
             })
         };
         match flag.as_str() {
-            "--help" | "-h" => {
-                println!("{HELP}");
-                return Ok(None);
-            }
             "--models" => a.models = num("--models", value("--models")?)? as usize,
             "--profile" => a.profile = value("--profile")?,
             "--epochs" => a.epochs = num("--epochs", value("--epochs")?)? as usize,
@@ -113,7 +108,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>> {
                     .map(|s| PathBuf::from(s.trim()))
                     .collect()
             }
-            "--fixtures" => a.fixtures = value("--fixtures")?.into(),
+            "--fixtures" => fixtures = Some(value("--fixtures")?.into()),
             "--blocks" => a.blocks = Some(value("--blocks")?),
             "--bonds" => a.bonds = sweep::parse_bonds(&value("--bonds")?)?,
             "--samples" => a.samples = num("--samples", value("--samples")?)? as usize,
@@ -127,7 +122,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>> {
             "--threads" => a.threads = num("--threads", value("--threads")?)? as usize,
             "--out" => a.out = value("--out")?.into(),
             "--shard" => a.shard = Some(Shard::parse(&value("--shard")?)?),
-            other => return Err(Error::invalid_arg(other, "unknown option (see --help)")),
+            other => return Err(cli::unknown(other)),
         }
     }
     if a.samples == 0 {
@@ -140,7 +135,8 @@ fn parse_args(args: &[String]) -> Result<Option<Args>> {
         return Err(Error::invalid_arg("--threads", "must be at least 1"));
     }
     Sampling::Temperature(a.temperature).validate()?;
-    Ok(Some(a))
+    a.fixtures = cli::fixtures_dir(fixtures.as_deref())?;
+    Ok(a)
 }
 
 fn eta(elapsed: f64, done: usize, total: usize) -> String {
@@ -337,18 +333,12 @@ fn finish(reports: Vec<ReplicaReport>, out: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn merge(args: &[String]) -> Result<()> {
+fn parse_merge(flags: &mut Flags) -> Result<(Vec<PathBuf>, PathBuf)> {
     let mut out: PathBuf = "target/replicate".into();
     let mut paths = Vec::new();
-    let mut it = args.iter();
-    while let Some(x) = it.next() {
+    while let Some(x) = flags.next_flag() {
         match x.as_str() {
-            "--out" => {
-                out = it
-                    .next()
-                    .ok_or_else(|| Error::invalid_arg("--out", "needs a value"))?
-                    .into()
-            }
+            "--out" => out = flags.value("--out")?.into(),
             f if f.starts_with("--") => {
                 return Err(Error::invalid_arg(
                     f,
@@ -358,6 +348,10 @@ fn merge(args: &[String]) -> Result<()> {
             p => paths.push(PathBuf::from(p)),
         }
     }
+    Ok((paths, out))
+}
+
+fn merge((paths, out): (Vec<PathBuf>, PathBuf)) -> Result<()> {
     let parts = paths
         .iter()
         .map(ReplicaPart::read)
@@ -366,24 +360,9 @@ fn merge(args: &[String]) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = if args.first().map(String::as_str) == Some("merge") {
-        merge(&args[1..])
-    } else {
-        match parse_args(&args) {
-            Ok(None) => Ok(()),
-            Ok(Some(a)) => run(a),
-            Err(e) => {
-                eprintln!("error: {e}\n\n{HELP}");
-                return ExitCode::from(2);
-            }
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+    let mut flags = Flags::from_env();
+    if flags.subcommand("merge") {
+        return cli::main_with(HELP, flags, parse_merge, merge);
     }
+    cli::main_with(HELP, flags, parse_args, run)
 }

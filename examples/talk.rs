@@ -25,7 +25,8 @@ talk: answer prompts with a trained SuccuLM.
 Usage: talk [OPTIONS] [PROMPT...]     (no prompt: read one per line from stdin)
 
 Options:
-  --checkpoint PATH   trained model (default fixtures/succulm_upper_middle.json)
+  --checkpoint PATH   trained model (default: the shipped fixtures/succulm_upper_middle.json,
+                      found from any working directory)
   --temperature T     sampling temperature > 0 (default 0.6)
   --greedy            always take the most probable token
   --top-k K           sample among the K most probable tokens only
@@ -44,19 +45,14 @@ struct Args {
     prompts: Vec<String>,
 }
 
-fn parse_args() -> Result<Option<Args>> {
-    let mut checkpoint = PathBuf::from("fixtures/succulm_upper_middle.json");
+fn parse_args(flags: &mut Flags) -> Result<Args> {
+    let mut checkpoint: Option<PathBuf> = None;
     let (mut temperature, mut greedy, mut top_k, mut seed) = (0.6f32, false, None, 42u64);
     let (mut tt, mut examples, mut prompts) = (Vec::new(), false, Vec::new());
-    let mut flags = Flags::from_env();
     while let Some(flag) = flags.next_flag() {
         let mut value = |name: &str| flags.value(name);
         match flag.as_str() {
-            "--help" | "-h" => {
-                println!("{HELP}");
-                return Ok(None);
-            }
-            "--checkpoint" => checkpoint = value("--checkpoint")?.into(),
+            "--checkpoint" => checkpoint = Some(value("--checkpoint")?.into()),
             "--temperature" => {
                 temperature = cli::positive_f32("--temperature", &value("--temperature")?)?
             }
@@ -98,31 +94,20 @@ fn parse_args() -> Result<Option<Args>> {
         (false, None) => Sampling::Temperature(temperature),
     };
     sampling.validate()?;
-    Ok(Some(Args {
-        checkpoint,
+    Ok(Args {
+        checkpoint: cli::checkpoint_file(checkpoint.as_deref())?,
         sampling,
         seed,
         tt,
         examples,
         prompts,
-    }))
+    })
 }
 
-/// Runs the prompts; `Ok(false)` when every prompt given was rejected.
-fn run(a: Args) -> Result<bool> {
+/// Runs the prompts; an error when every prompt given was rejected.
+fn run(a: Args) -> Result<()> {
     // Tiny matrices: one BLAS thread is faster (see `succulm::tt::blas`).
     succulm::tt::blas::set_num_threads(1);
-    if !a.checkpoint.exists() {
-        return Err(Error::invalid_arg(
-            "--checkpoint",
-            format!(
-                "{} is missing; create it with:\n    cargo run --release --example train -- \
-                 --profile upper_middle --epochs 60 --seed 42 --out {}",
-                a.checkpoint.display(),
-                a.checkpoint.display()
-            ),
-        ));
-    }
     let (mut model, vocab) = succulm::Model::load(&a.checkpoint)?;
     for &(block, bond) in &a.tt {
         let spec = succulm::FfnTtSpec::for_config(model.config(), bond);
@@ -147,7 +132,7 @@ fn run(a: Args) -> Result<bool> {
             "{}",
             format_example(&model_example(&model, &vocab, &cfg, &mut rng)?)
         );
-        return Ok(true);
+        return Ok(());
     }
     let (mut answered, mut rejected) = (0usize, 0usize);
     let mut answer = |prompt: &str| -> Result<()> {
@@ -184,27 +169,12 @@ fn run(a: Args) -> Result<bool> {
     if rejected > 0 {
         eprintln!("{answered} prompts answered, {rejected} rejected");
     }
-    Ok(answered > 0 || rejected == 0)
+    if answered == 0 && rejected > 0 {
+        return Err(Error::invalid_arg("prompts", "every prompt was rejected"));
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
-    cli::quiet_broken_pipe();
-    match parse_args() {
-        Ok(None) => ExitCode::SUCCESS,
-        Ok(Some(a)) => match run(a) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => {
-                eprintln!("error: every prompt was rejected");
-                ExitCode::FAILURE
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Err(e) => {
-            eprintln!("error: {e}\n\n{HELP}");
-            ExitCode::from(2)
-        }
-    }
+    cli::main(HELP, parse_args, run)
 }

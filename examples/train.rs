@@ -33,7 +33,8 @@ Options:
   --threads N         threads sharing each batch, 1..=1024 (default 2; results are identical
                       for any count >= 2, and differ from 1 thread by float rounding)
   --out PATH          checkpoint to write (default succulm_checkpoint.json); checked first
-  --fixtures DIR      corpus, probes, vocabulary (default fixtures)
+  --fixtures DIR      corpus, probes, vocabulary (default: ./fixtures if it holds them, else
+                      the shipped fixtures, from any working directory)
   --help              this text";
 
 struct Args {
@@ -43,21 +44,18 @@ struct Args {
     fixtures: PathBuf,
 }
 
-fn parse(mut flags: Flags) -> Result<Option<Args>> {
+fn parse(flags: &mut Flags) -> Result<Args> {
     let mut a = Args {
         profile: "upper_middle".into(),
         train: TrainConfig::default(),
         out: "succulm_checkpoint.json".into(),
-        fixtures: "fixtures".into(),
+        fixtures: PathBuf::new(),
     };
+    let mut fixtures: Option<PathBuf> = None;
     const MAX: usize = 1_000_000;
     while let Some(flag) = flags.next_flag() {
         let f = flag.as_str();
         match f {
-            "--help" | "-h" => {
-                println!("{HELP}");
-                return Ok(None);
-            }
             "--profile" => a.profile = flags.value(f)?,
             "--epochs" => a.train.epochs = cli::int(f, &flags.value(f)?, 1..=MAX)?,
             "--batch-size" => a.train.batch_size = cli::int(f, &flags.value(f)?, 1..=MAX)?,
@@ -66,13 +64,14 @@ fn parse(mut flags: Flags) -> Result<Option<Args>> {
             "--clip" => a.train.clip = Some(cli::positive_f32(f, &flags.value(f)?)?),
             "--threads" => a.train.threads = cli::int(f, &flags.value(f)?, 1..=1024)?,
             "--out" => a.out = flags.value(f)?.into(),
-            "--fixtures" => a.fixtures = flags.value(f)?.into(),
+            "--fixtures" => fixtures = Some(flags.value(f)?.into()),
             _ => return Err(cli::unknown(f)),
         }
     }
     a.train.validate()?;
     cli::check_output_file("--out", &a.out)?;
-    Ok(Some(a))
+    a.fixtures = cli::fixtures_dir(fixtures.as_deref())?;
+    Ok(a)
 }
 
 fn run(args: Args) -> Result<()> {
@@ -114,19 +113,5 @@ fn run(args: Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    cli::quiet_broken_pipe();
-    match parse(Flags::from_env()) {
-        Ok(None) => ExitCode::SUCCESS,
-        Ok(Some(a)) => match run(a) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Err(e) => {
-            eprintln!("error: {e}\n\n{HELP}");
-            ExitCode::from(2)
-        }
-    }
+    cli::main(HELP, parse, run)
 }

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use succulm::nn::generate::Sampling;
 use succulm::nn::train::TrainConfig;
+use succulm::study::cli::{self, Flags};
 use succulm::study::eval::{load_probes, SampleConfig};
 use succulm::study::trap::{self, Embeddings, TrapConfig};
 use succulm::text::data::{load_corpus, standard_split};
@@ -31,7 +32,7 @@ Options:
   --samples N      sampled answers per probe (default 10)
   --seed N         training and sampling seed (default 42)
   --frozen-only / --trainable-only   one treatment only
-  --fixtures DIR   (default fixtures)
+  --fixtures DIR   (default: ./fixtures if it holds them, else the shipped fixtures)
   --out DIR        (default target/trap)
   --help           this text";
 
@@ -45,22 +46,18 @@ fn list(name: &str, v: &str) -> Result<Vec<usize>> {
         .collect()
 }
 
-fn run() -> Result<bool> {
+fn run(flags: &mut Flags) -> Result<bool> {
     let mut profile = "upper_middle".to_string();
     let mut epochs = vec![5, 10, 20, 40, 60];
     let mut blocks: Option<Vec<usize>> = None;
     let mut bonds = vec![20, 10];
     let mut samples = 10usize;
     let mut seed = 42u64;
-    let mut fixtures = PathBuf::from("fixtures");
+    let mut fixtures: Option<PathBuf> = None;
     let mut out = PathBuf::from("target/trap");
     let mut treatments = vec![Embeddings::Trainable, Embeddings::Frozen];
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |n: &str| {
-            it.next()
-                .ok_or_else(|| Error::invalid_arg(n, "needs a value (see --help)"))
-        };
+    while let Some(flag) = flags.next_flag() {
+        let mut value = |n: &str| flags.value(n);
         match flag.as_str() {
             "--help" | "-h" => {
                 println!("{HELP}");
@@ -79,11 +76,12 @@ fn run() -> Result<bool> {
             "--seed" => seed = list("--seed", &value("--seed")?)?[0] as u64,
             "--frozen-only" => treatments = vec![Embeddings::Frozen],
             "--trainable-only" => treatments = vec![Embeddings::Trainable],
-            "--fixtures" => fixtures = value("--fixtures")?.into(),
+            "--fixtures" => fixtures = Some(value("--fixtures")?.into()),
             "--out" => out = value("--out")?.into(),
-            other => return Err(Error::invalid_arg(other, "unknown option (see --help)")),
+            other => return Err(cli::unknown(other)),
         }
     }
+    let fixtures = cli::fixtures_dir(fixtures.as_deref())?;
     succulm::tt::blas::set_num_threads(1);
     let vocab = Vocab::load_with_hidden(
         fixtures.join("succulm_embeddings.json"),
@@ -142,11 +140,10 @@ fn run() -> Result<bool> {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    // Flags are read by `run` (its errors, usage or not, exit 1).
+    cli::main(
+        HELP,
+        |flags| Ok(std::mem::take(flags)),
+        |mut flags| run(&mut flags).map(drop),
+    )
 }

@@ -1,13 +1,16 @@
-//! Command-line helpers shared by the examples (`examples/*.rs`): flags read one by one, values
-//! parsed strictly (integers as integers with a range, floats finite and in their domain), error
-//! messages that name the flag and quote the value as given (truncated, control characters
-//! escaped), output locations checked before any work, and a stdout that a closed pipe does not
+//! Command-line helpers shared by the examples (`examples/*.rs`): a runner for `main`
+//! ([`main`]: `--help`/`-h`, `error: <message>` and the exit code), flags read one by one
+//! ([`Flags`], `--flag value` or `--flag=value`), values parsed strictly (integers as integers
+//! with a range, floats finite and in their domain), error messages that name the flag and quote
+//! the value as given (truncated, control characters escaped), output locations checked before
+//! any work (and not left behind by a failed run), the shipped fixtures found from any working
+//! directory ([`fixtures_dir`], [`checkpoint_file`]), and a stdout that a closed pipe does not
 //! turn into a panic.
 //!
 //! ```
 //! use succulm::study::cli::{self, Flags};
 //!
-//! let mut flags = Flags::new(["--epochs", "3", "--lr", "1e-3"].map(String::from));
+//! let mut flags = Flags::new(["--epochs", "3", "--lr=1e-3"].map(String::from));
 //! let (mut epochs, mut lr) = (1usize, 0.1f32);
 //! while let Some(flag) = flags.next_flag() {
 //!     match flag.as_str() {
@@ -23,20 +26,69 @@
 //! assert!(cli::positive_f32("--lr", "1e-46").is_err()); // below f32's range: not "0"
 //! # Ok::<(), succulm::Error>(())
 //! ```
+//!
+//! An example's `main`, whole (`parse` reads the flags, `run` does the work):
+//!
+//! ```no_run
+//! use std::process::ExitCode;
+//! use succulm::study::cli::{self, Flags};
+//!
+//! const HELP: &str = "demo: say hello.\n\nOptions:\n  --name NAME   who (default world)\n  --help        this text";
+//!
+//! fn parse(flags: &mut Flags) -> succulm::Result<String> {
+//!     let mut name = "world".to_string();
+//!     while let Some(flag) = flags.next_flag() {
+//!         match flag.as_str() {
+//!             "--name" => name = flags.value(&flag)?,
+//!             _ => return Err(cli::unknown(&flag)),
+//!         }
+//!     }
+//!     Ok(name)
+//! }
+//!
+//! fn main() -> ExitCode {
+//!     cli::main(HELP, parse, |name| {
+//!         println!("hello, {name}");
+//!         Ok(())
+//!     })
+//! }
+//! ```
 
 use std::fmt::Display;
 use std::ops::RangeInclusive;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
 pub use crate::text::{shown, SHOWN_CHARS};
 
-/// The flags of one command line, read in order.
-#[derive(Debug, Clone)]
+/// The flags of one command line, read in order. A long flag may carry its value after `=`
+/// (`--out=DIR` is `--out DIR`); [`Flags::value`] hands it out.
+///
+/// ```
+/// use succulm::study::cli::Flags;
+///
+/// let mut flags = Flags::new(["--out=a=b", "--seed", "7", "--greedy=yes", "prompt"].map(String::from));
+/// assert_eq!(flags.next_flag().as_deref(), Some("--out"));
+/// assert_eq!(flags.value("--out")?, "a=b"); // split at the first `=` only
+/// assert_eq!(flags.next_flag().as_deref(), Some("--seed"));
+/// assert_eq!(flags.value("--seed")?, "7");
+/// // A switch given a value: the value is not dropped silently; the next "flag" is the whole
+/// // `--greedy=yes`, which no parser knows (see `cli::unknown`).
+/// assert_eq!(flags.next_flag().as_deref(), Some("--greedy"));
+/// assert_eq!(flags.next_flag().as_deref(), Some("--greedy=yes"));
+/// assert_eq!(flags.next_flag().as_deref(), Some("prompt"));
+/// assert_eq!(flags.next_flag(), None);
+/// # Ok::<(), succulm::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
 pub struct Flags {
     items: std::vec::IntoIter<String>,
+    /// The flag last returned by [`Flags::next_flag`] and the value it carried after `=`, until
+    /// [`Flags::value`] takes it.
+    inline: Option<(String, String)>,
 }
 
 impl Flags {
@@ -44,6 +96,7 @@ impl Flags {
     pub fn new(args: impl IntoIterator<Item = String>) -> Self {
         Flags {
             items: args.into_iter().collect::<Vec<_>>().into_iter(),
+            inline: None,
         }
     }
 
@@ -57,22 +110,252 @@ impl Flags {
         )
     }
 
-    /// The next argument (a flag, or a positional argument), if any.
+    /// The next argument (a flag, or a positional argument), if any. `--flag=value` is returned
+    /// as `--flag`, its value kept for [`Flags::value`]; if the parser does not take it (a switch
+    /// such as `--greedy=yes`), the next call returns the whole `--flag=value`, for the parser to
+    /// reject as unknown.
     pub fn next_flag(&mut self) -> Option<String> {
-        self.items.next()
+        if let Some((flag, value)) = self.inline.take() {
+            return Some(format!("{flag}={value}"));
+        }
+        let item = self.items.next()?;
+        match item.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") && flag.len() > 2 => {
+                self.inline = Some((flag.to_string(), value.to_string()));
+                Some(flag.to_string())
+            }
+            _ => Some(item),
+        }
     }
 
-    /// The value that must follow `flag`; an error naming the flag if there is none.
+    /// The value of `flag`: the one given after `=`, else the next argument; an error naming the
+    /// flag if there is none.
     pub fn value(&mut self, flag: &str) -> Result<String> {
+        if let Some((_, value)) = self.inline.take() {
+            return Ok(value);
+        }
         self.items
             .next()
             .ok_or_else(|| Error::invalid_arg(flag, "needs a value (see --help)"))
     }
+
+    /// Whether the first argument is the subcommand `name`; if so it is consumed.
+    ///
+    /// ```
+    /// use succulm::study::cli::Flags;
+    ///
+    /// let mut flags = Flags::new(["merge", "a.json"].map(String::from));
+    /// assert!(!flags.subcommand("split"));
+    /// assert!(flags.subcommand("merge"));
+    /// assert_eq!(flags.next_flag().as_deref(), Some("a.json"));
+    /// ```
+    pub fn subcommand(&mut self, name: &str) -> bool {
+        let first = self.items.as_slice().first().map(String::as_str);
+        if self.inline.is_none() && first == Some(name) {
+            self.items.next();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether `--help` or `-h` is among the arguments not read yet.
+    pub fn wants_help(&self) -> bool {
+        self.items
+            .as_slice()
+            .iter()
+            .any(|a| a == "--help" || a == "-h")
+    }
 }
 
-/// The error for a flag no parser knows.
+/// The `main` of an example: handles `--help`/`-h` (anywhere on the command line: `help` on
+/// stdout, exit 0), then `parse`s the flags and `run`s. A parse error is printed as
+/// `error: <message>` followed by `help`, on stderr, exit code 2 (a usage error); an error of the
+/// run as `error: <message>`, exit code 1. Messages are the errors' `Display` (never `Debug`).
+/// Writing to a closed stdout ends the process quietly ([`quiet_broken_pipe`]).
+pub fn main<A>(
+    help: &str,
+    parse: impl FnOnce(&mut Flags) -> Result<A>,
+    run: impl FnOnce(A) -> Result<()>,
+) -> ExitCode {
+    main_with(help, Flags::from_env(), parse, run)
+}
+
+/// [`main`] on given flags: for a subcommand (`layer_sweep merge ...`), read its name with
+/// [`Flags::next_flag`] and hand the rest here with the subcommand's help.
+///
+/// ```
+/// use std::process::ExitCode;
+/// use succulm::study::cli::{self, Flags};
+///
+/// let parse = |flags: &mut Flags| -> succulm::Result<Vec<String>> {
+///     let mut parts = Vec::new();
+///     while let Some(p) = flags.next_flag() {
+///         parts.push(p);
+///     }
+///     Ok(parts)
+/// };
+/// let flags = Flags::new(["a.json", "b.json"].map(String::from));
+/// let code = cli::main_with("merge PART...", flags, parse, |parts| {
+///     assert_eq!(parts, ["a.json", "b.json"]);
+///     Ok(())
+/// });
+/// assert_eq!(code, ExitCode::SUCCESS);
+/// // `--help` anywhere: the help, exit 0, nothing parsed or run.
+/// let flags = Flags::new(["a.json", "--help"].map(String::from));
+/// let code = cli::main_with("merge PART...", flags, parse, |_| unreachable!());
+/// assert_eq!(code, ExitCode::SUCCESS);
+/// // A failed run: exit 1.
+/// let flags = Flags::new(["a.json"].map(String::from));
+/// let code = cli::main_with("merge PART...", flags, parse, |_| {
+///     Err(succulm::Error::invalid_arg("part", "no such part"))
+/// });
+/// assert_eq!(code, ExitCode::FAILURE);
+/// ```
+pub fn main_with<A>(
+    help: &str,
+    mut flags: Flags,
+    parse: impl FnOnce(&mut Flags) -> Result<A>,
+    run: impl FnOnce(A) -> Result<()>,
+) -> ExitCode {
+    quiet_broken_pipe();
+    if flags.wants_help() {
+        println!("{help}");
+        return ExitCode::SUCCESS;
+    }
+    let args = match parse(&mut flags) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{help}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The shipped fixtures, where this crate was built (`<crate>/fixtures`).
+pub const SHIPPED_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+
+/// The shipped checkpoint's file name, in the fixtures directory.
+pub const SHIPPED_CHECKPOINT: &str = "succulm_upper_middle.json";
+
+/// A file every fixtures directory holds; a `fixtures/` in the working directory without it is
+/// someone else's.
+const FIXTURES_MARKER: &str = "succulm_probes.json";
+
+/// The fixtures directory (corpus, probes, vocabulary): `given` (the `--fixtures` flag) if any,
+/// which must be a directory; else `fixtures` in the working directory if it holds the crate's
+/// fixtures; else the shipped fixtures where the crate was built ([`SHIPPED_FIXTURES`]), so the
+/// examples work from any working directory. The error says which flag to pass.
+///
+/// ```
+/// use std::path::Path;
+/// use succulm::study::cli;
+///
+/// // From any working directory: the shipped fixtures.
+/// let dir = cli::fixtures_dir(None)?;
+/// assert!(dir.join("succulm_probes.json").is_file());
+/// // A given directory is used as given, if it is one.
+/// assert_eq!(cli::fixtures_dir(Some(Path::new(cli::SHIPPED_FIXTURES)))?, Path::new(cli::SHIPPED_FIXTURES));
+/// let e = cli::fixtures_dir(Some(Path::new("/no/such/dir"))).unwrap_err();
+/// assert!(e.to_string().contains("--fixtures"), "{e}");
+/// # Ok::<(), succulm::Error>(())
+/// ```
+pub fn fixtures_dir(given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(dir) = given {
+        if !dir.is_dir() {
+            return Err(Error::invalid_arg(
+                "--fixtures",
+                format!(
+                    "{} is not a directory (pass --fixtures DIR, a directory holding the corpus, \
+                     probes and vocabulary; the shipped one is {SHIPPED_FIXTURES})",
+                    shown(&dir.display().to_string())
+                ),
+            ));
+        }
+        return Ok(dir.to_path_buf());
+    }
+    let local = Path::new("fixtures");
+    if local.join(FIXTURES_MARKER).is_file() {
+        return Ok(local.to_path_buf());
+    }
+    let shipped = Path::new(SHIPPED_FIXTURES);
+    if shipped.join(FIXTURES_MARKER).is_file() {
+        return Ok(shipped.to_path_buf());
+    }
+    Err(Error::invalid_arg(
+        "--fixtures",
+        format!(
+            "no fixtures found (neither ./fixtures nor {SHIPPED_FIXTURES} holds \
+             {FIXTURES_MARKER}): pass --fixtures DIR"
+        ),
+    ))
+}
+
+/// The checkpoint to load: `given` (the `--checkpoint` flag) if any, which must be a file; else
+/// the shipped one, [`SHIPPED_CHECKPOINT`] in [`fixtures_dir`]`(None)`. The error says which flag
+/// to pass.
+///
+/// ```
+/// use std::path::Path;
+/// use succulm::study::cli;
+///
+/// let shipped = cli::checkpoint_file(None)?;
+/// assert!(shipped.ends_with("succulm_upper_middle.json") && shipped.is_file());
+/// let e = cli::checkpoint_file(Some(Path::new("/no/such.json"))).unwrap_err();
+/// assert!(e.to_string().contains("--checkpoint"), "{e}");
+/// # Ok::<(), succulm::Error>(())
+/// ```
+pub fn checkpoint_file(given: Option<&Path>) -> Result<PathBuf> {
+    let how = "pass --checkpoint PATH (a checkpoint saved by the train example, .json or \
+               .safetensors)";
+    if let Some(path) = given {
+        if !path.is_file() {
+            let what = if path.exists() {
+                "is not a file"
+            } else {
+                "does not exist"
+            };
+            return Err(Error::invalid_arg(
+                "--checkpoint",
+                format!("{} {what}; {how}", shown(&path.display().to_string())),
+            ));
+        }
+        return Ok(path.to_path_buf());
+    }
+    let dir = fixtures_dir(None).map_err(|_| {
+        Error::invalid_arg(
+            "--checkpoint",
+            format!("the shipped checkpoint is not found (no fixtures directory); {how}"),
+        )
+    })?;
+    let path = dir.join(SHIPPED_CHECKPOINT);
+    if !path.is_file() {
+        return Err(Error::invalid_arg(
+            "--checkpoint",
+            format!(
+                "the shipped checkpoint {} is missing; {how}",
+                path.display()
+            ),
+        ));
+    }
+    Ok(path)
+}
+
+/// The error for a flag no parser knows (or, for `--flag=value`, a switch given a value).
 pub fn unknown(flag: &str) -> Error {
-    Error::invalid_arg(shown_flag(flag), "unknown option (see --help)")
+    let reason = if flag.starts_with("--") && flag.contains('=') {
+        "unknown option, or an option that takes no value (see --help)"
+    } else {
+        "unknown option (see --help)"
+    };
+    Error::invalid_arg(shown_flag(flag), reason)
 }
 
 /// A flag as an error names it: itself if short and printable, else [`shown`].
@@ -200,7 +483,25 @@ pub fn check_output_file(flag: &str, path: &Path) -> Result<()> {
 }
 
 /// Checks, before any work, that `path` is (or can be created as) a directory where files can be
-/// written: creates it (and its parents) if missing, then probes it with a temporary file.
+/// written: an existing directory is probed with a temporary file; a missing one is created (with
+/// its missing parents), probed, and removed again, so that a run that fails later leaves no
+/// empty directory behind. Whatever writes the outputs creates the directory (e.g.
+/// [`crate::fs::write_set_atomic`]).
+///
+/// ```
+/// use succulm::study::cli;
+///
+/// let dir = std::env::temp_dir().join(format!("succulm-cli-doc-{}", std::process::id()));
+/// let out = dir.join("a/b");
+/// cli::check_output_dir("--out", &out)?;
+/// assert!(!dir.exists()); // checked, not created
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let file = dir.join("file");
+/// std::fs::write(&file, "x").unwrap();
+/// assert!(cli::check_output_dir("--out", &file).is_err()); // not a directory
+/// std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), succulm::Error>(())
+/// ```
 pub fn check_output_dir(flag: &str, path: &Path) -> Result<()> {
     if path.as_os_str().is_empty() {
         return Err(Error::invalid_arg(
@@ -217,11 +518,22 @@ pub fn check_output_dir(flag: &str, path: &Path) -> Result<()> {
             ),
         ));
     }
-    std::fs::create_dir_all(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    probe_dir(flag, path)
+    // The directories this check creates, deepest first: removed again below.
+    let created: Vec<&Path> = path
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .collect();
+    let checked = std::fs::create_dir_all(path)
+        .map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+        .and_then(|()| probe_dir(flag, path));
+    for dir in created {
+        // Empty unless another process wrote there meanwhile; then it stays.
+        let _ = std::fs::remove_dir(dir);
+    }
+    checked
 }
 
 fn probe_dir(flag: &str, dir: &Path) -> Result<()> {
