@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use succulm::nn::layers::{Attention, Block, Ffn, Layer, LayerNorm, Projection};
 use succulm::nn::model::{Model, ModelConfig};
-use succulm::{Linear, Parameters};
+use succulm::{Linear, Parameters, TTLayer};
 
 const H: f32 = 1e-3;
 const RTOL: f64 = 5e-3;
@@ -98,6 +98,34 @@ fn dense_projection_gradients() {
             let (_, c) = l.forward_train(x.to_owned()).unwrap();
             let mut g = l.zeros_like();
             let dx = l.backward(&c, dy, &mut g).unwrap();
+            (g, dx)
+        },
+    );
+}
+
+/// `Linear` and `TTLayer` through the `Layer` trait (the projections' two kinds).
+#[test]
+fn linear_and_tt_layer_gradients_through_the_layer_trait() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let lin = Linear::init(6, 4, &mut rng).unwrap();
+    check_layer(
+        &lin,
+        randn(5, 6, 7),
+        |l, x| l.forward(x).unwrap(),
+        |l, x, dy| {
+            let (_, c) = Layer::forward_train(l, x.to_owned()).unwrap();
+            let (dx, g) = l.gradients(&c, dy).unwrap();
+            (g, dx)
+        },
+    );
+    let tt = TTLayer::from_linear(&[2, 3], &[2, 2], &lin, &[2, 3, 2]).unwrap();
+    check_layer(
+        &tt,
+        randn(5, 6, 8),
+        |l, x| l.forward(x).unwrap(),
+        |l, x, dy| {
+            let (_, c) = Layer::forward_train(l, x.to_owned()).unwrap();
+            let (dx, g) = l.gradients(&c, dy).unwrap();
             (g, dx)
         },
     );

@@ -1,6 +1,8 @@
-//! The network: [`layers`] (each forward returns what its backward needs), [`model`] (the whole
-//! transformer, its hand-written backward and KV cache), [`loss`], [`optim`], [`train`] and
-//! [`generate`]. Imports only `text/` and the numeric base below it.
+//! The network: [`layers`] (behind one trait, [`layers::Layer`]: each forward returns what its
+//! backward needs; tensors listed once by PyTorch name), [`model`] (the whole transformer and
+//! everything `impl Model`: its hand-written backward, KV-cached decoding, surgery and
+//! checkpoint formats), [`loss`], [`optim`], [`train`] and [`generate`]. Imports only `text/`,
+//! `fs/` and the numeric base below them.
 
 pub mod generate;
 #[doc(hidden)]

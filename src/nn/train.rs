@@ -224,20 +224,8 @@ impl Trainer {
         model: &mut Model,
         batches: impl IntoIterator<Item = (ArrayView2<'a, u32>, ArrayView2<'a, u32>)>,
     ) -> Result<(f32, usize)> {
-        let (mut total, mut n, mut tokens) = (0.0f64, 0usize, 0usize);
-        for (x, y) in batches {
-            let real = y.iter().filter(|&&t| t != PAD).count();
-            if real == 0 {
-                continue;
-            }
-            total += self.step(model, x, y)? as f64;
-            n += 1;
-            tokens += real;
-        }
-        if n == 0 {
-            return Err(Error::invalid_arg("batches", "no batch with a real target"));
-        }
-        Ok(((total / n as f64) as f32, tokens))
+        let batches = batches.into_iter().map(|(x, y)| (x, y, ()));
+        self.epoch_with(model, batches, |_| Ok(None))
     }
 
     /// One pass of distillation steps over the given batches of the dataset `teacher` was
@@ -249,15 +237,27 @@ impl Trainer {
         batches: &[Batch],
         teacher: &Teacher,
     ) -> Result<(f32, usize)> {
+        let batches = batches.iter().map(|b| (b.x_trimmed(), b.y_trimmed(), b));
+        self.epoch_with(model, batches, |b| teacher.batch_probs(b).map(Some))
+    }
+
+    /// One step on each batch `(x, y, t)` with a real target, against the teacher
+    /// probabilities `teacher(t)` when there are some; returns (mean batch loss, real target
+    /// tokens).
+    fn epoch_with<'a, T>(
+        &mut self,
+        model: &mut Model,
+        batches: impl IntoIterator<Item = (ArrayView2<'a, u32>, ArrayView2<'a, u32>, T)>,
+        teacher: impl Fn(T) -> Result<Option<Array3<f32>>>,
+    ) -> Result<(f32, usize)> {
         let (mut total, mut n, mut tokens) = (0.0f64, 0usize, 0usize);
-        for b in batches {
-            let (x, y) = (b.x_trimmed(), b.y_trimmed());
+        for (x, y, t) in batches {
             let real = y.iter().filter(|&&t| t != PAD).count();
             if real == 0 {
                 continue;
             }
-            let p = teacher.batch_probs(b)?;
-            total += self.step_distill(model, x, y, p.view())? as f64;
+            let p = teacher(t)?;
+            total += self.step_with(model, x, y, p.as_ref().map(|p| p.view()))? as f64;
             n += 1;
             tokens += real;
         }

@@ -85,11 +85,12 @@ pub struct CappedBond {
     pub limit: usize,
 }
 
-/// The result of a TT-SVD.
+/// The result of a TT-SVD (cores of `f32` by default; the data-aware decompositions work on
+/// `f64` cores before the final cast).
 #[derive(Debug, Clone)]
-pub struct TtSvd {
+pub struct TtSvd<T = f32> {
     /// The cores, each `[r_{k−1}, n_k, r_k]` with `r_0 = r_d = 1`.
-    pub cores: Vec<Array3<f32>>,
+    pub cores: Vec<Array3<T>>,
     /// The effective bond dims `r_1 … r_{d−1}`.
     pub bond_dims: Vec<usize>,
     /// For each bond, all singular values of the unfolding it was cut from (descending).
@@ -102,7 +103,7 @@ pub struct TtSvd {
     pub norm: f64,
 }
 
-impl TtSvd {
+impl<T> TtSvd<T> {
     /// The TT-SVD error bound `√(Σ_k discarded_k²)`: `‖A − TT‖_F` is at most this (Oseledets,
     /// Theorem 2.2), and equals it when only one bond is truncated.
     pub fn error_bound(&self) -> f64 {
@@ -359,18 +360,9 @@ pub fn tt_svd(
 
 /// [`TtSvd`] with `f64` cores: what the data-aware decompositions work on before the final
 /// cast (see [`tt_svd_f64`]).
-#[derive(Debug, Clone)]
-pub(crate) struct TtSvd64 {
-    /// The cores, each `[r_{k−1}, n_k, r_k]`.
-    pub cores: Vec<Array3<f64>>,
-    pub bond_dims: Vec<usize>,
-    pub singular_values: Vec<Array1<f64>>,
-    pub discarded: Vec<f64>,
-    pub capped: Vec<CappedBond>,
-    pub norm: f64,
-}
+pub(crate) type TtSvd64 = TtSvd<f64>;
 
-impl TtSvd64 {
+impl TtSvd<f64> {
     /// The same decomposition with the cores cast to `f32`. Errors if a core value does not fit
     /// `f32` (a finite input near `f32::MAX` can give core entries beyond it).
     pub fn into_f32(self) -> Result<TtSvd> {

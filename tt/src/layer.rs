@@ -322,6 +322,9 @@ pub struct TTCache {
     rows: usize,
 }
 
+/// The seed's layout (`from_linear`, `from_linear_eps`).
+const SEED: TTLayout = TTLayout::OutputsThenInputs;
+
 impl TTLayer {
     /// Decomposes `linear` exactly as the seed's `TTLayer.from_linear_layer`: the weight
     /// `[out, in]` is reshaped to `[o_1, …, o_M, i_1, …, i_N]` and TT-SVD'd with `bond_dims`
@@ -336,14 +339,8 @@ impl TTLayer {
         linear: &Linear,
         bond_dims: &[usize],
     ) -> Result<TTLayer> {
-        Ok(Self::decompose(
-            TTLayout::OutputsThenInputs,
-            in_modes,
-            out_modes,
-            linear,
-            &Truncation::bond_dims(bond_dims),
-        )?
-        .0)
+        let truncation = Truncation::bond_dims(bond_dims);
+        Self::from_linear_with(SEED, in_modes, out_modes, linear, &truncation)
     }
 
     /// Like [`from_linear`](Self::from_linear), truncated by relative tolerance instead:
@@ -354,14 +351,8 @@ impl TTLayer {
         linear: &Linear,
         eps: f64,
     ) -> Result<TTLayer> {
-        Ok(Self::decompose(
-            TTLayout::OutputsThenInputs,
-            in_modes,
-            out_modes,
-            linear,
-            &Truncation::eps(eps),
-        )?
-        .0)
+        let truncation = Truncation::eps(eps);
+        Self::from_linear_with(SEED, in_modes, out_modes, linear, &truncation)
     }
 
     /// Decomposes `linear` in the given layout with the given truncation.

@@ -167,10 +167,7 @@ impl Model {
         let b = self.blocks_mut().get_mut(block).ok_or_else(|| {
             Error::invalid_arg("block", format!("{block} is out of range for {n} blocks"))
         })?;
-        let proj = match which {
-            FfnProjection::Up => &mut b.ffn.up,
-            FfnProjection::Down => &mut b.ffn.down,
-        };
+        let proj = b.ffn.projection_mut(which);
         let (tt, report) = tensorize(proj, spec, &which.module(block), data)?;
         *proj = Projection::Tt(tt);
         Ok(report)
