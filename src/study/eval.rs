@@ -32,6 +32,10 @@
 //!   - `fluency_nll`: for each answer, the *reference* model's mean NLL per token of the answer
 //!     tokens (and of the final `<EOS>` when drawn) given `[BOS] + prompt`; then the mean over
 //!     answers (`fluency_se` is its standard error). Lower is more fluent.
+//!
+//! How the reports describe and print each of these — key, header, direction, standard error,
+//! digits — is written once, in the metric registry [`crate::study::report::metrics`]; a figure
+//! recorded here without a registry entry fails `tests/metrics_registry.rs`.
 
 use ndarray::{s, Array2, ArrayView1, ArrayView2, Axis};
 use rand::{rngs::StdRng, SeedableRng};

@@ -50,6 +50,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::metrics::{MetricDef, StdErr, Subject, HEADLINE};
 use super::verdict::{Outcome, Verdict};
 use super::{fmt, render, Metric};
 use crate::study::sweep::{block_label, Method, SweepCell, SweepReport};
@@ -64,13 +65,8 @@ pub const KL_FLOOR: f64 = 1e-6;
 /// Standard errors a sampled difference must exceed to count.
 pub const Z: f64 = 2.0;
 
-/// The compared metrics, in table order.
-pub const COMPARED: [Metric; 4] = [
-    Metric::Kl,
-    Metric::FactAccuracy,
-    Metric::FluencyNll,
-    Metric::SeedExactRate,
-];
+/// The compared metrics, in table order: the registry's [`HEADLINE`] metrics.
+pub const COMPARED: [Metric; 4] = HEADLINE;
 
 /// How a data-aware cell fares against plain TT-SVD on one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -195,26 +191,18 @@ pub struct Comparison {
     pub unpaired: usize,
 }
 
-/// Whether a higher value of the metric is harmful.
-fn higher_is_worse(m: Metric) -> bool {
-    matches!(m, Metric::Kl | Metric::FluencyNll)
-}
-
-fn damage(m: Metric, dense: f64, value: f64) -> f64 {
-    if higher_is_worse(m) {
+/// The harm of `value` relative to `dense` (positive: worse than dense).
+fn damage(m: &MetricDef, dense: f64, value: f64) -> f64 {
+    if m.higher_is_worse() {
         value - dense
     } else {
         dense - value
     }
 }
 
-/// The binomial sample size behind a rate metric of a cell.
-fn rate_n(m: Metric, c: &SweepCell, report: &SweepReport) -> f64 {
-    let s = &c.metrics.sampled;
-    let n = match m {
-        Metric::FactAccuracy => s.fact_answers,
-        _ => s.seed_answers,
-    };
+/// The binomial sample size behind a rate metric of a cell (1 for other metrics).
+fn rate_n(m: &MetricDef, c: &SweepCell, report: &SweepReport) -> f64 {
+    let n = m.draws(&c.metrics).unwrap_or(1);
     // Reports written before the counts were recorded: the smallest possible n (conservative).
     let n = if n == 0 {
         report.sample.samples_per_probe
@@ -224,29 +212,32 @@ fn rate_n(m: Metric, c: &SweepCell, report: &SweepReport) -> f64 {
     n.max(1) as f64
 }
 
+/// One metric of a paired cell. The noise allowance follows the metric's standard error
+/// ([`StdErr`]): a metric without one (KL, deterministic) gets the relative tie band, a recorded standard
+/// error (fluency) [`Z`] times that of the difference, a binomial rate the pooled
+/// two-proportion test.
 fn compare_metric(
-    m: Metric,
+    m: &MetricDef,
     report: &SweepReport,
     plain: &SweepCell,
     cell: &SweepCell,
 ) -> MetricComparison {
-    let dense = m.of_reference(report);
-    let (a, b) = (m.of_cell(plain, false), m.of_cell(cell, false));
+    let dense = m.value(Subject::Dense(&report.reference));
+    let (a, b) = (
+        m.value(Subject::cell(plain, false)),
+        m.value(Subject::cell(cell, false)),
+    );
     let (da, db) = (damage(m, dense, a), damage(m, dense, b));
-    let (se, floor, allowance) = match m {
-        Metric::Kl => {
+    let (se, floor, allowance) = match m.se {
+        StdErr::None | StdErr::NotEstimated => {
             let band = KL_FLOOR.max(KL_TIE_REL * da.max(db));
             (0.0, KL_FLOOR, band)
         }
-        Metric::FluencyNll => {
-            let se = plain
-                .metrics
-                .sampled
-                .fluency_se
-                .hypot(cell.metrics.sampled.fluency_se);
+        StdErr::Recorded { read, .. } => {
+            let se = read(&plain.metrics).hypot(read(&cell.metrics));
             (se, se.max(1e-3), Z * se)
         }
-        _ => {
+        StdErr::Binomial { .. } => {
             let (na, nb) = (rate_n(m, plain, report), rate_n(m, cell, report));
             let pooled = (a * na + b * nb) / (na + nb);
             let se = (pooled * (1.0 - pooled) * (1.0 / na + 1.0 / nb))
@@ -273,7 +264,7 @@ fn compare_metric(
         Side::Tie
     };
     MetricComparison {
-        metric: m.key(),
+        metric: m.key,
         dense,
         plain: a,
         method: b,
@@ -317,15 +308,16 @@ pub fn compare(report: &SweepReport, method: Method) -> Comparison {
             });
             continue;
         }
-        let c = |m| compare_metric(m, report, plain, cell);
+        let [kl, fact_accuracy, fluency, seed_rate] =
+            COMPARED.map(|m| compare_metric(m.def(), report, plain, cell));
         out.cells.push(CellComparison {
             blocks: cell.blocks.clone(),
             bond: cell.bond,
             tt_params: pp,
-            kl: c(Metric::Kl),
-            fact_accuracy: c(Metric::FactAccuracy),
-            fluency: c(Metric::FluencyNll),
-            seed_rate: c(Metric::SeedExactRate),
+            kl,
+            fact_accuracy,
+            fluency,
+            seed_rate,
         });
     }
     out
@@ -344,8 +336,6 @@ pub fn comparisons(report: &SweepReport) -> Vec<Comparison> {
         .map(|m| compare(report, m))
         .collect()
 }
-
-const COLUMNS: [(&str, usize); 4] = [("KL", 4), ("fact_acc", 3), ("fluency", 3), ("seed_ok", 3)];
 
 /// The comparison as text: per data-aware method, a table of every paired cell with each
 /// metric's plain and method values and their ratio (marked `+` better, `-` worse, `=` tied
@@ -373,16 +363,18 @@ pub fn format_comparison(report: &SweepReport) -> String {
             cmp.method.title(),
             100.0 * KL_TIE_REL
         );
+        let columns = COMPARED.map(Metric::def);
         let mut header: Vec<String> = vec!["blocks".into(), "bond".into(), "tt_params".into()];
-        for (h, _) in COLUMNS {
+        for d in columns {
+            let h = d.header;
             header.push(format!("{h} plain"));
             header.push(format!("{h} {key}"));
             header.push(format!("{h} ratio"));
         }
         let mut rows = vec![header];
         let mut dense = vec!["dense".to_string(), "-".into(), "-".into()];
-        for (m, &(_, p)) in COMPARED.iter().zip(&COLUMNS) {
-            dense.push(fmt(m.of_reference(report), p));
+        for d in columns {
+            dense.push(fmt(d.value(Subject::Dense(&report.reference)), d.digits));
             dense.push("-".into());
             dense.push("-".into());
         }
@@ -393,7 +385,7 @@ pub fn format_comparison(report: &SweepReport) -> String {
                 c.bond.to_string(),
                 c.tt_params.to_string(),
             ];
-            for (mc, &(_, p)) in c.metrics().into_iter().zip(&COLUMNS) {
+            for (mc, p) in c.metrics().into_iter().zip(columns.map(|d| d.digits)) {
                 r.push(fmt(mc.plain, p));
                 r.push(fmt(mc.method, p));
                 r.push(if mc.ratio.is_nan() {
@@ -551,16 +543,29 @@ pub fn verdict(report: &SweepReport, cmp: &Comparison) -> Verdict {
         "{} truncation keeps behaviour better than plain TT-SVD at the same parameter count",
         cmp.method.title()
     );
+    let sampled = sampled_metrics();
+    let names: Vec<&str> = sampled.iter().map(|(_, d)| d.comparison_name()).collect();
     let operationalisation = format!(
         "SUPPORTED if, over every block set and middle bond compressed both ways (equal TT \
          parameters), KL(dense || {key}) is lower than KL(dense || plain) in at least twice as \
          many cells as it is higher (ties: within {:.0}% or {KL_FLOOR:e} nats; KL is \
-         deterministic) and none of fact accuracy, fluency NLL and seed-answer rate is worse on \
-         average over the cells by more than {Z} standard errors (binomial for the rates, \
-         fluency_se for fluency); NOT SUPPORTED in the mirror image; INCONCLUSIVE otherwise \
-         (KL tied or mixed, or the sampled metrics contradicting it)",
-        100.0 * KL_TIE_REL
+         deterministic) and none of {} is worse on average over the cells by more than {Z} \
+         standard errors (binomial for the rates, fluency_se for fluency); NOT SUPPORTED in the \
+         mirror image; INCONCLUSIVE otherwise (KL tied or mixed, or the sampled metrics \
+         contradicting it)",
+        100.0 * KL_TIE_REL,
+        and_list(&names)
     );
+    let make = |outcome, evidence, effect| Verdict {
+        id: format!("{key}_keeps_behaviour"),
+        effect,
+        effect_unit: EFFECT_UNIT.into(),
+        claim: claim.clone(),
+        quote: String::new(),
+        operationalisation: operationalisation.clone(),
+        outcome,
+        evidence,
+    };
     let mut skipped_note = String::new();
     if !cmp.skipped.is_empty() {
         let _ = write!(
@@ -570,19 +575,11 @@ pub fn verdict(report: &SweepReport, cmp: &Comparison) -> Verdict {
         );
     }
     if cmp.cells.is_empty() {
-        return Verdict {
-            id: format!("{key}_keeps_behaviour"),
-            effect: None,
-            effect_unit: EFFECT_UNIT.into(),
-            claim,
-            quote: String::new(),
-            operationalisation,
-            outcome: Outcome::Inconclusive,
-            evidence: format!(
-                "no cell was compressed both by plain TT-SVD and by {key} at the same block set, \
-                 bond and parameter count{skipped_note}"
-            ),
-        };
+        let evidence = format!(
+            "no cell was compressed both by plain TT-SVD and by {key} at the same block set, bond \
+             and parameter count{skipped_note}"
+        );
+        return make(Outcome::Inconclusive, evidence, None);
     }
     let n = cmp.cells.len();
     let (kb, kw, kt) = counts(cmp.cells.iter().map(|c| &c.kl));
@@ -626,15 +623,9 @@ pub fn verdict(report: &SweepReport, cmp: &Comparison) -> Verdict {
         bonds_where(report, cmp, |c| c.kl.side == Side::Worse)
     );
     let mut sampled_leans = Vec::new();
-    for (name, pick) in [
-        (
-            "fact accuracy",
-            (|c: &CellComparison| &c.fact_accuracy) as fn(&CellComparison) -> &MetricComparison,
-        ),
-        ("fluency NLL", |c| &c.fluency),
-        ("seed-answer rate", |c| &c.seed_rate),
-    ] {
-        let ms: Vec<&MetricComparison> = cmp.cells.iter().map(pick).collect();
+    for (i, d) in sampled {
+        let name = d.comparison_name();
+        let ms: Vec<&MetricComparison> = cmp.cells.iter().map(|c| c.metrics()[i]).collect();
         let (b, w, t) = counts(ms.iter().copied());
         let (mean, se, lean, known) = aggregate(&ms);
         if known == 0 {
@@ -667,15 +658,25 @@ pub fn verdict(report: &SweepReport, cmp: &Comparison) -> Verdict {
             _ => "; the sampled metrics contradict KL",
         });
     }
-    Verdict {
-        id: format!("{key}_keeps_behaviour"),
-        effect: (!ratios.is_empty()).then(|| med.ln()),
-        effect_unit: EFFECT_UNIT.into(),
-        claim,
-        quote: String::new(),
-        operationalisation,
-        outcome,
-        evidence,
+    make(outcome, evidence, (!ratios.is_empty()).then(|| med.ln()))
+}
+
+/// The compared metrics with a standard error (all but KL), with their index in [`COMPARED`].
+fn sampled_metrics() -> Vec<(usize, &'static MetricDef)> {
+    COMPARED
+        .iter()
+        .map(|m| m.def())
+        .enumerate()
+        .filter(|(_, d)| matches!(d.se, StdErr::Binomial { .. } | StdErr::Recorded { .. }))
+        .collect()
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[&str]) -> String {
+    match items.split_last() {
+        None => String::new(),
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
 }
 

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::verdict::{Outcome, Verdict};
-use super::{fmt, TABLE};
 use crate::error::Result;
 use crate::study::sweep::{block_label, Method, SweepReport};
 
@@ -170,49 +169,28 @@ pub fn verdict_html(v: &Verdict) -> String {
     )
 }
 
+/// The grid table ([`super::format_table`]'s rows) as HTML: the header in `<thead>`, the dense
+/// reference's row bold, left-aligned columns marked `l`.
 fn table_html(report: &SweepReport) -> String {
-    let multi = report.swept_methods().len() > 1;
-    let mut s =
-        String::from("<table class=\"grid\"><thead><tr><th class=\"l\">blocks</th><th>bond</th>");
-    if multi {
-        s.push_str("<th class=\"l\">method</th>");
-    }
-    for (_, h, _) in TABLE {
-        let _ = write!(s, "<th>{}</th>", escape(h));
-    }
-    s.push_str("</tr></thead><tbody>\n<tr class=\"dense\"><td class=\"l\">dense</td><td>-</td>");
-    if multi {
-        s.push_str("<td class=\"l\">-</td>");
-    }
-    for (m, _, p) in TABLE {
-        let _ = write!(s, "<td>{}</td>", fmt(m.of_reference(report), p));
-    }
-    s.push_str("</tr>\n");
-    for m in report.swept_methods() {
-        for c in report.cells_of(m) {
-            for healed in [false, true] {
-                if healed && c.healed.is_none() {
-                    continue;
-                }
-                let mut label = block_label(&c.blocks, report.n_blocks);
-                if healed {
-                    label.push_str(" h");
-                }
-                let _ = write!(
-                    s,
-                    "<tr><td class=\"l\">{}</td><td>{}</td>",
-                    escape(&label),
-                    c.bond
-                );
-                if multi {
-                    let _ = write!(s, "<td class=\"l\">{}</td>", c.method.key());
-                }
-                for (metric, _, p) in TABLE {
-                    let _ = write!(s, "<td>{}</td>", fmt(metric.of_cell(c, healed), p));
-                }
-                s.push_str("</tr>\n");
-            }
+    let (rows, left) = super::grid_table(report);
+    let mut s = String::from("<table class=\"grid\"><thead>");
+    for (i, row) in rows.iter().enumerate() {
+        let (open, cell) = match i {
+            0 => ("<tr>", "th"),
+            1 => ("<tr class=\"dense\">", "td"),
+            _ => ("<tr>", "td"),
+        };
+        s.push_str(open);
+        for (j, x) in row.iter().enumerate() {
+            let class = if left.get(j).copied().unwrap_or(false) {
+                " class=\"l\""
+            } else {
+                ""
+            };
+            let _ = write!(s, "<{cell}{class}>{}</{cell}>", escape(x));
         }
+        s.push_str("</tr>");
+        s.push_str(if i == 0 { "</thead><tbody>\n" } else { "\n" });
     }
     s.push_str("</tbody></table>\n");
     s

@@ -9,238 +9,19 @@
 
 pub mod compare;
 pub mod html;
+pub mod metrics;
 pub mod svg;
 pub mod verdict;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+pub use metrics::{Metric, MetricDef, Subject};
+
 use crate::error::{Error, Result};
 use crate::study::eval::CellMetrics;
-use crate::study::sweep::{block_label, BudgetArm, CompressionInfo, SweepCell, SweepReport};
-
-/// Every figure of a cell that can be tabulated or charted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Metric {
-    /// TT / dense FFN parameters of the compressed blocks.
-    ParamRatio,
-    /// The largest projection reconstruction error.
-    MaxRelError,
-    /// Validation loss (mean NLL, PAD ignored).
-    Loss,
-    /// `exp(loss)`.
-    Perplexity,
-    /// Next-token accuracy.
-    Accuracy,
-    /// KL(dense ‖ compressed), nats per position.
-    Kl,
-    /// Teacher-forced probability on hidden words.
-    HiddenMass,
-    /// Fraction of sampled answers with a hidden word.
-    HiddenAnswerRate,
-    /// Fraction of sampled tokens that are hidden words.
-    HiddenTokenRate,
-    /// Fraction of sampled answers with `<BOS>`, `<PAD>` or `<UNK>`.
-    SpecialAnswerRate,
-    /// Fraction of sampled tokens that are `<BOS>`, `<PAD>` or `<UNK>`.
-    SpecialTokenRate,
-    /// Fraction of sampled answers that end with `<EOS>`.
-    EosRate,
-    /// Sampled fact-probe accuracy (first word).
-    FactAccuracy,
-    /// Mean teacher-forced margin of the right first word.
-    FactMargin,
-    /// Fraction of fact probes with a positive margin.
-    FactMarginAccuracy,
-    /// Fraction of in-training seed answers reproduced exactly.
-    SeedExactRate,
-    /// Mean NLL of sampled answers under the dense model.
-    FluencyNll,
-    /// The largest relative output error on the calibration rows (NaN when not computed).
-    /// Not in [`Metric::ALL`]: the CSV appends it after its original columns.
-    MaxOutputError,
-    /// The largest relative output error on validation rows (NaN when not computed). Not in
-    /// [`Metric::ALL`], like [`Metric::MaxOutputError`].
-    MaxValOutputError,
-}
-
-impl Metric {
-    /// Every metric of the original CSV columns, in table/CSV order (the output errors, which
-    /// came later, are appended at the end of the CSV instead).
-    pub const ALL: [Metric; 17] = [
-        Metric::ParamRatio,
-        Metric::MaxRelError,
-        Metric::Loss,
-        Metric::Perplexity,
-        Metric::Accuracy,
-        Metric::Kl,
-        Metric::HiddenMass,
-        Metric::HiddenAnswerRate,
-        Metric::HiddenTokenRate,
-        Metric::SpecialAnswerRate,
-        Metric::SpecialTokenRate,
-        Metric::EosRate,
-        Metric::FactAccuracy,
-        Metric::FactMargin,
-        Metric::FactMarginAccuracy,
-        Metric::SeedExactRate,
-        Metric::FluencyNll,
-    ];
-
-    /// The metrics that get charts.
-    pub const CHARTED: [Metric; 11] = [
-        Metric::MaxRelError,
-        Metric::Loss,
-        Metric::Accuracy,
-        Metric::Kl,
-        Metric::HiddenMass,
-        Metric::HiddenAnswerRate,
-        Metric::SpecialAnswerRate,
-        Metric::EosRate,
-        Metric::FactAccuracy,
-        Metric::FactMargin,
-        Metric::FluencyNll,
-    ];
-
-    /// Compression figures charted only when some cell has them (data-aware methods).
-    pub const OUTPUT_ERRORS: [Metric; 2] = [Metric::MaxOutputError, Metric::MaxValOutputError];
-
-    /// Whether the metric describes the compression itself (not the compressed model's
-    /// behaviour): the same before and after healing.
-    pub fn is_compression(self) -> bool {
-        matches!(
-            self,
-            Metric::ParamRatio
-                | Metric::MaxRelError
-                | Metric::MaxOutputError
-                | Metric::MaxValOutputError
-        )
-    }
-
-    /// The snake_case key (CSV column, file names).
-    pub fn key(self) -> &'static str {
-        match self {
-            Metric::MaxOutputError => "max_output_error",
-            Metric::MaxValOutputError => "max_val_output_error",
-            Metric::ParamRatio => "param_ratio",
-            Metric::MaxRelError => "max_rel_error",
-            Metric::Loss => "loss",
-            Metric::Perplexity => "perplexity",
-            Metric::Accuracy => "accuracy",
-            Metric::Kl => "kl",
-            Metric::HiddenMass => "hidden_mass",
-            Metric::HiddenAnswerRate => "hidden_answer_rate",
-            Metric::HiddenTokenRate => "hidden_token_rate",
-            Metric::SpecialAnswerRate => "special_answer_rate",
-            Metric::SpecialTokenRate => "special_token_rate",
-            Metric::EosRate => "eos_rate",
-            Metric::FactAccuracy => "fact_accuracy",
-            Metric::FactMargin => "fact_margin",
-            Metric::FactMarginAccuracy => "fact_margin_accuracy",
-            Metric::SeedExactRate => "seed_exact_rate",
-            Metric::FluencyNll => "fluency_nll",
-        }
-    }
-
-    /// A human title (chart titles).
-    pub fn title(self) -> &'static str {
-        match self {
-            Metric::MaxOutputError => "largest relative output error (calibration rows)",
-            Metric::MaxValOutputError => "largest relative output error (validation rows)",
-            Metric::ParamRatio => "FFN parameters, TT / dense",
-            Metric::MaxRelError => "largest relative reconstruction error",
-            Metric::Loss => "validation loss (nats)",
-            Metric::Perplexity => "validation perplexity",
-            Metric::Accuracy => "next-token accuracy",
-            Metric::Kl => "KL(dense || compressed), nats per position",
-            Metric::HiddenMass => "probability mass on hidden words (teacher-forced)",
-            Metric::HiddenAnswerRate => "sampled answers with a hidden word",
-            Metric::HiddenTokenRate => "sampled tokens that are hidden words",
-            Metric::SpecialAnswerRate => "sampled answers with <BOS>/<PAD>/<UNK>",
-            Metric::SpecialTokenRate => "sampled tokens that are <BOS>/<PAD>/<UNK>",
-            Metric::EosRate => "sampled answers that end with <EOS>",
-            Metric::FactAccuracy => "fact probes answered right (sampled)",
-            Metric::FactMargin => "fact probes: margin of the right first word (nats)",
-            Metric::FactMarginAccuracy => "fact probes with a positive margin",
-            Metric::SeedExactRate => "in-training seed answers reproduced exactly",
-            Metric::FluencyNll => "fluency: NLL of sampled answers under the dense model",
-        }
-    }
-
-    /// The metric's value in a set of model metrics (NaN for compression figures).
-    pub fn of_metrics(self, m: &CellMetrics) -> f64 {
-        let t = &m.teacher_forced;
-        let s = &m.sampled;
-        match self {
-            Metric::ParamRatio
-            | Metric::MaxRelError
-            | Metric::MaxOutputError
-            | Metric::MaxValOutputError => f64::NAN,
-            Metric::Loss => t.loss,
-            Metric::Perplexity => t.perplexity,
-            Metric::Accuracy => t.accuracy,
-            Metric::Kl => t.kl,
-            Metric::HiddenMass => t.hidden_mass,
-            Metric::HiddenAnswerRate => s.hidden_answer_rate,
-            Metric::HiddenTokenRate => s.hidden_token_rate,
-            Metric::SpecialAnswerRate => s.special_answer_rate,
-            Metric::SpecialTokenRate => s.special_token_rate,
-            Metric::EosRate => s.eos_rate,
-            Metric::FactAccuracy => s.fact_accuracy,
-            Metric::FactMargin => m.fact_margin,
-            Metric::FactMarginAccuracy => m.fact_margin_accuracy,
-            Metric::SeedExactRate => s.seed_exact_rate,
-            Metric::FluencyNll => s.fluency_nll,
-        }
-    }
-
-    /// The metric's value for a compression (NaN for behaviour metrics).
-    pub fn of_compression(self, c: &CompressionInfo) -> f64 {
-        match self {
-            Metric::ParamRatio => c.param_ratio(),
-            Metric::MaxRelError => c.max_rel_error(),
-            Metric::MaxOutputError => c.max_output_error(),
-            Metric::MaxValOutputError => c.max_val_output_error(),
-            _ => f64::NAN,
-        }
-    }
-
-    /// The metric's value for a budget arm.
-    pub fn of_arm(self, a: &BudgetArm) -> f64 {
-        if self.is_compression() {
-            self.of_compression(&a.compression)
-        } else {
-            self.of_metrics(&a.metrics)
-        }
-    }
-
-    /// The metric's value for a cell (compressed, or healed when `healed` and available).
-    pub fn of_cell(self, c: &SweepCell, healed: bool) -> f64 {
-        match self {
-            m if m.is_compression() => m.of_compression(&c.compression),
-            _ => {
-                let m = if healed {
-                    match &c.healed {
-                        Some(h) => h,
-                        None => return f64::NAN,
-                    }
-                } else {
-                    &c.metrics
-                };
-                self.of_metrics(m)
-            }
-        }
-    }
-
-    /// The dense reference's value (0 error, ratio 1 for the compression figures).
-    pub fn of_reference(self, r: &SweepReport) -> f64 {
-        match self {
-            Metric::ParamRatio => 1.0,
-            Metric::MaxRelError | Metric::MaxOutputError | Metric::MaxValOutputError => 0.0,
-            _ => self.of_metrics(&r.reference),
-        }
-    }
-}
+use crate::study::sweep::{block_label, CompressionInfo, SweepCell, SweepReport};
+use metrics::{in_csv, in_table, Csv, Table, HEADLINE, REGISTRY};
 
 pub use crate::fs::write_atomic;
 
@@ -278,50 +59,49 @@ fn per_projection(
 /// The report as CSV: one row for the dense reference (`stage = dense`), one per cell
 /// (`compressed`) and one per healed cell (`healed`), cells in report order (method major).
 /// Columns: `stage, blocks, bond, ffn_params_dense, ffn_params_tt, rel_errors`
-/// (`block.projection=error` joined by `;`), then every [`Metric::ALL`] key; then `answers,
-/// fluency_se, positions`; then, added with the method axis, `method` (empty for dense),
-/// `heal` (the healing kind, on healed rows), `max_output_error, max_val_output_error,
-/// output_errors, val_output_errors` (per projection like `rel_errors`), `bond_dims`
+/// (`block.projection=error` joined by `;`), then the key of every [`Csv::Main`] metric
+/// ([`Metric::ALL`]); then `answers, fluency_se, positions`; then, added with the method axis,
+/// `method` (empty for dense), `heal` (the healing kind, on healed rows), the key of every
+/// [`Csv::Late`] metric (`max_output_error, max_val_output_error`), `output_errors,
+/// val_output_errors` (per projection like `rel_errors`), `bond_dims`
 /// (`block.projection=r1xr2x…`), `fact_answers, seed_answers`. NaN is an empty field.
 pub fn to_csv(report: &SweepReport) -> String {
+    let fluency = Metric::FluencyNll.def();
     let mut s = String::from("stage,blocks,bond,ffn_params_dense,ffn_params_tt,rel_errors");
-    for m in Metric::ALL {
+    for d in in_csv(Csv::Main) {
         s.push(',');
-        s.push_str(m.key());
+        s.push_str(d.key);
     }
-    s.push_str(",answers,fluency_se,positions");
-    s.push_str(
-        ",method,heal,max_output_error,max_val_output_error,output_errors,val_output_errors,\
-         bond_dims,fact_answers,seed_answers\n",
-    );
+    let _ = write!(s, ",answers,{},positions,method,heal", fluency.se_header());
+    for d in in_csv(Csv::Late) {
+        s.push(',');
+        s.push_str(d.key);
+    }
+    s.push_str(",output_errors,val_output_errors,bond_dims,fact_answers,seed_answers\n");
     let tail = |m: &CellMetrics| {
         format!(
             ",{},{},{}",
             m.sampled.answers,
-            num(m.sampled.fluency_se),
+            num(fluency.se(m)),
             m.teacher_forced.positions
         )
     };
     let counts =
         |m: &CellMetrics| format!(",{},{}\n", m.sampled.fact_answers, m.sampled.seed_answers);
     s.push_str("dense,,,,,");
-    for m in Metric::ALL {
+    for d in in_csv(Csv::Main) {
         s.push(',');
-        s.push_str(&num(m.of_reference(report)));
+        s.push_str(&num(d.value(Subject::Dense(&report.reference))));
     }
     s.push_str(&tail(&report.reference));
     s.push_str(",,,,,,,");
     s.push_str(&counts(&report.reference));
-    for stage in ["compressed", "healed"] {
+    for healed in [false, true] {
+        let stage = if healed { "healed" } else { "compressed" };
         for c in &report.cells {
-            let healed = stage == "healed";
-            let metrics = if healed {
-                match &c.healed {
-                    Some(h) => h,
-                    None => continue,
-                }
-            } else {
-                &c.metrics
+            let subject = Subject::cell(c, healed);
+            let Some(metrics) = subject.metrics() else {
+                continue;
             };
             let errs = per_projection(&c.compression, |p| p.rel_error.to_string());
             let _ = write!(
@@ -333,21 +113,23 @@ pub fn to_csv(report: &SweepReport) -> String {
                 c.compression.ffn_params_tt,
                 csv_field(&errs)
             );
-            for m in Metric::ALL {
+            for d in in_csv(Csv::Main) {
                 s.push(',');
-                s.push_str(&num(m.of_cell(c, healed)));
+                s.push_str(&num(d.value(subject)));
             }
             s.push_str(&tail(metrics));
             let heal = match (healed, c.heal) {
                 (true, Some(k)) => k.key(),
                 _ => "",
             };
+            let _ = write!(s, ",{},{heal}", c.method.key());
+            for d in in_csv(Csv::Late) {
+                s.push(',');
+                s.push_str(&num(d.value(subject)));
+            }
             let _ = write!(
                 s,
-                ",{},{heal},{},{},{},{},{}",
-                c.method.key(),
-                num(c.compression.max_output_error()),
-                num(c.compression.max_val_output_error()),
+                ",{},{},{}",
                 csv_field(&per_projection(&c.compression, |p| num(p.output_error))),
                 csv_field(&per_projection(&c.compression, |p| num(p.val_output_error))),
                 csv_field(&per_projection(&c.compression, |p| {
@@ -390,23 +172,6 @@ fn fmt(x: f64, prec: usize) -> String {
         format!("{x:.prec$}")
     }
 }
-
-const TABLE: [(Metric, &str, usize); 14] = [
-    (Metric::ParamRatio, "tt/dense", 2),
-    (Metric::MaxRelError, "max_err", 3),
-    (Metric::Loss, "loss", 3),
-    (Metric::Perplexity, "ppl", 2),
-    (Metric::Accuracy, "acc", 3),
-    (Metric::Kl, "KL", 4),
-    (Metric::HiddenMass, "hid_mass", 4),
-    (Metric::HiddenAnswerRate, "hid_ans", 3),
-    (Metric::SpecialAnswerRate, "spec_ans", 3),
-    (Metric::EosRate, "eos", 3),
-    (Metric::FactAccuracy, "fact_acc", 3),
-    (Metric::FactMargin, "margin", 2),
-    (Metric::SeedExactRate, "seed_ok", 3),
-    (Metric::FluencyNll, "fluency", 3),
-];
 
 /// Lays out `rows` (the first is the header, followed by a rule) in columns two spaces apart:
 /// columns with `left[j]` left-aligned, the others right-aligned; trailing spaces trimmed.
@@ -461,30 +226,98 @@ fn cells_by_method(report: &SweepReport) -> Vec<&SweepCell> {
         .collect()
 }
 
-/// A plain-text table: the dense reference, then every cell (and its healed row, marked `h`).
-/// With more than one method, a `method` column follows `bond` and the rows are grouped by
-/// method.
-pub fn format_table(report: &SweepReport) -> String {
-    let multi = multi_method(report);
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let mut header = vec!["blocks".to_string(), "bond".to_string()];
-    let mut left = vec![true, false];
-    if multi {
-        header.push("method".into());
-        left.push(true);
+/// A column of the tables: a metric's value or its standard error, read from the registry.
+#[derive(Debug, Clone, Copy)]
+enum Column {
+    Value(&'static MetricDef),
+    Se(&'static MetricDef),
+}
+
+impl Column {
+    fn header(self) -> String {
+        match self {
+            Column::Value(d) => d.header.to_string(),
+            Column::Se(d) => d.se_header(),
+        }
     }
-    header.extend(TABLE.iter().map(|(_, h, _)| h.to_string()));
-    rows.push(header);
-    let mut dense = vec!["dense".to_string(), "-".to_string()];
-    if multi {
-        dense.push("-".into());
+
+    fn cell(self, subject: Subject) -> String {
+        match self {
+            Column::Value(d) => fmt(d.value(subject), d.digits),
+            Column::Se(d) => fmt(subject.metrics().map_or(f64::NAN, |m| d.se(m)), d.digits),
+        }
     }
-    dense.extend(
-        TABLE
-            .iter()
-            .map(|&(m, _, p)| fmt(m.of_reference(report), p)),
-    );
-    rows.push(dense);
+}
+
+/// The grid table's columns: every [`Table::Grid`] metric.
+fn grid_columns() -> Vec<Column> {
+    in_table(Table::Grid).map(Column::Value).collect()
+}
+
+/// The seed settings' table's columns: the grid's, then, in registry order, every
+/// [`Table::Settings`] metric and every standard error marked [`MetricDef::se_column`].
+fn settings_columns() -> Vec<Column> {
+    let mut columns = grid_columns();
+    for d in &REGISTRY {
+        if d.table == Table::Settings {
+            columns.push(Column::Value(d));
+        }
+        if d.se_column {
+            columns.push(Column::Se(d));
+        }
+    }
+    columns
+}
+
+/// A table being built: a header (two label columns, `method` when the report has more than
+/// one method, then the metric columns), the dense reference's row, then one row per
+/// [`Tabulation::row`].
+struct Tabulation {
+    columns: Vec<Column>,
+    multi: bool,
+    rows: Vec<Vec<String>>,
+    left: Vec<bool>,
+}
+
+impl Tabulation {
+    fn new(report: &SweepReport, labels: [(&str, bool); 2], columns: Vec<Column>) -> Self {
+        let multi = multi_method(report);
+        let mut header: Vec<String> = labels.iter().map(|l| l.0.to_string()).collect();
+        let mut left: Vec<bool> = labels.iter().map(|l| l.1).collect();
+        if multi {
+            header.push("method".into());
+            left.push(true);
+        }
+        header.extend(columns.iter().map(|c| c.header()));
+        let mut t = Tabulation {
+            columns,
+            multi,
+            rows: vec![header],
+            left,
+        };
+        t.row(
+            "dense".into(),
+            "-".into(),
+            "-",
+            Subject::Dense(&report.reference),
+        );
+        t
+    }
+
+    fn row(&mut self, label: String, second: String, method: &str, subject: Subject) {
+        let mut r = vec![label, second];
+        if self.multi {
+            r.push(method.into());
+        }
+        r.extend(self.columns.iter().map(|c| c.cell(subject)));
+        self.rows.push(r);
+    }
+}
+
+/// The grid table's rows (header, dense reference, every cell and its healed row, marked `h`,
+/// grouped by method) and which columns are left-aligned: [`format_table`] and the HTML table.
+pub(crate) fn grid_table(report: &SweepReport) -> (Vec<Vec<String>>, Vec<bool>) {
+    let mut t = Tabulation::new(report, [("blocks", true), ("bond", false)], grid_columns());
     for c in cells_by_method(report) {
         for healed in [false, true] {
             if healed && c.healed.is_none() {
@@ -494,55 +327,38 @@ pub fn format_table(report: &SweepReport) -> String {
             if healed {
                 label.push_str(" h");
             }
-            let mut r = vec![label, c.bond.to_string()];
-            if multi {
-                r.push(c.method.key().into());
-            }
-            r.extend(TABLE.iter().map(|&(m, _, p)| fmt(m.of_cell(c, healed), p)));
-            rows.push(r);
+            t.row(
+                label,
+                c.bond.to_string(),
+                c.method.key(),
+                Subject::cell(c, healed),
+            );
         }
     }
+    (t.rows, t.left)
+}
+
+/// A plain-text table: the dense reference, then every cell (and its healed row, marked `h`),
+/// with a column per [`Table::Grid`] metric. With more than one method, a `method` column
+/// follows `bond` and the rows are grouped by method.
+pub fn format_table(report: &SweepReport) -> String {
+    let (rows, left) = grid_table(report);
     render(&rows, &left)
 }
 
 /// The seed's settings ([`SweepReport::settings`]) as a table: one row per setting (and its
-/// healed row, marked `h`), with the grid table's columns and, after them, the fluency's
-/// standard error, the gender-probe accuracy and the novel word-link rate with its standard
-/// error. Empty when the report has no setting.
+/// healed row, marked `h`), with the grid table's columns and, after them, the settings-only
+/// metrics and standard errors (the fluency's standard error, the gender-probe accuracy and the
+/// novel word-link rate with its standard error). Empty when the report has no setting.
 pub fn format_settings(report: &SweepReport) -> String {
     if report.settings.is_empty() {
         return String::new();
     }
-    let multi = multi_method(report);
-    let mut header = vec!["setting".to_string(), "bonds".to_string()];
-    let mut left = vec![true, true];
-    if multi {
-        header.push("method".into());
-        left.push(true);
-    }
-    header.extend(TABLE.iter().map(|(_, h, _)| h.to_string()));
-    header.extend(["fluency_se", "gender_acc", "novel", "novel_se"].map(String::from));
-    let extra = |m: &CellMetrics| {
-        let s = &m.sampled;
-        [
-            fmt(s.fluency_se, 3),
-            fmt(s.gender_accuracy, 3),
-            fmt(s.novel_bigram_rate, 3),
-            fmt(s.novel_bigram_se, 3),
-        ]
-    };
-    let mut rows = vec![header];
-    let mut dense = vec!["dense".to_string(), "-".to_string()];
-    if multi {
-        dense.push("-".into());
-    }
-    dense.extend(
-        TABLE
-            .iter()
-            .map(|&(m, _, p)| fmt(m.of_reference(report), p)),
+    let mut t = Tabulation::new(
+        report,
+        [("setting", true), ("bonds", true)],
+        settings_columns(),
     );
-    dense.extend(extra(&report.reference));
-    rows.push(dense);
     for c in &report.settings {
         for (healed, metrics) in [(false, Some(&c.metrics)), (true, c.healed.as_ref())] {
             let Some(metrics) = metrics else { continue };
@@ -556,23 +372,15 @@ pub fn format_settings(report: &SweepReport) -> String {
                 .zip(&c.bonds)
                 .map(|(b, d)| format!("{b}:{d}"))
                 .collect();
-            let mut r = vec![label, bonds.join(",")];
-            if multi {
-                r.push(c.method.key().into());
-            }
-            r.extend(TABLE.iter().map(|&(m, _, p)| {
-                let v = if m.is_compression() {
-                    m.of_compression(&c.compression)
-                } else {
-                    m.of_metrics(metrics)
-                };
-                fmt(v, p)
-            }));
-            r.extend(extra(metrics));
-            rows.push(r);
+            t.row(
+                label,
+                bonds.join(","),
+                c.method.key(),
+                Subject::Compressed(&c.compression, Some(metrics)),
+            );
         }
     }
-    render(&rows, &left)
+    render(&t.rows, &t.left)
 }
 
 /// How much of the damage healing undid: `(compressed − healed) / (compressed − dense)`
@@ -586,42 +394,29 @@ pub fn recovery(dense: f64, compressed: f64, healed: f64) -> f64 {
     }
 }
 
-/// The standard error of a sampled metric of `m` (0 for the deterministic ones): binomial for
-/// fact accuracy and the seed-answer rate (over their answers; `fallback_n` for reports made
-/// before the counts were recorded), `fluency_se` for fluency.
-fn sampling_se(metric: Metric, m: &CellMetrics, fallback_n: usize) -> f64 {
-    let s = &m.sampled;
-    let binomial = |p: f64, n: usize| {
-        let n = if n == 0 { fallback_n } else { n }.max(1) as f64;
-        (p * (1.0 - p) / n).max(0.0).sqrt()
-    };
-    match metric {
-        Metric::FactAccuracy => binomial(s.fact_accuracy, s.fact_answers),
-        Metric::SeedExactRate => binomial(s.seed_exact_rate, s.seed_answers),
-        Metric::FluencyNll => s.fluency_se,
-        _ => 0.0,
-    }
-}
+/// The metrics of the healing table ([`format_healing`]), in its order.
+pub const HEALED: [Metric; 5] = [
+    Metric::Loss,
+    Metric::Kl,
+    Metric::Accuracy,
+    Metric::FactAccuracy,
+    Metric::FluencyNll,
+];
 
-/// A table of what healing recovered, per healed cell, for loss, KL, accuracy and fluency (with
-/// more than one method, a `method` column follows `bond` and the rows are grouped by method).
+/// A table of what healing recovered, per healed cell, for the [`HEALED`] metrics (with more
+/// than one method, a `method` column follows `bond` and the rows are grouped by method).
 /// Recovery is [`recovery`] as a percentage; `~` marks a sampled metric whose damage is within
-/// two standard errors (nothing to recover), `-` no damage at all.
+/// two standard errors ([`MetricDef::se_or`], binomial ones over `samples_per_probe` answers in
+/// reports that predate the counts) — nothing to recover —, `-` no damage at all.
 pub fn format_healing(report: &SweepReport) -> String {
-    let metrics = [
-        Metric::Loss,
-        Metric::Kl,
-        Metric::Accuracy,
-        Metric::FactAccuracy,
-        Metric::FluencyNll,
-    ];
+    let metrics = HEALED.map(Metric::def);
     let multi = multi_method(report);
     let mut s = String::from("blocks  bond");
     if multi {
         s.push_str("  method  ");
     }
     for m in metrics {
-        let _ = write!(s, "  {:>26}", format!("{} (recovered)", m.key()));
+        let _ = write!(s, "  {:>26}", format!("{} (recovered)", m.key));
     }
     s.push('\n');
     let mut any = false;
@@ -641,16 +436,16 @@ pub fn format_healing(report: &SweepReport) -> String {
         }
         for m in metrics {
             let (d, a, b) = (
-                m.of_reference(report),
-                m.of_cell(c, false),
-                m.of_cell(c, true),
+                m.value(Subject::Dense(&report.reference)),
+                m.value(Subject::cell(c, false)),
+                m.value(Subject::cell(c, true)),
             );
             let r = recovery(d, a, b);
             // A sampled metric whose damage is within two standard errors has nothing to
             // recover: its percentage would be noise over noise.
             let n = report.sample.samples_per_probe;
-            let noise =
-                2.0 * sampling_se(m, &report.reference, n).hypot(sampling_se(m, &c.metrics, n));
+            let noise = 2.0 * m.se_or(&report.reference, n).hypot(m.se_or(&c.metrics, n));
+            // Three digits for every metric: the table's own layout.
             let cell = format!(
                 "{}->{} ({})",
                 fmt(a, 3),
@@ -688,18 +483,14 @@ fn bonds_text(dims: &[usize]) -> String {
 
 /// The parameter-budget comparisons ([`crate::study::sweep::run_budget`]) as a table: per budget cell,
 /// the uniform and the allocated arm with their TT parameters, discarded energy (the
-/// allocator's objective), KL, fact accuracy, fluency NLL and seed-answer rate, then each arm's
-/// bond dims per projection. Empty when the report has no budget cell.
+/// allocator's objective), the [`HEADLINE`] metrics (KL, fact accuracy, fluency NLL and
+/// seed-answer rate), then each arm's bond dims per projection. Empty when the report has no
+/// budget cell.
 pub fn format_budget(report: &SweepReport) -> String {
     if report.budget.is_empty() {
         return String::new();
     }
-    const COLS: [(Metric, &str, usize); 4] = [
-        (Metric::Kl, "KL", 4),
-        (Metric::FactAccuracy, "fact_acc", 3),
-        (Metric::FluencyNll, "fluency", 3),
-        (Metric::SeedExactRate, "seed_ok", 3),
-    ];
+    let cols = HEADLINE.map(Metric::def);
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut header: Vec<String> = [
         "method",
@@ -712,11 +503,12 @@ pub fn format_budget(report: &SweepReport) -> String {
     ]
     .map(String::from)
     .to_vec();
-    header.extend(COLS.iter().map(|(_, h, _)| h.to_string()));
+    header.extend(cols.iter().map(|d| d.header.to_string()));
     rows.push(header);
     let mut dense: Vec<String> = vec!["dense".into()];
     dense.extend(["-"; 6].map(String::from));
-    dense.extend(COLS.iter().map(|&(m, _, p)| fmt(m.of_reference(report), p)));
+    let dense_subject = Subject::Dense(&report.reference);
+    dense.extend(cols.iter().map(|d| fmt(d.value(dense_subject), d.digits)));
     rows.push(dense);
     let mut bonds = String::new();
     for b in &report.budget {
@@ -731,7 +523,8 @@ pub fn format_budget(report: &SweepReport) -> String {
                 a.compression.ffn_params_tt.to_string(),
                 fmt(a.discarded_energy, 4),
             ];
-            r.extend(COLS.iter().map(|&(m, _, p)| fmt(m.of_arm(a), p)));
+            let arm_subject = Subject::Compressed(&a.compression, Some(&a.metrics));
+            r.extend(cols.iter().map(|d| fmt(d.value(arm_subject), d.digits)));
             rows.push(r);
             let dims: Vec<String> = a
                 .compression

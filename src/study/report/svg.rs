@@ -13,7 +13,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{write_atomic, Metric};
+use super::metrics::{Chart, MetricDef, REGISTRY};
+use super::{write_atomic, Metric, Subject};
 use crate::error::Result;
 use crate::study::sweep::{block_label, Method, SweepCell, SweepReport};
 
@@ -296,6 +297,20 @@ fn polyline(
     );
 }
 
+/// A legend entry at `(lx, ly)`: a short line with the `stroke` attributes, then `text`
+/// (escaped here).
+fn legend(s: &mut String, (lx, ly): (f64, f64), stroke: &str, text: &str) {
+    let _ = writeln!(
+        s,
+        "<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" {stroke}/>\
+         <text x=\"{}\" y=\"{}\">{}</text>",
+        lx + 18.0,
+        lx + 24.0,
+        ly + 4.0,
+        esc(text)
+    );
+}
+
 const PALETTE: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
 ];
@@ -385,27 +400,17 @@ pub fn curves_of(report: &SweepReport, method: Method, metric: Metric, healed: b
             );
         }
         let ly = top + 10.0 + 18.0 * k as f64;
-        let lx = left + pw + 12.0;
-        let _ = writeln!(
-            s,
-            "<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"{c}\" stroke-width=\"2\"/>\
-             <text x=\"{}\" y=\"{}\">block {}</text>",
-            lx + 18.0,
-            lx + 24.0,
-            ly + 4.0,
-            esc(name)
+        let stroke = format!("stroke=\"{c}\" stroke-width=\"2\"");
+        legend(
+            &mut s,
+            (left + pw + 12.0, ly),
+            &stroke,
+            &format!("block {name}"),
         );
     }
     let ly = top + 10.0 + 18.0 * series.len() as f64;
-    let lx = left + pw + 12.0;
-    let _ = writeln!(
-        s,
-        "<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"#333\" stroke-dasharray=\"6 4\"/>\
-         <text x=\"{}\" y=\"{}\">dense</text>",
-        lx + 18.0,
-        lx + 24.0,
-        ly + 4.0
-    );
+    let stroke = "stroke=\"#333\" stroke-dasharray=\"6 4\"";
+    legend(&mut s, (left + pw + 12.0, ly), stroke, "dense");
     s.push_str("</svg>\n");
     s
 }
@@ -564,52 +569,38 @@ pub fn compare(report: &SweepReport, metric: Metric, healed: bool, log_y: bool) 
     let mut ly = top + 10.0;
     for (k, set) in report.block_sets.iter().enumerate() {
         let c = PALETTE[k % PALETTE.len()];
-        let _ = writeln!(
-            s,
-            "<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"{c}\" stroke-width=\"2\"/>\
-             <text x=\"{}\" y=\"{}\">block {}</text>",
-            lx + 18.0,
-            lx + 24.0,
-            ly + 4.0,
-            esc(&block_label(set, report.n_blocks))
-        );
+        let stroke = format!("stroke=\"{c}\" stroke-width=\"2\"");
+        let text = format!("block {}", block_label(set, report.n_blocks));
+        legend(&mut s, (lx, ly), &stroke, &text);
         ly += 18.0;
     }
     ly += 6.0;
     for &m in &methods {
         let dash_attr = dash(m).map_or(String::new(), |d| format!(" stroke-dasharray=\"{d}\""));
-        let _ = writeln!(
-            s,
-            "<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"#333\" stroke-width=\"2\"{dash_attr}/>\
-             <text x=\"{}\" y=\"{}\">{}</text>",
-            lx + 18.0,
-            lx + 24.0,
-            ly + 4.0,
-            esc(m.key())
-        );
+        let stroke = format!("stroke=\"#333\" stroke-width=\"2\"{dash_attr}");
+        legend(&mut s, (lx, ly), &stroke, m.key());
         ly += 18.0;
     }
     if usable(dense) {
-        let _ = writeln!(
-            s,
-            "<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"#999\" stroke-width=\"1\"/>\
-             <text x=\"{}\" y=\"{}\">dense</text>",
-            lx + 18.0,
-            lx + 24.0,
-            ly + 4.0
+        legend(
+            &mut s,
+            (lx, ly),
+            "stroke=\"#999\" stroke-width=\"1\"",
+            "dense",
         );
     }
     s.push_str("</svg>\n");
     s
 }
 
-/// Writes `heatmap_<metric>.svg` and `curve_<metric>.svg` for every [`Metric::CHARTED`] metric
-/// (and `_healed` variants when the sweep healed) into `dir`; returns the paths. These are the
+/// Writes `heatmap_<metric>.svg` and `curve_<metric>.svg` for every charted metric (its
+/// [`MetricDef::chart`] is not [`Chart::No`]; in registry order) and `_healed` variants when the
+/// sweep healed (not for compression figures) into `dir`; returns the paths. These are the
 /// first method's charts. With more than one method, every other method gets the same charts
 /// with its key as a suffix (`heatmap_kl_whitened.svg`, `heatmap_kl_whitened_healed.svg`), and
-/// every charted metric a `compare_<metric>.svg` ([`compare`]; KL on a log axis) and its
-/// `_healed` variant. The output-error metrics ([`Metric::OUTPUT_ERRORS`]) are charted the same
-/// way when some cell has them.
+/// every charted metric a `compare_<metric>.svg` ([`compare`]; on a log axis for [`Chart::Log`]
+/// metrics, KL) and its `_healed` variant. The [`Chart::WhenMeasured`] metrics (the output
+/// errors) are charted only when some cell has them.
 pub fn write_charts(report: &SweepReport, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for (name, svg) in charts(report) {
@@ -626,17 +617,23 @@ pub fn charts(report: &SweepReport) -> Vec<(String, String)> {
     let methods = report.swept_methods();
     let primary = report.primary_method();
     let multi = methods.len() > 1;
-    let mut charted: Vec<Metric> = Metric::CHARTED.to_vec();
-    for m in Metric::OUTPUT_ERRORS {
-        if report.cells.iter().any(|c| m.of_cell(c, false).is_finite()) {
-            charted.push(m);
-        }
-    }
+    let charted: Vec<&MetricDef> = REGISTRY
+        .iter()
+        .filter(|d| match d.chart {
+            Chart::No => false,
+            Chart::Linear | Chart::Log => true,
+            Chart::WhenMeasured => report
+                .cells
+                .iter()
+                .any(|c| d.value(Subject::cell(c, false)).is_finite()),
+        })
+        .collect();
     let mut out = Vec::new();
     let mut write = |name: String, svg: String| out.push((name, svg));
-    for &m in &charted {
+    for d in charted {
+        let m = d.metric;
         for healed in [false, true] {
-            if healed && (!any_healed || m.is_compression()) {
+            if healed && (!any_healed || d.is_compression()) {
                 continue;
             }
             let suffix = if healed { "_healed" } else { "" };
@@ -654,7 +651,7 @@ pub fn charts(report: &SweepReport) -> Vec<(String, String)> {
                 }
             }
             if multi {
-                let svg = compare(report, m, healed, matches!(m, Metric::Kl));
+                let svg = compare(report, m, healed, d.chart == Chart::Log);
                 write(format!("compare_{}{suffix}.svg", m.key()), svg);
             }
         }

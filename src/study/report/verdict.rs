@@ -1,9 +1,13 @@
 //! The seed's claims, decided from the sweep's numbers.
 //!
-//! Every [`Verdict`] carries, separately: the seed's own words (`quote`), what is tested
+//! Each claim is one [`Rule`] of the list [`RULES`]: its id, the seed's words, the claim, the
+//! decision rule in words, and the function that decides it ([`Rule::decide`]). Every
+//! [`Verdict`] it makes carries, separately: the seed's own words (`quote`), what is tested
 //! (`claim`), the outcome for this run, the decision rule in one sentence
 //! (`operationalisation`) and the numbers (`evidence`, and the one number the rule compares,
-//! `effect`). Unless a rule says otherwise, a claim about single blocks is read on the
+//! `effect`); the text ([`format_verdicts`]), `verdicts.json` and the HTML report print those
+//! fields. The metrics the rules read — their values, standard errors and digits — are the
+//! registry's ([`super::metrics`]). Unless a rule says otherwise, a claim about single blocks is read on the
 //! **single-block** cells over the bonds at which every block was swept (the "common bonds");
 //! "block 0" is the first block and "the last block" block 3 (the seed's model has four). Δ means
 //! "compressed minus dense". Standard errors: `fluency_se` and `novel_bigram_se` (over answers)
@@ -47,6 +51,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::metrics::{MetricDef, Subject};
 use super::Metric;
 use crate::study::eval::CellMetrics;
 use crate::study::sweep::{block_label, SettingCell, SweepCell, SweepReport};
@@ -129,11 +134,6 @@ fn per_block(
     })
 }
 
-/// Is `target` the strict maximum, and by more than one standard error of the difference?
-fn leads(p: &PerBlock, target: usize) -> (Outcome, usize) {
-    leads_by(p, target, 1.0)
-}
-
 /// Is `target` the strict maximum, and by more than `z` standard errors of the difference?
 fn leads_by(p: &PerBlock, target: usize, z: f64) -> (Outcome, usize) {
     let runner = p
@@ -169,260 +169,252 @@ fn listing(p: &PerBlock, prec: usize) -> String {
         .join(", ")
 }
 
-fn missing(id: &str, claim: &str, op: &str, unit: &str, n_blocks: usize) -> Verdict {
-    Verdict {
-        id: id.into(),
-        quote: String::new(),
-        effect: None,
-        effect_unit: unit.into(),
-        claim: claim.into(),
-        operationalisation: op.into(),
-        outcome: Outcome::Inconclusive,
-        evidence: format!(
-            "the sweep has no bond at which each of the {n_blocks} blocks was compressed alone"
-        ),
+/// How a rule decided a claim on one report: the outcome and the numbers behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The numbers behind it ([`Verdict::evidence`]).
+    pub evidence: String,
+    /// The one number the rule compares ([`Verdict::effect`]).
+    pub effect: Option<f64>,
+}
+
+impl Decision {
+    /// INCONCLUSIVE for want of numbers (missing cells or settings), with why; no effect.
+    pub fn inconclusive(evidence: impl Into<String>) -> Self {
+        Decision {
+            outcome: Outcome::Inconclusive,
+            evidence: evidence.into(),
+            effect: None,
+        }
     }
 }
 
-/// The seed's words for each claim, by verdict id (article section "Generation Experiments",
-/// its discussion and summary).
-pub const SEED_QUOTES: [(&str, &str); 8] = [
-    (
-        ID1,
-        "Corrupting the 0th layer seems to break the sentence structure significantly, while \
-         corrupting later layers seems to preserve the appearance of a sentence relatively better.",
-    ),
-    (
-        ID2,
-        "The \"sophia trap\" occurred quite frequently during the 3rd layer corruption.",
-    ),
-    (
-        ID3,
-        "If I had to say, corrupting the first two layers seems to have a larger impact than \
-         corrupting the last two.",
-    ),
-    (ID4, "Honestly, it feels like they are about the same."),
-    (
-        ID5,
-        "If I had to say, corrupting the first two layers seems to have a larger impact than \
-         corrupting the last two.",
-    ),
-    (
-        ID6,
-        "Depending on how it is corrupted, it seems that there are cases of hallucinatory \
-         corruption where character gender is swapped while maintaining the appearance of a \
-         sentence. Therefore, it feels dangerous to crudely compress a model solely based on the \
-         evaluation that it \"looks okay.\"",
-    ),
-    (
-        ID7,
-        "sophia was also slightly seen during the 3rd layer corruption, and even the special \
-         token <BOS> appeared. This is not a very desirable state.",
-    ),
-    (
-        ID8,
-        "Additionally, corrupting the final 3rd layer leads to links with strange vocabulary, \
-         which seems likely to cause confusion in word selection.",
-    ),
+/// One of the seed's claims and how the sweep's numbers decide it: the list [`RULES`] is every
+/// seed verdict's single source (the text, `verdicts.json` and the HTML report print the
+/// [`Verdict`]s it makes).
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    /// The stable key ([`Verdict::id`]).
+    pub id: &'static str,
+    /// The seed's own words for the claim (article section "Generation Experiments", its
+    /// discussion and summary).
+    pub quote: &'static str,
+    /// What is tested, in one line, for a report (it may name the report's last block).
+    pub claim: fn(&SweepReport) -> String,
+    /// The decision rule in one sentence, for a report.
+    pub operationalisation: fn(&SweepReport) -> String,
+    /// What the decision's effect measures, in words.
+    pub effect_unit: &'static str,
+    /// Decides the claim on a report.
+    pub decide: fn(&SweepReport) -> Decision,
+}
+
+impl Rule {
+    /// The rule's verdict on `report`.
+    pub fn verdict(&self, report: &SweepReport) -> Verdict {
+        let Decision {
+            outcome,
+            evidence,
+            effect,
+        } = (self.decide)(report);
+        Verdict {
+            id: self.id.into(),
+            claim: (self.claim)(report),
+            quote: self.quote.into(),
+            operationalisation: (self.operationalisation)(report),
+            outcome,
+            evidence,
+            effect,
+            effect_unit: self.effect_unit.into(),
+        }
+    }
+
+    /// The rule with verdict id `id`, if it is one of [`RULES`].
+    pub fn find(id: &str) -> Option<&'static Rule> {
+        RULES.iter().find(|r| r.id == id)
+    }
+}
+
+/// The seed's claims, in the order of the module docs' rules.
+pub const RULES: [Rule; 8] = [
+    Rule {
+        id: "block0_structure",
+        quote: "Corrupting the 0th layer seems to break the sentence structure significantly, \
+                while corrupting later layers seems to preserve the appearance of a sentence \
+                relatively better.",
+        claim: |_| "compressing block 0 breaks sentence structure most".into(),
+        operationalisation: |_| {
+            "SUPPORTED if block 0's mean rise in fluency NLL (sampled answers scored by the dense \
+             model), over the bonds where every block was compressed alone, exceeds every other \
+             block's by more than 1 standard error of the difference; NOT SUPPORTED if another \
+             block's exceeds it by more than that; INCONCLUSIVE otherwise"
+                .into()
+        },
+        effect_unit: "block 0's lead in mean Δfluency NLL over the runner-up",
+        decide: block0_structure,
+    },
+    Rule {
+        id: "last_block_sophia_trap",
+        quote: "The \"sophia trap\" occurred quite frequently during the 3rd layer corruption.",
+        claim: |r| {
+            format!(
+                "corrupting block {} drives the 'sophia trap'",
+                last_block(r)
+            )
+        },
+        operationalisation: |r| {
+            let last = last_block(r);
+            format!(
+                "SUPPORTED if block {last}'s mean rate of sampled answers containing a hidden \
+                 word, over the bonds where every block was compressed alone, exceeds every other \
+                 block's by more than 1 binomial standard error; NOT SUPPORTED if its rate is 0 or \
+                 another block's exceeds it by more than that; INCONCLUSIVE otherwise"
+            )
+        },
+        effect_unit: "the last block's lead in mean hidden-word answer rate over the runner-up",
+        decide: sophia_trap,
+    },
+    Rule {
+        id: "first_half_matters_more",
+        quote: FIRST_TWO_QUOTE,
+        claim: |_| "the first two blocks matter more than the last two".into(),
+        operationalisation: |r| {
+            let half = r.n_blocks / 2;
+            format!(
+                "SUPPORTED if the mean KL(dense || compressed) of blocks 0..{half} compressed \
+                 alone, over the bonds where every block was, exceeds that of blocks {half}..{}, \
+                 NOT SUPPORTED otherwise (KL is deterministic: no noise allowance)",
+                r.n_blocks
+            )
+        },
+        effect_unit: "mean KL of the first half of the blocks minus that of the second half",
+        decide: first_half,
+    },
+    Rule {
+        id: "loosening_vs_tightening",
+        quote: "Honestly, it feels like they are about the same.",
+        claim: |_| {
+            "loosening the bonds towards the end (blocks 0-3 at 39, 42, 46, 47) and tightening \
+             them (47, 46, 42, 39) do about the same damage"
+                .into()
+        },
+        operationalisation: |_| {
+            format!(
+                "On fluency NLL (sampled answers scored by the dense model): NOT SUPPORTED if the \
+                 two settings differ by more than {Z} standard errors of the difference and by \
+                 more than the equivalence margin ({SAME_FRACTION} of their mean rise over \
+                 dense), SUPPORTED if the difference plus {Z} standard errors lies within the \
+                 margin, INCONCLUSIVE otherwise"
+            )
+        },
+        effect_unit: "the equivalence margin minus the absolute difference in fluency NLL of the \
+                      two settings",
+        decide: same_settings,
+    },
+    Rule {
+        id: "pairs_first_two_larger",
+        quote: FIRST_TWO_QUOTE,
+        claim: |_| {
+            "corrupting blocks 0+1 at bond 30 does more damage than blocks 2+3 (decided on the \
+             pair cells, as the seed did; claim 3 reads single blocks)"
+                .into()
+        },
+        operationalisation: |_| {
+            format!(
+                "SUPPORTED if the fluency NLL of blocks 0+1 at bond 30 exceeds that of blocks 2+3 \
+                 by more than {Z} standard errors of the difference, NOT SUPPORTED if it is lower \
+                 by more than that, INCONCLUSIVE otherwise"
+            )
+        },
+        effect_unit: "fluency NLL of blocks 0+1 at bond 30 minus that of blocks 2+3",
+        decide: pairs,
+    },
+    Rule {
+        id: "looks_fine_but_wrong",
+        quote: "Depending on how it is corrupted, it seems that there are cases of hallucinatory \
+                corruption where character gender is swapped while maintaining the appearance \
+                of a sentence. Therefore, it feels dangerous to crudely compress a model solely \
+                based on the evaluation that it \"looks okay.\"",
+        claim: |_| {
+            "some compressed models keep the appearance of a sentence (fluent answers) while \
+             getting the characters' gender wrong"
+                .into()
+        },
+        operationalisation: |_| {
+            format!(
+                "A cell looks fine when its fluency NLL is at most {FINE_FLUENCY_MARGIN} nats \
+                 above the dense model's; SUPPORTED if some such cell's gender-probe accuracy is \
+                 below the dense model's by more than {WRONG_MARGIN} and by more than {Z} \
+                 standard errors of the difference, NOT SUPPORTED if every such cell's fall is \
+                 below {WRONG_MARGIN} by more than {Z} standard errors, INCONCLUSIVE otherwise \
+                 or when no cell looks fine"
+            )
+        },
+        effect_unit: "the largest fall in gender-probe accuracy among cells that look fine, \
+                      minus the margin",
+        decide: looks_fine_but_wrong,
+    },
+    Rule {
+        id: "last_block_special_tokens",
+        quote: "sophia was also slightly seen during the 3rd layer corruption, and even the \
+                special token <BOS> appeared. This is not a very desirable state.",
+        claim: |r| {
+            format!(
+                "compressing block {} raises the rate of answers with a special token (<BOS>, \
+                 <PAD>, <UNK>) most",
+                last_block(r)
+            )
+        },
+        operationalisation: |r| {
+            let last = last_block(r);
+            format!(
+                "SUPPORTED if block {last}'s mean rate of sampled answers containing <BOS>, \
+                 <PAD> or <UNK>, over the bonds where every block was compressed alone, exceeds \
+                 every other block's by more than {Z} binomial standard errors of the \
+                 difference; NOT SUPPORTED if its rate is 0 or another block's exceeds it by \
+                 more than that; INCONCLUSIVE otherwise"
+            )
+        },
+        effect_unit: "the last block's lead in mean special-token answer rate over the runner-up",
+        decide: special_tokens,
+    },
+    Rule {
+        id: "last_block_strange_vocabulary",
+        quote: "Additionally, corrupting the final 3rd layer leads to links with strange \
+                vocabulary, which seems likely to cause confusion in word selection.",
+        claim: |r| {
+            format!(
+                "compressing block {} makes the most answer word links never seen in training",
+                last_block(r)
+            )
+        },
+        operationalisation: |r| {
+            let last = last_block(r);
+            format!(
+                "SUPPORTED if block {last}'s mean rise in the rate of answer word links \
+                 (consecutive token pairs) never seen in the training text, over the bonds where \
+                 every block was compressed alone, exceeds every other block's by more than {Z} \
+                 standard errors of the difference; NOT SUPPORTED if another block's exceeds it \
+                 by more than that; INCONCLUSIVE otherwise"
+            )
+        },
+        effect_unit: "the last block's lead in mean rise of the novel word-link rate over the \
+                      runner-up",
+        decide: strange_vocabulary,
+    },
 ];
 
-const ID1: &str = "block0_structure";
-const UNIT1: &str = "block 0's lead in mean Δfluency NLL over the runner-up";
-const ID2: &str = "last_block_sophia_trap";
-const UNIT2: &str = "the last block's lead in mean hidden-word answer rate over the runner-up";
-const ID3: &str = "first_half_matters_more";
-const UNIT3: &str = "mean KL of the first half of the blocks minus that of the second half";
+/// The seed's words behind claims 3 and 5 (the same question, read on single blocks and on
+/// pairs).
+const FIRST_TWO_QUOTE: &str = "If I had to say, corrupting the first two layers seems to have a \
+                               larger impact than corrupting the last two.";
 
-/// Decides the seed's claims from `report`, in the order of the module docs' rules.
+/// Decides the seed's claims from `report`: every [`Rule`] of [`RULES`], in order.
 pub fn verdicts(report: &SweepReport) -> Vec<Verdict> {
-    let last = report.n_blocks.saturating_sub(1);
-    let dense_fluency = Metric::FluencyNll.of_reference(report);
-    let dense_hidden = Metric::HiddenAnswerRate.of_reference(report);
-    let mut out = Vec::new();
-
-    // 1. Block 0 and sentence structure.
-    let claim = "compressing block 0 breaks sentence structure most";
-    let op =
-        "SUPPORTED if block 0's mean rise in fluency NLL (sampled answers scored by the dense \
-              model), over the bonds where every block was compressed alone, exceeds every other \
-              block's by more than 1 standard error of the difference; NOT SUPPORTED if another \
-              block's exceeds it by more than that; INCONCLUSIVE otherwise";
-    match per_block(
-        report,
-        |c| Metric::FluencyNll.of_cell(c, false) - dense_fluency,
-        |c| c.metrics.sampled.fluency_se,
-    ) {
-        None => out.push(missing(ID1, claim, op, UNIT1, report.n_blocks)),
-        Some(p) => {
-            let (outcome, runner) = leads(&p, 0);
-            let effect = p.mean[0] - p.mean[runner];
-            let worst_at = p
-                .bonds
-                .iter()
-                .filter(|&&b| {
-                    let v = |k: usize| {
-                        report
-                            .cell(&[k], b)
-                            .map_or(f64::NAN, |c| Metric::FluencyNll.of_cell(c, false))
-                    };
-                    p.blocks.iter().all(|&k| k == 0 || v(0) > v(k))
-                })
-                .count();
-            let eos: Vec<String> = p
-                .blocks
-                .iter()
-                .map(|&k| {
-                    let m = p
-                        .bonds
-                        .iter()
-                        .filter_map(|&b| report.cell(&[k], b))
-                        .map(|c| c.metrics.sampled.eos_rate)
-                        .sum::<f64>()
-                        / p.bonds.len() as f64;
-                    format!("block {k}: {m:.3}")
-                })
-                .collect();
-            out.push(Verdict {
-                quote: String::new(),
-                id: ID1.into(),
-                effect: Some(effect),
-                effect_unit: UNIT1.into(),
-                claim: claim.into(),
-                operationalisation: op.into(),
-                outcome,
-                evidence: format!(
-                    "mean Δfluency NLL over bonds {:?} (dense {dense_fluency:.3}): {}; runner-up \
-                     block {runner}; block 0 is the worst at {worst_at} of {} bonds; mean rate of \
-                     answers closed by <EOS>: {}",
-                    p.bonds,
-                    listing(&p, 3),
-                    p.bonds.len(),
-                    eos.join(", ")
-                ),
-            });
-        }
-    }
-
-    // 2. The last block and the sophia trap.
-    let claim = format!("corrupting block {last} drives the 'sophia trap'");
-    let op = format!(
-        "SUPPORTED if block {last}'s mean rate of sampled answers containing a hidden word, over \
-         the bonds where every block was compressed alone, exceeds every other block's by more \
-         than 1 binomial standard error; NOT SUPPORTED if its rate is 0 or another block's \
-         exceeds it by more than that; INCONCLUSIVE otherwise"
-    );
-    let binom_se = |c: &SweepCell| {
-        let p = c.metrics.sampled.hidden_answer_rate;
-        (p * (1.0 - p) / c.metrics.sampled.answers.max(1) as f64).sqrt()
-    };
-    match per_block(
-        report,
-        |c| Metric::HiddenAnswerRate.of_cell(c, false),
-        binom_se,
-    ) {
-        None => out.push(missing(ID2, &claim, &op, UNIT2, report.n_blocks)),
-        Some(p) => {
-            let (mut outcome, runner) = leads(&p, last);
-            let effect = p.mean[last] - p.mean[runner];
-            if p.mean[last] <= 0.0 {
-                outcome = Outcome::NotSupported;
-            }
-            let mass = per_block(report, |c| Metric::HiddenMass.of_cell(c, false), |_| 0.0);
-            out.push(Verdict {
-                quote: String::new(),
-                id: ID2.into(),
-                effect: Some(effect),
-                effect_unit: UNIT2.into(),
-                claim,
-                operationalisation: op,
-                outcome,
-                evidence: format!(
-                    "mean hidden-word answer rate (dense {dense_hidden:.3}): {}; runner-up block \
-                     {runner}; teacher-forced hidden mass: {}",
-                    listing(&p, 3),
-                    mass.map_or("-".into(), |m| listing(&m, 5))
-                ),
-            });
-        }
-    }
-
-    // 3. First half vs second half.
-    let half = report.n_blocks / 2;
-    let claim = "the first two blocks matter more than the last two";
-    let op = format!(
-        "SUPPORTED if the mean KL(dense || compressed) of blocks 0..{half} compressed alone, over \
-         the bonds where every block was, exceeds that of blocks {half}..{}, NOT SUPPORTED \
-         otherwise (KL is deterministic: no noise allowance)",
-        report.n_blocks
-    );
-    match per_block(report, |c| Metric::Kl.of_cell(c, false), |_| 0.0) {
-        Some(p) if half >= 1 => {
-            let first = p.mean[..half].iter().sum::<f64>() / half as f64;
-            let second = p.mean[half..].iter().sum::<f64>() / (p.mean.len() - half) as f64;
-            let outcome = if first.is_nan() || second.is_nan() {
-                Outcome::Inconclusive
-            } else if first > second {
-                Outcome::Supported
-            } else {
-                Outcome::NotSupported
-            };
-            let loss = per_block(report, |c| Metric::Loss.of_cell(c, false), |_| 0.0);
-            let mut evidence = format!(
-                "mean KL, first half {first:.4} vs second half {second:.4} ({}); mean loss: {}",
-                listing(&p, 4),
-                loss.map_or("-".into(), |l| listing(&l, 3))
-            );
-            // Pair cells, when the sweep has them.
-            let firsts: Vec<usize> = (0..half).collect();
-            let seconds: Vec<usize> = (half..report.n_blocks).collect();
-            for &b in &report.bonds {
-                if let (Some(a), Some(z)) = (report.cell(&firsts, b), report.cell(&seconds, b)) {
-                    let _ = write!(
-                        evidence,
-                        "; pairs at bond {b}: KL {:.4} vs {:.4}",
-                        a.metrics.teacher_forced.kl, z.metrics.teacher_forced.kl
-                    );
-                }
-            }
-            out.push(Verdict {
-                quote: String::new(),
-                id: ID3.into(),
-                effect: Some(first - second),
-                effect_unit: UNIT3.into(),
-                claim: claim.into(),
-                operationalisation: op,
-                outcome,
-                evidence,
-            });
-        }
-        _ => out.push(missing(ID3, claim, &op, UNIT3, report.n_blocks)),
-    }
-    out.push(same_settings(report));
-    out.push(pairs(report));
-    out.push(looks_fine_but_wrong(report));
-    out.push(special_tokens(report));
-    out.push(strange_vocabulary(report));
-    for v in &mut out {
-        if let Some((_, q)) = SEED_QUOTES.iter().find(|(id, _)| *id == v.id) {
-            v.quote = (*q).into();
-        }
-    }
-    out
+    RULES.iter().map(|r| r.verdict(report)).collect()
 }
-
-const ID4: &str = "loosening_vs_tightening";
-const UNIT4: &str =
-    "the equivalence margin minus the absolute difference in fluency NLL of the two settings";
-const ID5: &str = "pairs_first_two_larger";
-const UNIT5: &str = "fluency NLL of blocks 0+1 at bond 30 minus that of blocks 2+3";
-const ID6: &str = "looks_fine_but_wrong";
-const UNIT6: &str =
-    "the largest fall in gender-probe accuracy among cells that look fine, minus the margin";
-const ID7: &str = "last_block_special_tokens";
-const UNIT7: &str = "the last block's lead in mean special-token answer rate over the runner-up";
-const ID8: &str = "last_block_strange_vocabulary";
-const UNIT8: &str =
-    "the last block's lead in mean rise of the novel word-link rate over the runner-up";
 
 /// Rule 6: a cell *looks fine* when its fluency NLL is at most this many nats per token above
 /// the dense model's (the dense model finds its answers at most `e^0.25 ≈ 1.28` times less
@@ -436,114 +428,203 @@ pub const SAME_FRACTION: f64 = 0.25;
 /// The noise allowance of rules 4–8, in standard errors.
 pub const Z: f64 = 2.0;
 
-/// Binomial standard error of a rate `p` over `n` draws (NaN without draws).
-fn binom(p: f64, n: usize) -> f64 {
-    if n == 0 {
-        f64::NAN
-    } else {
-        (p * (1.0 - p) / n as f64).max(0.0).sqrt()
+/// The index of the report's last block.
+fn last_block(report: &SweepReport) -> usize {
+    report.n_blocks.saturating_sub(1)
+}
+
+/// Why a claim about single blocks is INCONCLUSIVE without the cells.
+fn no_common_bond(report: &SweepReport) -> Decision {
+    Decision::inconclusive(format!(
+        "the sweep has no bond at which each of the {} blocks was compressed alone",
+        report.n_blocks
+    ))
+}
+
+/// Why a claim about the seed's settings is INCONCLUSIVE without them.
+fn no_setting(wanted: &[&str]) -> Decision {
+    Decision::inconclusive(format!(
+        "the sweep did not score the seed setting(s) {} (run_settings with SEED_SETTINGS)",
+        wanted.join(", ")
+    ))
+}
+
+/// The dense reference's value of a metric.
+fn dense_value(report: &SweepReport, m: &MetricDef) -> f64 {
+    m.value(Subject::Dense(&report.reference))
+}
+
+/// [`per_block`] of metric `d` less `shift` (the dense value, for a rise; or 0), with the
+/// metric's standard errors.
+fn per_block_of(report: &SweepReport, d: &MetricDef, shift: f64) -> Option<PerBlock> {
+    per_block(
+        report,
+        |c| d.of_metrics(&c.metrics) - shift,
+        |c| d.se(&c.metrics),
+    )
+}
+
+/// The per-block means of metric `d` (no standard errors) as evidence, `-` without common
+/// bonds.
+fn mean_listing(report: &SweepReport, d: &MetricDef) -> String {
+    per_block(report, |c| d.of_metrics(&c.metrics), |_| 0.0)
+        .map_or("-".into(), |p| listing(&p, d.evidence_digits))
+}
+
+/// Rules 2 and 7: does the last block's mean `rate` lead every other block's by more than `z`
+/// standard errors of the difference (NOT SUPPORTED also when its rate is 0)? The per-block
+/// means, the outcome and the runner-up; `None` without common bonds.
+fn last_block_leads(
+    report: &SweepReport,
+    rate: &MetricDef,
+    z: f64,
+) -> Option<(PerBlock, Outcome, usize)> {
+    let last = last_block(report);
+    let p = per_block_of(report, rate, 0.0)?;
+    let (mut outcome, runner) = leads_by(&p, last, z);
+    if p.mean[last] <= 0.0 {
+        outcome = Outcome::NotSupported;
+    }
+    Some((p, outcome, runner))
+}
+
+// 1. Block 0 and sentence structure.
+fn block0_structure(report: &SweepReport) -> Decision {
+    let fluency = Metric::FluencyNll.def();
+    let eos = Metric::EosRate.def();
+    let dense_fluency = dense_value(report, fluency);
+    let Some(p) = per_block_of(report, fluency, dense_fluency) else {
+        return no_common_bond(report);
+    };
+    let (outcome, runner) = leads_by(&p, 0, 1.0);
+    let worst_at = p
+        .bonds
+        .iter()
+        .filter(|&&b| {
+            let v = |k: usize| {
+                report
+                    .cell(&[k], b)
+                    .map_or(f64::NAN, |c| fluency.of_metrics(&c.metrics))
+            };
+            p.blocks.iter().all(|&k| k == 0 || v(0) > v(k))
+        })
+        .count();
+    Decision {
+        outcome,
+        evidence: format!(
+            "mean Δfluency NLL over bonds {:?} (dense {dense_fluency:.3}): {}; runner-up block \
+             {runner}; block 0 is the worst at {worst_at} of {} bonds; mean rate of answers \
+             closed by <EOS>: {}",
+            p.bonds,
+            listing(&p, fluency.evidence_digits),
+            p.bonds.len(),
+            mean_listing(report, eos)
+        ),
+        effect: Some(p.mean[0] - p.mean[runner]),
     }
 }
 
-/// A figure of a set of metrics: name, value, standard error (0: deterministic), whether a
-/// higher value is worse, printed digits.
-type Figure = (
-    &'static str,
-    fn(&CellMetrics) -> f64,
-    fn(&CellMetrics) -> f64,
-    bool,
-    usize,
-);
+// 2. The last block and the sophia trap.
+fn sophia_trap(report: &SweepReport) -> Decision {
+    let last = last_block(report);
+    let (hidden, mass) = (Metric::HiddenAnswerRate.def(), Metric::HiddenMass.def());
+    let Some((p, outcome, runner)) = last_block_leads(report, hidden, 1.0) else {
+        return no_common_bond(report);
+    };
+    Decision {
+        outcome,
+        evidence: format!(
+            "mean hidden-word answer rate (dense {:.3}): {}; runner-up block {runner}; \
+             teacher-forced hidden mass: {}",
+            dense_value(report, hidden),
+            listing(&p, hidden.evidence_digits),
+            mean_listing(report, mass)
+        ),
+        effect: Some(p.mean[last] - p.mean[runner]),
+    }
+}
 
-const FIGURES: [Figure; 13] = [
-    ("KL", |m| m.teacher_forced.kl, |_| 0.0, true, 4),
-    ("loss", |m| m.teacher_forced.loss, |_| 0.0, true, 3),
-    ("accuracy", |m| m.teacher_forced.accuracy, |_| 0.0, false, 3),
-    (
-        "hidden mass",
-        |m| m.teacher_forced.hidden_mass,
-        |_| 0.0,
-        true,
-        5,
-    ),
-    ("fact margin", |m| m.fact_margin, |_| 0.0, false, 2),
-    (
-        "fluency NLL",
-        |m| m.sampled.fluency_nll,
-        |m| m.sampled.fluency_se,
-        true,
-        3,
-    ),
-    (
-        "fact accuracy",
-        |m| m.sampled.fact_accuracy,
-        |m| binom(m.sampled.fact_accuracy, m.sampled.fact_answers),
-        false,
-        3,
-    ),
-    (
-        "gender accuracy",
-        |m| m.sampled.gender_accuracy,
-        |m| binom(m.sampled.gender_accuracy, m.sampled.gender_answers),
-        false,
-        3,
-    ),
-    (
-        "seed answers exact",
-        |m| m.sampled.seed_exact_rate,
-        |m| binom(m.sampled.seed_exact_rate, m.sampled.seed_answers),
-        false,
-        3,
-    ),
-    (
-        "hidden-word answers",
-        |m| m.sampled.hidden_answer_rate,
-        |m| binom(m.sampled.hidden_answer_rate, m.sampled.answers),
-        true,
-        3,
-    ),
-    (
-        "special-token answers",
-        |m| m.sampled.special_answer_rate,
-        |m| binom(m.sampled.special_answer_rate, m.sampled.answers),
-        true,
-        3,
-    ),
-    (
-        "answers closed by <EOS>",
-        |m| m.sampled.eos_rate,
-        |m| binom(m.sampled.eos_rate, m.sampled.answers),
-        false,
-        3,
-    ),
-    (
-        "novel word links",
-        |m| m.sampled.novel_bigram_rate,
-        |m| m.sampled.novel_bigram_se,
-        true,
-        3,
-    ),
+// 3. First half vs second half.
+fn first_half(report: &SweepReport) -> Decision {
+    let half = report.n_blocks / 2;
+    let (kl, loss) = (Metric::Kl.def(), Metric::Loss.def());
+    let p = match per_block_of(report, kl, 0.0) {
+        Some(p) if half >= 1 => p,
+        _ => return no_common_bond(report),
+    };
+    let first = p.mean[..half].iter().sum::<f64>() / half as f64;
+    let second = p.mean[half..].iter().sum::<f64>() / (p.mean.len() - half) as f64;
+    let outcome = if first.is_nan() || second.is_nan() {
+        Outcome::Inconclusive
+    } else if first > second {
+        Outcome::Supported
+    } else {
+        Outcome::NotSupported
+    };
+    let mut evidence = format!(
+        "mean KL, first half {first:.4} vs second half {second:.4} ({}); mean loss: {}",
+        listing(&p, kl.evidence_digits),
+        mean_listing(report, loss)
+    );
+    // Pair cells, when the sweep has them.
+    let firsts: Vec<usize> = (0..half).collect();
+    let seconds: Vec<usize> = (half..report.n_blocks).collect();
+    for &b in &report.bonds {
+        if let (Some(a), Some(z)) = (report.cell(&firsts, b), report.cell(&seconds, b)) {
+            let _ = write!(
+                evidence,
+                "; pairs at bond {b}: KL {:.4} vs {:.4}",
+                kl.of_metrics(&a.metrics),
+                kl.of_metrics(&z.metrics)
+            );
+        }
+    }
+    Decision {
+        outcome,
+        evidence,
+        effect: Some(first - second),
+    }
+}
+
+/// The figures two settings are compared on in the evidence of rules 4 and 5 (values, standard
+/// errors, which is worse beyond the noise), in that order: the deterministic ones, then the
+/// sampled ones.
+pub const FIGURES: [Metric; 13] = [
+    Metric::Kl,
+    Metric::Loss,
+    Metric::Accuracy,
+    Metric::HiddenMass,
+    Metric::FactMargin,
+    Metric::FluencyNll,
+    Metric::FactAccuracy,
+    Metric::GenderAccuracy,
+    Metric::SeedExactRate,
+    Metric::HiddenAnswerRate,
+    Metric::SpecialAnswerRate,
+    Metric::EosRate,
+    Metric::NovelBigramRate,
 ];
 
-/// Every figure of `a` against `b`: values, and which is worse beyond `Z` standard errors of
-/// the difference (any difference for the deterministic, teacher-forced figures).
+/// Every [`FIGURES`] metric of `a` against `b`: values, and which is worse beyond `Z` standard
+/// errors of the difference (any difference for the deterministic, teacher-forced figures).
 fn compare_figures(an: &str, a: &CellMetrics, bn: &str, b: &CellMetrics) -> String {
     let mut items = Vec::new();
     let (mut worse_a, mut worse_b) = (Vec::new(), Vec::new());
-    for (name, get, se, higher_worse, prec) in FIGURES {
-        let (va, vb) = (get(a), get(b));
+    for d in FIGURES.map(Metric::def) {
+        let (name, prec) = (d.name, d.evidence_digits);
+        let (va, vb) = (d.of_metrics(a), d.of_metrics(b));
         if va.is_nan() || vb.is_nan() {
             items.push(format!("{name}: not measured"));
             continue;
         }
-        let (sa, sb) = (se(a), se(b));
+        let (sa, sb) = (d.se(a), d.se(b));
         let noise = Z * sa.hypot(sb);
         let deterministic = sa == 0.0 && sb == 0.0;
-        let d = vb - va;
-        let verdict = if d == 0.0 || noise.is_nan() || d.abs() <= noise {
+        let diff = vb - va;
+        let verdict = if diff == 0.0 || noise.is_nan() || diff.abs() <= noise {
             "within noise".to_string()
         } else {
-            let b_worse = (d > 0.0) == higher_worse;
+            let b_worse = (diff > 0.0) == d.higher_is_worse();
             if b_worse {
                 worse_b.push(name);
             } else {
@@ -580,49 +661,34 @@ fn list_or_none(names: &[&str]) -> String {
     }
 }
 
-fn no_setting(id: &str, claim: &str, op: String, unit: &str, wanted: &[&str]) -> Verdict {
-    Verdict {
-        id: id.into(),
-        claim: claim.into(),
-        quote: String::new(),
-        operationalisation: op,
-        outcome: Outcome::Inconclusive,
-        evidence: format!(
-            "the sweep did not score the seed setting(s) {} (run_settings with SEED_SETTINGS)",
-            wanted.join(", ")
-        ),
-        effect: None,
-        effect_unit: unit.into(),
-    }
+/// A setting's fluency NLL and its standard error.
+fn fluency_pm(c: &SettingCell) -> String {
+    let fluency = Metric::FluencyNll.def();
+    let prec = fluency.evidence_digits;
+    format!(
+        "{:.prec$} ± {:.prec$}",
+        fluency.of_metrics(&c.metrics),
+        fluency.se(&c.metrics)
+    )
 }
 
-fn fluency_pm(c: &SettingCell) -> String {
-    format!(
-        "{:.3} ± {:.3}",
-        c.metrics.sampled.fluency_nll, c.metrics.sampled.fluency_se
+/// Two settings' fluency NLL and the standard error of `b − a`.
+fn fluency_difference(a: &SettingCell, b: &SettingCell) -> (f64, f64, f64) {
+    let fluency = Metric::FluencyNll.def();
+    (
+        fluency.of_metrics(&a.metrics),
+        fluency.of_metrics(&b.metrics),
+        fluency.se(&a.metrics).hypot(fluency.se(&b.metrics)),
     )
 }
 
 // 4. Loosening vs tightening.
-fn same_settings(report: &SweepReport) -> Verdict {
-    let claim = "loosening the bonds towards the end (blocks 0-3 at 39, 42, 46, 47) and \
-                 tightening them (47, 46, 42, 39) do about the same damage";
-    let op = format!(
-        "On fluency NLL (sampled answers scored by the dense model): NOT SUPPORTED if the two \
-         settings differ by more than {Z} standard errors of the difference and by more than the \
-         equivalence margin ({SAME_FRACTION} of their mean rise over dense), SUPPORTED if the \
-         difference plus {Z} standard errors lies within the margin, INCONCLUSIVE otherwise"
-    );
+fn same_settings(report: &SweepReport) -> Decision {
     let (Some(a), Some(b)) = (report.setting("loosening"), report.setting("tightening")) else {
-        return no_setting(ID4, claim, op, UNIT4, &["loosening", "tightening"]);
+        return no_setting(&["loosening", "tightening"]);
     };
-    let dense = report.reference.sampled.fluency_nll;
-    let (fa, fb) = (a.metrics.sampled.fluency_nll, b.metrics.sampled.fluency_nll);
-    let se = a
-        .metrics
-        .sampled
-        .fluency_se
-        .hypot(b.metrics.sampled.fluency_se);
+    let dense = dense_value(report, Metric::FluencyNll.def());
+    let (fa, fb, se) = fluency_difference(a, b);
     let d = fb - fa;
     let margin = (SAME_FRACTION * ((fa - dense) + (fb - dense)) / 2.0).max(0.0);
     let outcome = if d.is_nan() || se.is_nan() || margin.is_nan() {
@@ -641,11 +707,7 @@ fn same_settings(report: &SweepReport) -> Verdict {
     } else {
         "neither"
     };
-    Verdict {
-        id: ID4.into(),
-        claim: claim.into(),
-        quote: String::new(),
-        operationalisation: op,
+    Decision {
         outcome,
         evidence: format!(
             "fluency NLL (dense {dense:.3}): loosening {}, tightening {}; tightening minus \
@@ -655,28 +717,16 @@ fn same_settings(report: &SweepReport) -> Verdict {
             compare_figures("loosening", &a.metrics, "tightening", &b.metrics)
         ),
         effect: (!(d.is_nan() || margin.is_nan())).then(|| margin - d.abs()),
-        effect_unit: UNIT4.into(),
     }
 }
 
 // 5. Consecutive pairs.
-fn pairs(report: &SweepReport) -> Verdict {
-    let claim = "corrupting blocks 0+1 at bond 30 does more damage than blocks 2+3 (decided on \
-                 the pair cells, as the seed did; claim 3 reads single blocks)";
-    let op = format!(
-        "SUPPORTED if the fluency NLL of blocks 0+1 at bond 30 exceeds that of blocks 2+3 by \
-         more than {Z} standard errors of the difference, NOT SUPPORTED if it is lower by more \
-         than that, INCONCLUSIVE otherwise"
-    );
+fn pairs(report: &SweepReport) -> Decision {
     let (Some(a), Some(b)) = (report.setting("pair_0_1"), report.setting("pair_2_3")) else {
-        return no_setting(ID5, claim, op, UNIT5, &["pair_0_1", "pair_2_3"]);
+        return no_setting(&["pair_0_1", "pair_2_3"]);
     };
-    let d = a.metrics.sampled.fluency_nll - b.metrics.sampled.fluency_nll;
-    let se = a
-        .metrics
-        .sampled
-        .fluency_se
-        .hypot(b.metrics.sampled.fluency_se);
+    let (fa, fb, se) = fluency_difference(a, b);
+    let d = fa - fb;
     let outcome = if d.is_nan() || se.is_nan() || d.abs() <= Z * se {
         Outcome::Inconclusive
     } else if d > 0.0 {
@@ -686,7 +736,7 @@ fn pairs(report: &SweepReport) -> Verdict {
     };
     let mut evidence = format!(
         "fluency NLL (dense {:.3}): blocks 0+1 {}, blocks 2+3 {}; difference {d:+.3} ± {se:.3}",
-        report.reference.sampled.fluency_nll,
+        dense_value(report, Metric::FluencyNll.def()),
         fluency_pm(a),
         fluency_pm(b)
     );
@@ -695,7 +745,7 @@ fn pairs(report: &SweepReport) -> Verdict {
             evidence,
             "; blocks 1+2 (the middle pair) {}, hidden-word answers {:.3}",
             fluency_pm(m),
-            m.metrics.sampled.hidden_answer_rate
+            Metric::HiddenAnswerRate.of_metrics(&m.metrics)
         );
     }
     let _ = write!(
@@ -703,28 +753,19 @@ fn pairs(report: &SweepReport) -> Verdict {
         ". {}",
         compare_figures("blocks 0+1", &a.metrics, "blocks 2+3", &b.metrics)
     );
-    Verdict {
-        id: ID5.into(),
-        claim: claim.into(),
-        quote: String::new(),
-        operationalisation: op,
+    Decision {
         outcome,
         evidence,
         effect: (!d.is_nan()).then_some(d),
-        effect_unit: UNIT5.into(),
     }
 }
 
 // 6. Looking fine while wrong.
-fn looks_fine_but_wrong(report: &SweepReport) -> Verdict {
-    let claim = "some compressed models keep the appearance of a sentence (fluent answers) \
-                 while getting the characters' gender wrong";
-    let op = format!(
-        "A cell looks fine when its fluency NLL is at most {FINE_FLUENCY_MARGIN} nats above the \
-         dense model's; SUPPORTED if some such cell's gender-probe accuracy is below the dense \
-         model's by more than {WRONG_MARGIN} and by more than {Z} standard errors of the \
-         difference, NOT SUPPORTED if every such cell's fall is below {WRONG_MARGIN} by more \
-         than {Z} standard errors, INCONCLUSIVE otherwise or when no cell looks fine"
+fn looks_fine_but_wrong(report: &SweepReport) -> Decision {
+    let (fluency, gender, fact) = (
+        Metric::FluencyNll.def(),
+        Metric::GenderAccuracy.def(),
+        Metric::FactAccuracy.def(),
     );
     let method = report.primary_method();
     let n = report.n_blocks;
@@ -745,56 +786,46 @@ fn looks_fine_but_wrong(report: &SweepReport) -> Verdict {
             .filter(|s| s.method == method)
             .map(|s| (s.id.clone(), s.blocks.as_slice(), &s.metrics)),
     );
-    let r = &report.reference.sampled;
-    let (dense_f, dense_g, dense_a) = (r.fluency_nll, r.gender_accuracy, r.fact_accuracy);
-    let mk = |outcome, evidence: String, effect| Verdict {
-        id: ID6.into(),
-        claim: claim.into(),
-        quote: String::new(),
-        operationalisation: op.clone(),
-        outcome,
-        evidence,
-        effect,
-        effect_unit: UNIT6.into(),
-    };
-    if dense_g.is_nan() || r.gender_answers == 0 {
-        return mk(
-            Outcome::Inconclusive,
-            "no gender-probe answers were scored (no fact probe with fact gender or pronoun)"
-                .into(),
-            None,
+    let r = &report.reference;
+    let (dense_f, dense_g, dense_a) = (
+        fluency.of_metrics(r),
+        gender.of_metrics(r),
+        fact.of_metrics(r),
+    );
+    if dense_g.is_nan() || gender.draws(r) == Some(0) {
+        return Decision::inconclusive(
+            "no gender-probe answers were scored (no fact probe with fact gender or pronoun)",
         );
     }
-    let fall = |m: &CellMetrics| {
-        let s = &m.sampled;
-        let se = binom(dense_g, r.gender_answers).hypot(binom(s.gender_accuracy, s.gender_answers));
-        (dense_g - s.gender_accuracy, se)
+    // The fall of a figure from dense, and the standard error of that fall.
+    let fall = |d: &MetricDef, m: &CellMetrics| {
+        (d.of_metrics(r) - d.of_metrics(m), d.se(r).hypot(d.se(m)))
     };
     let fine: Vec<&(String, &[usize], &CellMetrics)> = cells
         .iter()
-        .filter(|(_, _, m)| m.sampled.fluency_nll - dense_f <= FINE_FLUENCY_MARGIN)
+        .filter(|(_, _, m)| fluency.of_metrics(m) - dense_f <= FINE_FLUENCY_MARGIN)
         .collect();
     let head = format!(
         "dense fluency NLL {dense_f:.3}, gender accuracy {dense_g:.3} ({} answers), fact accuracy \
          {dense_a:.3}; {} of {} cells (grid and settings) look fine",
-        r.gender_answers,
+        gender.draws(r).unwrap_or(0),
         fine.len(),
         cells.len()
     );
     if fine.is_empty() {
-        return mk(Outcome::Inconclusive, head, None);
+        return Decision::inconclusive(head);
     }
     let wrong: Vec<&&(String, &[usize], &CellMetrics)> = fine
         .iter()
         .filter(|(_, _, m)| {
-            let (f, se) = fall(m);
+            let (f, se) = fall(gender, m);
             f > WRONG_MARGIN && f > Z * se
         })
         .collect();
     let right = fine
         .iter()
         .filter(|(_, _, m)| {
-            let (f, se) = fall(m);
+            let (f, se) = fall(gender, m);
             f + Z * se < WRONG_MARGIN
         })
         .count();
@@ -807,17 +838,17 @@ fn looks_fine_but_wrong(report: &SweepReport) -> Verdict {
     };
     let largest = fine
         .iter()
-        .map(|(_, _, m)| fall(m).0)
+        .map(|(_, _, m)| fall(gender, m).0)
         .fold(f64::NAN, f64::max);
     let listed: Vec<String> = wrong
         .iter()
         .map(|(label, _, m)| {
-            let (f, se) = fall(m);
+            let (f, se) = fall(gender, m);
             format!(
                 "{label} (Δfluency {:+.3}, gender {:.3}, fall {f:.3} ± {se:.3}, fact {:.3})",
-                m.sampled.fluency_nll - dense_f,
-                m.sampled.gender_accuracy,
-                m.sampled.fact_accuracy
+                fluency.of_metrics(m) - dense_f,
+                gender.of_metrics(m),
+                fact.of_metrics(m)
             )
         })
         .collect();
@@ -833,9 +864,7 @@ fn looks_fine_but_wrong(report: &SweepReport) -> Verdict {
     let fact_wrong: Vec<&str> = fine
         .iter()
         .filter(|(_, _, m)| {
-            let s = &m.sampled;
-            let se = binom(dense_a, r.fact_answers).hypot(binom(s.fact_accuracy, s.fact_answers));
-            let f = dense_a - s.fact_accuracy;
+            let (f, se) = fall(fact, m);
             f > WRONG_MARGIN && f > Z * se
         })
         .map(|(label, _, _)| label.as_str())
@@ -864,11 +893,11 @@ fn looks_fine_but_wrong(report: &SweepReport) -> Verdict {
         },
         list_or_none(&fact_wrong)
     );
-    mk(
+    Decision {
         outcome,
         evidence,
-        (!largest.is_nan()).then_some(largest - WRONG_MARGIN),
-    )
+        effect: (!largest.is_nan()).then_some(largest - WRONG_MARGIN),
+    }
 }
 
 /// The block with the largest mean (`"block k"`; ties: the lowest index), or `"none (all
@@ -887,98 +916,55 @@ fn leader(p: &PerBlock) -> String {
 }
 
 // 7. Special tokens leaking.
-fn special_tokens(report: &SweepReport) -> Verdict {
-    let last = report.n_blocks.saturating_sub(1);
-    let claim = format!(
-        "compressing block {last} raises the rate of answers with a special token (<BOS>, \
-         <PAD>, <UNK>) most"
+fn special_tokens(report: &SweepReport) -> Decision {
+    let last = last_block(report);
+    let (answers, tokens) = (
+        Metric::SpecialAnswerRate.def(),
+        Metric::SpecialTokenRate.def(),
     );
-    let op = format!(
-        "SUPPORTED if block {last}'s mean rate of sampled answers containing <BOS>, <PAD> or \
-         <UNK>, over the bonds where every block was compressed alone, exceeds every other \
-         block's by more than {Z} binomial standard errors of the difference; NOT SUPPORTED if \
-         its rate is 0 or another block's exceeds it by more than that; INCONCLUSIVE otherwise"
-    );
-    let Some(p) = per_block(
-        report,
-        |c| c.metrics.sampled.special_answer_rate,
-        |c| {
-            binom(
-                c.metrics.sampled.special_answer_rate,
-                c.metrics.sampled.answers,
-            )
-        },
-    ) else {
-        return missing(ID7, &claim, &op, UNIT7, report.n_blocks);
+    let Some((p, outcome, runner)) = last_block_leads(report, answers, Z) else {
+        return no_common_bond(report);
     };
-    let (mut outcome, runner) = leads_by(&p, last, Z);
-    if p.mean[last] <= 0.0 {
-        outcome = Outcome::NotSupported;
-    }
-    let tokens = per_block(report, |c| c.metrics.sampled.special_token_rate, |_| 0.0);
-    Verdict {
-        id: ID7.into(),
-        claim,
-        quote: String::new(),
-        operationalisation: op,
+    Decision {
         outcome,
         evidence: format!(
             "mean special-token answer rate over bonds {:?} (dense {:.3}): {}; highest: {}; \
              runner-up to block {last}: block {runner}; special-token share of sampled tokens: {}",
             p.bonds,
-            report.reference.sampled.special_answer_rate,
-            listing(&p, 3),
+            dense_value(report, answers),
+            listing(&p, answers.evidence_digits),
             leader(&p),
-            tokens.map_or("-".into(), |t| listing(&t, 4))
+            mean_listing(report, tokens)
         ),
         effect: Some(p.mean[last] - p.mean[runner]),
-        effect_unit: UNIT7.into(),
     }
 }
 
 // 8. Late blocks and strange vocabulary.
-fn strange_vocabulary(report: &SweepReport) -> Verdict {
-    let last = report.n_blocks.saturating_sub(1);
-    let claim =
-        format!("compressing block {last} makes the most answer word links never seen in training");
-    let op = format!(
-        "SUPPORTED if block {last}'s mean rise in the rate of answer word links (consecutive \
-         token pairs) never seen in the training text, over the bonds where every block was \
-         compressed alone, exceeds every other block's by more than {Z} standard errors of the \
-         difference; NOT SUPPORTED if another block's exceeds it by more than that; \
-         INCONCLUSIVE otherwise"
-    );
-    let dense = report.reference.sampled.novel_bigram_rate;
+fn strange_vocabulary(report: &SweepReport) -> Decision {
+    let last = last_block(report);
+    let novel = Metric::NovelBigramRate.def();
+    let dense = dense_value(report, novel);
     if dense.is_nan() {
-        let mut v = missing(ID8, &claim, &op, UNIT8, report.n_blocks);
-        v.evidence = "the novel word-link rate was not measured (the evaluator had no training \
-                      rows: Evaluator::with_training_rows)"
-            .into();
-        return v;
+        return Decision::inconclusive(
+            "the novel word-link rate was not measured (the evaluator had no training rows: \
+             Evaluator::with_training_rows)",
+        );
     }
-    let Some(p) = per_block(
-        report,
-        |c| c.metrics.sampled.novel_bigram_rate - dense,
-        |c| c.metrics.sampled.novel_bigram_se,
-    ) else {
-        return missing(ID8, &claim, &op, UNIT8, report.n_blocks);
+    let Some(p) = per_block_of(report, novel, dense) else {
+        return no_common_bond(report);
     };
     let (outcome, runner) = leads_by(&p, last, Z);
-    Verdict {
-        id: ID8.into(),
-        claim,
-        quote: String::new(),
-        operationalisation: op,
+    Decision {
         outcome,
         evidence: format!(
             "mean rise in the novel word-link rate over bonds {:?} (dense {dense:.3}): {}; \
              highest: {}; runner-up to block {last}: block {runner}",
             p.bonds,
-            listing(&p, 3),
+            listing(&p, novel.evidence_digits),
             leader(&p)
         ),
         effect: Some(p.mean[last] - p.mean[runner]),
-        effect_unit: UNIT8.into(),
     }
 }
 
