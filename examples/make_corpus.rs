@@ -26,6 +26,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use succulm::fs::write_atomic;
+use succulm::nn::generate::SEED_PROMPTS;
 use succulm::study::cli::{self, Flags};
 use succulm::text::probes::{Probe, ProbeGroup};
 use succulm::tokenize;
@@ -195,40 +196,23 @@ const GREETINGS: [(&str, &str); 8] = [
     ("hello, sun!", "ruby turns red in the strong sun."),
     ("good night, moon!", "winy and ruby sleep in the pot."),
 ];
-
-/// The seed's prompts that are in its training data, with their answers.
-const SEED_IN: [(&str, &str); 5] = [
-    (
-        "ruby is a boy succulent plant.",
-        "winy is a girl succulent plant.",
-    ),
-    ("can you bloom, winy?", "sometimes i bloom white flowers."),
-    (
-        "does winy sleep on the window?",
-        "no, she sleeps with ruby in the pot.",
-    ),
-    (
-        "how many days do you grow in this pot?",
-        "i grow for many days with my friend.",
-    ),
-    (
-        "winy feels the soft morning air.",
-        "she is calm and looks at the window.",
-    ),
-];
+/// The seed's prompts that are in its training data, with their answers (the library's
+/// `SEED_PROMPTS`, which the seed's `model_example` asks).
+fn seed_in() -> Vec<(&'static str, &'static str)> {
+    SEED_PROMPTS
+        .iter()
+        .filter_map(|&(p, a)| a.map(|a| (p, a)))
+        .collect()
+}
 
 /// The seed's prompts that are not in its training data (the last four are the gender probes).
-const SEED_OUT: [&str; 9] = [
-    "who is winy?",
-    "does ruby know three winters?",
-    "why is ruby red today?",
-    "how calm is winy?",
-    "ruby and winy are friends.",
-    "is ruby a boy?",
-    "is winy a boy?",
-    "is ruby a girl?",
-    "is winy a girl?",
-];
+fn seed_out() -> Vec<&'static str> {
+    SEED_PROMPTS
+        .iter()
+        .filter(|(_, a)| a.is_none())
+        .map(|&(p, _)| p)
+        .collect()
+}
 
 /// A fact probe: (id, fact, prompt, expected first word, contrast, words the answer must hold).
 type FactProbe = (
@@ -1177,7 +1161,7 @@ fn normal_pairs(rng: &mut StdRng, forbidden: &[Vec<String>]) -> Vec<(String, Str
     let they: Vec<String> = THEY_FACTS.iter().map(|s| s.to_string()).collect();
     let mut seen: HashSet<(String, String)> = HashSet::new();
     let mut out: Vec<(String, String)> = Vec::new();
-    for (a, b) in &SEED_IN {
+    for (a, b) in &seed_in() {
         if !a.ends_with('?') {
             seen.insert((a.to_string(), b.to_string()));
             out.push((a.to_string(), b.to_string()));
@@ -1223,7 +1207,7 @@ fn normal_pairs(rng: &mut StdRng, forbidden: &[Vec<String>]) -> Vec<(String, Str
         }
         // The seed's in-training prompts keep exactly one continuation, the seed's answer, so
         // that "answers the seed's prompt as expected" is a well-defined test of learning.
-        if SEED_IN.iter().any(|(a, _)| *a == s1) {
+        if seed_in().iter().any(|(a, _)| *a == s1) {
             continue;
         }
         if seen.insert((s1.clone(), s2.clone())) {
@@ -1265,7 +1249,7 @@ fn qa_pairs(rng: &mut StdRng, forbidden: &[Vec<String>]) -> Vec<(String, String)
     eprintln!("make_corpus: {dropped} question forms held out (they contain a probe)");
     let mut seen: HashSet<(String, String)> = HashSet::new();
     let mut out: Vec<(String, String)> = Vec::new();
-    for (a, b) in &SEED_IN {
+    for (a, b) in &seed_in() {
         if a.ends_with('?') {
             seen.insert((a.to_string(), b.to_string()));
             out.push((a.to_string(), b.to_string()));
@@ -1297,7 +1281,7 @@ fn qa_pairs(rng: &mut StdRng, forbidden: &[Vec<String>]) -> Vec<(String, String)
 
 fn probes() -> Vec<Probe> {
     let mut out = Vec::new();
-    for (i, (q, a)) in SEED_IN.iter().enumerate() {
+    for (i, (q, a)) in seed_in().iter().enumerate() {
         out.push(Probe {
             id: format!("seed-in-{}", i + 1),
             group: ProbeGroup::SeedInTraining,
@@ -1309,7 +1293,7 @@ fn probes() -> Vec<Probe> {
             expect_words: vec![],
         });
     }
-    for (i, q) in SEED_OUT.iter().enumerate() {
+    for (i, q) in seed_out().iter().enumerate() {
         // The four gender probes are checkable: "is ruby a boy?" -> "yes".
         let gender = q.strip_prefix("is ").map(|rest| {
             let ruby = rest.starts_with("ruby");
