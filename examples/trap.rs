@@ -8,17 +8,20 @@
 //! ```
 //! Progress to stderr; the table and the conclusion to stdout; `trap.json`, `trap.txt` and
 //! `trap_mass.svg` to `--out`.
+//!
+//! The data (vocabulary, probes, split, hidden words) and the evaluator are the library's one
+//! study setup (`succulm::study::setup::StudyData`); this file parses flags and prints.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use succulm::nn::generate::Sampling;
 use succulm::nn::train::TrainConfig;
-use succulm::study::eval::{load_probes, SampleConfig};
+use succulm::study::cli::{self, Flags};
+use succulm::study::eval::SampleConfig;
+use succulm::study::setup::StudyData;
 use succulm::study::trap::{self, Embeddings, TrapConfig};
-use succulm::text::data::{load_corpus, standard_split};
-use succulm::text::probes::ProbeGroup;
-use succulm::{Error, Result, Vocab};
+use succulm::{Error, Result};
 
 const HELP: &str = "\
 trap: when does compression make the model say a hidden word?
@@ -35,16 +38,14 @@ Options:
   --out DIR        (default target/trap)
   --help           this text";
 
+/// A comma-separated list of non-negative integers.
 fn list(name: &str, v: &str) -> Result<Vec<usize>> {
     v.split(',')
-        .map(|s| {
-            s.trim()
-                .parse()
-                .map_err(|_| Error::invalid_arg(name, format!("{s:?} is not an integer")))
-        })
+        .map(|s| cli::int(name, s, 0..=usize::MAX))
         .collect()
 }
 
+/// Runs the study; `false` when only the help was printed.
 fn run() -> Result<bool> {
     let mut profile = "upper_middle".to_string();
     let mut epochs = vec![5, 10, 20, 40, 60];
@@ -55,12 +56,9 @@ fn run() -> Result<bool> {
     let mut fixtures = PathBuf::from("fixtures");
     let mut out = PathBuf::from("target/trap");
     let mut treatments = vec![Embeddings::Trainable, Embeddings::Frozen];
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |n: &str| {
-            it.next()
-                .ok_or_else(|| Error::invalid_arg(n, "needs a value (see --help)"))
-        };
+    let mut flags = Flags::from_env();
+    while let Some(flag) = flags.next_flag() {
+        let mut value = |n: &str| flags.value(n);
         match flag.as_str() {
             "--help" | "-h" => {
                 println!("{HELP}");
@@ -71,38 +69,24 @@ fn run() -> Result<bool> {
             "--blocks" => blocks = Some(list("--blocks", &value("--blocks")?)?),
             "--bonds" => bonds = list("--bonds", &value("--bonds")?)?,
             "--samples" => {
-                samples = list("--samples", &value("--samples")?)?[0];
-                if samples == 0 {
-                    return Err(Error::invalid_arg("--samples", "must be at least 1"));
-                }
+                samples = cli::int("--samples", &value("--samples")?, 1..=1_000_000)?;
             }
-            "--seed" => seed = list("--seed", &value("--seed")?)?[0] as u64,
+            "--seed" => seed = cli::int("--seed", &value("--seed")?, 0..=u64::MAX)?,
             "--frozen-only" => treatments = vec![Embeddings::Frozen],
             "--trainable-only" => treatments = vec![Embeddings::Trainable],
             "--fixtures" => fixtures = value("--fixtures")?.into(),
             "--out" => out = value("--out")?.into(),
-            other => return Err(Error::invalid_arg(other, "unknown option (see --help)")),
+            other => return Err(cli::unknown(other)),
         }
     }
-    succulm::tt::blas::set_num_threads(1);
-    let vocab = Vocab::load_with_hidden(
-        fixtures.join("succulm_embeddings.json"),
-        fixtures.join("succulm_hidden_words.json"),
-    )?;
-    let probes = load_probes(fixtures.join("succulm_probes.json"))?;
-    let pinned: Vec<&str> = probes
-        .iter()
-        .filter(|p| p.group == ProbeGroup::SeedInTraining)
-        .map(|p| p.prompt.as_str())
-        .collect();
-    let pairs = load_corpus(&fixtures)?;
-    let mc = succulm::ModelConfig::profile(&profile, vocab.len())?;
-    let (train, valid) = standard_split(&vocab, &pairs, &pinned, mc.max_len)?;
+    cli::check_output_dir("--out", &out)?;
+    let data = StudyData::for_profile(&fixtures, &profile)?;
+    let n_layers = succulm::ModelConfig::profile(&profile, data.vocab.len())?.n_layers;
     let config = TrapConfig {
         profile,
         epochs,
         treatments,
-        blocks: blocks.unwrap_or_else(|| (0..mc.n_layers).collect()),
+        blocks: blocks.unwrap_or_else(|| (0..n_layers).collect()),
         bonds,
         train: TrainConfig {
             seed,
@@ -114,34 +98,24 @@ fn run() -> Result<bool> {
             seed,
         },
     };
+    succulm::tt::blas::set_num_threads(1);
     let started = std::time::Instant::now();
-    let study = trap::run_study(&vocab, (&train, &valid), &probes, &config, &|l: &str| {
+    let study = trap::run_study(&data, &config, &|l: &str| {
         eprintln!("[{:.0} s] {l}", started.elapsed().as_secs_f64())
     })?;
     eprintln!("study took {:.0} s", started.elapsed().as_secs_f64());
-    let table = trap::format_table(&study);
-    let conclusion = trap::conclusion(&study);
-    println!("{table}\n{conclusion}");
-    std::fs::create_dir_all(&out).map_err(|source| Error::Io {
-        path: out.clone(),
-        source,
-    })?;
-    let json = serde_json::to_string_pretty(&study)
-        .map_err(|e| Error::invalid_arg("study", e.to_string()))?;
-    succulm::fs::write_atomic(out.join("trap.json"), json.as_bytes())?;
-    succulm::fs::write_atomic(
-        out.join("trap.txt"),
-        format!("{table}\n{conclusion}").as_bytes(),
-    )?;
-    succulm::fs::write_atomic(out.join("trap_mass.svg"), trap::chart(&study).as_bytes())?;
-    eprintln!(
-        "wrote trap.json, trap.txt, trap_mass.svg to {}",
-        out.display()
+    println!(
+        "{}\n{}",
+        trap::format_table(&study),
+        trap::conclusion(&study)
     );
+    let written = study.write(&out)?;
+    eprintln!("wrote {} files to {}", written.len(), out.display());
     Ok(true)
 }
 
 fn main() -> ExitCode {
+    cli::quiet_broken_pipe();
     match run() {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
