@@ -8,6 +8,9 @@
 //! ```
 //! Progress to stderr; the table and the conclusion to stdout; `trap.json`, `trap.txt` and
 //! `trap_mass.svg` to `--out`.
+//!
+//! The data (vocabulary, probes, split, hidden words) and the evaluator are the library's one
+//! study setup (`succulm::study::setup::StudyData`); this file parses flags and prints.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,11 +18,10 @@ use std::process::ExitCode;
 use succulm::nn::generate::Sampling;
 use succulm::nn::train::TrainConfig;
 use succulm::study::cli::{self, Flags};
-use succulm::study::eval::{load_probes, SampleConfig};
+use succulm::study::eval::SampleConfig;
+use succulm::study::setup::StudyData;
 use succulm::study::trap::{self, Embeddings, TrapConfig};
-use succulm::text::data::{load_corpus, standard_split};
-use succulm::text::probes::ProbeGroup;
-use succulm::{Error, Result, Vocab};
+use succulm::Result;
 
 const HELP: &str = "\
 trap: when does compression make the model say a hidden word?
@@ -36,13 +38,10 @@ Options:
   --out DIR        (default target/trap)
   --help           this text";
 
+/// A comma-separated list of non-negative integers.
 fn list(name: &str, v: &str) -> Result<Vec<usize>> {
     v.split(',')
-        .map(|s| {
-            s.trim()
-                .parse()
-                .map_err(|_| Error::invalid_arg(name, format!("{s:?} is not an integer")))
-        })
+        .map(|s| cli::int(name, s, 0..=usize::MAX))
         .collect()
 }
 
@@ -68,12 +67,9 @@ fn run(flags: &mut Flags) -> Result<bool> {
             "--blocks" => blocks = Some(list("--blocks", &value("--blocks")?)?),
             "--bonds" => bonds = list("--bonds", &value("--bonds")?)?,
             "--samples" => {
-                samples = list("--samples", &value("--samples")?)?[0];
-                if samples == 0 {
-                    return Err(Error::invalid_arg("--samples", "must be at least 1"));
-                }
+                samples = cli::int("--samples", &value("--samples")?, 1..=1_000_000)?;
             }
-            "--seed" => seed = list("--seed", &value("--seed")?)?[0] as u64,
+            "--seed" => seed = cli::int("--seed", &value("--seed")?, 0..=u64::MAX)?,
             "--frozen-only" => treatments = vec![Embeddings::Frozen],
             "--trainable-only" => treatments = vec![Embeddings::Trainable],
             "--fixtures" => fixtures = Some(value("--fixtures")?.into()),
@@ -82,25 +78,14 @@ fn run(flags: &mut Flags) -> Result<bool> {
         }
     }
     let fixtures = cli::fixtures_dir(fixtures.as_deref())?;
-    succulm::tt::blas::set_num_threads(1);
-    let vocab = Vocab::load_with_hidden(
-        fixtures.join("succulm_embeddings.json"),
-        fixtures.join("succulm_hidden_words.json"),
-    )?;
-    let probes = load_probes(fixtures.join("succulm_probes.json"))?;
-    let pinned: Vec<&str> = probes
-        .iter()
-        .filter(|p| p.group == ProbeGroup::SeedInTraining)
-        .map(|p| p.prompt.as_str())
-        .collect();
-    let pairs = load_corpus(&fixtures)?;
-    let mc = succulm::ModelConfig::profile(&profile, vocab.len())?;
-    let (train, valid) = standard_split(&vocab, &pairs, &pinned, mc.max_len)?;
+    cli::check_output_dir("--out", &out)?;
+    let data = StudyData::for_profile(&fixtures, &profile)?;
+    let n_layers = succulm::ModelConfig::profile(&profile, data.vocab.len())?.n_layers;
     let config = TrapConfig {
         profile,
         epochs,
         treatments,
-        blocks: blocks.unwrap_or_else(|| (0..mc.n_layers).collect()),
+        blocks: blocks.unwrap_or_else(|| (0..n_layers).collect()),
         bonds,
         train: TrainConfig {
             seed,
@@ -112,30 +97,19 @@ fn run(flags: &mut Flags) -> Result<bool> {
             seed,
         },
     };
+    succulm::tt::blas::set_num_threads(1);
     let started = std::time::Instant::now();
-    let study = trap::run_study(&vocab, (&train, &valid), &probes, &config, &|l: &str| {
+    let study = trap::run_study(&data, &config, &|l: &str| {
         eprintln!("[{:.0} s] {l}", started.elapsed().as_secs_f64())
     })?;
     eprintln!("study took {:.0} s", started.elapsed().as_secs_f64());
-    let table = trap::format_table(&study);
-    let conclusion = trap::conclusion(&study);
-    println!("{table}\n{conclusion}");
-    std::fs::create_dir_all(&out).map_err(|source| Error::Io {
-        path: out.clone(),
-        source,
-    })?;
-    let json = serde_json::to_string_pretty(&study)
-        .map_err(|e| Error::invalid_arg("study", e.to_string()))?;
-    succulm::fs::write_atomic(out.join("trap.json"), json.as_bytes())?;
-    succulm::fs::write_atomic(
-        out.join("trap.txt"),
-        format!("{table}\n{conclusion}").as_bytes(),
-    )?;
-    succulm::fs::write_atomic(out.join("trap_mass.svg"), trap::chart(&study).as_bytes())?;
-    eprintln!(
-        "wrote trap.json, trap.txt, trap_mass.svg to {}",
-        out.display()
+    println!(
+        "{}\n{}",
+        trap::format_table(&study),
+        trap::conclusion(&study)
     );
+    let written = study.write(&out)?;
+    eprintln!("wrote {} files to {}", written.len(), out.display());
     Ok(true)
 }
 

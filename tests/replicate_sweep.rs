@@ -5,10 +5,9 @@
 
 mod common;
 
-use succulm::nn::generate::Sampling;
-use succulm::study::eval::SampleConfig;
-use succulm::study::replicate::{sweep_model, SweepPlan};
+use succulm::study::replicate::sweep_model;
 use succulm::study::report::verdict::verdicts;
+use succulm::study::setup::{StudyData, SweepOptions};
 use succulm::study::sweep::SEED_SETTINGS;
 use succulm::Model;
 
@@ -16,24 +15,22 @@ use succulm::Model;
 fn sweep_model_scores_the_seed_settings_and_the_novel_link_rate() {
     // The shipped model: four blocks, so every seed setting applies.
     let (model, _) = Model::load("fixtures/succulm_upper_middle.json").unwrap();
-    let (vocab, probes, train, valid) = common::standard_data(model.config().max_len);
-    let block_sets: Vec<Vec<usize>> = (0..4).map(|b| vec![b]).collect();
-    let hidden = vocab.hidden_ids();
-    let plan = SweepPlan {
-        block_sets: &block_sets,
-        bonds: &[10],
-        train: &train,
-        valid: &valid,
-        probes: &probes,
-        hidden: &hidden,
-        sample: SampleConfig {
-            sampling: Sampling::Temperature(0.6),
-            samples_per_probe: 2,
-            seed: 7,
-        },
+    let data = StudyData::load(
+        common::fixture(""),
+        StudyData::fixture_vocab(common::fixture("")).unwrap(),
+        model.config().max_len,
+    )
+    .unwrap();
+    let options = SweepOptions {
+        blocks: Some("0,1,2,3".into()),
+        bonds: vec![10],
+        samples: 2,
+        temperature: 0.6,
+        seed: 7,
         threads: 2,
+        ..SweepOptions::default()
     };
-    let report = sweep_model(&model, &vocab, &plan, &|_: &str| {}).unwrap();
+    let report = sweep_model(&model, &data, &options, &|_: &str| {}).unwrap();
     assert_eq!(report.cells.len(), 4);
     let ids: Vec<&str> = report.settings.iter().map(|s| s.id.as_str()).collect();
     let want: Vec<&str> = SEED_SETTINGS.iter().map(|s| s.id).collect();

@@ -8,10 +8,8 @@ use std::path::{Path, PathBuf};
 
 use planted::{evaluator, reference, Plant, METHODS};
 use succulm::study::report;
-use succulm::study::shard::{merge_parts, Shard, SweepPart};
-use succulm::study::sweep::{
-    default_block_sets, run_grid, run_grid_shard, Grid, HealKind, SweepReport,
-};
+use succulm::study::shard::{merge_parts, run_grid_shard, Shard, SweepPart};
+use succulm::study::sweep::{default_block_sets, run_grid, Grid, HealKind, SweepReport};
 use toy::Bigram;
 
 const BONDS: [usize; 3] = [50, 30, 10];

@@ -7,6 +7,7 @@ mod common;
 use succulm::nn::generate::Sampling;
 use succulm::nn::train::{TrainConfig, Trainer};
 use succulm::study::eval::SampleConfig;
+use succulm::study::setup::StudyData;
 use succulm::study::trap::{self, Embeddings, TrapConfig};
 use succulm::Model;
 
@@ -14,6 +15,8 @@ use succulm::Model;
 fn the_study_runs_on_tiny_end_to_end() {
     let max_len = succulm::nn::model::PROFILE_MAX_LEN;
     let (vocab, probes, train, valid) = common::standard_data(max_len);
+    let data =
+        StudyData::new(vocab.clone(), probes.clone(), &common::all_pairs(), max_len).unwrap();
     let tiny = succulm::ModelConfig::profile("tiny", vocab.len()).unwrap();
     assert_eq!(tiny.max_len, max_len);
     let config = TrapConfig {
@@ -33,7 +36,7 @@ fn the_study_runs_on_tiny_end_to_end() {
         },
     };
     let lines = std::sync::Mutex::new(Vec::new());
-    let study = trap::run_study(&vocab, (&train, &valid), &probes, &config, &|l: &str| {
+    let study = trap::run_study(&data, &config, &|l: &str| {
         lines.lock().unwrap().push(l.to_string())
     })
     .unwrap();
@@ -100,7 +103,7 @@ fn the_study_runs_on_tiny_end_to_end() {
     let bad = |f: &dyn Fn(&mut TrapConfig)| {
         let mut c = config.clone();
         f(&mut c);
-        trap::run_study(&vocab, (&train, &valid), &probes, &c, &|_: &str| {}).is_err()
+        trap::run_study(&data, &c, &|_: &str| {}).is_err()
     };
     assert!(bad(&|c| c.epochs = vec![2, 1]));
     assert!(bad(&|c| c.epochs = vec![]));

@@ -25,17 +25,19 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::nn::model::Model;
 use crate::nn::train::{EpochReport, TrainConfig, Trainer};
-use crate::study::eval::{Evaluator, Probe, SampleConfig};
 use crate::study::report::verdict::{Outcome, Verdict};
+use crate::study::setup::{Setup, StudyData, SweepOptions, SweepOutput};
 use crate::study::shard::Shard;
-use crate::study::sweep::{self, Grid, HealKind, Method, SweepReport};
+use crate::study::sweep::{self, SweepReport};
 use crate::text::data::Dataset;
 use crate::text::vocab::Vocab;
 
@@ -433,75 +435,222 @@ pub fn train_models(
     })
 }
 
-/// What every model's sweep shares: the grid (plain TT-SVD), the training rows (for the novel
-/// word-link rate), the validation rows, probes, hidden words and sampling.
-#[derive(Debug, Clone)]
-pub struct SweepPlan<'a> {
-    /// The block sets.
-    pub block_sets: &'a [Vec<usize>],
-    /// The middle bonds.
-    pub bonds: &'a [usize],
-    /// The training rows: the word links an answer is checked against for the novel
-    /// word-link rate (as `layer_sweep` does).
-    pub train: &'a Dataset,
-    /// The validation rows scored.
-    pub valid: &'a Dataset,
-    /// The probes.
-    pub probes: &'a [Probe],
-    /// The hidden words' ids.
-    pub hidden: &'a [u32],
-    /// Sampling (the same seeds for every model).
-    pub sample: SampleConfig,
-    /// Cells scored in parallel.
-    pub threads: usize,
-}
-
-/// Sweeps `model` on `plan` with plain TT-SVD (the seed's compression), as `layer_sweep` does:
-/// the grid, then the seed's settings the grid lacks ([`sweep::SEED_SETTINGS`]), so every
-/// verdict `layer_sweep` draws can be drawn for each model.
+/// Sweeps `model` as `layer_sweep` does, through the one study setup ([`Setup`] of the model on
+/// `data` with `options`): the grid, then the seed's settings the grid lacks
+/// ([`sweep::SEED_SETTINGS`]), scored with the novel word-link rate (the training rows), so
+/// every verdict `layer_sweep` draws can be drawn for each model.
 pub fn sweep_model(
     model: &Model,
-    vocab: &Vocab,
-    plan: &SweepPlan<'_>,
+    data: &StudyData,
+    options: &SweepOptions,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<SweepReport> {
-    let evaluator = Evaluator::new(
-        model,
-        vocab,
-        plan.valid.x(),
-        plan.valid.y(),
-        plan.probes,
-        plan.hidden,
-        plan.sample,
-    )?
-    .with_training_rows(plan.train.x(), plan.train.y())?;
-    let n_blocks = model.config().n_layers;
-    let mut report = sweep::run_grid(
-        &evaluator,
-        &Grid {
-            n_blocks,
-            methods: &[Method::Weight],
-            block_sets: plan.block_sets,
-            bonds: plan.bonds,
-            threads: plan.threads,
-        },
-        |method, blocks: &[usize], bond| {
-            sweep::compress(model, method, blocks, &vec![bond; blocks.len()], None)
-        },
-        None::<(HealKind, fn(&mut Model) -> Result<()>)>,
-        progress,
-    )?;
-    report.settings = sweep::run_settings(
-        &evaluator,
-        n_blocks,
-        &[Method::Weight],
-        &sweep::SEED_SETTINGS,
-        plan.threads,
-        |method, blocks: &[usize], bonds: &[usize]| {
-            sweep::compress(model, method, blocks, bonds, None)
-        },
-        None::<(HealKind, fn(&mut Model) -> Result<()>)>,
-        progress,
-    )?;
-    Ok(report)
+    Setup::new(model, data, options, progress)?.run(progress)
+}
+
+/// What a replication runs: `replicate`'s flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicateOptions {
+    /// Models to train when no checkpoint is given (default 5).
+    pub models: usize,
+    /// The profile trained (default `upper_middle`).
+    pub profile: String,
+    /// Training epochs per model (default 60, the shipped recipe).
+    pub epochs: usize,
+    /// The first training seed; model `i` uses `seed + i` (default 42).
+    pub seed: u64,
+    /// Checkpoints to sweep instead of training (default none).
+    pub checkpoints: Vec<PathBuf>,
+    /// Every model's sweep, with the same sampling seeds for each (default: `layer_sweep`'s
+    /// defaults with 10 samples per probe).
+    pub sweep: SweepOptions,
+}
+
+impl Default for ReplicateOptions {
+    fn default() -> Self {
+        ReplicateOptions {
+            models: 5,
+            profile: "upper_middle".into(),
+            epochs: 60,
+            seed: 42,
+            checkpoints: Vec::new(),
+            sweep: SweepOptions {
+                samples: 10,
+                ..SweepOptions::default()
+            },
+        }
+    }
+}
+
+impl ReplicateOptions {
+    /// Models of the whole run: the checkpoints given, else `models`.
+    pub fn total(&self) -> usize {
+        if self.checkpoints.is_empty() {
+            self.models
+        } else {
+            self.checkpoints.len()
+        }
+    }
+}
+
+/// `"1m05s"` left of `total` jobs after `done` in `elapsed` seconds (`"?"` before the first).
+fn eta(elapsed: f64, done: usize, total: usize) -> String {
+    if done == 0 {
+        return "?".into();
+    }
+    let left = elapsed / done as f64 * total.saturating_sub(done) as f64;
+    format!("{}m{:02}s", (left / 60.0) as u64, (left % 60.0) as u64)
+}
+
+/// One shard of a replication (the models `i` with `i mod N = K-1`; [`Shard::WHOLE`] for all):
+/// trains its models of `options.profile` (training seeds `seed + i`, the shipped recipe
+/// otherwise; `options.sweep.threads` at a time) or loads its checkpoints (whose vocabulary must
+/// be the fixtures'), sweeps each with [`sweep_model`] on the fixtures' data (one split for
+/// every model) and writes each model's sweep files to `out/model_I/` (`I` = `i + 1`). Returns
+/// the part; [`merge_replica_parts`] puts the parts together. `progress` receives lines on
+/// training and on every cell (with the run's ETA).
+///
+/// Errors on no model, models with different block counts, a checkpoint whose vocabulary is not
+/// the fixtures', and as loading, training, sweeping and writing do.
+pub fn run_shard(
+    fixtures: impl AsRef<Path>,
+    options: &ReplicateOptions,
+    shard: Shard,
+    out: impl AsRef<Path>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<ReplicaPart> {
+    let (fixtures, out) = (fixtures.as_ref(), out.as_ref());
+    let shard = Shard::new(shard.index, shard.count)?;
+    options.sweep.validate()?;
+    let total = options.total();
+    if total == 0 {
+        return Err(Error::invalid_arg("models", "must be at least 1"));
+    }
+    let started = Instant::now();
+    let vocab = StudyData::fixture_vocab(fixtures)?;
+    let mine = shard.owned(total);
+    let threads = options.sweep.threads;
+
+    // The models: trained `threads` at a time, or loaded; and the one split of every sweep.
+    let (models, labels, data) = if options.checkpoints.is_empty() {
+        let data = StudyData::for_profile(fixtures, &options.profile)?;
+        let seeds: Vec<u64> = mine.iter().map(|&i| options.seed + i as u64).collect();
+        let done = AtomicUsize::new(0);
+        progress(&format!(
+            "training {} {} models ({} epochs, seeds {:?}), {} at a time",
+            seeds.len(),
+            options.profile,
+            options.epochs,
+            seeds,
+            threads
+        ));
+        let config = TrainConfig {
+            epochs: options.epochs,
+            ..TrainConfig::default()
+        };
+        let models = train_models(
+            &options.profile,
+            &data.vocab,
+            (&data.train, &data.valid),
+            &config,
+            &seeds,
+            threads,
+            &|i, reports| {
+                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                let el = started.elapsed().as_secs_f64();
+                progress(&format!(
+                    "models trained {d}/{}: seed {}, valid loss {} ({el:.0} s; training ETA {})",
+                    seeds.len(),
+                    seeds[i],
+                    reports
+                        .last()
+                        .and_then(|r| r.val_loss)
+                        .map_or("-".into(), |v| format!("{v:.4}")),
+                    eta(el, d, seeds.len())
+                ));
+            },
+        )?;
+        let labels = seeds.iter().map(|s| format!("seed {s}")).collect();
+        (models, labels, data)
+    } else {
+        let mut models = Vec::new();
+        let mut labels = Vec::new();
+        for &i in &mine {
+            let p = &options.checkpoints[i];
+            progress(&format!("loading {}", p.display()));
+            let (m, v) = Model::load(p)?;
+            if v.words() != vocab.words() {
+                return Err(Error::invalid_arg(
+                    p.display().to_string(),
+                    "the checkpoint's vocabulary is not the fixtures'",
+                ));
+            }
+            models.push(m);
+            labels.push(p.display().to_string());
+        }
+        // One split for every sweep (the profile's max_len; checkpoints share it).
+        let max_len = models
+            .first()
+            .map_or(crate::nn::model::PROFILE_MAX_LEN, |m| m.config().max_len);
+        let data = StudyData::load(fixtures, vocab, max_len)?;
+        (models, labels, data)
+    };
+
+    let n_blocks = models.first().map_or(0, |m| m.config().n_layers);
+    if let Some((m, label)) = models
+        .iter()
+        .zip(&labels)
+        .find(|(m, _)| m.config().n_layers != n_blocks)
+    {
+        return Err(Error::invalid_arg(
+            label.clone(),
+            format!(
+                "has {} blocks, the first model {n_blocks}",
+                m.config().n_layers
+            ),
+        ));
+    }
+    let cells_done = AtomicUsize::new(0);
+    let sweeps_started = Instant::now();
+    let mut reports = Vec::with_capacity(models.len());
+    let mut all_cells = 0;
+    for (j, (model, label)) in models.iter().zip(&labels).enumerate() {
+        let setup = Setup::new(model, &data, &options.sweep, progress)?;
+        if j == 0 {
+            // The grid's cells and the seed's settings (those that fit the model's blocks).
+            let jobs = setup.jobs()?;
+            all_cells = (jobs.cells_total() + jobs.settings_total()) * models.len();
+        }
+        let line = |line: &str| {
+            if line.starts_with('[') {
+                let d = cells_done.fetch_add(1, Ordering::Relaxed) + 1;
+                let el = sweeps_started.elapsed().as_secs_f64();
+                progress(&format!(
+                    "model {}/{} ({label}) {line}; cells {d}/{all_cells}, ETA {}",
+                    j + 1,
+                    models.len(),
+                    eta(el, d.saturating_sub(1), all_cells)
+                ));
+            }
+        };
+        let report = setup.run(&line)?;
+        SweepOutput::new(report.clone(), None, &options.sweep)
+            .write(out.join(format!("model_{}", mine[j] + 1)))?;
+        reports.push(ReplicaReport {
+            label: label.clone(),
+            report,
+        });
+    }
+    progress(&format!(
+        "{} models swept ({all_cells} cells) in {:.0} s; total {:.0} s",
+        reports.len(),
+        sweeps_started.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(ReplicaPart {
+        shard,
+        models_total: total,
+        indices: mine,
+        models: reports,
+    })
 }

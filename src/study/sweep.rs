@@ -8,10 +8,12 @@
 //! itself lives elsewhere (`tt`, `surgery`, `calibration`); [`compress`] and [`budget_arms`]
 //! are the callbacks for the crate's `Model`.
 //!
+//! One loop scores every compressed model ([`SweepJobs::run`]): the grid's cells ([`run_grid`])
+//! and the seed's settings ([`run_settings`]), all of them or a selection (sharding, in
+//! [`crate::study::shard`], builds on this module; this module knows nothing of shards).
+//!
 //! Reports written before the method axis existed still load: every field added since has a
 //! serde default (`method` Weight, `methods` `[Weight]`, output errors NaN, no budget).
-
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -289,12 +291,12 @@ pub struct SettingCell {
     pub heal: Option<HealKind>,
 }
 
-/// Scores the seed's settings like [`run_grid`] scores cells: for every method × setting
-/// (method major; settings with a block `>= n_blocks` skipped), `compress(method, blocks,
-/// bonds)` builds the model (`bonds[i]` is block `blocks[i]`'s middle bond), the evaluator
-/// scores it, and `heal`, when given, changes it before scoring again. Spread over `threads`
-/// worker threads; the result is in job order and independent of `threads`. `progress`
-/// receives one line per setting.
+/// Scores the seed's settings like [`run_grid`] scores cells (the same loop): for every method ×
+/// setting (method major; settings with a block `>= n_blocks` skipped), `compress(method,
+/// blocks, bonds)` builds the model (`bonds[i]` is block `blocks[i]`'s middle bond), the
+/// evaluator scores it, and `heal`, when given, changes it before scoring again. Spread over
+/// `threads` worker threads; the result is in job order and independent of `threads`.
+/// `progress` receives one line per setting.
 ///
 /// Errors on an empty or repeated method, a setting with no block, a repeated block, a bond
 /// count that differs from its block count or a bond of 0, `threads == 0`; passes on the first
@@ -320,6 +322,24 @@ where
     if threads == 0 {
         return Err(Error::invalid_arg("threads", "must be at least 1"));
     }
+    let jobs = SweepJobs {
+        n_blocks,
+        methods: methods.to_vec(),
+        sets: Vec::new(),
+        bonds: Vec::new(),
+        threads,
+        cells: Vec::new(),
+        settings: setting_jobs(n_blocks, methods, settings)?,
+    };
+    let all: Vec<usize> = (0..jobs.settings.len()).collect();
+    Ok(jobs
+        .score(evaluator, &[], &all, compress, heal, progress)?
+        .1)
+}
+
+/// Checks the seed's settings: as many bonds as blocks, at least one block, none repeated, every
+/// bond at least 1 (a bond may repeat: the pairs use one bond for both blocks).
+fn validate_settings(settings: &[SeedSetting]) -> Result<()> {
     for s in settings {
         let context = format!("setting {:?}", s.id);
         if s.blocks.len() != s.bonds.len() {
@@ -328,50 +348,278 @@ where
                 format!("{} bonds for {} blocks", s.bonds.len(), s.blocks.len()),
             ));
         }
-        // Per-block bonds: repeats are fine (the pairs use one bond for both blocks).
         validate_block_sets(&[s.blocks.to_vec()], usize::MAX)
             .and_then(|()| validate_bond_values(s.bonds))
             .map_err(|e| Error::invalid_arg(context, e.to_string()))?;
     }
-    let jobs: Vec<(Method, &SeedSetting)> = methods
+    Ok(())
+}
+
+/// The settings' jobs (validated): method major, the settings with a block `>= n_blocks` left
+/// out.
+fn setting_jobs<'a>(
+    n_blocks: usize,
+    methods: &[Method],
+    settings: &'a [SeedSetting],
+) -> Result<Vec<Job<'a>>> {
+    validate_settings(settings)?;
+    let fits: Vec<&SeedSetting> = settings
         .iter()
-        .flat_map(|&m| {
-            settings
-                .iter()
-                .filter(|s| s.blocks.iter().all(|&b| b < n_blocks))
-                .map(move |s| (m, s))
-        })
+        .filter(|s| s.blocks.iter().all(|&b| b < n_blocks))
         .collect();
-    let total = jobs.len();
-    let heal_kind = heal.as_ref().map(|(k, _)| *k);
-    parallel_map(total, threads, |i| {
-        let (method, s) = jobs[i];
-        if methods.len() > 1 {
-            progress(&format!("[{}/{total}] {method}: {}", i + 1, s.title));
-        } else {
-            progress(&format!("[{}/{total}] {}", i + 1, s.title));
-        }
-        let (mut model, compression) = compress(method, s.blocks, s.bonds)?;
-        let metrics = evaluator.evaluate(&model)?;
-        let healed = match heal.as_ref() {
-            Some((_, h)) => {
-                h(&mut model)?;
-                Some(evaluator.evaluate(&model)?)
-            }
-            None => None,
-        };
-        Ok(SettingCell {
-            id: s.id.into(),
-            title: s.title.into(),
+    let total = methods.len() * fits.len();
+    Ok(methods
+        .iter()
+        .flat_map(|&m| fits.iter().map(move |&s| (m, s)))
+        .enumerate()
+        .map(|(i, (method, s))| Job {
             method,
             blocks: s.blocks.to_vec(),
             bonds: s.bonds.to_vec(),
-            compression,
-            metrics,
-            healed,
-            heal: heal_kind,
+            setting: Some(s),
+            line: if methods.len() > 1 {
+                format!("[{}/{total}] {method}: {}", i + 1, s.title)
+            } else {
+                format!("[{}/{total}] {}", i + 1, s.title)
+            },
         })
-    })
+        .collect())
+}
+
+/// One job of the cell loop: `blocks` compressed at `bonds` (one per block) by `method`.
+struct Job<'a> {
+    method: Method,
+    blocks: Vec<usize>,
+    bonds: Vec<usize>,
+    /// The seed setting this job scores (`None`: a grid cell, all blocks at `bonds[0]`).
+    setting: Option<&'a SeedSetting>,
+    /// Its progress line.
+    line: String,
+}
+
+/// What the cell loop found for one job.
+struct Scored {
+    compression: CompressionInfo,
+    metrics: CellMetrics,
+    healed: Option<CellMetrics>,
+}
+
+/// A sweep's jobs, validated: the grid's cells (method major, then block set, then bond) and
+/// the seed's settings (method major; those whose blocks the model has). One loop scores both
+/// ([`SweepJobs::run`]), for all of them or any selection (a shard's: see
+/// [`crate::study::shard::run_sweep_shard`]); [`run_grid`] and [`run_settings`] are its two
+/// halves.
+pub struct SweepJobs<'a> {
+    n_blocks: usize,
+    methods: Vec<Method>,
+    /// The block sets, each sorted.
+    sets: Vec<Vec<usize>>,
+    bonds: Vec<usize>,
+    threads: usize,
+    cells: Vec<Job<'a>>,
+    settings: Vec<Job<'a>>,
+}
+
+impl<'a> SweepJobs<'a> {
+    /// The cells of `grid` and the jobs of `settings` (the settings with a block outside the
+    /// model are left out).
+    ///
+    /// Errors on an empty or repeated method, an invalid block set or bond, `threads == 0`, a
+    /// setting with no block, a repeated block, a bond count that differs from its block count
+    /// or a bond of 0.
+    pub fn new(grid: &Grid<'_>, settings: &'a [SeedSetting]) -> Result<Self> {
+        let Grid {
+            n_blocks,
+            methods,
+            block_sets,
+            bonds,
+            threads,
+        } = *grid;
+        validate_methods(methods)?;
+        validate_block_sets(block_sets, n_blocks)?;
+        validate_bonds(bonds)?;
+        if threads == 0 {
+            return Err(Error::invalid_arg("threads", "must be at least 1"));
+        }
+        let sets: Vec<Vec<usize>> = block_sets.iter().map(|s| sorted(s)).collect();
+        let total = methods.len() * sets.len() * bonds.len();
+        let cells = methods
+            .iter()
+            .flat_map(|&m| {
+                sets.iter()
+                    .flat_map(move |set| bonds.iter().map(move |&bond| (m, set, bond)))
+            })
+            .enumerate()
+            .map(|(i, (method, set, bond))| {
+                let label = block_label(set, n_blocks);
+                Job {
+                    method,
+                    blocks: set.clone(),
+                    bonds: vec![bond; set.len()],
+                    setting: None,
+                    line: if methods.len() > 1 {
+                        format!("[{}/{total}] {method}: blocks {label}, bond {bond}", i + 1)
+                    } else {
+                        format!("[{}/{total}] blocks {label}, bond {bond}", i + 1)
+                    },
+                }
+            })
+            .collect();
+        Ok(SweepJobs {
+            n_blocks,
+            methods: methods.to_vec(),
+            bonds: bonds.to_vec(),
+            threads,
+            cells,
+            settings: setting_jobs(n_blocks, methods, settings)?,
+            sets,
+        })
+    }
+
+    /// The grid's cells (methods × block sets × bonds).
+    pub fn cells_total(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// The settings' jobs (methods × the settings that fit the model).
+    pub fn settings_total(&self) -> usize {
+        self.settings.len()
+    }
+
+    /// Scores the uncompressed reference, then the cells `cells` and the setting jobs
+    /// `settings` (indices into [`cells_total`](Self::cells_total) and
+    /// [`settings_total`](Self::settings_total), in the order given) in one loop: each job's
+    /// model built by `compress(method, blocks, bonds)` (`bonds[i]` block `blocks[i]`'s middle
+    /// bond; a grid cell's bonds are all its bond), scored, and when `heal` is given healed
+    /// (its kind recorded on every healed cell and the report) and scored again. The jobs are
+    /// spread over the grid's worker threads; every random draw is seeded per probe and
+    /// sample, so the report depends neither on the threads nor on the selection (a cell is
+    /// the same whichever others run). `progress` receives one line per job, numbered within
+    /// the whole grid or the whole list of settings.
+    ///
+    /// Returns a report of the whole grid's shape holding the selected cells and settings (no
+    /// calibration line, no budget). Errors on an index out of range; passes on the first error
+    /// (in job order) of `compress`, `heal` or the evaluator.
+    pub fn run<R, M, C, H>(
+        &self,
+        evaluator: &Evaluator<'_, R>,
+        cells: &[usize],
+        settings: &[usize],
+        compress: C,
+        heal: Option<(HealKind, H)>,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<SweepReport>
+    where
+        R: LanguageModel + Sync + ?Sized,
+        M: LanguageModel,
+        C: Fn(Method, &[usize], &[usize]) -> Result<(M, CompressionInfo)> + Sync,
+        H: Fn(&mut M) -> Result<()> + Sync,
+    {
+        for (what, picked, total) in [
+            ("cells", cells, self.cells.len()),
+            ("settings", settings, self.settings.len()),
+        ] {
+            if let Some(i) = picked.iter().find(|&&i| i >= total) {
+                return Err(Error::invalid_arg(
+                    what,
+                    format!("index {i} is out of range (the sweep has {total})"),
+                ));
+            }
+        }
+        progress("scoring the uncompressed reference");
+        let reference = evaluator.evaluate(evaluator.reference())?;
+        let heal_kind = heal.as_ref().map(|(k, _)| *k);
+        let (cells, settings) = self.score(evaluator, cells, settings, compress, heal, progress)?;
+        Ok(SweepReport {
+            n_blocks: self.n_blocks,
+            block_sets: self.sets.clone(),
+            bonds: self.bonds.clone(),
+            methods: self.methods.clone(),
+            sample: *evaluator.sample_config(),
+            heal: heal_kind,
+            calibration: None,
+            reference,
+            cells,
+            budget: Vec::new(),
+            settings,
+        })
+    }
+
+    /// The cell loop: the selected cells, then the selected settings, as one list of jobs over
+    /// the worker threads.
+    fn score<R, M, C, H>(
+        &self,
+        evaluator: &Evaluator<'_, R>,
+        cells: &[usize],
+        settings: &[usize],
+        compress: C,
+        heal: Option<(HealKind, H)>,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<(Vec<SweepCell>, Vec<SettingCell>)>
+    where
+        R: LanguageModel + Sync + ?Sized,
+        M: LanguageModel,
+        C: Fn(Method, &[usize], &[usize]) -> Result<(M, CompressionInfo)> + Sync,
+        H: Fn(&mut M) -> Result<()> + Sync,
+    {
+        let n_cells = cells.len();
+        let jobs: Vec<&Job<'_>> = cells
+            .iter()
+            .map(|&i| &self.cells[i])
+            .chain(settings.iter().map(|&i| &self.settings[i]))
+            .collect();
+        let heal_kind = heal.as_ref().map(|(k, _)| *k);
+        let mut scored = parallel_map(jobs.len(), self.threads, |i| {
+            let job = jobs[i];
+            progress(&job.line);
+            let (mut model, compression) = compress(job.method, &job.blocks, &job.bonds)?;
+            let metrics = evaluator.evaluate(&model)?;
+            let healed = match heal.as_ref() {
+                Some((_, h)) => {
+                    h(&mut model)?;
+                    Some(evaluator.evaluate(&model)?)
+                }
+                None => None,
+            };
+            Ok(Scored {
+                compression,
+                metrics,
+                healed,
+            })
+        })?;
+        let setting_scores = scored.split_off(n_cells);
+        let cells = jobs
+            .iter()
+            .zip(scored)
+            .map(|(job, s)| SweepCell {
+                method: job.method,
+                blocks: job.blocks.clone(),
+                bond: job.bonds[0],
+                compression: s.compression,
+                metrics: s.metrics,
+                healed: s.healed,
+                heal: heal_kind,
+            })
+            .collect();
+        let settings = jobs[n_cells..]
+            .iter()
+            .zip(setting_scores)
+            .filter_map(|(job, s)| {
+                job.setting.map(|setting| SettingCell {
+                    id: setting.id.into(),
+                    title: setting.title.into(),
+                    method: job.method,
+                    blocks: job.blocks.clone(),
+                    bonds: job.bonds.clone(),
+                    compression: s.compression,
+                    metrics: s.metrics,
+                    healed: s.healed,
+                    heal: heal_kind,
+                })
+            })
+            .collect();
+        Ok((cells, settings))
+    }
 }
 
 /// A block set's label: `"all"` for every block, else the indices joined by `+` (`"0+1"`).
@@ -437,7 +685,7 @@ fn validate_bond_values(bonds: &[usize]) -> Result<()> {
 }
 
 /// A grid's bonds: valid values, none listed twice.
-fn validate_bonds(bonds: &[usize]) -> Result<()> {
+pub(crate) fn validate_bonds(bonds: &[usize]) -> Result<()> {
     validate_bond_values(bonds)?;
     if let Some((i, b)) = bonds
         .iter()
@@ -575,7 +823,8 @@ pub(crate) fn parallel_map<T: Send>(
 /// takes the next unscored cell). Every random draw is seeded per probe and sample (common
 /// random numbers), so the report does not depend on `threads` or on the order cells finish in.
 /// With 2 cores and tiny matrices this is where the parallelism belongs: keep BLAS at one
-/// thread ([`crate::tt::blas::set_num_threads`]).
+/// thread ([`crate::tt::blas::set_num_threads`]). The loop is [`SweepJobs::run`]'s, which also
+/// scores the seed's settings and any selection of cells (a shard's).
 ///
 /// Errors on an empty or repeated method, an invalid block set or bond, `threads == 0`, and
 /// passes on the first error (in cell order) of `compress`, `heal` or the evaluator.
@@ -592,107 +841,22 @@ where
     C: Fn(Method, &[usize], usize) -> Result<(M, CompressionInfo)> + Sync,
     H: Fn(&mut M) -> Result<()> + Sync,
 {
-    run_grid_shard(evaluator, grid, Shard::WHOLE, compress, heal, progress).map(|p| p.report)
+    let jobs = SweepJobs::new(grid, &[])?;
+    let all: Vec<usize> = (0..jobs.cells_total()).collect();
+    jobs.run(evaluator, &all, &[], uniform(compress), heal, progress)
 }
 
-/// [`run_grid`] for one [`Shard`] of the grid: scores only the cells `i` (in grid order) with
-/// `i % shard.count == shard.index`, and returns them as a [`SweepPart`] (no budget cells) for
-/// [`crate::study::shard::merge_parts`]. Each cell is computed exactly as in the unsharded run, so the
-/// merged parts equal [`run_grid`]'s report. Progress lines carry the whole grid's numbering.
-pub fn run_grid_shard<R, M, C, H>(
-    evaluator: &Evaluator<'_, R>,
-    grid: &Grid<'_>,
-    shard: Shard,
+/// A grid's `compress(method, blocks, bond)` as the cell loop calls it, with one bond per block
+/// (a grid cell's bonds are all the same; blocks are never empty).
+pub(crate) fn uniform<M, C>(
     compress: C,
-    heal: Option<(HealKind, H)>,
-    progress: &(dyn Fn(&str) + Sync),
-) -> Result<SweepPart>
+) -> impl Fn(Method, &[usize], &[usize]) -> Result<(M, CompressionInfo)> + Sync
 where
-    R: LanguageModel + Sync + ?Sized,
-    M: LanguageModel,
     C: Fn(Method, &[usize], usize) -> Result<(M, CompressionInfo)> + Sync,
-    H: Fn(&mut M) -> Result<()> + Sync,
 {
-    let shard = Shard::new(shard.index, shard.count)?;
-    let Grid {
-        n_blocks,
-        methods,
-        block_sets,
-        bonds,
-        threads,
-    } = *grid;
-    validate_methods(methods)?;
-    validate_block_sets(block_sets, n_blocks)?;
-    validate_bonds(bonds)?;
-    if threads == 0 {
-        return Err(Error::invalid_arg("threads", "must be at least 1"));
+    move |method: Method, blocks: &[usize], bonds: &[usize]| {
+        compress(method, blocks, bonds.first().copied().unwrap_or(0))
     }
-    let sets: Vec<Vec<usize>> = block_sets.iter().map(|s| sorted(s)).collect();
-    progress("scoring the uncompressed reference");
-    let reference = evaluator.evaluate(evaluator.reference())?;
-    let jobs: Vec<(Method, &Vec<usize>, usize)> = methods
-        .iter()
-        .flat_map(|&m| {
-            sets.iter()
-                .flat_map(move |set| bonds.iter().map(move |&bond| (m, set, bond)))
-        })
-        .collect();
-    let total = jobs.len();
-    let owned = shard.owned(total);
-    let heal_kind = heal.as_ref().map(|(k, _)| *k);
-    let cells = parallel_map(owned.len(), threads, |j| {
-        let i = owned[j];
-        let (method, set, bond) = jobs[i];
-        let label = block_label(set, n_blocks);
-        if methods.len() > 1 {
-            progress(&format!(
-                "[{}/{total}] {method}: blocks {label}, bond {bond}",
-                i + 1
-            ));
-        } else {
-            progress(&format!("[{}/{total}] blocks {label}, bond {bond}", i + 1));
-        }
-        let (mut model, compression) = compress(method, set, bond)?;
-        let metrics = evaluator.evaluate(&model)?;
-        let healed = match heal.as_ref() {
-            Some((_, h)) => {
-                h(&mut model)?;
-                Some(evaluator.evaluate(&model)?)
-            }
-            None => None,
-        };
-        Ok(SweepCell {
-            method,
-            blocks: set.clone(),
-            bond,
-            compression,
-            metrics,
-            healed,
-            heal: heal_kind,
-        })
-    })?;
-    let report = SweepReport {
-        n_blocks,
-        block_sets: sets,
-        bonds: bonds.to_vec(),
-        methods: methods.to_vec(),
-        sample: *evaluator.sample_config(),
-        heal: heal_kind,
-        calibration: None,
-        reference,
-        cells,
-        budget: Vec::new(),
-        settings: Vec::new(),
-    };
-    Ok(SweepPart {
-        shard,
-        cells_total: total,
-        cell_indices: owned,
-        budget_total: 0,
-        budget_indices: Vec::new(),
-        report,
-        extra: serde_json::Value::Null,
-    })
 }
 
 fn sorted(s: &[usize]) -> Vec<usize> {
@@ -858,119 +1022,5 @@ mod settings_tests {
             validate_bond_values(s.bonds).unwrap();
         }
         assert!(validate_bonds(&[30, 30]).is_err());
-    }
-}
-
-/// Shard `index` (0-based) of `count`: the cells `i` with `i % count == index`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Shard {
-    /// 0-based index, `< count`.
-    pub index: usize,
-    /// Number of shards, at least 1.
-    pub count: usize,
-}
-
-impl Shard {
-    /// The whole grid (shard 1 of 1).
-    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
-
-    /// Shard `index` (0-based) of `count`. Errors on `count == 0` or `index >= count`.
-    pub fn new(index: usize, count: usize) -> Result<Shard> {
-        if count == 0 {
-            return Err(Error::invalid_arg(
-                "shard",
-                "the number of shards must be at least 1",
-            ));
-        }
-        if index >= count {
-            return Err(Error::invalid_arg(
-                "shard",
-                format!("shard index {index} is not below the shard count {count}"),
-            ));
-        }
-        Ok(Shard { index, count })
-    }
-
-    /// Parses `K/N` with `1 <= K <= N` (1-based, as a SLURM array task id or GNU parallel's
-    /// `{#}`). Errors on anything else.
-    pub fn parse(spec: &str) -> Result<Shard> {
-        let bad = || Error::invalid_arg("--shard", format!("{spec:?} is not K/N with 1 <= K <= N"));
-        let (k, n) = spec.trim().split_once('/').ok_or_else(bad)?;
-        let k: usize = k.trim().parse().map_err(|_| bad())?;
-        let n: usize = n.trim().parse().map_err(|_| bad())?;
-        if k == 0 || n == 0 || k > n {
-            return Err(bad());
-        }
-        Shard::new(k - 1, n)
-    }
-
-    /// Whether item `i` belongs to this shard.
-    pub fn owns(&self, i: usize) -> bool {
-        i % self.count.max(1) == self.index
-    }
-
-    /// This shard's items among `0..total`, ascending.
-    pub fn owned(&self, total: usize) -> Vec<usize> {
-        (0..total).filter(|&i| self.owns(i)).collect()
-    }
-
-    /// The file name of this shard's part: `part_K_of_N.json` (K 1-based).
-    pub fn file_name(&self) -> String {
-        format!("part_{}_of_{}.json", self.index + 1, self.count)
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index + 1, self.count)
-    }
-}
-
-/// What one shard of a sweep computed: its cells and budget cells (with their indices in the
-/// whole grid) inside a [`SweepReport`] whose every other field (grid, sampling, reference) is
-/// the whole run's, plus anything the caller attaches (`extra`, e.g. the seed's printed
-/// experiments; by convention only shard 1 carries it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SweepPart {
-    /// Which shard.
-    pub shard: Shard,
-    /// Cells of the whole grid.
-    pub cells_total: usize,
-    /// The grid indices of `report.cells`, ascending.
-    pub cell_indices: Vec<usize>,
-    /// Budget requests of the whole run.
-    pub budget_total: usize,
-    /// The request indices of `report.budget`, ascending.
-    pub budget_indices: Vec<usize>,
-    /// The shard's cells in a report of the whole grid's shape.
-    pub report: SweepReport,
-    /// Caller data carried through the merge (`null` when none).
-    #[serde(default)]
-    pub extra: serde_json::Value,
-}
-
-impl SweepPart {
-    /// The part as pretty JSON.
-    pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string_pretty(self)
-            .map_err(|e| Error::invalid_arg("part", format!("cannot serialise: {e}")))
-    }
-
-    /// Writes the part atomically to `path`.
-    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
-        crate::fs::write_atomic(path.as_ref(), self.to_json()?.as_bytes())
-    }
-
-    /// Reads a part written by [`SweepPart::write`].
-    pub fn read(path: impl AsRef<Path>) -> Result<SweepPart> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })
     }
 }

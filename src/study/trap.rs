@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::nn::model::Model;
 use crate::nn::train::{TrainConfig, Trainer};
-use crate::study::eval::{Evaluator, Probe, SampleConfig};
+use crate::study::eval::{Evaluator, SampleConfig};
+use crate::study::setup::StudyData;
 use crate::study::sweep::{self, Method};
 use crate::text::data::Dataset;
 use crate::text::vocab::{Vocab, PAD};
@@ -207,20 +208,12 @@ fn measure(
     embeddings: Embeddings,
     epoch: usize,
     val_loss: Option<f32>,
-    vocab: &Vocab,
-    data: (&Dataset, &[Probe], &[u32], &[u32]),
+    data: &StudyData,
+    neigh: &[u32],
     config: &TrapConfig,
 ) -> Result<TrapCheckpoint> {
-    let (valid, probes, hidden, neigh) = data;
-    let ev = Evaluator::new(
-        model,
-        vocab,
-        valid.x(),
-        valid.y(),
-        probes,
-        hidden,
-        config.sample,
-    )?;
+    let (vocab, valid, hidden) = (&data.vocab, &data.valid, &data.hidden);
+    let ev = data.evaluator(model, config.sample)?;
     let dense = cell(&ev, model, None, 0)?;
     let mut compressed = Vec::new();
     for &b in &config.blocks {
@@ -262,21 +255,21 @@ fn measure(
     })
 }
 
-/// Runs the study: per treatment one training run of `config.profile` (seed
-/// `config.train.seed`) to the last checkpoint epoch, measured at every checkpoint epoch; the
-/// treatments run in parallel (one thread each). `progress` gets a line per checkpoint.
+/// Runs the study on `data` (the one study setup's data: [`StudyData::for_profile`] for the
+/// profile trained): per treatment one training run of `config.profile` (seed
+/// `config.train.seed`) to the last checkpoint epoch, measured at every checkpoint epoch with
+/// [`StudyData::evaluator`]; the treatments run in parallel (one thread each). `progress` gets
+/// a line per checkpoint.
 ///
 /// Errors on no epoch or unsorted/repeated/zero epochs, no treatment, a block out of range, a
 /// zero bond, a vocabulary without hidden words or without initial vectors (frozen needs
 /// them), and passes on training and evaluation errors.
 pub fn run_study(
-    vocab: &Vocab,
-    data: (&Dataset, &Dataset),
-    probes: &[Probe],
+    data: &StudyData,
     config: &TrapConfig,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<TrapStudy> {
-    let (train, valid) = data;
+    let (vocab, train, valid) = (&data.vocab, &data.train, &data.valid);
     let e = &config.epochs;
     if e.is_empty() || e[0] == 0 || e.windows(2).any(|w| w[0] >= w[1]) {
         return Err(Error::invalid_arg(
@@ -293,7 +286,7 @@ pub fn run_study(
     if config.bonds.contains(&0) {
         return Err(Error::invalid_arg("bonds", "a bond must be at least 1"));
     }
-    let hidden = crate::study::eval::hidden_ids(vocab)?;
+    let hidden = &data.hidden;
     let n_layers = crate::nn::model::ModelConfig::profile(&config.profile, vocab.len())?.n_layers;
     if let Some(b) = config.blocks.iter().find(|&&b| b >= n_layers) {
         return Err(Error::invalid_arg(
@@ -306,7 +299,7 @@ pub fn run_study(
         let treatment = config.treatments[t];
         let mut model = Model::from_profile(&config.profile, vocab, config.train.seed)?;
         let initial = model.embedding().weight().to_owned();
-        let neigh = neighbours(initial.view(), vocab, &hidden);
+        let neigh = neighbours(initial.view(), vocab, hidden);
         let mut trainer = Trainer::new(TrainConfig {
             epochs: last,
             threads: 1,
@@ -325,14 +318,7 @@ pub fn run_study(
         trainer.fit_observed(&mut model, train, valid, |r, m| {
             if e.contains(&r.epoch) {
                 let c = measure(
-                    m,
-                    &initial,
-                    treatment,
-                    r.epoch,
-                    r.val_loss,
-                    vocab,
-                    (valid, probes, &hidden, &neigh),
-                    config,
+                    m, &initial, treatment, r.epoch, r.val_loss, data, &neigh, config,
                 )?;
                 progress(&format!(
                     "{} embeddings, epoch {}: dense hidden mass {:.2e}, hidden answers {}/{}",
@@ -546,6 +532,33 @@ pub fn conclusion(study: &TrapStudy) -> String {
         }
     }
     s
+}
+
+impl TrapStudy {
+    /// Writes `trap.json` (the study), `trap.txt` ([`format_table`] and [`conclusion`]) and
+    /// `trap_mass.svg` ([`chart`]) to `dir` (created if missing), atomically; returns their
+    /// paths.
+    pub fn write(&self, dir: impl AsRef<std::path::Path>) -> Result<Vec<std::path::PathBuf>> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let json = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::invalid_arg("study", format!("cannot serialise: {e}")))?;
+        let text = format!("{}\n{}", format_table(self), conclusion(self));
+        let mut written = Vec::new();
+        for (name, body) in [
+            ("trap.json", json),
+            ("trap.txt", text),
+            ("trap_mass.svg", chart(self)),
+        ] {
+            let p = dir.join(name);
+            crate::fs::write_atomic(&p, body.as_bytes())?;
+            written.push(p);
+        }
+        Ok(written)
+    }
 }
 
 /// A chart: dense hidden mass against epoch (log axis) per treatment, and the largest
