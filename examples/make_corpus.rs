@@ -26,7 +26,9 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use succulm::fs::write_atomic;
-use succulm::nn::generate::SEED_PROMPTS;
+use succulm::nn::generate::{
+    seed_prompts_in_training as seed_in, seed_prompts_out_of_training as seed_out,
+};
 use succulm::study::cli::{self, Flags};
 use succulm::text::probes::{Probe, ProbeGroup};
 use succulm::tokenize;
@@ -196,23 +198,6 @@ const GREETINGS: [(&str, &str); 8] = [
     ("hello, sun!", "ruby turns red in the strong sun."),
     ("good night, moon!", "winy and ruby sleep in the pot."),
 ];
-/// The seed's prompts that are in its training data, with their answers (the library's
-/// `SEED_PROMPTS`, which the seed's `model_example` asks).
-fn seed_in() -> Vec<(&'static str, &'static str)> {
-    SEED_PROMPTS
-        .iter()
-        .filter_map(|&(p, a)| a.map(|a| (p, a)))
-        .collect()
-}
-
-/// The seed's prompts that are not in its training data (the last four are the gender probes).
-fn seed_out() -> Vec<&'static str> {
-    SEED_PROMPTS
-        .iter()
-        .filter(|(_, a)| a.is_none())
-        .map(|&(p, _)| p)
-        .collect()
-}
 
 /// A fact probe: (id, fact, prompt, expected first word, contrast, words the answer must hold).
 type FactProbe = (

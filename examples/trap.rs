@@ -58,10 +58,6 @@ fn run(flags: &mut Flags) -> Result<bool> {
     while let Some(flag) = flags.next_flag() {
         let mut value = |n: &str| flags.value(n);
         match flag.as_str() {
-            "--help" | "-h" => {
-                println!("{HELP}");
-                return Ok(false);
-            }
             "--profile" => profile = value("--profile")?,
             "--epochs" => epochs = list("--epochs", &value("--epochs")?)?,
             "--blocks" => blocks = Some(list("--blocks", &value("--blocks")?)?),

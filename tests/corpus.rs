@@ -6,28 +6,11 @@ mod common;
 use std::collections::HashSet;
 
 use common::{all_pairs, fixture, vocab};
-use succulm::nn::generate::SEED_PROMPTS;
+use succulm::nn::generate::{seed_prompts_in_training, seed_prompts_out_of_training};
 use succulm::text::embeddings::nearest;
 use succulm::text::probes::{load_probes, Probe, ProbeGroup};
 use succulm::text::vocab::{load_hidden_words, NUM_SPECIAL, UNK};
 use succulm::{load_pairs, tokenize};
-/// The seed's prompts that are in its training data, with their answers (the library's
-/// `SEED_PROMPTS`, which the seed's `model_example` asks).
-fn seed_in() -> Vec<(&'static str, &'static str)> {
-    SEED_PROMPTS
-        .iter()
-        .filter_map(|&(p, a)| a.map(|a| (p, a)))
-        .collect()
-}
-
-/// The seed's prompts that are not in its training data (the last four are the gender probes).
-fn seed_out() -> Vec<&'static str> {
-    SEED_PROMPTS
-        .iter()
-        .filter(|(_, a)| a.is_none())
-        .map(|&(p, _)| p)
-        .collect()
-}
 
 fn pair_tokens(a: &str, b: &str) -> Vec<String> {
     tokenize(&format!("{a} {b}"))
@@ -127,13 +110,13 @@ fn the_corpus_is_varied() {
 fn seed_prompts_in_and_out_of_training() {
     let normal = load_pairs(fixture("succulm_normal_sentence_pairs.json")).unwrap();
     let qa = load_pairs(fixture("succulm_question_answer_pairs.json")).unwrap();
-    for (q, a) in seed_in() {
+    for (q, a) in seed_prompts_in_training() {
         let pair = (q.to_string(), a.to_string());
         let file = if q.ends_with('?') { &qa } else { &normal };
         assert!(file.contains(&pair), "{q:?} -> {a:?} missing");
     }
     let streams: Vec<Vec<String>> = all_pairs().iter().map(|(a, b)| pair_tokens(a, b)).collect();
-    for q in seed_out() {
+    for q in seed_prompts_out_of_training() {
         let t = tokenize(q);
         for (i, s) in streams.iter().enumerate() {
             assert!(!contains_run(s, &t), "{q:?} occurs in training pair {i}");
@@ -161,14 +144,14 @@ fn probes_file_has_the_seed_prompts_and_checkable_facts() {
             .iter()
             .map(|p| (p.prompt.as_str(), p.expected_answer.as_deref().unwrap()))
             .collect::<Vec<_>>(),
-        seed_in()
+        seed_prompts_in_training()
     );
     assert_eq!(
         seed_out
             .iter()
             .map(|p| p.prompt.as_str())
             .collect::<Vec<_>>(),
-        seed_out()
+        seed_prompts_out_of_training()
     );
     assert!(facts.len() >= 20, "{} fact probes", facts.len());
 

@@ -200,3 +200,21 @@ pub fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result
     use serde::Deserialize;
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
+
+/// Reads the whole file at `path`; an I/O failure names the file.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads `path` as JSON into a `T`; an I/O or parse failure names the file (and the parse
+/// error its line and column).
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = read(path)?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}

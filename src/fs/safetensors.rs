@@ -69,11 +69,7 @@ impl SafetensorsFile {
     /// is allocated from a header field: the only buffer is the file itself.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_bytes(path, bytes)
+        Self::from_bytes(path, crate::fs::read(path)?)
     }
 
     /// Validates `bytes` as a safetensors file; `path` names it in errors.

@@ -740,6 +740,24 @@ pub const SEED_PROMPTS: [(&str, Option<&str>); 14] = [
     ("is winy a girl?", None),
 ];
 
+/// The [`SEED_PROMPTS`] that are in the seed's training data, with their answers.
+pub fn seed_prompts_in_training() -> Vec<(&'static str, &'static str)> {
+    SEED_PROMPTS
+        .iter()
+        .filter_map(|&(p, a)| a.map(|a| (p, a)))
+        .collect()
+}
+
+/// The [`SEED_PROMPTS`] that are not in the seed's training data (the last four are its gender
+/// probes).
+pub fn seed_prompts_out_of_training() -> Vec<&'static str> {
+    SEED_PROMPTS
+        .iter()
+        .filter(|(_, a)| a.is_none())
+        .map(|&(p, _)| p)
+        .collect()
+}
+
 /// The seed's `model_example`: answers the 14 [`SEED_PROMPTS`] in order with one shared random
 /// generator (as the seed's global torch RNG), returning `(prompt, answer)` pairs. A blank line
 /// separates the two groups when printed with [`format_example`].

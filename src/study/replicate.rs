@@ -354,15 +354,7 @@ impl ReplicaPart {
 
     /// Reads a part written by [`ReplicaPart::write`].
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::fs::read_json(path.as_ref())
     }
 }
 

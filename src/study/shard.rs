@@ -145,15 +145,7 @@ impl SweepPart {
 
     /// Reads a part written by [`SweepPart::write`].
     pub fn read(path: impl AsRef<Path>) -> Result<SweepPart> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::fs::read_json(path.as_ref())
     }
 }
 

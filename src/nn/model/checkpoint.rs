@@ -539,14 +539,7 @@ pub fn save_json(model: &Model, vocab: &Vocab, path: &Path) -> Result<()> {
 
 /// Reads and validates a JSON checkpoint (see [`Model::load`]).
 pub fn load_json(path: &Path) -> Result<(Model, Vocab)> {
-    let text = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let file: CheckpointFile = serde_json::from_slice(&text).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file: CheckpointFile = crate::fs::read_json(path)?;
     file.into_model(path)
 }
 

@@ -154,15 +154,7 @@ pub fn to_json(report: &SweepReport) -> Result<String> {
 
 /// Reads a report written by [`write_all`] (`sweep.json`), e.g. to redraw charts.
 pub fn read_json(path: impl AsRef<Path>) -> Result<SweepReport> {
-    let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        source,
-    })
+    crate::fs::read_json(path.as_ref())
 }
 
 fn fmt(x: f64, prec: usize) -> String {
