@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::nn::model::Model;
 use crate::nn::train::{TrainConfig, Trainer};
-use crate::study::eval::{Evaluator, SampleConfig};
+use crate::study::eval::{CellMetrics, SampleConfig};
 use crate::study::setup::StudyData;
-use crate::study::sweep::{self, Method};
+use crate::study::sweep::{self, Grid, HealKind, Method};
 use crate::text::data::Dataset;
 use crate::text::vocab::{Vocab, PAD};
 
@@ -181,23 +181,18 @@ fn logit_gaps(model: &Model, valid: &Dataset, pairs: &[(u32, u32)]) -> Result<Ve
     Ok(sums.into_iter().map(|s| s / count.max(1) as f64).collect())
 }
 
-fn cell(
-    ev: &Evaluator<'_, Model>,
-    model: &Model,
-    block: Option<usize>,
-    bond: usize,
-) -> Result<TrapCell> {
-    let m = ev.evaluate(model)?;
+/// A model's hidden-word figures from its metrics.
+fn cell(m: &CellMetrics, block: Option<usize>, bond: usize) -> TrapCell {
     let n = m.sampled.answers;
     let p = m.sampled.hidden_answer_rate;
-    Ok(TrapCell {
+    TrapCell {
         block,
         bond,
         hidden_mass: m.teacher_forced.hidden_mass,
         hidden_answer_rate: p,
         rate_se: (p * (1.0 - p) / n.max(1) as f64).max(0.0).sqrt(),
         answers: n,
-    })
+    }
 }
 
 /// Measures one checkpoint.
@@ -214,14 +209,33 @@ fn measure(
 ) -> Result<TrapCheckpoint> {
     let (vocab, valid, hidden) = (&data.vocab, &data.valid, &data.hidden);
     let ev = data.evaluator(model, config.sample)?;
-    let dense = cell(&ev, model, None, 0)?;
-    let mut compressed = Vec::new();
-    for &b in &config.blocks {
-        for &bond in &config.bonds {
-            let (m, _) = sweep::compress(model, Method::Weight, &[b], &[bond], None)?;
-            compressed.push(cell(&ev, &m, Some(b), bond)?);
-        }
-    }
+    // Each listed block alone at each bond (block major): the sweep's grid and cell loop.
+    let (dense, compressed) = if config.blocks.is_empty() {
+        (cell(&ev.evaluate(model)?, None, 0), Vec::new())
+    } else {
+        let sets: Vec<Vec<usize>> = config.blocks.iter().map(|&b| vec![b]).collect();
+        let report = sweep::run_grid(
+            &ev,
+            &Grid {
+                n_blocks: model.config().n_layers,
+                methods: &[Method::Weight],
+                block_sets: &sets,
+                bonds: &config.bonds,
+                threads: 1,
+            },
+            |method, blocks: &[usize], bond| {
+                sweep::compress(model, method, blocks, &[bond], None)
+            },
+            None::<(HealKind, fn(&mut Model) -> Result<()>)>,
+            &|_: &str| {},
+        )?;
+        let compressed = report
+            .cells
+            .iter()
+            .map(|c| cell(&c.metrics, c.blocks.first().copied(), c.bond))
+            .collect();
+        (cell(&report.reference, None, 0), compressed)
+    };
     let pairs: Vec<(u32, u32)> = hidden.iter().copied().zip(neigh.iter().copied()).collect();
     let gaps = logit_gaps(model, valid, &pairs)?;
     let w = model.embedding().weight();
@@ -285,6 +299,18 @@ pub fn run_study(
     }
     if config.bonds.contains(&0) {
         return Err(Error::invalid_arg("bonds", "a bond must be at least 1"));
+    }
+    if !config.blocks.is_empty() {
+        // What the grid of each checkpoint checks, before any training.
+        sweep::validate_bonds(&config.bonds)?;
+        if let Some(b) = config
+            .blocks
+            .iter()
+            .enumerate()
+            .find_map(|(i, b)| config.blocks[..i].contains(b).then_some(b))
+        {
+            return Err(Error::invalid_arg("blocks", format!("block {b} listed twice")));
+        }
     }
     let hidden = &data.hidden;
     let n_layers = crate::nn::model::ModelConfig::profile(&config.profile, vocab.len())?.n_layers;
