@@ -1,103 +1,50 @@
-//! `succulm.layer_sweep`: the layer sweep of `examples/layer_sweep.rs` (grid of block sets ×
-//! middle bonds × methods, scored on the validation rows and the probes), its report as plain
-//! dicts.
+//! `succulm.layer_sweep`: the layer sweep of `examples/layer_sweep.rs` through the same study
+//! setup (`succulm::study::setup`): grid of block sets × middle bonds × methods and the seed's
+//! settings, scored on the validation rows and the probes (with the novel word-link rate), healed
+//! and budgeted when asked; its report as plain dicts, and optionally the same files as
+//! `layer_sweep --out DIR`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pyo3::prelude::*;
-use succulm::compress::calibration::{CalibrationMode, CalibrationRows};
-use succulm::nn::generate::Sampling;
-use succulm::study::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
-use succulm::study::sweep::{self, Method, DEFAULT_BONDS};
-use succulm::text::data::{load_corpus, standard_split};
-use succulm::text::probes::ProbeGroup;
-use succulm::Result;
+use succulm::compress::calibration::CalibrationMode;
+use succulm::study::setup::{Study, SweepOptions, SweepOutput};
+use succulm::study::sweep::{self, HealKind, SweepReport, DEFAULT_BONDS};
+use succulm::{Error, Result};
 
-/// No healing in the Python sweep.
-type HealFn = fn(&mut succulm::Model) -> Result<()>;
-
-#[allow(clippy::too_many_arguments)]
+/// Loads the study, runs the seed's experiments when asked and the sweep, writes the files to
+/// `out` when given.
 fn run(
-    checkpoint: PathBuf,
-    fixtures: PathBuf,
-    blocks: Option<String>,
-    bonds: Vec<usize>,
-    methods: Vec<Method>,
-    samples: usize,
-    temperature: f32,
-    seed: u64,
-    threads: usize,
-    calibration: CalibrationMode,
-) -> Result<sweep::SweepReport> {
-    let (model, vocab) = succulm::Model::load(&checkpoint)?;
-    let n_blocks = model.config().n_layers;
-    let block_sets = match &blocks {
-        Some(s) => sweep::parse_block_sets(s, n_blocks)?,
-        None => sweep::default_block_sets(n_blocks),
-    };
-    let probes = load_probes(fixtures.join("succulm_probes.json"))?;
-    let pinned: Vec<&str> = probes
-        .iter()
-        .filter(|p| p.group == ProbeGroup::SeedInTraining)
-        .map(|p| p.prompt.as_str())
-        .collect();
-    let pairs = load_corpus(&fixtures)?;
-    let (train, valid) = standard_split(&vocab, &pairs, &pinned, model.config().max_len)?;
-    let hidden = hidden_ids(&vocab)?;
-    let calibration = if methods.iter().any(|m| m.is_data_aware()) {
-        let rows = CalibrationRows {
-            train: train.x(),
-            validation: Some(valid.x()),
-        };
-        Some(sweep::SweepCalibration::collect(&model, rows, calibration)?)
+    checkpoint: &Path,
+    fixtures: &Path,
+    options: SweepOptions,
+    experiments: bool,
+    out: Option<&Path>,
+) -> Result<SweepReport> {
+    let study = Study::load(checkpoint, fixtures, options)?;
+    let quiet = |_: &str| {};
+    let setup = study.setup(&quiet)?;
+    let experiments = if experiments {
+        Some(setup.experiments()?)
     } else {
         None
     };
-    let calibration = calibration.as_ref();
-    let sample = SampleConfig {
-        sampling: Sampling::Temperature(temperature),
-        samples_per_probe: samples,
-        seed,
-    };
-    let evaluator = Evaluator::new(
-        &model,
-        &vocab,
-        valid.x(),
-        valid.y(),
-        &probes,
-        &hidden,
-        sample,
-    )?;
-    let no_heal: Option<(sweep::HealKind, HealFn)> = None;
-    let mut report = sweep::run_grid(
-        &evaluator,
-        &sweep::Grid {
-            n_blocks,
-            methods: &methods,
-            block_sets: &block_sets,
-            bonds: &bonds,
-            threads,
-        },
-        |method: Method, blocks: &[usize], bond: usize| {
-            sweep::compress(
-                &model,
-                method,
-                blocks,
-                &vec![bond; blocks.len()],
-                calibration,
-            )
-        },
-        no_heal,
-        &|_: &str| {},
-    )?;
-    report.calibration = calibration.map(|c| c.describe());
+    let report = setup.run(&quiet)?;
+    if let Some(dir) = out {
+        SweepOutput::new(report.clone(), experiments, study.options()).write(dir)?;
+    }
     Ok(report)
 }
 
-/// Runs the layer sweep and returns its report as plain dicts and lists
-/// (`pandas.DataFrame(report["cells"])` gives one row per cell). `blocks` is the sweep's
+/// Runs the layer sweep — the same run, cell for cell, as `layer_sweep` with the same options —
+/// and returns its report as plain dicts and lists (`pandas.DataFrame(report["cells"])` gives
+/// one row per cell; `report["settings"]` the seed's settings). `blocks` is the sweep's
 /// block-set syntax (`"0,1,all"`, `"0+1"`); `methods` a comma-separated list of `weight`,
-/// `whitened`, `scaled`; `calibration` `sequential` or `one_shot`.
+/// `whitened`, `scaled`; `calibration` `sequential` or `one_shot`; `heal` `ce` or `distill`
+/// (with `heal_epochs` > 0); `budget` a fraction in (0, 1]. With `out`, also writes
+/// `layer_sweep`'s files there (`sweep.json`, `verdicts.json`, tables, charts, `report.html`:
+/// with the seed's printed experiments when `experiments` is true, as `layer_sweep` does by
+/// default).
 #[pyfunction]
 #[pyo3(signature = (
     checkpoint="fixtures/succulm_upper_middle.json",
@@ -109,7 +56,12 @@ fn run(
     temperature=0.6,
     seed=42,
     threads=2,
-    calibration="sequential"
+    calibration="sequential",
+    heal_epochs=0,
+    heal="ce",
+    budget=None,
+    out=None,
+    experiments=false
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn layer_sweep<'py>(
@@ -124,23 +76,42 @@ pub fn layer_sweep<'py>(
     seed: u64,
     threads: usize,
     calibration: &str,
+    heal_epochs: usize,
+    heal: &str,
+    budget: Option<f64>,
+    out: Option<PathBuf>,
+    experiments: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let methods = sweep::parse_methods(methods).map_err(crate::py_err)?;
-    let calibration = CalibrationMode::parse(calibration).map_err(crate::py_err)?;
-    let bonds = bonds.unwrap_or_else(|| DEFAULT_BONDS.to_vec());
+    let parsed = || -> Result<SweepOptions> {
+        Ok(SweepOptions {
+            blocks,
+            bonds: bonds.unwrap_or_else(|| DEFAULT_BONDS.to_vec()),
+            methods: sweep::parse_methods(methods)?,
+            samples,
+            temperature,
+            seed,
+            threads,
+            heal_epochs,
+            heal: HealKind::parse(heal)?,
+            calibration: CalibrationMode::parse(calibration)?,
+            budget,
+        })
+    };
+    let options = parsed().map_err(crate::py_err)?;
+    if experiments && out.is_none() {
+        return Err(crate::py_err(Error::invalid_arg(
+            "experiments",
+            "the experiments go to report.html: give `out` too",
+        )));
+    }
     let report = py
         .detach(|| {
             run(
-                PathBuf::from(checkpoint),
-                PathBuf::from(fixtures),
-                blocks,
-                bonds,
-                methods,
-                samples,
-                temperature,
-                seed,
-                threads,
-                calibration,
+                Path::new(checkpoint),
+                Path::new(fixtures),
+                options,
+                experiments,
+                out.as_deref(),
             )
         })
         .map_err(crate::py_err)?;

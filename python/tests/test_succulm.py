@@ -1,7 +1,10 @@
 """The Python module against numpy: TTLayer at full rank is the dense layer, to_dense round
 trips, truncation behaves, errors are Python exceptions with the crate's messages, and the
 model side (load both formats, forward, tensorize, generate, layer_sweep) works."""
+import json
 import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -122,3 +125,49 @@ def test_layer_sweep_report_is_plain_data():
     assert report["reference"] is not None
     with pytest.raises(ValueError, match="unknown method"):
         succulm.layer_sweep(checkpoint=CKPT + ".json", fixtures=FIXTURES, methods="nope")
+
+
+def rust_layer_sweep():
+    """The Rust example `layer_sweep`, built by cargo (a no-op when it is up to date)."""
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        pytest.skip("cargo is not on PATH: cannot build the Rust example")
+    build = subprocess.run(
+        [cargo, "build", "--release", "--example", "layer_sweep",
+         "--message-format=json-render-diagnostics"],
+        cwd=ROOT, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    for line in build.stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if (msg.get("reason") == "compiler-artifact"
+                and msg["target"]["name"] == "layer_sweep" and msg.get("executable")):
+            return msg["executable"]
+    raise AssertionError("cargo built no layer_sweep example")
+
+
+def test_layer_sweep_writes_the_rust_examples_files_byte_for_byte(tmp_path):
+    """One study setup: the same options give the same files from Python and from the Rust
+    example (the seed's settings and the novel word-link rate included)."""
+    exe = rust_layer_sweep()
+    rust_dir, py_dir = tmp_path / "rust", tmp_path / "py"
+    run = subprocess.run(
+        [exe, "--checkpoint", CKPT + ".json", "--fixtures", FIXTURES, "--bonds", "20",
+         "--samples", "2", "--out", str(rust_dir)],
+        cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    report = succulm.layer_sweep(checkpoint=CKPT + ".json", fixtures=FIXTURES, bonds=[20],
+                                 samples=2, out=str(py_dir), experiments=True)
+    names = sorted(os.listdir(rust_dir))
+    assert "sweep.json" in names and "verdicts.json" in names and "report.html" in names
+    assert sorted(os.listdir(py_dir)) == names
+    for name in names:
+        assert (py_dir / name).read_bytes() == (rust_dir / name).read_bytes(), name
+    # What the Python sweep used to miss: the seed's settings, the novel word-link rate.
+    assert [s["id"] for s in report["settings"]] == [
+        "loosening", "tightening", "pair_0_1", "pair_2_3", "pair_1_2"]
+    for cell in report["cells"] + report["settings"]:
+        assert 0.0 <= cell["metrics"]["sampled"]["novel_bigram_rate"] <= 1.0
+    assert len(report["cells"]) == len(json.loads((rust_dir / "sweep.json").read_text())["cells"])

@@ -223,9 +223,7 @@ fn measure(
                 bonds: &config.bonds,
                 threads: 1,
             },
-            |method, blocks: &[usize], bond| {
-                sweep::compress(model, method, blocks, &[bond], None)
-            },
+            |method, blocks: &[usize], bond| sweep::compress(model, method, blocks, &[bond], None),
             None::<(HealKind, fn(&mut Model) -> Result<()>)>,
             &|_: &str| {},
         )?;
@@ -309,7 +307,10 @@ pub fn run_study(
             .enumerate()
             .find_map(|(i, b)| config.blocks[..i].contains(b).then_some(b))
         {
-            return Err(Error::invalid_arg("blocks", format!("block {b} listed twice")));
+            return Err(Error::invalid_arg(
+                "blocks",
+                format!("block {b} listed twice"),
+            ));
         }
     }
     let hidden = &data.hidden;
