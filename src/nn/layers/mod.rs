@@ -10,7 +10,7 @@
 //! - tensors and sub-layers are listed **once**, by their PyTorch `state_dict` names
 //!   (the macro `children!` for a struct's fields; [`Named`] by hand where a layer
 //!   slices its storage), and [`Named::tensors`], [`Named::tensors_mut`] and
-//!   [`Parameters`](crate::tt::Parameters) all derive from that listing.
+//!   [`Parameters`] all derive from that listing.
 //!
 //! | layer | `Input` | `Cache` | `Dx` |
 //! | --- | --- | --- | --- |

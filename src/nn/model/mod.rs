@@ -1,8 +1,8 @@
 //! [`Model`]: the seed's `SuccuLM` with hand-written forward and backward passes, and everything
-//! `impl Model` does, by theme: [`config`] (its shape and architecture), the forward passes
-//! (here), the losses and gradients (`grads.rs`), decoding with a KV cache ([`KvCache`],
-//! `decode.rs`), [`surgery`] (tensor-train FFNs) and checkpoints ([`checkpoint`] JSON,
-//! [`safetensors`]; `Model::save`/`Model::load` in `io.rs`).
+//! `impl Model` does, by theme: `config.rs` ([`ModelConfig`]: its shape and architecture), the
+//! forward passes (here), the losses and gradients (`grads.rs`), decoding with a KV cache
+//! ([`KvCache`], `decode.rs`), [`surgery`] (tensor-train FFNs) and checkpoints ([`checkpoint`]
+//! JSON, [`safetensors`]; `Model::save`/`Model::load` in `io.rs`).
 //!
 //! Data flow (`rows = B·T`):
 //! `ids [B,T] → embed + pe → x [rows,d] → block × L → ln_f → h [rows,d] → h·Eᵀ → logits [rows,V]`.
