@@ -29,6 +29,33 @@ fn rows(n: usize, seed: usize) -> Array2<u32> {
     })
 }
 
+/// Calibration rows with no validation rows.
+fn train_only(x: &Array2<u32>) -> CalibrationRows<'_> {
+    CalibrationRows {
+        train: x.view(),
+        validation: None,
+    }
+}
+
+/// The rows `x` (no validation rows) and the dense model's calibration on them.
+fn dense_calibration<'a>(m: &Model, x: &'a Array2<u32>) -> (CalibrationRows<'a>, DenseCalibration) {
+    let data = train_only(x);
+    let dense = DenseCalibration::collect(m, &data).unwrap();
+    (data, dense)
+}
+
+/// `compress_ffns` of `targets` with the dense model's calibration.
+fn calibrated(
+    m: &Model,
+    targets: &[(usize, FfnTtSpec)],
+    cfg: &DataAware,
+    mode: CalibrationMode,
+    data: &CalibrationRows,
+    dense: &DenseCalibration,
+) -> (Model, Vec<succulm::TensorizeReport>) {
+    compress_ffns(m, targets, cfg, mode, data, Some(dense)).unwrap()
+}
+
 fn max_abs(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
     (a - b).iter().fold(0.0f64, |m, v| m.max(v.abs()))
 }
@@ -100,31 +127,11 @@ fn plain_objective_compresses_exactly_as_tensorize_ffn() {
 fn sequential_calibration_pairs_and_fits_the_dense_outputs() {
     let reference = model(3);
     let x = rows(40, 2);
-    let data = CalibrationRows {
-        train: x.view(),
-        validation: None,
-    };
-    let dense = DenseCalibration::collect(&reference, &data).unwrap();
+    let (data, dense) = dense_calibration(&reference, &x);
     let targets = [(0, FfnTtSpec::seed(12)), (1, FfnTtSpec::seed(12))];
     let cfg = DataAware::whitened();
-    let (seq, _) = compress_ffns(
-        &reference,
-        &targets,
-        &cfg,
-        CalibrationMode::Sequential,
-        &data,
-        Some(&dense),
-    )
-    .unwrap();
-    let (one, _) = compress_ffns(
-        &reference,
-        &targets,
-        &cfg,
-        CalibrationMode::OneShot,
-        &data,
-        Some(&dense),
-    )
-    .unwrap();
+    let [seq, one] = [CalibrationMode::Sequential, CalibrationMode::OneShot]
+        .map(|mode| calibrated(&reference, &targets, &cfg, mode, &data, &dense).0);
     // Block 0's ffn.0 comes first: the same in both modes.
     assert_eq!(seq.blocks()[0].ffn.up, one.blocks()[0].ffn.up);
     // The paired stats of block 0's ffn.2 (its input follows the compressed ffn.0, the same
@@ -168,11 +175,7 @@ fn sequential_calibration_pairs_and_fits_the_dense_outputs() {
 fn budget_plans_stay_within_their_budget_and_beat_uniform_energy() {
     let m = model(4);
     let x = rows(30, 3);
-    let data = CalibrationRows {
-        train: x.view(),
-        validation: None,
-    };
-    let dense = DenseCalibration::collect(&m, &data).unwrap();
+    let (data, dense) = dense_calibration(&m, &x);
     for cfg in [DataAware::weight(), DataAware::whitened()] {
         for (blocks, f) in [(vec![0, 1, 2, 3], 0.5), (vec![1], 0.3), (vec![0, 3], 0.8)] {
             let plan = plan_budget(&m, &blocks, Budget::Fraction(f), &cfg, &dense).unwrap();
@@ -184,15 +187,8 @@ fn budget_plans_stay_within_their_budget_and_beat_uniform_energy() {
                 (&plan.uniform, plan.budget_params),
                 (&plan.allocated, plan.allocated_params),
             ] {
-                let (_, reports) = compress_ffns(
-                    &m,
-                    specs,
-                    &cfg,
-                    CalibrationMode::OneShot,
-                    &data,
-                    Some(&dense),
-                )
-                .unwrap();
+                let (_, reports) =
+                    calibrated(&m, specs, &cfg, CalibrationMode::OneShot, &data, &dense);
                 let real: usize = reports.iter().map(|r| r.tt_params()).sum();
                 assert_eq!(real, count);
             }
@@ -241,10 +237,7 @@ fn budget_plans_stay_within_their_budget_and_beat_uniform_energy() {
 fn bad_calibration_input_is_an_error() {
     let m = model(5);
     let x = rows(8, 4);
-    let data = CalibrationRows {
-        train: x.view(),
-        validation: None,
-    };
+    let data = train_only(&x);
     let cfg = DataAware::whitened();
     let spec = FfnTtSpec::seed(10);
     let mode = CalibrationMode::Sequential;

@@ -1,6 +1,8 @@
 //! Checkpoint contract: round trip, atomic write, and a clear error naming the key for every
 //! kind of bad file.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -8,31 +10,15 @@ use succulm::nn::model::{Model, ModelConfig};
 use succulm::{Error, Vocab};
 
 fn vocab(n: usize) -> Vocab {
-    let mut words: Vec<String> = ["<PAD>", "<BOS>", "<EOS>", "<UNK>"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    words.extend((4..n).map(|i| format!("word{i:02}")));
-    Vocab::from_words(words).unwrap()
+    common::numbered_vocab(n, "word")
 }
 
 fn config() -> ModelConfig {
-    ModelConfig {
-        vocab_size: 12,
-        d_model: 6,
-        max_len: 5,
-        n_layers: 2,
-        ffn_expansion: 2,
-        n_attn_heads: 3,
-        arch: Default::default(),
-    }
+    common::tiny_config(12, 5)
 }
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("succulm-ckpt-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::temp_dir(&format!("ckpt-{name}"))
 }
 
 #[test]

@@ -290,6 +290,20 @@ fn dense(n: usize) -> CellMetrics {
     cm(0.0, 0.9, 1.0, 0.01, 0.8, n)
 }
 
+/// The plain (weight) and whitened cells of `blocks` at `bond`, with `tt` TT parameters.
+fn pair(
+    blocks: &[usize],
+    bond: usize,
+    tt: usize,
+    plain: CellMetrics,
+    whitened: CellMetrics,
+) -> Vec<SweepCell> {
+    vec![
+        cell(Method::Weight, blocks, bond, tt, plain),
+        cell(Method::Whitened, blocks, bond, tt, whitened),
+    ]
+}
+
 fn two_methods(cells: Vec<SweepCell>, n: usize) -> SweepReport {
     let mut sets: Vec<Vec<usize>> = Vec::new();
     let mut bonds: Vec<usize> = Vec::new();
@@ -323,28 +337,12 @@ fn two_methods(cells: Vec<SweepCell>, n: usize) -> SweepReport {
 #[test]
 fn ratios_and_sides_worked_by_hand() {
     let n = 100;
-    let r = two_methods(
-        vec![
-            cell(
-                Method::Weight,
-                &[0],
-                20,
-                500,
-                cm(0.4, 0.6, 2.0, 0.05, 0.4, n),
-            ),
-            cell(
-                Method::Whitened,
-                &[0],
-                20,
-                500,
-                cm(0.1, 0.85, 1.2, 0.05, 0.8, n),
-            ),
-            // Both as good as dense: every ratio exactly 1, tied.
-            cell(Method::Weight, &[1], 20, 500, dense(n)),
-            cell(Method::Whitened, &[1], 20, 500, dense(n)),
-        ],
-        n,
-    );
+    let plain = cm(0.4, 0.6, 2.0, 0.05, 0.4, n);
+    let whitened = cm(0.1, 0.85, 1.2, 0.05, 0.8, n);
+    let mut cells = pair(&[0], 20, 500, plain, whitened);
+    // Both as good as dense: every ratio exactly 1, tied.
+    cells.extend(pair(&[1], 20, 500, dense(n), dense(n)));
+    let r = two_methods(cells, n);
     let cmp = compare::compare(&r, Method::Whitened);
     assert_eq!(cmp.cells.len(), 2);
     let c = &cmp.cells[0];
@@ -410,25 +408,11 @@ fn ratios_and_sides_worked_by_hand() {
 fn negative_damage_and_noise_give_finite_tied_ratios() {
     // 20 answers: the method beats dense by chance (negative damage), plain loses one answer.
     let n = 20;
-    let r = two_methods(
-        vec![
-            cell(
-                Method::Weight,
-                &[0],
-                10,
-                300,
-                cm(0.2, 0.85, 1.1, 0.2, 0.75, n),
-            ),
-            cell(
-                Method::Whitened,
-                &[0],
-                10,
-                300,
-                cm(0.2, 0.95, 0.9, 0.2, 0.85, n),
-            ),
-        ],
-        n,
+    let (plain, whitened) = (
+        cm(0.2, 0.85, 1.1, 0.2, 0.75, n),
+        cm(0.2, 0.95, 0.9, 0.2, 0.85, n),
     );
+    let r = two_methods(pair(&[0], 10, 300, plain, whitened), n);
     let c = &compare::compare(&r, Method::Whitened).cells[0];
     assert_eq!(c.kl.ratio, 1.0);
     assert_eq!(c.kl.side, Side::Tie);
@@ -440,25 +424,11 @@ fn negative_damage_and_noise_give_finite_tied_ratios() {
     // 60 answers: plain 0.875 (damage 0.025, below the se of 0.048), the method 0.975 — 0.1
     // apart, more than 2 se, but only because the method beats dense: no damage avoided, a tie.
     let n = 60;
-    let r = two_methods(
-        vec![
-            cell(
-                Method::Weight,
-                &[0],
-                10,
-                300,
-                cm(0.2, 0.875, 1.0, 0.05, 0.8, n),
-            ),
-            cell(
-                Method::Whitened,
-                &[0],
-                10,
-                300,
-                cm(0.2, 0.975, 1.0, 0.05, 0.8, n),
-            ),
-        ],
-        n,
+    let (plain, whitened) = (
+        cm(0.2, 0.875, 1.0, 0.05, 0.8, n),
+        cm(0.2, 0.975, 1.0, 0.05, 0.8, n),
     );
+    let r = two_methods(pair(&[0], 10, 300, plain, whitened), n);
     let f = compare::compare(&r, Method::Whitened).cells[0].fact_accuracy;
     assert!(f.plain_damage - f.method_damage > 2.0 * f.se, "{f:?}");
     assert_eq!(

@@ -2,7 +2,8 @@
 //! (`tools/tt_rebuild_torch.py`, fixtures `compress_tiny*`), exact decompositions against the
 //! dense layers, balanced modes against brute force, budgets, tolerances, calibration, errors.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayD, Ix2};
@@ -11,21 +12,17 @@ use succulm::compress::{
     balanced_modes, compress, compress_file, glob_match, load_tt_layers, CompressConfig, Modes,
     Target, WeightLayout,
 };
-use succulm::io::safetensors::{write_f32, SafetensorsFile};
+use succulm::io::safetensors::SafetensorsFile;
 use succulm::study::sweep::Method;
 use succulm::Error;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
+fn tmpdir(name: &str) -> PathBuf {
+    common::temp_dir(&format!("compress-{name}"))
 }
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("succulm-compress-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// The report of the first matrix `cfg` compresses in `file`.
+fn first_matrix(file: &SafetensorsFile, cfg: &CompressConfig) -> succulm::compress::MatrixReport {
+    compress(file, cfg, None).unwrap().report.matrices.remove(0)
 }
 
 fn max_rel(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
@@ -71,12 +68,12 @@ fn config(pattern: &str, layout: WeightLayout, target: Target) -> CompressConfig
 
 #[test]
 fn our_layers_match_pytorchs_rebuild_of_the_cores() {
-    let source = SafetensorsFile::read(fixture("compress_tiny.safetensors")).unwrap();
-    let check = SafetensorsFile::read(fixture("compress_tiny_check.safetensors")).unwrap();
+    let source = SafetensorsFile::read(common::fixture("compress_tiny.safetensors")).unwrap();
+    let check = SafetensorsFile::read(common::fixture("compress_tiny_check.safetensors")).unwrap();
     let mut seen = 0;
     for (pattern, layout, written) in RUNS {
         // The cores the tool script rebuilt in PyTorch, read by us.
-        let stored = load_tt_layers(fixture(written)).unwrap();
+        let stored = load_tt_layers(common::fixture(written)).unwrap();
         // And a fresh compression with the same settings.
         let fresh = compress(&source, &config(pattern, layout, Target::Bond(3)), None).unwrap();
         assert_eq!(fresh.layers.len(), stored.len());
@@ -97,8 +94,8 @@ fn our_layers_match_pytorchs_rebuild_of_the_cores() {
 
 #[test]
 fn exact_compression_reproduces_the_original_layers_in_both_layouts() {
-    let source = SafetensorsFile::read(fixture("compress_tiny.safetensors")).unwrap();
-    let check = SafetensorsFile::read(fixture("compress_tiny_check.safetensors")).unwrap();
+    let source = SafetensorsFile::read(common::fixture("compress_tiny.safetensors")).unwrap();
+    let check = SafetensorsFile::read(common::fixture("compress_tiny_check.safetensors")).unwrap();
     for (pattern, layout, _) in RUNS {
         let out = compress(&source, &config(pattern, layout, Target::Exact), None).unwrap();
         for ((module, _, _, tt), m) in out.layers.iter().zip(&out.report.matrices) {
@@ -189,12 +186,7 @@ fn random_file(dir: &Path, shapes: &[(usize, usize)], seed: u64) -> PathBuf {
         tensors.push((format!("l{i}.bias"), b.into_dyn()));
     }
     let path = dir.join("model.safetensors");
-    write_f32(
-        &path,
-        tensors.iter().map(|(n, t)| (n.clone(), t.view())),
-        &BTreeMap::new(),
-    )
-    .unwrap();
+    common::write_tensors(&path, &tensors);
     path
 }
 
@@ -205,21 +197,13 @@ fn budget_and_tolerance_targets() {
     let file = SafetensorsFile::read(&path).unwrap();
     for frac in [0.05, 0.2, 0.5] {
         let cfg = config("l0.weight", WeightLayout::OutIn, Target::Budget(frac));
-        let m = compress(&file, &cfg, None)
-            .unwrap()
-            .report
-            .matrices
-            .remove(0);
+        let m = first_matrix(&file, &cfg);
         let limit = (frac * m.dense_params as f64) as usize;
         assert!(m.tt_params <= limit, "{frac}: {} > {limit}", m.tt_params);
         // One more on the uniform bond would not fit (or changes nothing: every bond capped).
         let b = m.requested_bonds[0];
         let bigger = config("l0.weight", WeightLayout::OutIn, Target::Bond(b + 1));
-        let m2 = compress(&file, &bigger, None)
-            .unwrap()
-            .report
-            .matrices
-            .remove(0);
+        let m2 = first_matrix(&file, &bigger);
         assert!(
             m2.tt_params > limit || m2.bond_dims == m.bond_dims,
             "{frac}"
@@ -227,11 +211,7 @@ fn budget_and_tolerance_targets() {
     }
     for eps in [0.1, 0.5, 0.9] {
         let cfg = config("l0.weight", WeightLayout::OutIn, Target::Eps(eps));
-        let m = compress(&file, &cfg, None)
-            .unwrap()
-            .report
-            .matrices
-            .remove(0);
+        let m = first_matrix(&file, &cfg);
         assert!(m.weight_error <= eps + 1e-6, "{eps}: {}", m.weight_error);
     }
     let cfg = config("l0.weight", WeightLayout::OutIn, Target::Budget(1e-4));
@@ -249,12 +229,7 @@ fn calibration_switches_on_the_data_aware_objective() {
         rng.gen_range(-1.0..1.0f32) * if j < 4 { 10.0 } else { 0.1 }
     });
     let calib_path = dir.join("calib.safetensors");
-    write_f32(
-        &calib_path,
-        [("l0".to_string(), x.view().into_dyn())],
-        &BTreeMap::new(),
-    )
-    .unwrap();
+    common::write_tensors(&calib_path, &[("l0".to_string(), x.into_dyn())]);
     let calib = SafetensorsFile::read(&calib_path).unwrap();
     let mut cfg = config("l0.weight", WeightLayout::OutIn, Target::Bond(2));
     cfg.method = Method::Weight;
@@ -268,12 +243,7 @@ fn calibration_switches_on_the_data_aware_objective() {
     // Calibration of the wrong width, or missing: named errors.
     let bad = dir.join("bad.safetensors");
     let x = Array2::<f32>::zeros((5, 7));
-    write_f32(
-        &bad,
-        [("l0.weight".to_string(), x.view().into_dyn())],
-        &BTreeMap::new(),
-    )
-    .unwrap();
+    common::write_tensors(&bad, &[("l0.weight".to_string(), x.into_dyn())]);
     let bad = SafetensorsFile::read(&bad).unwrap();
     let err = compress(&file, &cfg, Some(&bad)).unwrap_err().to_string();
     assert!(err.contains("l0.weight") && err.contains("20"), "{err}");
@@ -286,7 +256,7 @@ fn calibration_switches_on_the_data_aware_objective() {
 
 #[test]
 fn bad_requests_are_named_errors() {
-    let source = fixture("compress_tiny.safetensors");
+    let source = common::fixture("compress_tiny.safetensors");
     let dir = tmpdir("errors");
     let out = dir.join("tt.safetensors");
     let run = |cfg: CompressConfig| {

@@ -69,6 +69,25 @@ fn seed_spec(m: usize) -> Truncation {
     Truncation::bond_dims(&[10, m, 10])
 }
 
+/// `lin` (50 → 200) decomposed outputs-then-inputs with modes [5, 10] × [10, 20].
+fn decompose(
+    lin: &Linear,
+    spec: &Truncation,
+    stats: &InputStats,
+    cfg: &DataAware,
+) -> (TTLayer, succulm::tt::DataAwareReport) {
+    TTLayer::decompose_data_aware(
+        TTLayout::OutputsThenInputs,
+        &[5, 10],
+        &[10, 20],
+        lin,
+        spec,
+        stats,
+        cfg,
+    )
+    .unwrap()
+}
+
 fn exact_cfg(refit: bool) -> DataAware {
     DataAware {
         ridge: 0.0,
@@ -178,16 +197,7 @@ fn whitened_output_error_equals_the_whitened_eckart_young_tail() {
         let ws = w.dot(&sqrtm(&c));
         let energy = w.dot(&moment(&x, false)).dot(&w.t()).diag().sum();
         for m in [1, 2, 7, 20, 39] {
-            let (tt, report) = TTLayer::decompose_data_aware(
-                TTLayout::OutputsThenInputs,
-                &[5, 10],
-                &[10, 20],
-                &lin,
-                &seed_spec(m),
-                &stats,
-                &exact_cfg(refit),
-            )
-            .unwrap();
+            let (tt, report) = decompose(&lin, &seed_spec(m), &stats, &exact_cfg(refit));
             assert!(report.fold_back_exact && report.als.is_none());
             // (At m = 1 the last bond's limit is 1·5.)
             assert_eq!(tt.bond_dims(), &[10, m, 10.min(5 * m)]);
@@ -217,16 +227,7 @@ fn whitened_output_error_never_exceeds_plain_at_any_bond() {
     let energy = w.dot(&moment(&x, false)).dot(&w.t()).diag().sum();
     let mut strictly_better = 0;
     for m in 1..=50 {
-        let (tt, _) = TTLayer::decompose_data_aware(
-            TTLayout::OutputsThenInputs,
-            &[5, 10],
-            &[10, 20],
-            &lin,
-            &seed_spec(m),
-            &stats,
-            &cfg,
-        )
-        .unwrap();
+        let (tt, _) = decompose(&lin, &seed_spec(m), &stats, &cfg);
         let plain = TTLayer::from_linear(&[5, 10], &[10, 20], &lin, &[10, m, 10]).unwrap();
         let e_w = output_error_rows(&x, &lin, &tt.to_dense());
         let e_p = output_error_rows(&x, &lin, &plain.to_dense());
@@ -258,16 +259,7 @@ fn singular_covariance_gives_a_finite_bounded_layer() {
     let stats = InputStats::from_rows(x.view()).unwrap();
     for cfg in [DataAware::whitened(), DataAware::scaled(0.5)] {
         for m in [5, 20, 40] {
-            let (tt, r) = TTLayer::decompose_data_aware(
-                TTLayout::OutputsThenInputs,
-                &[5, 10],
-                &[10, 20],
-                &lin,
-                &seed_spec(m),
-                &stats,
-                &cfg,
-            )
-            .unwrap();
+            let (tt, r) = decompose(&lin, &seed_spec(m), &stats, &cfg);
             let d = tt.to_dense();
             assert!(
                 d.weight().iter().all(|v| v.is_finite()) && d.bias().iter().all(|v| v.is_finite())
@@ -299,16 +291,7 @@ fn singular_covariance_gives_a_finite_bounded_layer() {
     }
     // All rows zero: every layer has the same output error; no NaN either.
     let zeros = InputStats::from_rows(Array2::<f32>::zeros((10, 50)).view()).unwrap();
-    let (tt, _) = TTLayer::decompose_data_aware(
-        TTLayout::OutputsThenInputs,
-        &[5, 10],
-        &[10, 20],
-        &lin,
-        &seed_spec(10),
-        &zeros,
-        &DataAware::whitened(),
-    )
-    .unwrap();
+    let (tt, _) = decompose(&lin, &seed_spec(10), &zeros, &DataAware::whitened());
     assert!(tt.to_dense().weight().iter().all(|v| v.is_finite()));
 }
 
@@ -335,16 +318,7 @@ fn activation_scaled_is_optimal_in_its_own_metric() {
         ..DataAware::scaled(0.5)
     };
     for m in [5, 15, 30] {
-        let (tt, r) = TTLayer::decompose_data_aware(
-            TTLayout::OutputsThenInputs,
-            &[5, 10],
-            &[10, 20],
-            &lin,
-            &seed_spec(m),
-            &stats,
-            &cfg,
-        )
-        .unwrap();
+        let (tt, r) = decompose(&lin, &seed_spec(m), &stats, &cfg);
         assert!(r.fold_back_exact);
         let plain = TTLayer::from_linear(&[5, 10], &[10, 20], &lin, &[10, m, 10]).unwrap();
         let (a, b) = (scaled_err(&tt.to_dense()), scaled_err(&plain.to_dense()));
@@ -363,16 +337,12 @@ fn truncated_input_bonds_are_refined_by_als() {
     let lin = linear(50, 200, 16);
     let stats = InputStats::from_rows(x.view()).unwrap();
     for bonds in [[10, 20, 4], [6, 25, 7]] {
-        let (tt, r) = TTLayer::decompose_data_aware(
-            TTLayout::OutputsThenInputs,
-            &[5, 10],
-            &[10, 20],
+        let (tt, r) = decompose(
             &lin,
             &Truncation::bond_dims(&bonds),
             &stats,
             &DataAware::whitened(),
-        )
-        .unwrap();
+        );
         assert!(!r.fold_back_exact);
         let als = r.als.as_ref().expect("ALS ran");
         assert!(als.sweeps >= 1 && als.after < als.before, "{als:?}");
@@ -415,17 +385,7 @@ fn compensation_fits_the_dense_outputs_better() {
             compensate,
             ..DataAware::whitened()
         };
-        TTLayer::decompose_data_aware(
-            TTLayout::OutputsThenInputs,
-            &[5, 10],
-            &[10, 20],
-            &lin,
-            &spec,
-            stats,
-            &cfg,
-        )
-        .unwrap()
-        .0
+        decompose(&lin, &spec, stats, &cfg).0
     };
     // Error against the dense outputs W·x_r + b, computed from the rows.
     let err = |x: &Array2<f32>, l: &Linear| {
@@ -479,16 +439,7 @@ fn compensation_fits_the_dense_outputs_better() {
     let mut pairs = InputStats::new(50);
     pairs.add_paired_rows(dead.view(), dead.view()).unwrap();
     let cfg = DataAware::whitened();
-    let (full, r) = TTLayer::decompose_data_aware(
-        TTLayout::OutputsThenInputs,
-        &[5, 10],
-        &[10, 20],
-        &lin,
-        &seed_spec(50),
-        &pairs,
-        &cfg,
-    )
-    .unwrap();
+    let (full, r) = decompose(&lin, &seed_spec(50), &pairs, &cfg);
     assert!(
         r.weight_error < 1e-5,
         "weight error {} at full rank",

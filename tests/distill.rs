@@ -7,8 +7,8 @@ mod common_grad;
 
 use std::collections::HashSet;
 
-use common_grad::check_all;
-use ndarray::{s, Array2, Array3, ArrayD, ArrayView3, ArrayViewD, ArrayViewMutD, Axis, Ix2};
+use common_grad::{check_all, Named};
+use ndarray::{s, Array2, Array3, ArrayD, ArrayView3, Axis};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
@@ -90,19 +90,6 @@ fn softmax3(logits: ArrayView3<'_, f32>) -> Array3<f32> {
         .unwrap()
 }
 
-/// Logits as a "parameter", to check `loss::distillation` with the same helper.
-#[derive(Clone)]
-struct Logits(ArrayD<f32>);
-
-impl Parameters for Logits {
-    fn visit(&self, _: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
-        f("logits".into(), self.0.view())
-    }
-    fn visit_mut(&mut self, _: &str, f: &mut dyn FnMut(String, ArrayViewMutD<'_, f32>)) {
-        f("logits".into(), self.0.view_mut())
-    }
-}
-
 #[test]
 fn distillation_gradient_matches_finite_differences() {
     let mut rng = StdRng::seed_from_u64(1);
@@ -126,10 +113,10 @@ fn distillation_gradient_matches_finite_differences() {
     }
     let h = 1e-3;
     check_all(
-        &Logits(z.clone().into_dyn()),
-        &Logits(g.into_dyn()),
+        &Named("logits", z.clone().into_dyn()),
+        &Named("logits", g.into_dyn()),
         |l| {
-            let z = l.0.view().into_dimensionality::<Ix2>().unwrap();
+            let z = common_grad::matrix(l);
             distillation(z, p.view(), &targets).unwrap().0 as f64
         },
         h,
@@ -138,25 +125,11 @@ fn distillation_gradient_matches_finite_differences() {
     );
 }
 
-fn tiny_config() -> ModelConfig {
-    ModelConfig {
-        vocab_size: 11,
-        d_model: 6,
-        max_len: 7,
-        n_layers: 2,
-        ffn_expansion: 2,
-        n_attn_heads: 3,
-        arch: Default::default(),
-    }
-}
-
 #[test]
 fn model_distillation_gradients_match_finite_differences() {
-    let model = Model::new(tiny_config(), 11).unwrap();
-    let teacher_model = Model::new(tiny_config(), 12).unwrap();
-    // Two rows with padding (PAD = 0) in both x and y; T < max_len.
-    let x = ndarray::array![[1u32, 5, 7, 9, 4, 0], [1, 8, 8, 3, 0, 0]];
-    let y = ndarray::array![[5u32, 7, 9, 4, 2, 0], [8, 8, 3, 2, 0, 0]];
+    let model = Model::new(common::tiny_config(11, 7), 11).unwrap();
+    let teacher_model = Model::new(common::tiny_config(11, 7), 12).unwrap();
+    let (x, y) = common_grad::padded_rows();
     let mut teacher = softmax3(teacher_model.forward(x.view()).unwrap().view());
     // Sharper than a random model's near-uniform distributions.
     teacher.mapv_inplace(|p| p * p * p);

@@ -56,17 +56,8 @@ fn data() -> (Array2<u32>, Array2<u32>) {
         vec!["<BOS>", "is", "winy", "a", "boy", "?", "no", "<EOS>"],
         vec!["<BOS>", "ruby", "is", "a", "boy", ".", "<EOS>"],
     ];
-    let t = 9;
-    let mut x = Array2::from_elem((3, t), PAD);
-    let mut y = Array2::from_elem((3, t), PAD);
-    for (r, w) in rows.iter().enumerate() {
-        let ids: Vec<u32> = w.iter().map(|s| id(s)).collect();
-        for j in 0..ids.len() - 1 {
-            x[[r, j]] = ids[j];
-            y[[r, j]] = ids[j + 1];
-        }
-    }
-    (x, y)
+    let rows: Vec<&[&str]> = rows.iter().map(|w| w.as_slice()).collect();
+    toy::shifted_words(&rows, 9)
 }
 
 #[test]
@@ -384,28 +375,19 @@ fn bad_evaluation_inputs() {
         samples_per_probe: 0,
         ..ok
     };
-    assert!(inv(
-        Evaluator::new(&m, &v, x.view(), y.view(), &probes, &[], zero)
+    // The evaluator's error for this sampling of these probes.
+    let refused = |probes: &[Probe], sample| {
+        Evaluator::new(&m, &v, x.view(), y.view(), probes, &[], sample)
             .err()
-            .unwrap(),
-        "samples_per_probe"
-    ));
+            .unwrap()
+    };
+    assert!(inv(refused(&probes, zero), "samples_per_probe"));
     let cold = SampleConfig {
         sampling: Sampling::Temperature(0.0),
         ..ok
     };
-    assert!(inv(
-        Evaluator::new(&m, &v, x.view(), y.view(), &probes, &[], cold)
-            .err()
-            .unwrap(),
-        "temperature"
-    ));
-    assert!(inv(
-        Evaluator::new(&m, &v, x.view(), y.view(), &[], &[], ok)
-            .err()
-            .unwrap(),
-        "probes"
-    ));
+    assert!(inv(refused(&probes, cold), "temperature"));
+    assert!(inv(refused(&[], ok), "probes"));
     let other = Bigram::constant(&[0.0; 5], 12);
     assert!(inv(
         Evaluator::new(&other, &v, x.view(), y.view(), &probes, &[], ok)

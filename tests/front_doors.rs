@@ -12,7 +12,7 @@ use std::process::Output;
 use ndarray::{Array1, Array2};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use succulm::compress::load_tt_layers;
-use succulm::fs::safetensors::{write_f32, SafetensorsFile};
+use succulm::fs::safetensors::SafetensorsFile;
 use succulm::nn::generate::{generate_text, GenerateConfig, Sampling};
 use succulm::text::data::{load_corpus, standard_split};
 use succulm::text::probes::{load_probes, ProbeGroup};
@@ -216,16 +216,7 @@ fn the_shipped_fixtures_are_found_from_any_working_directory() {
     // its outputs relative to the working directory.
     let o = run(
         "layer_sweep",
-        &[
-            "--blocks",
-            "0",
-            "--bonds",
-            "10",
-            "--samples",
-            "1",
-            "--no-experiments",
-            "--out=sweep",
-        ],
+        &[&common::ONE_CELL_SWEEP[..], &["--out=sweep"]].concat(),
         &elsewhere,
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -311,12 +302,7 @@ fn compress_writes_cores_that_rebuild_the_input_within_the_reported_error() {
         );
     }
     let input = tmp.join("gpt2_mlp.safetensors");
-    write_f32(
-        &input,
-        tensors.iter().map(|(n, t)| (n.clone(), t.view())),
-        &BTreeMap::new(),
-    )
-    .unwrap();
+    common::write_tensors(&input, &tensors);
     let output = tmp.join("gpt2_mlp_tt.safetensors");
     let report = tmp.join("report.json");
     let o = run(

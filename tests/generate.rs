@@ -62,23 +62,20 @@ fn greedy_follows_the_argmax_chain() {
         expected.push(next);
         last = next;
     }
-    let g = generate(
-        &m,
-        &prompt,
-        &GenerateConfig::new(Sampling::Greedy),
-        &mut rng(0),
-    )
-    .unwrap();
+    let greedy = |seed| {
+        generate(
+            &m,
+            &prompt,
+            &GenerateConfig::new(Sampling::Greedy),
+            &mut rng(seed),
+        )
+        .unwrap()
+    };
+    let g = greedy(0);
     assert_eq!(g.ids, expected);
     assert!(!g.stopped_at_eos);
     // Greedy draws no random number: any seed gives the same answer.
-    let g2 = generate(
-        &m,
-        &prompt,
-        &GenerateConfig::new(Sampling::Greedy),
-        &mut rng(99),
-    )
-    .unwrap();
+    let g2 = greedy(99);
     assert_eq!(g2.ids, expected);
 }
 

@@ -15,11 +15,9 @@ use rand::{Rng, SeedableRng};
 use succulm::nn::generate::{generate, generate_batch, GenerateConfig, LanguageModel, Sampling};
 use succulm::nn::model::{KvCache, Model, ModelConfig};
 use succulm::study::eval::{
-    hidden_ids, load_probes, sample_probes, sample_seed, Evaluator, PreparedProbe, SampleConfig,
+    hidden_ids, load_probes, sample_probes, sample_seed, PreparedProbe, SampleConfig,
 };
 use succulm::study::sweep::{run_grid, tensorized, Grid, Method};
-use succulm::text::data::{load_corpus, standard_split};
-use succulm::text::probes::ProbeGroup;
 use succulm::text::vocab::{BOS, EOS};
 use succulm::{Error, FfnTtSpec, Vocab};
 
@@ -203,11 +201,7 @@ fn every_batched_answer_is_drawn_from_its_one_row_distributions() {
             let l = model.forward_cached(&mut c, &seq).unwrap();
             for (s, p) in probs.iter().enumerate() {
                 let truth = softmax(l.row(prompt.len() + s), t);
-                let d = p
-                    .iter()
-                    .zip(&truth)
-                    .map(|(&a, &b)| (a as f64 - b).abs())
-                    .fold(0.0, f64::max);
+                let d = common::max_abs_diff_f64(p, &truth);
                 assert!(d < 1e-5, "step {s}: distributions differ by {d}");
                 // The token drawn has mass under the one-row distribution.
                 if let Some(&id) = a.ids.get(s) {
@@ -315,30 +309,8 @@ fn sampled_answers_do_not_depend_on_the_number_of_samples_on_an_exact_model() {
 #[test]
 fn the_sweep_on_the_shipped_model_is_the_same_on_2_and_3_threads() {
     let (model, vocab) = shipped();
-    let probes = load_probes(common::fixture("succulm_probes.json")).unwrap();
-    let pinned: Vec<&str> = probes
-        .iter()
-        .filter(|p| p.group == ProbeGroup::SeedInTraining)
-        .map(|p| p.prompt.as_str())
-        .collect();
-    let pairs = load_corpus(common::fixture("")).unwrap();
-    let (_, valid) = standard_split(&vocab, &pairs, &pinned, model.config().max_len).unwrap();
-    let sample = SampleConfig {
-        sampling: Sampling::Temperature(0.6),
-        samples_per_probe: 4,
-        seed: 42,
-    };
-    let hidden = hidden_ids(&vocab).unwrap();
-    let ev = Evaluator::new(
-        &model,
-        &vocab,
-        valid.x(),
-        valid.y(),
-        &probes,
-        &hidden,
-        sample,
-    )
-    .unwrap();
+    let (probes, _, valid) = common::standard_split(&vocab, model.config().max_len);
+    let ev = common::evaluator(&model, &vocab, &valid, &probes, 4);
     let run = |threads| {
         run_grid(
             &ev,

@@ -2,15 +2,16 @@
 //! Directional derivatives along the analytic gradient and a random direction, per tensor, in
 //! f64 accumulation; a wrong or missing term moves them by far more than the tolerance.
 
+mod common;
 mod common_grad;
 
-use common_grad::check_all;
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMutD, Ix2};
+use common_grad::{check_all, matrix, padded_rows, Named};
+use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use succulm::nn::layers::{Attention, Block, Ffn, Layer, LayerNorm, Projection};
-use succulm::nn::model::{Model, ModelConfig};
+use succulm::nn::model::Model;
 use succulm::{Linear, Parameters, TTLayer};
 
 const H: f32 = 1e-3;
@@ -19,23 +20,6 @@ const RTOL: f64 = 5e-3;
 fn randn(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
     Array2::from_shape_simple_fn((rows, cols), || StandardNormal.sample(&mut rng))
-}
-
-/// The input as a "parameter", to check input gradients with the same helper.
-#[derive(Clone)]
-struct Input(ArrayD<f32>);
-
-impl Parameters for Input {
-    fn visit(&self, _: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
-        f("x".into(), self.0.view())
-    }
-    fn visit_mut(&mut self, _: &str, f: &mut dyn FnMut(String, ArrayViewMutD<'_, f32>)) {
-        f("x".into(), self.0.view_mut())
-    }
-}
-
-fn x2(i: &Input) -> ArrayView2<'_, f32> {
-    i.0.view().into_dimensionality::<Ix2>().unwrap()
 }
 
 /// `Σ y ⊙ r` in f64.
@@ -54,15 +38,45 @@ fn check_layer<L: Parameters + Clone>(
     let r = randn(y.nrows(), y.ncols(), 99);
     let (g, dx) = grads_of(layer, x.view(), r.view());
     check_all(layer, &g, |l| weighted(&fwd(l, x.view()), &r), H, RTOL, 0.0);
-    let input = Input(x.clone().into_dyn());
+    let input = Named("x", x.clone().into_dyn());
     check_all(
         &input,
-        &Input(dx.into_dyn()),
-        |i| weighted(&fwd(layer, x2(i)), &r),
+        &Named("x", dx.into_dyn()),
+        |i| weighted(&fwd(layer, matrix(i)), &r),
         H,
         RTOL,
         0.0,
     );
+}
+
+/// A layer's plain forward.
+macro_rules! forward {
+    () => {
+        |l, x| l.forward(x).unwrap()
+    };
+}
+
+/// The backward of a layer whose training forward takes `input(x)`: `(parameter grads, dx)`.
+macro_rules! backward {
+    (|$x:ident| $input:expr) => {
+        |l, $x, dy| {
+            let (_, c) = l.forward_train($input).unwrap();
+            let mut g = l.zeros_like();
+            let dx = l.backward(&c, dy, &mut g).unwrap();
+            (g, dx)
+        }
+    };
+}
+
+/// The backward of a projection through the `Layer` trait: `(parameter grads, dx)`.
+macro_rules! through_layer_trait {
+    () => {
+        |l, x, dy| {
+            let (_, c) = Layer::forward_train(l, x.to_owned()).unwrap();
+            let (dx, g) = l.gradients(&c, dy).unwrap();
+            (g, dx)
+        }
+    };
 }
 
 #[test]
@@ -73,34 +87,14 @@ fn layer_norm_gradients() {
         let mut rng = StdRng::seed_from_u64(3);
         t.mapv_inplace(|v| v + rng.gen_range(-0.5..0.5))
     });
-    check_layer(
-        &ln,
-        randn(5, 6, 1),
-        |l, x| l.forward(x).unwrap(),
-        |l, x, dy| {
-            let (_, c) = l.forward_train(x).unwrap();
-            let mut g = l.zeros_like();
-            let dx = l.backward(&c, dy, &mut g).unwrap();
-            (g, dx)
-        },
-    );
+    check_layer(&ln, randn(5, 6, 1), forward!(), backward!(|x| x));
 }
 
 #[test]
 fn dense_projection_gradients() {
     let mut rng = StdRng::seed_from_u64(4);
     let p = Projection::Dense(Linear::init(7, 5, &mut rng).unwrap());
-    check_layer(
-        &p,
-        randn(6, 7, 2),
-        |l, x| l.forward(x).unwrap(),
-        |l, x, dy| {
-            let (_, c) = l.forward_train(x.to_owned()).unwrap();
-            let mut g = l.zeros_like();
-            let dx = l.backward(&c, dy, &mut g).unwrap();
-            (g, dx)
-        },
-    );
+    check_layer(&p, randn(6, 7, 2), forward!(), backward!(|x| x.to_owned()));
 }
 
 /// `Linear` and `TTLayer` through the `Layer` trait (the projections' two kinds).
@@ -108,44 +102,16 @@ fn dense_projection_gradients() {
 fn linear_and_tt_layer_gradients_through_the_layer_trait() {
     let mut rng = StdRng::seed_from_u64(11);
     let lin = Linear::init(6, 4, &mut rng).unwrap();
-    check_layer(
-        &lin,
-        randn(5, 6, 7),
-        |l, x| l.forward(x).unwrap(),
-        |l, x, dy| {
-            let (_, c) = Layer::forward_train(l, x.to_owned()).unwrap();
-            let (dx, g) = l.gradients(&c, dy).unwrap();
-            (g, dx)
-        },
-    );
+    check_layer(&lin, randn(5, 6, 7), forward!(), through_layer_trait!());
     let tt = TTLayer::from_linear(&[2, 3], &[2, 2], &lin, &[2, 3, 2]).unwrap();
-    check_layer(
-        &tt,
-        randn(5, 6, 8),
-        |l, x| l.forward(x).unwrap(),
-        |l, x, dy| {
-            let (_, c) = Layer::forward_train(l, x.to_owned()).unwrap();
-            let (dx, g) = l.gradients(&c, dy).unwrap();
-            (g, dx)
-        },
-    );
+    check_layer(&tt, randn(5, 6, 8), forward!(), through_layer_trait!());
 }
 
 #[test]
 fn ffn_gradients() {
     let mut rng = StdRng::seed_from_u64(5);
     let f = Ffn::init(6, 3, &mut rng).unwrap();
-    check_layer(
-        &f,
-        randn(7, 6, 3),
-        |l, x| l.forward(x).unwrap(),
-        |l, x, dy| {
-            let (_, c) = l.forward_train(x.to_owned()).unwrap();
-            let mut g = l.zeros_like();
-            let dx = l.backward(&c, dy, &mut g).unwrap();
-            (g, dx)
-        },
-    );
+    check_layer(&f, randn(7, 6, 3), forward!(), backward!(|x| x.to_owned()));
 }
 
 #[test]
@@ -158,12 +124,7 @@ fn attention_gradients_with_causal_mask() {
         &a,
         randn(2 * seq, 6, 4),
         |l, x| l.forward(x, seq).unwrap(),
-        |l, x, dy| {
-            let (_, c) = l.forward_train((x.to_owned(), seq)).unwrap();
-            let mut g = l.zeros_like();
-            let dx = l.backward(&c, dy, &mut g).unwrap();
-            (g, dx)
-        },
+        backward!(|x| (x.to_owned(), seq)),
     );
 }
 
@@ -192,12 +153,7 @@ fn block_gradients() {
         &b,
         randn(3 * seq, 6, 6),
         |l, x| l.forward_train((x.to_owned(), seq, None)).unwrap().0,
-        |l, x, dy| {
-            let (_, c) = l.forward_train((x.to_owned(), seq, None)).unwrap();
-            let mut g = l.zeros_like();
-            let dx = l.backward(&c, dy, &mut g).unwrap();
-            (g, dx)
-        },
+        backward!(|x| (x.to_owned(), seq, None)),
     );
 }
 
@@ -221,24 +177,10 @@ fn backward_accumulates() {
     }
 }
 
-fn tiny_config() -> ModelConfig {
-    ModelConfig {
-        vocab_size: 11,
-        d_model: 6,
-        max_len: 7,
-        n_layers: 2,
-        ffn_expansion: 2,
-        n_attn_heads: 3,
-        arch: Default::default(),
-    }
-}
-
 #[test]
 fn whole_model_gradients() {
-    let model = Model::new(tiny_config(), 11).unwrap();
-    // Two rows with padding (PAD = 0) in both x and y; T < max_len.
-    let x = ndarray::array![[1u32, 5, 7, 9, 4, 0], [1, 8, 8, 3, 0, 0]];
-    let y = ndarray::array![[5u32, 7, 9, 4, 2, 0], [8, 8, 3, 2, 0, 0]];
+    let model = Model::new(common::tiny_config(11, 7), 11).unwrap();
+    let (x, y) = padded_rows();
     let (loss, grads) = model.loss_and_grads(x.view(), y.view()).unwrap();
     assert!((loss as f64 - model.loss(x.view(), y.view()).unwrap() as f64).abs() < 1e-6);
     check_all(

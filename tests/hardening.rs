@@ -529,18 +529,11 @@ fn item9_messages_name_the_place_and_stay_short() {
     let o = example(
         "layer_sweep",
         &[
-            "--heal-epochs",
-            "2",
-            "--blocks",
-            "0",
-            "--bonds",
-            "10",
-            "--samples",
-            "1",
-            "--no-experiments",
-            "--out",
-            out.to_str().unwrap(),
-        ],
+            &["--heal-epochs", "2"][..],
+            &common::ONE_CELL_SWEEP,
+            &["--out", out.to_str().unwrap()],
+        ]
+        .concat(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let lines: Vec<String> = stderr(&o)

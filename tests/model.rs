@@ -6,7 +6,7 @@ mod common;
 use ndarray::{array, s, Array2, ArrayD};
 use succulm::nn::model::{Model, ModelConfig};
 use succulm::nn::train::{TrainConfig, Trainer};
-use succulm::text::data::{Dataset, EncodedPair};
+use succulm::text::data::Dataset;
 use succulm::Parameters;
 
 fn config() -> ModelConfig {
@@ -197,20 +197,10 @@ fn cached_decoding_equals_full_forward() {
 #[test]
 fn threaded_gradients_equal_single_thread() {
     let model = Model::new(config(), 5).unwrap();
-    let x = array![
-        [1u32, 4, 5, 6, 0],
-        [1, 7, 0, 0, 0],
-        [1, 8, 9, 10, 11],
-        [1, 12, 12, 0, 0],
-        [1, 3, 0, 0, 0]
-    ];
-    let y = array![
-        [4u32, 5, 6, 2, 0],
-        [7, 2, 0, 0, 0],
-        [8, 9, 10, 11, 2],
-        [12, 12, 2, 0, 0],
-        [3, 2, 0, 0, 0]
-    ];
+    // Five rows BOS + body (x) and body + EOS (y), PAD-padded to 5.
+    let bodies: [&[u32]; 5] = [&[4, 5, 6], &[7], &[8, 9, 10, 11], &[12, 12], &[3]];
+    let rows = common::toy_rows(5, 5, |i| bodies[i].to_vec());
+    let (x, y) = (rows.x(), rows.y());
     let (l1, g1) = model.loss_and_grads(x.view(), y.view()).unwrap();
     for threads in [2, 3, 5, 8] {
         let mut g = model.zero_grads();
@@ -342,22 +332,12 @@ fn ffn_residual_stats_by_hand() {
 
 fn toy_rows() -> Dataset {
     // A deterministic toy language: BOS a b c ... EOS with a few patterns.
-    let rows: Vec<EncodedPair> = (0..24)
-        .map(|i| {
-            let start = 4 + (i % 8) as u32;
-            let len = 3 + i % 4;
-            let mut v = vec![1];
-            v.extend((0..len).map(|k| 4 + (start - 4 + k as u32) % 9));
-            v.push(2);
-            let n = v.len() - 1;
-            let mut x = v[..n].to_vec();
-            let mut y = v[1..].to_vec();
-            x.resize(8, 0);
-            y.resize(8, 0);
-            EncodedPair { x, y, len: n }
-        })
-        .collect();
-    Dataset::from_rows(&rows, 8).unwrap()
+    common::toy_rows(24, 8, |i| {
+        let start = 4 + (i % 8) as u32;
+        (0..3 + i % 4)
+            .map(|k| 4 + (start - 4 + k as u32) % 9)
+            .collect()
+    })
 }
 
 #[test]

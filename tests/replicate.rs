@@ -4,35 +4,17 @@
 mod planted;
 mod toy;
 
-use planted::{evaluator, reference, Plant, METHODS};
+use planted::Plant;
 use succulm::study::replicate::{
     aggregate, aggregate_reports, format_replicated, markdown_table, mean_se, merge_replica_parts,
     ReplicaPart, ReplicaReport, Replication,
 };
 use succulm::study::report::verdict::{verdicts, Outcome};
 use succulm::study::shard::Shard;
-use succulm::study::sweep::{default_block_sets, run_grid, Grid, HealKind, SweepReport};
-use toy::Bigram;
-
-type Heal = fn(&mut Bigram) -> succulm::Result<()>;
+use succulm::study::sweep::SweepReport;
 
 fn sweep(plant: Plant) -> SweepReport {
-    let r = reference();
-    let ev = evaluator(&r, 20);
-    run_grid(
-        &ev,
-        &Grid {
-            n_blocks: 4,
-            methods: &METHODS,
-            block_sets: &default_block_sets(4),
-            bonds: &[50, 30, 10],
-            threads: 2,
-        },
-        |_, b: &[usize], bond| plant.compress(&r, b, bond),
-        None::<(HealKind, Heal)>,
-        &|_: &str| {},
-    )
-    .unwrap()
+    planted::sweep(plant, 20, None)
 }
 
 /// Models 0, 2, 4 follow the seed's story (block 0 scrambles, block 3 traps); in models 1

@@ -5,38 +5,16 @@
 mod planted;
 mod toy;
 
-use planted::{evaluator, reference, Plant, METHODS};
+use planted::Plant;
 use rand::{rngs::StdRng, SeedableRng};
 use scraper::{Html, Selector};
 use succulm::nn::generate::{model_example, GenerateConfig, SEED_PROMPTS};
 use succulm::study::report::html::{self, differing_words, ExperimentRun, Experiments};
 use succulm::study::report::{self, svg};
-use succulm::study::sweep::{
-    self, default_block_sets, run_grid, Grid, HealKind, Method, SweepReport,
-};
-use toy::Bigram;
+use succulm::study::sweep::{self, HealKind, Method, SweepReport};
 
 fn sweep_report() -> SweepReport {
-    let r = reference();
-    let ev = evaluator(&r, 6);
-    let restore = |m: &mut Bigram| {
-        m.table.assign(&r.table);
-        Ok(())
-    };
-    run_grid(
-        &ev,
-        &Grid {
-            n_blocks: 4,
-            methods: &METHODS,
-            block_sets: &default_block_sets(4),
-            bonds: &[50, 30, 10],
-            threads: 2,
-        },
-        |_, b: &[usize], bond| Plant::SEED.compress(&r, b, bond),
-        Some((HealKind::CrossEntropy, restore)),
-        &|_: &str| {},
-    )
-    .unwrap()
+    planted::sweep(Plant::SEED, 6, Some(HealKind::CrossEntropy))
 }
 
 /// The seed's experiments on the shipped model: the dense answers and two compressed runs.

@@ -2,6 +2,8 @@
 //! PyTorch (`tools/safetensors_torch.py`) against PyTorch's logits, round trips (dense and
 //! tensor-train), and a clear error for every kind of bad file.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayD};
@@ -12,38 +14,16 @@ use succulm::io::safetensors::{write_f32, SafetensorsFile};
 use succulm::nn::model::{Model, ModelConfig};
 use succulm::{Error, Vocab};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
-}
-
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("succulm-st-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::temp_dir(&format!("st-{name}"))
 }
 
 fn vocab(n: usize) -> Vocab {
-    let mut words: Vec<String> = ["<PAD>", "<BOS>", "<EOS>", "<UNK>"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    words.extend((4..n).map(|i| format!("word{i:02}")));
-    Vocab::from_words(words).unwrap()
+    common::numbered_vocab(n, "word")
 }
 
 fn config() -> ModelConfig {
-    ModelConfig {
-        vocab_size: 12,
-        d_model: 6,
-        max_len: 5,
-        n_layers: 2,
-        ffn_expansion: 2,
-        n_attn_heads: 3,
-        arch: Default::default(),
-    }
+    common::tiny_config(12, 5)
 }
 
 /// Every parameter of `a` equals `b`'s bit for bit, under the same names.
@@ -66,15 +46,15 @@ fn assert_same_bits(a: &Model, b: &Model) {
 
 #[test]
 fn shipped_model_is_the_same_in_both_formats() {
-    let (json, jv) = Model::load(fixture("succulm_upper_middle.json")).unwrap();
-    let (st, sv) = Model::load(fixture("succulm_upper_middle.safetensors")).unwrap();
+    let (json, jv) = Model::load(common::fixture("succulm_upper_middle.json")).unwrap();
+    let (st, sv) = Model::load(common::fixture("succulm_upper_middle.safetensors")).unwrap();
     assert_same_bits(&json, &st);
     assert_eq!(json.config(), st.config());
     assert_eq!(json.profile(), st.profile());
     assert_eq!(jv.words(), sv.words());
     assert_eq!(jv.hidden_words(), sv.hidden_words());
     // The safetensors file is raw f32: far smaller than the JSON text.
-    let size = |n: &str| std::fs::metadata(fixture(n)).unwrap().len();
+    let size = |n: &str| std::fs::metadata(common::fixture(n)).unwrap().len();
     assert!(size("succulm_upper_middle.safetensors") * 2 < size("succulm_upper_middle.json"));
 }
 
@@ -87,14 +67,14 @@ struct TinyFixture {
 
 #[test]
 fn file_written_by_pytorch_loads_and_reproduces_its_logits() {
-    let text = std::fs::read_to_string(fixture("parity_tiny.json")).unwrap();
+    let text = std::fs::read_to_string(common::fixture("parity_tiny.json")).unwrap();
     let f: TinyFixture = serde_json::from_str(&text).unwrap();
     let (from_json, _) = f
         .checkpoint
         .into_model(Path::new("parity_tiny.json"))
         .unwrap();
     // Written by `safetensors.torch.save_file(model.state_dict(), ...)`.
-    let (model, _) = Model::load(fixture("parity_tiny.safetensors")).unwrap();
+    let (model, _) = Model::load(common::fixture("parity_tiny.safetensors")).unwrap();
     assert_same_bits(&from_json, &model);
     let t = f.x[0].len();
     let ids = Array2::from_shape_vec((f.x.len(), t), f.x.concat()).unwrap();
@@ -352,6 +332,6 @@ fn forged_headers_and_truncated_files_are_errors() {
     );
 
     // Not a safetensors file at all (a JSON checkpoint renamed).
-    let json = std::fs::read(fixture("succulm_hidden_words.json")).unwrap();
+    let json = std::fs::read(common::fixture("succulm_hidden_words.json")).unwrap();
     expect_invalid(&write_bytes("json", &json), "header", "");
 }

@@ -3,6 +3,7 @@
 //! links) worked by hand, and each new verdict on toy reports with its effect planted one way,
 //! the other way, and a null case that must come out INCONCLUSIVE.
 
+mod planted;
 mod toy;
 
 use ndarray::Array2;
@@ -15,7 +16,7 @@ use succulm::study::report::verdict::{self, format_verdicts, verdicts, Outcome, 
 use succulm::study::report::{self};
 use succulm::study::sweep::{
     run_settings, CompressionInfo, HealKind, Method, ProjectionError, SeedSetting, SettingCell,
-    SweepCell, SweepReport, SEED_SETTINGS,
+    SweepReport, SEED_SETTINGS,
 };
 use succulm::text::vocab::{EOS, PAD};
 use succulm::Error;
@@ -56,19 +57,16 @@ fn probe(prompt: &str, fact: Option<&str>, right: Option<&str>, wrong: Option<&s
 
 /// Rows `[BOS] + words + [EOS]` as inputs and shifted targets, PAD-padded to 14.
 fn rows(sentences: &[&[&str]]) -> (Array2<u32>, Array2<u32>) {
-    let t = 14;
-    let mut x = Array2::from_elem((sentences.len(), t), PAD);
-    let mut y = Array2::from_elem((sentences.len(), t), PAD);
-    for (r, w) in sentences.iter().enumerate() {
-        let mut s = vec![id("<BOS>")];
-        s.extend(ids(w));
-        s.push(EOS);
-        for j in 0..s.len() - 1 {
-            x[[r, j]] = s[j];
-            y[[r, j]] = s[j + 1];
-        }
-    }
-    (x, y)
+    let rows: Vec<Vec<u32>> = sentences
+        .iter()
+        .map(|w| {
+            let mut s = vec![id("<BOS>")];
+            s.extend(ids(w));
+            s.push(EOS);
+            s
+        })
+        .collect();
+    toy::shifted(&rows, 14)
 }
 
 #[test]
@@ -172,13 +170,7 @@ fn toy_data() -> (Array2<u32>, Array2<u32>) {
 
 fn toy_reference() -> Bigram {
     let (x, y) = toy_data();
-    let mut t = Array2::from_elem((V, V), -4.0f32);
-    for (a, b) in x.iter().zip(y.iter()) {
-        if *b != PAD {
-            t[[*a as usize, *b as usize]] += 3.0;
-        }
-    }
-    Bigram::new(t, 16)
+    toy::fitted(&x, &y)
 }
 
 fn toy_evaluator(reference: &Bigram, training: bool) -> Evaluator<'_, Bigram> {
@@ -475,35 +467,11 @@ fn setting(id: &str, s: S) -> SettingCell {
 /// A 4-block report: single-block cells at bond 20 (`singles[k]` for block k), the dense
 /// reference `BASE`, and the given settings.
 fn fabricated(singles: [S; 4], settings: Vec<SettingCell>) -> SweepReport {
-    SweepReport {
-        n_blocks: 4,
-        block_sets: (0..4).map(|b| vec![b]).collect(),
-        bonds: vec![20],
-        methods: vec![Method::Weight],
-        sample: SampleConfig {
-            sampling: Sampling::Temperature(0.6),
-            samples_per_probe: 10,
-            seed: 0,
-        },
-        heal: None,
-        calibration: None,
-        reference: metrics(BASE),
-        cells: singles
-            .iter()
-            .enumerate()
-            .map(|(k, &s)| SweepCell {
-                method: Method::Weight,
-                blocks: vec![k],
-                bond: 20,
-                compression: CompressionInfo::default(),
-                metrics: metrics(s),
-                healed: None,
-                heal: None,
-            })
-            .collect(),
-        budget: vec![],
+    planted::fabricated_report(
+        metrics(BASE),
+        singles.iter().map(|&s| metrics(s)).enumerate().collect(),
         settings,
-    }
+    )
 }
 
 fn find<'a>(v: &'a [Verdict], id: &str) -> &'a Verdict {
@@ -676,27 +644,20 @@ fn special(rate: f64) -> S {
     }
 }
 
+/// Special-token rates per block, the rest as the reference.
+fn specials(rates: [f64; 4]) -> SweepReport {
+    fabricated(rates.map(special), vec![])
+}
+
 #[test]
 fn special_tokens_planted_both_ways_and_null() {
     let id = "last_block_special_tokens";
     // 400 answers: 0.2 (SE 0.020) vs 0.05 (SE 0.011): lead 0.15 > 2·0.023.
-    let v = verdict_of(
-        &fabricated(
-            [special(0.05), special(0.0), special(0.0), special(0.2)],
-            vec![],
-        ),
-        id,
-    );
+    let v = verdict_of(&specials([0.05, 0.0, 0.0, 0.2]), id);
     assert_eq!(v.outcome, Outcome::Supported, "{}", v.evidence);
     assert!(close(v.effect, 0.15));
     assert!(v.evidence.contains("highest: block 3"), "{}", v.evidence);
-    let v = verdict_of(
-        &fabricated(
-            [special(0.2), special(0.0), special(0.0), special(0.05)],
-            vec![],
-        ),
-        id,
-    );
+    let v = verdict_of(&specials([0.2, 0.0, 0.0, 0.05]), id);
     assert_eq!(v.outcome, Outcome::NotSupported, "{}", v.evidence);
     assert!(v.evidence.contains("highest: block 0"), "{}", v.evidence);
     // The same rate everywhere: no lead.
@@ -704,13 +665,7 @@ fn special_tokens_planted_both_ways_and_null() {
     assert_eq!(v.outcome, Outcome::Inconclusive, "{}", v.evidence);
     assert!(v.evidence.contains("highest: none (all equal)"));
     // Block 3 ahead by less than 2 SE: 0.11 vs 0.10.
-    let v = verdict_of(
-        &fabricated(
-            [special(0.1), special(0.1), special(0.1), special(0.11)],
-            vec![],
-        ),
-        id,
-    );
+    let v = verdict_of(&specials([0.1, 0.1, 0.1, 0.11]), id);
     assert_eq!(v.outcome, Outcome::Inconclusive, "{}", v.evidence);
     // None anywhere: the seed saw one, we see none.
     let v = verdict_of(&fabricated(QUIET, vec![]), id);

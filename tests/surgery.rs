@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use succulm::nn::layers::Projection;
 use succulm::nn::model::{Model, ModelConfig};
 use succulm::nn::train::{evaluate_dataset, fine_tune_tt, TrainConfig};
-use succulm::text::data::{Dataset, EncodedPair};
+use succulm::text::data::Dataset;
 use succulm::tt::CappedBond;
 use succulm::{Error, FfnTtSpec, Parameters, TTLayout, TTSpec, Vocab};
 
@@ -41,12 +41,7 @@ fn small_config() -> ModelConfig {
 }
 
 fn vocab(n: usize) -> Vocab {
-    let mut words: Vec<String> = ["<PAD>", "<BOS>", "<EOS>", "<UNK>"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    words.extend((4..n).map(|i| format!("w{i:02}")));
-    Vocab::from_words(words).unwrap()
+    common::numbered_vocab(n, "w")
 }
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -461,22 +456,12 @@ fn corrupt_projection_entries_are_named() {
 
 /// A deterministic toy language over ids 4..20: BOS, a run of consecutive ids, EOS.
 fn toy_rows() -> Dataset {
-    let rows: Vec<EncodedPair> = (0..24)
-        .map(|i| {
-            let start = (i % 8) as u32;
-            let len = 2 + i % 4;
-            let mut v = vec![1];
-            v.extend((0..len).map(|k| 4 + (start + k as u32) % 16));
-            v.push(2);
-            let n = v.len() - 1;
-            let mut x = v[..n].to_vec();
-            let mut y = v[1..].to_vec();
-            x.resize(8, 0);
-            y.resize(8, 0);
-            EncodedPair { x, y, len: n }
-        })
-        .collect();
-    Dataset::from_rows(&rows, 8).unwrap()
+    common::toy_rows(24, 8, |i| {
+        let start = (i % 8) as u32;
+        (0..2 + i % 4)
+            .map(|k| 4 + (start + k as u32) % 16)
+            .collect()
+    })
 }
 
 #[test]

@@ -6,15 +6,12 @@ mod toy;
 
 use ndarray::Array2;
 use planted::reference;
-use succulm::nn::generate::Sampling;
-use succulm::study::eval::{
-    CellMetrics, Evaluator, SampleConfig, SampledMetrics, TeacherForcedMetrics,
-};
+use succulm::study::eval::{CellMetrics, Evaluator, SampledMetrics, TeacherForcedMetrics};
 use succulm::study::report::verdict::{verdicts, Outcome};
 use succulm::study::report::{self, recovery, Metric};
 use succulm::study::sweep::{
     block_label, default_block_sets, parse_block_sets, parse_bonds, run_budget, run_grid,
-    BudgetArms, CompressionInfo, Grid, HealKind, Method, ProjectionError, SweepCell, SweepReport,
+    BudgetArms, CompressionInfo, Grid, HealKind, Method, ProjectionError, SweepReport,
 };
 use succulm::Error;
 use toy::{id, random_matrix, Bigram, V};
@@ -162,9 +159,9 @@ fn the_sweep_runs_end_to_end_and_finds_the_planted_effects() {
     assert!((rec - 1.0).abs() < 1e-9);
     let v = verdicts(&r);
     assert_eq!(v.len(), 8, "the seed's three claims, then issue 16's five");
-    assert_eq!(v[0].outcome, Outcome::Supported, "{:?}", v[0]);
-    assert_eq!(v[1].outcome, Outcome::Supported, "{:?}", v[1]);
-    assert_eq!(v[2].outcome, Outcome::Supported, "{:?}", v[2]);
+    for v in &v[..3] {
+        assert_eq!(v.outcome, Outcome::Supported, "{v:?}");
+    }
 }
 
 #[test]
@@ -172,9 +169,9 @@ fn inverted_damage_inverts_the_verdicts() {
     let r = run(true, false);
     assert!(r.cells.iter().all(|c| c.healed.is_none()));
     let v = verdicts(&r);
-    assert_eq!(v[0].outcome, Outcome::NotSupported, "{:?}", v[0]);
-    assert_eq!(v[1].outcome, Outcome::NotSupported, "{:?}", v[1]);
-    assert_eq!(v[2].outcome, Outcome::NotSupported, "{:?}", v[2]);
+    for v in &v[..3] {
+        assert_eq!(v.outcome, Outcome::NotSupported, "{v:?}");
+    }
 }
 
 #[test]
@@ -292,34 +289,14 @@ fn metrics(fluency: f64, se: f64, hidden: f64, kl: f64) -> CellMetrics {
 }
 
 fn fabricated(cells: &[(usize, f64, f64, f64, f64)]) -> SweepReport {
-    SweepReport {
-        n_blocks: 4,
-        block_sets: (0..4).map(|b| vec![b]).collect(),
-        bonds: vec![20],
-        methods: vec![Method::Weight],
-        sample: SampleConfig {
-            sampling: Sampling::Temperature(0.6),
-            samples_per_probe: 10,
-            seed: 0,
-        },
-        heal: None,
-        calibration: None,
-        reference: metrics(1.0, 0.01, 0.0, 0.0),
-        cells: cells
+    planted::fabricated_report(
+        metrics(1.0, 0.01, 0.0, 0.0),
+        cells
             .iter()
-            .map(|&(b, f, se, h, kl)| SweepCell {
-                method: Method::Weight,
-                blocks: vec![b],
-                bond: 20,
-                compression: CompressionInfo::default(),
-                metrics: metrics(f, se, h, kl),
-                healed: None,
-                heal: None,
-            })
+            .map(|&(b, f, se, h, kl)| (b, metrics(f, se, h, kl)))
             .collect(),
-        budget: vec![],
-        settings: vec![],
-    }
+        vec![],
+    )
 }
 
 #[test]

@@ -3,28 +3,18 @@
 
 mod common;
 
-use common::{fixture, temp_dir};
-use succulm::nn::generate::Sampling;
+use common::temp_dir;
 use succulm::nn::train::{fine_tune_tt, TrainConfig, Trainer};
-use succulm::study::eval::{hidden_ids, Evaluator, SampleConfig};
+use succulm::study::eval::hidden_ids;
 use succulm::study::report;
 use succulm::study::sweep::{run_grid, tensorized, Grid, HealKind, Method};
-use succulm::text::data::{load_corpus, standard_split};
-use succulm::text::probes::{load_probes, ProbeGroup};
 use succulm::Model;
 
 #[test]
 fn a_short_sweep_on_the_tiny_profile_runs_end_to_end() {
     let vocab = common::vocab();
-    let probes = load_probes(fixture("succulm_probes.json")).unwrap();
-    let pinned: Vec<&str> = probes
-        .iter()
-        .filter(|p| p.group == ProbeGroup::SeedInTraining)
-        .map(|p| p.prompt.as_str())
-        .collect();
-    let pairs = load_corpus(fixture("")).unwrap();
     let mut model = Model::from_profile("tiny", &vocab, 3).unwrap();
-    let (train, valid) = standard_split(&vocab, &pairs, &pinned, model.config().max_len).unwrap();
+    let (probes, train, valid) = common::standard_split(&vocab, model.config().max_len);
     let config = TrainConfig {
         epochs: 3,
         lr: 3e-3,
@@ -36,23 +26,9 @@ fn a_short_sweep_on_the_tiny_profile_runs_end_to_end() {
         .fit(&mut model, &train, &valid, |_| {})
         .unwrap();
 
-    let sample = SampleConfig {
-        sampling: Sampling::Temperature(0.6),
-        samples_per_probe: 2,
-        seed: 42,
-    };
     let hidden = hidden_ids(&vocab).unwrap();
     assert!(!hidden.is_empty());
-    let ev = Evaluator::new(
-        &model,
-        &vocab,
-        valid.x(),
-        valid.y(),
-        &probes,
-        &hidden,
-        sample,
-    )
-    .unwrap();
+    let ev = common::evaluator(&model, &vocab, &valid, &probes, 2);
     let heal = |m: &mut Model| {
         let cfg = TrainConfig {
             epochs: 1,

@@ -26,6 +26,26 @@ fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// A random layer (seeded by `seed`) decomposed in the seed's layout with these bonds.
+fn seed_layout(seed: u64, in_m: &[usize], out_m: &[usize], bonds: &[usize]) -> TTLayer {
+    let lin = linear(in_m.iter().product(), out_m.iter().product(), seed);
+    TTLayer::from_linear(in_m, out_m, &lin, bonds).unwrap()
+}
+
+/// A random layer (seeded by `seed`) decomposed in the TT-matrix layout.
+fn matrix_layout(seed: u64, in_m: &[usize], out_m: &[usize], t: &Truncation) -> TTLayer {
+    let lin = linear(in_m.iter().product(), out_m.iter().product(), seed);
+    TTLayer::from_linear_with(TTLayout::Matrix, in_m, out_m, &lin, t).unwrap()
+}
+
+/// The largest difference between a TT layer's and a dense layer's outputs on `x`.
+fn forward_diff(tt: &TTLayer, lin: &Linear, x: &Array2<f32>) -> f32 {
+    max_abs_diff(
+        &tt.forward(x.view()).unwrap(),
+        &lin.forward(x.view()).unwrap(),
+    )
+}
+
 /// `‖A − B‖_F` in f64.
 fn frob_diff(a: &Array2<f32>, b: &Array2<f32>) -> f64 {
     a.iter()
@@ -68,11 +88,7 @@ fn seed_case_1024_to_100_exact() {
     // kernel's own rounding of 1024-term sums (~1e-6 on some CPUs) to the TT's.
     let exact = exact_forward(&lin, &x);
     let y = tt.forward(x.view()).unwrap();
-    let d = y
-        .iter()
-        .zip(&exact)
-        .map(|(&a, &b)| (a as f64 - b).abs())
-        .fold(0.0, f64::max);
+    let d = common::max_abs_diff_f64(&y, &exact);
     assert!(d < 1e-6, "max abs diff {d}");
 }
 
@@ -81,10 +97,7 @@ fn seed_case_4096_to_216_exact() {
     let lin = linear(4096, 216, 1234);
     let tt = TTLayer::from_linear(&[16, 16, 16], &[6, 6, 6], &lin, &[]).unwrap();
     let x = random_x(5, 4096, 2);
-    let d = max_abs_diff(
-        &tt.forward(x.view()).unwrap(),
-        &lin.forward(x.view()).unwrap(),
-    );
+    let d = forward_diff(&tt, &lin, &x);
     assert!(d < 1e-5, "max abs diff {d}");
 }
 
@@ -94,10 +107,7 @@ fn seed_case_1024_to_100_low_rank() {
     let tt = TTLayer::from_linear(&[32, 32], &[10, 10], &lin, &[10, 99, 32]).unwrap();
     assert_eq!(tt.bond_dims(), &[10, 99, 32]);
     let x = random_x(5, 1024, 3);
-    let d = max_abs_diff(
-        &tt.forward(x.view()).unwrap(),
-        &lin.forward(x.view()).unwrap(),
-    );
+    let d = forward_diff(&tt, &lin, &x);
     assert!(d < 8e-2, "max abs diff {d}");
     assert!(d > 0.0, "a truncation should not be exact");
     // Bonds 1 and 3 are at full rank; bond 2's unfolding [o1·o2, i1·i2] is W itself (100 ×
@@ -159,12 +169,7 @@ fn seed_ffn_specs_shapes_params_and_exactness() {
     assert!(tt0.relative_error(&up) < 1e-5);
     assert!(tt2.relative_error(&down) < 1e-5);
     let x = random_x(29, 50, 4);
-    assert!(
-        max_abs_diff(
-            &tt0.forward(x.view()).unwrap(),
-            &up.forward(x.view()).unwrap()
-        ) < 1e-5
-    );
+    assert!(forward_diff(&tt0, &up, &x) < 1e-5);
 
     // The middle bond is the only one that truncates: error falls as m grows, 0 at m = 50.
     let mut last = f32::INFINITY;
@@ -200,10 +205,7 @@ fn exact_at_full_rank_for_random_shapes() {
             let e = tt.relative_error(&lin);
             assert!(e < 1e-5, "{in_modes:?} {out_modes:?}: rel error {e}");
             let x = random_x(4, i, trial);
-            let diff = max_abs_diff(
-                &tt.forward(x.view()).unwrap(),
-                &lin.forward(x.view()).unwrap(),
-            );
+            let diff = forward_diff(&tt, &lin, &x);
             assert!(diff < 1e-5, "{in_modes:?} {out_modes:?}: {diff}");
 
             // TT-matrix layout: d cores each holding one output and one input mode.
@@ -227,10 +229,7 @@ fn exact_at_full_rank_for_random_shapes() {
             let e = tt.relative_error(&lin);
             assert!(e < 1e-5, "matrix {in_m:?} {out_m:?}: rel error {e}");
             let x = random_x(3, i, trial + 50);
-            let diff = max_abs_diff(
-                &tt.forward(x.view()).unwrap(),
-                &lin.forward(x.view()).unwrap(),
-            );
+            let diff = forward_diff(&tt, &lin, &x);
             assert!(diff < 1e-5, "matrix {in_m:?} {out_m:?}: {diff}");
         }
     }
@@ -506,29 +505,18 @@ fn check_backward(tt: &TTLayer, rows: usize, seed: u64) {
 
 #[test]
 fn backward_matches_dense_truths_seed_layout() {
-    let lin = linear(50, 200, 40);
-    let tt = TTLayer::from_linear(&[5, 10], &[10, 20], &lin, &[10, 27, 10]).unwrap();
+    let tt = seed_layout(40, &[5, 10], &[10, 20], &[10, 27, 10]);
     check_backward(&tt, 29, 1);
     check_backward(&tt, 1, 2);
-    let lin = linear(200, 50, 41);
-    let tt = TTLayer::from_linear(&[10, 20], &[5, 10], &lin, &[5, 20, 20]).unwrap();
+    let tt = seed_layout(41, &[10, 20], &[5, 10], &[5, 20, 20]);
     check_backward(&tt, 13, 3);
-    let lin = linear(24, 30, 42);
-    let tt = TTLayer::from_linear(&[2, 3, 4], &[5, 6], &lin, &[5, 4, 6, 4]).unwrap();
+    let tt = seed_layout(42, &[2, 3, 4], &[5, 6], &[5, 4, 6, 4]);
     check_backward(&tt, 6, 4);
 }
 
 #[test]
 fn backward_matches_dense_truths_matrix_layout() {
-    let lin = linear(96, 120, 43);
-    let tt = TTLayer::from_linear_with(
-        TTLayout::Matrix,
-        &[4, 4, 6],
-        &[5, 4, 6],
-        &lin,
-        &Truncation::bond_dims(&[6, 9]),
-    )
-    .unwrap();
+    let tt = matrix_layout(43, &[4, 4, 6], &[5, 4, 6], &Truncation::bond_dims(&[6, 9]));
     check_backward(&tt, 11, 5);
     check_backward(&tt, 1, 6);
 }
@@ -623,33 +611,15 @@ fn check_every_plan_backward(tt: &TTLayer, rows: usize, seed: u64) {
 
 #[test]
 fn merged_plan_backward_equals_unmerged_backward_for_every_plan() {
-    let lin = linear(50, 200, 60);
-    let tt = TTLayer::from_linear(&[5, 10], &[10, 20], &lin, &[10, 27, 10]).unwrap();
+    let tt = seed_layout(60, &[5, 10], &[10, 20], &[10, 27, 10]);
     check_every_plan_backward(&tt, 29, 1);
     check_every_plan_backward(&tt, 1, 2);
-    let lin = linear(24, 30, 61);
-    let tt = TTLayer::from_linear(&[2, 3, 4], &[5, 6], &lin, &[5, 4, 6, 4]).unwrap();
+    let tt = seed_layout(61, &[2, 3, 4], &[5, 6], &[5, 4, 6, 4]);
     check_every_plan_backward(&tt, 7, 3);
-    let lin = linear(96, 120, 62);
-    let tt = TTLayer::from_linear_with(
-        TTLayout::Matrix,
-        &[4, 4, 6],
-        &[5, 4, 6],
-        &lin,
-        &Truncation::bond_dims(&[6, 9]),
-    )
-    .unwrap();
+    let tt = matrix_layout(62, &[4, 4, 6], &[5, 4, 6], &Truncation::bond_dims(&[6, 9]));
     check_every_plan_backward(&tt, 11, 4);
     // Modes of 1 (size-1 axes in the merged blocks).
-    let lin = linear(12, 12, 63);
-    let tt = TTLayer::from_linear_with(
-        TTLayout::Matrix,
-        &[1, 6, 2],
-        &[4, 1, 3],
-        &lin,
-        &Truncation::exact(),
-    )
-    .unwrap();
+    let tt = matrix_layout(63, &[1, 6, 2], &[4, 1, 3], &Truncation::exact());
     check_every_plan_backward(&tt, 5, 5);
 }
 

@@ -236,53 +236,27 @@ fn bad_embeddings_files_are_clear_errors() {
     );
     assert_invalid(Vocab::load(&p), &p, "<UNK>", "missing special token");
 
-    let p = case("empty_key.json", &format!("{{{SPECIALS}, \"\": [1, 2]}}"));
-    assert_invalid(Vocab::load(&p), &p, "\"\"", "empty key");
-
-    let p = case(
-        "dup.json",
-        &format!("{{{SPECIALS}, \"a\": [1, 2], \"a\": [3, 4]}}"),
-    );
-    assert_invalid(Vocab::load(&p), &p, "a", "duplicate key");
-
-    let p = case(
-        "dup_special.json",
-        &format!("{{{SPECIALS}, \"<PAD>\": [3, 4]}}"),
-    );
-    assert_invalid(Vocab::load(&p), &p, "<PAD>", "duplicate key");
-
-    let p = case("unequal.json", &format!("{{{SPECIALS}, \"a\": [1, 2, 3]}}"));
-    assert_invalid(Vocab::load(&p), &p, "a", "length 3");
-
-    let p = case("empty_vec.json", &format!("{{{SPECIALS}, \"a\": []}}"));
-    assert_invalid(Vocab::load(&p), &p, "a", "empty vector");
-
-    let p = case("nan.json", &format!("{{{SPECIALS}, \"a\": [1.0, NaN]}}"));
-    assert_invalid(Vocab::load(&p), &p, "a", "non-finite");
-
+    // Each: a file `{name}.json` of the specials and then `rest`, the key named, the reason.
+    for (name, rest, key, reason) in [
+        ("empty_key", "\"\": [1, 2]", "\"\"", "empty key"),
+        ("dup", "\"a\": [1, 2], \"a\": [3, 4]", "a", "duplicate key"),
+        ("dup_special", "\"<PAD>\": [3, 4]", "<PAD>", "duplicate key"),
+        ("unequal", "\"a\": [1, 2, 3]", "a", "length 3"),
+        ("empty_vec", "\"a\": []", "a", "empty vector"),
+        ("nan", "\"a\": [1.0, NaN]", "a", "non-finite"),
+        ("f64_overflow", "\"c\": [1e999, 1]", "c", "non-finite"),
+        ("f32_overflow", "\"d\": [1, 1e39]", "d", "not a finite f32"),
+        ("string", "\"e\": [1, \"x\"]", "e", "not a number"),
+        ("scalar", "\"f\": 3", "f", "expected an array"),
+    ] {
+        let p = case(&format!("{name}.json"), &format!("{{{SPECIALS}, {rest}}}"));
+        assert_invalid(Vocab::load(&p), &p, key, reason);
+    }
     let p = case(
         "inf.json",
         &format!("{{{SPECIALS},\n  \"b\": [-Infinity, 1]}}"),
     );
     assert_invalid(Vocab::load(&p), &p, "b", "non-finite");
-
-    let p = case(
-        "f64_overflow.json",
-        &format!("{{{SPECIALS}, \"c\": [1e999, 1]}}"),
-    );
-    assert_invalid(Vocab::load(&p), &p, "c", "non-finite");
-
-    let p = case(
-        "f32_overflow.json",
-        &format!("{{{SPECIALS}, \"d\": [1, 1e39]}}"),
-    );
-    assert_invalid(Vocab::load(&p), &p, "d", "not a finite f32");
-
-    let p = case("string.json", &format!("{{{SPECIALS}, \"e\": [1, \"x\"]}}"));
-    assert_invalid(Vocab::load(&p), &p, "e", "not a number");
-
-    let p = case("scalar.json", &format!("{{{SPECIALS}, \"f\": 3}}"));
-    assert_invalid(Vocab::load(&p), &p, "f", "expected an array");
 
     let p = case("empty_object.json", "{}");
     assert_invalid(Vocab::load(&p), &p, "(root)", "empty");

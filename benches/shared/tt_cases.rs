@@ -37,25 +37,29 @@ impl Case {
     }
 }
 
+/// One of the seed's FFN projections at middle bonds 50, 27 and 20 (`bonds(m)` for middle
+/// bond `m`), on 1, 29 and 928 rows.
+fn seed_ffn(
+    name: &'static str,
+    in_modes: [usize; 2],
+    out_modes: [usize; 2],
+    bonds: fn(usize) -> Vec<usize>,
+) -> Case {
+    Case {
+        name,
+        in_modes: in_modes.to_vec(),
+        out_modes: out_modes.to_vec(),
+        bonds: [50, 27, 20].into_iter().map(bonds).collect(),
+        labels: vec![50, 27, 20],
+        rows: vec![1, 29, 928],
+    }
+}
+
 /// Every bench shape.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case {
-            name: "50to200",
-            in_modes: vec![5, 10],
-            out_modes: vec![10, 20],
-            bonds: [50, 27, 20].iter().map(|&m| vec![10, m, 10]).collect(),
-            labels: vec![50, 27, 20],
-            rows: vec![1, 29, 928],
-        },
-        Case {
-            name: "200to50",
-            in_modes: vec![10, 20],
-            out_modes: vec![5, 10],
-            bonds: [50, 27, 20].iter().map(|&m| vec![5, m, 20]).collect(),
-            labels: vec![50, 27, 20],
-            rows: vec![1, 29, 928],
-        },
+        seed_ffn("50to200", [5, 10], [10, 20], |m| vec![10, m, 10]),
+        seed_ffn("200to50", [10, 20], [5, 10], |m| vec![5, m, 20]),
         Case {
             name: "768to3072",
             in_modes: vec![8, 8, 12],

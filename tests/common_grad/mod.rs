@@ -91,3 +91,30 @@ pub fn check_all<P: Parameters + Clone, G: Parameters + ?Sized>(
     }
     eprintln!("worst relative error {worst:.2e} (tolerance {rtol:.0e})");
 }
+
+/// Two rows with padding (PAD = 0) in both x and y; T < max_len: `(x, y)`.
+pub fn padded_rows() -> (ndarray::Array2<u32>, ndarray::Array2<u32>) {
+    (
+        ndarray::array![[1u32, 5, 7, 9, 4, 0], [1, 8, 8, 3, 0, 0]],
+        ndarray::array![[5u32, 7, 9, 4, 2, 0], [8, 8, 3, 2, 0, 0]],
+    )
+}
+
+/// One tensor as a "parameter" named `.0` (an input, logits), to check gradients with respect
+/// to it with [`check_all`].
+#[derive(Clone)]
+pub struct Named(pub &'static str, pub ArrayD<f32>);
+
+impl Parameters for Named {
+    fn visit(&self, _: &str, f: &mut dyn FnMut(String, ArrayViewD<'_, f32>)) {
+        f(self.0.into(), self.1.view())
+    }
+    fn visit_mut(&mut self, _: &str, f: &mut dyn FnMut(String, ndarray::ArrayViewMutD<'_, f32>)) {
+        f(self.0.into(), self.1.view_mut())
+    }
+}
+
+/// The named tensor as a matrix.
+pub fn matrix(n: &Named) -> ndarray::ArrayView2<'_, f32> {
+    n.1.view().into_dimensionality::<ndarray::Ix2>().unwrap()
+}

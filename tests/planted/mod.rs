@@ -6,10 +6,12 @@
 use ndarray::Array2;
 use succulm::nn::generate::Sampling;
 use succulm::study::eval::{Evaluator, Probe, ProbeGroup, SampleConfig};
-use succulm::study::sweep::{CompressionInfo, Method, ProjectionError};
-use succulm::text::vocab::PAD;
+use succulm::study::sweep::{
+    default_block_sets, run_grid, CompressionInfo, Grid, HealKind, Method, ProjectionError,
+    SweepReport,
+};
 
-use super::toy::{id, random_matrix, vocab, Bigram, V};
+use super::toy::{fitted, id, random_matrix, shifted_words, vocab, Bigram, V};
 
 pub fn data() -> (Array2<u32>, Array2<u32>) {
     let rows = [
@@ -24,17 +26,8 @@ pub fn data() -> (Array2<u32>, Array2<u32>) {
             "<BOS>", "ruby", "is", "a", "boy", ".", "winy", "is", "a", "girl", ".", "<EOS>",
         ],
     ];
-    let t = 14;
-    let mut x = Array2::from_elem((3, t), PAD);
-    let mut y = Array2::from_elem((3, t), PAD);
-    for (r, w) in rows.iter().enumerate() {
-        let ids: Vec<u32> = w.iter().map(|s| id(s)).collect();
-        for j in 0..ids.len() - 1 {
-            x[[r, j]] = ids[j];
-            y[[r, j]] = ids[j + 1];
-        }
-    }
-    (x, y)
+    let rows: Vec<&[&str]> = rows.iter().map(|w| w.as_slice()).collect();
+    shifted_words(&rows, 14)
 }
 
 pub fn probes() -> Vec<Probe> {
@@ -63,13 +56,7 @@ pub fn probes() -> Vec<Probe> {
 
 pub fn reference() -> Bigram {
     let (x, y) = data();
-    let mut t = Array2::from_elem((V, V), -4.0f32);
-    for (a, b) in x.iter().zip(y.iter()) {
-        if *b != PAD {
-            t[[*a as usize, *b as usize]] += 3.0;
-        }
-    }
-    Bigram::new(t, 16)
+    fitted(&x, &y)
 }
 
 /// Which block does what when compressed.
@@ -151,3 +138,65 @@ pub fn evaluator<'a>(reference: &'a Bigram, samples: usize) -> Evaluator<'a, Big
 }
 
 pub const METHODS: [Method; 1] = [Method::Weight];
+
+/// A fabricated 4-block report at bond 20 (weight method, the seed's sampling): one cell per
+/// `(block, metrics)` of `singles`, the dense `reference`, and the given settings.
+pub fn fabricated_report(
+    reference: succulm::study::eval::CellMetrics,
+    singles: Vec<(usize, succulm::study::eval::CellMetrics)>,
+    settings: Vec<succulm::study::sweep::SettingCell>,
+) -> succulm::study::sweep::SweepReport {
+    succulm::study::sweep::SweepReport {
+        n_blocks: 4,
+        block_sets: (0..4).map(|b| vec![b]).collect(),
+        bonds: vec![20],
+        methods: vec![Method::Weight],
+        sample: SampleConfig {
+            sampling: Sampling::Temperature(0.6),
+            samples_per_probe: 10,
+            seed: 0,
+        },
+        heal: None,
+        calibration: None,
+        reference,
+        cells: singles
+            .into_iter()
+            .map(|(b, metrics)| succulm::study::sweep::SweepCell {
+                method: Method::Weight,
+                blocks: vec![b],
+                bond: 20,
+                compression: CompressionInfo::default(),
+                metrics,
+                healed: None,
+                heal: None,
+            })
+            .collect(),
+        budget: vec![],
+        settings,
+    }
+}
+
+/// The planted sweep of `plant`: every method, single blocks, bonds 50, 30 and 10 on two
+/// threads, `samples` per probe; healing (of `heal`'s kind) restores the reference's table.
+pub fn sweep(plant: Plant, samples: usize, heal: Option<HealKind>) -> SweepReport {
+    let r = reference();
+    let ev = evaluator(&r, samples);
+    let restore = |m: &mut Bigram| {
+        m.table.assign(&r.table);
+        Ok(())
+    };
+    run_grid(
+        &ev,
+        &Grid {
+            n_blocks: 4,
+            methods: &METHODS,
+            block_sets: &default_block_sets(4),
+            bonds: &[50, 30, 10],
+            threads: 2,
+        },
+        |_, b: &[usize], bond| plant.compress(&r, b, bond),
+        heal.map(|k| (k, restore)),
+        &|_: &str| {},
+    )
+    .unwrap()
+}

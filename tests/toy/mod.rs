@@ -80,6 +80,18 @@ pub fn random_matrix(r: usize, c: usize, seed: u64, scale: f32) -> Array2<f32> {
     })
 }
 
+/// `t` positions fit in `max_len`, or the model named `context` refuses them.
+fn check_len(context: &str, t: usize, max_len: usize) -> Result<()> {
+    if t > max_len {
+        return Err(Error::SequenceTooLong {
+            context: context.into(),
+            len: t,
+            max_len,
+        });
+    }
+    Ok(())
+}
+
 fn check(ids: &[u32], v: usize) -> Result<()> {
     for &i in ids {
         if i as usize >= v {
@@ -106,13 +118,7 @@ impl LanguageModel for Bigram {
     }
     fn extend(&self, len: &mut usize, ids: &[u32]) -> Result<Array2<f32>> {
         check(ids, self.vocab_size())?;
-        if *len + ids.len() > self.max_len {
-            return Err(Error::SequenceTooLong {
-                context: "Bigram".into(),
-                len: *len + ids.len(),
-                max_len: self.max_len,
-            });
-        }
+        check_len("Bigram", *len + ids.len(), self.max_len)?;
         *len += ids.len();
         self.extended.0.fetch_add(ids.len(), Ordering::Relaxed);
         let mut out = Array2::zeros((ids.len(), self.vocab_size()));
@@ -123,13 +129,7 @@ impl LanguageModel for Bigram {
     }
     fn logits(&self, ids: ArrayView2<u32>) -> Result<Array3<f32>> {
         let (b, t) = ids.dim();
-        if t > self.max_len {
-            return Err(Error::SequenceTooLong {
-                context: "Bigram".into(),
-                len: t,
-                max_len: self.max_len,
-            });
-        }
+        check_len("Bigram", t, self.max_len)?;
         let v = self.vocab_size();
         let mut out = Array3::zeros((b, t, v));
         for ((r, p), &i) in ids.indexed_iter() {
@@ -188,13 +188,7 @@ impl LanguageModel for Prefix {
     }
     fn extend(&self, c: &mut PrefixCache, ids: &[u32]) -> Result<Array2<f32>> {
         check(ids, self.vocab_size())?;
-        if c.len + ids.len() > self.max_len {
-            return Err(Error::SequenceTooLong {
-                context: "Prefix".into(),
-                len: c.len + ids.len(),
-                max_len: self.max_len,
-            });
-        }
+        check_len("Prefix", c.len + ids.len(), self.max_len)?;
         let mut out = Array2::zeros((ids.len(), self.vocab_size()));
         for (r, &i) in ids.iter().enumerate() {
             c.sum += &self.mix.row(i as usize);
@@ -205,13 +199,7 @@ impl LanguageModel for Prefix {
     }
     fn logits(&self, ids: ArrayView2<u32>) -> Result<Array3<f32>> {
         let (b, t) = ids.dim();
-        if t > self.max_len {
-            return Err(Error::SequenceTooLong {
-                context: "Prefix".into(),
-                len: t,
-                max_len: self.max_len,
-            });
-        }
+        check_len("Prefix", t, self.max_len)?;
         let v = self.vocab_size();
         let mut out = Array3::zeros((b, t, v));
         for r in 0..b {
@@ -228,4 +216,38 @@ impl LanguageModel for Prefix {
         }
         Ok(out)
     }
+}
+
+/// Rows of ids (each from BOS to EOS) as inputs and shifted targets, PAD-padded to `t`.
+pub fn shifted(rows: &[Vec<u32>], t: usize) -> (Array2<u32>, Array2<u32>) {
+    let pad = succulm::text::vocab::PAD;
+    let mut x = Array2::from_elem((rows.len(), t), pad);
+    let mut y = Array2::from_elem((rows.len(), t), pad);
+    for (r, s) in rows.iter().enumerate() {
+        for j in 0..s.len() - 1 {
+            x[[r, j]] = s[j];
+            y[[r, j]] = s[j + 1];
+        }
+    }
+    (x, y)
+}
+
+/// Rows of words (with their `<BOS>`/`<EOS>`) through [`shifted`].
+pub fn shifted_words(rows: &[&[&str]], t: usize) -> (Array2<u32>, Array2<u32>) {
+    let ids: Vec<Vec<u32>> = rows
+        .iter()
+        .map(|w| w.iter().map(|s| id(s)).collect())
+        .collect();
+    shifted(&ids, t)
+}
+
+/// A bigram fitted by hand to the rows: -4 everywhere, +3 per observed (non-PAD) transition.
+pub fn fitted(x: &Array2<u32>, y: &Array2<u32>) -> Bigram {
+    let mut t = Array2::from_elem((V, V), -4.0f32);
+    for (a, b) in x.iter().zip(y.iter()) {
+        if *b != succulm::text::vocab::PAD {
+            t[[*a as usize, *b as usize]] += 3.0;
+        }
+    }
+    Bigram::new(t, 16)
 }
