@@ -184,27 +184,6 @@ fn write(output: &SweepOutput, out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn parse_merge(flags: &mut Flags) -> Result<(Vec<PathBuf>, PathBuf)> {
-    let mut out: PathBuf = "target/layer_sweep".into();
-    let mut paths = Vec::new();
-    while let Some(x) = flags.next_flag() {
-        match x.as_str() {
-            "--out" => out = flags.value("--out")?.into(),
-            f if f.starts_with("--") => {
-                return Err(Error::invalid_arg(
-                    f,
-                    "unknown option of merge (see --help)",
-                ))
-            }
-            p => paths.push(PathBuf::from(p)),
-        }
-    }
-    if paths.is_empty() {
-        return Err(Error::invalid_arg("merge", "no part given"));
-    }
-    Ok((paths, out))
-}
-
 /// `layer_sweep merge PART... [--out DIR]`.
 fn merge((paths, out): (Vec<PathBuf>, PathBuf)) -> Result<()> {
     let output = SweepOutput::merge_files(&paths)?;
@@ -221,7 +200,12 @@ fn merge((paths, out): (Vec<PathBuf>, PathBuf)) -> Result<()> {
 fn main() -> ExitCode {
     let mut flags = Flags::from_env();
     if flags.subcommand("merge") {
-        return cli::main_with(HELP, flags, parse_merge, merge);
+        return cli::main_with(
+            HELP,
+            flags,
+            |f| cli::parse_merge(f, "target/layer_sweep"),
+            merge,
+        );
     }
     cli::main_with(HELP, flags, parse_args, run)
 }

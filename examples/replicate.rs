@@ -139,24 +139,6 @@ fn finish(reports: Vec<ReplicaReport>, out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn parse_merge(flags: &mut Flags) -> Result<(Vec<PathBuf>, PathBuf)> {
-    let mut out: PathBuf = "target/replicate".into();
-    let mut paths = Vec::new();
-    while let Some(x) = flags.next_flag() {
-        match x.as_str() {
-            "--out" => out = flags.value("--out")?.into(),
-            f if f.starts_with("--") => {
-                return Err(Error::invalid_arg(
-                    f,
-                    "unknown option of merge (see --help)",
-                ))
-            }
-            p => paths.push(PathBuf::from(p)),
-        }
-    }
-    Ok((paths, out))
-}
-
 fn merge((paths, out): (Vec<PathBuf>, PathBuf)) -> Result<()> {
     let parts = paths
         .iter()
@@ -168,7 +150,12 @@ fn merge((paths, out): (Vec<PathBuf>, PathBuf)) -> Result<()> {
 fn main() -> ExitCode {
     let mut flags = Flags::from_env();
     if flags.subcommand("merge") {
-        return cli::main_with(HELP, flags, parse_merge, merge);
+        return cli::main_with(
+            HELP,
+            flags,
+            |f| cli::parse_merge(f, "target/replicate"),
+            merge,
+        );
     }
     cli::main_with(HELP, flags, parse_args, run)
 }

@@ -4,10 +4,10 @@
 //! `replicate`.
 //!
 //! The examples are built once, in release (as CI's `cargo test --release` and the README run
-//! them), by `cargo build --release --example …` from this test; their paths come from cargo's
-//! own build messages.
+//! them), by `tests/common_cli`.
 
 mod common;
+mod common_cli;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,78 +15,10 @@ use std::sync::OnceLock;
 
 use succulm::study::setup::{Study, SweepOptions, SweepOutput};
 
-/// The built example `name` (`layer_sweep` or `replicate`).
-fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Vec<(String, PathBuf)>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        // Without the variables cargo sets for this test process (the package's name,
-        // manifest dir, …): dependencies' build scripts rerun when those change, so keeping
-        // them would rebuild the library here and again at the next `cargo test`.
-        for (key, _) in std::env::vars_os() {
-            let k = key.to_string_lossy();
-            let set_by_cargo = [
-                "CARGO_PKG_",
-                "CARGO_CFG_",
-                "CARGO_FEATURE_",
-                "CARGO_MANIFEST_",
-            ]
-            .iter()
-            .any(|p| k.starts_with(p))
-                || [
-                    "CARGO_CRATE_NAME",
-                    "CARGO_BIN_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                    "CARGO_TARGET_TMPDIR",
-                    "CARGO_RUSTC_CURRENT_DIR",
-                    "OUT_DIR",
-                ]
-                .contains(&k.as_ref());
-            if set_by_cargo {
-                build.env_remove(&key);
-            }
-        }
-        let out = build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args([
-                "build",
-                "--release",
-                "--example",
-                "layer_sweep",
-                "--example",
-                "replicate",
-                "--message-format=json-render-diagnostics",
-            ])
-            .output()
-            .expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact")
-            .filter_map(|m| {
-                let name = m["target"]["name"].as_str()?.to_string();
-                let exe = m["executable"].as_str()?;
-                Some((name, PathBuf::from(exe)))
-            })
-            .collect()
-    });
-    built
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, p)| p.clone())
-        .unwrap_or_else(|| panic!("cargo built no example {name}: {built:?}"))
-}
-
 /// Runs `program` with `args` from the repository root (where the README runs it); panics with
 /// its stderr if it fails.
 fn run(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(example(program))
+    let out = Command::new(common_cli::example_bin(program))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(args)
         .output()
@@ -108,7 +40,7 @@ fn run_sharded(program: &str, args: &[&str], n: usize, dir: &Path, merged: &Path
             let shard = format!("{k}/{n}");
             let mut all: Vec<&str> = args.to_vec();
             all.extend(["--out", dir_s, "--shard", &shard]);
-            Command::new(example(program))
+            Command::new(common_cli::example_bin(program))
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .args(&all)
                 .stdout(std::process::Stdio::null())

@@ -218,3 +218,18 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
         source,
     })
 }
+
+/// `value` as pretty JSON; `what` names it in the error (which only a non-string map key or a
+/// failing `Serialize` impl can cause).
+pub fn to_json_pretty<T: serde::Serialize + ?Sized>(value: &T, what: &str) -> Result<String> {
+    serde_json::to_string_pretty(value)
+        .map_err(|e| Error::invalid_arg(what, format!("cannot serialise: {e}")))
+}
+
+/// Creates `dir` and its missing parents; an I/O failure names the directory.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}

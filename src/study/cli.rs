@@ -566,3 +566,27 @@ pub fn quiet_broken_pipe() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
+
+/// The arguments of a `merge` subcommand (`PROGRAM merge PART... [--out DIR]`): the part files
+/// and the output directory (`default_out` when `--out` is not given). Errors on an unknown
+/// option or when no part is given.
+pub fn parse_merge(flags: &mut Flags, default_out: &str) -> Result<(Vec<PathBuf>, PathBuf)> {
+    let mut out = PathBuf::from(default_out);
+    let mut paths = Vec::new();
+    while let Some(x) = flags.next_flag() {
+        match x.as_str() {
+            "--out" => out = flags.value("--out")?.into(),
+            f if f.starts_with("--") => {
+                return Err(Error::invalid_arg(
+                    f,
+                    "unknown option of merge (see --help)",
+                ))
+            }
+            p => paths.push(PathBuf::from(p)),
+        }
+    }
+    if paths.is_empty() {
+        return Err(Error::invalid_arg("merge", "no part given"));
+    }
+    Ok((paths, out))
+}

@@ -310,12 +310,8 @@ impl Replication {
     /// `replication.md` ([`markdown_table`]) into `dir` (created if missing), atomically.
     pub fn write(&self, dir: impl AsRef<Path>) -> Result<Vec<std::path::PathBuf>> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let json = serde_json::to_string_pretty(self)
-            .map_err(|e| Error::invalid_arg("replication", format!("cannot serialise: {e}")))?;
+        crate::fs::create_dir(dir)?;
+        let json = crate::fs::to_json_pretty(self, "replication")?;
         let mut out = Vec::new();
         for (name, text) in [
             ("replication.json", json),
@@ -347,8 +343,7 @@ pub struct ReplicaPart {
 impl ReplicaPart {
     /// Writes the part atomically as JSON.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
-        let json = serde_json::to_string_pretty(self)
-            .map_err(|e| Error::invalid_arg("part", format!("cannot serialise: {e}")))?;
+        let json = crate::fs::to_json_pretty(self, "part")?;
         crate::fs::write_atomic(path.as_ref(), json.as_bytes())
     }
 

@@ -134,8 +134,7 @@ pub struct SweepPart {
 impl SweepPart {
     /// The part as pretty JSON.
     pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string_pretty(self)
-            .map_err(|e| Error::invalid_arg("part", format!("cannot serialise: {e}")))
+        crate::fs::to_json_pretty(self, "part")
     }
 
     /// Writes the part atomically to `path`.
@@ -295,43 +294,38 @@ pub fn merge_parts(mut parts: Vec<SweepPart>) -> Result<(SweepReport, serde_json
                 "not of the same run: its grid, sampling, healing or reference differ",
             ));
         }
-        if p.cell_indices != p.shard.owned(cells_total)
-            || p.report.cells.len() != p.cell_indices.len()
-        {
-            return Err(Error::invalid_arg(
-                name,
+        // Each list holds exactly the shard's share of the whole run's items.
+        let owns = |indices: &[usize], len: usize, total: usize, what: &str| {
+            let owned = p.shard.owned(total);
+            if *indices == owned[..] && len == indices.len() {
+                return Ok(());
+            }
+            let at = if what == "cells" {
+                format!(" at indices {indices:?}")
+            } else {
+                String::new()
+            };
+            Err(Error::invalid_arg(
+                name.clone(),
                 format!(
-                    "holds {} cells at indices {:?}, not its shard's {} of {cells_total}",
-                    p.report.cells.len(),
-                    p.cell_indices,
-                    p.shard.owned(cells_total).len()
+                    "holds {len} {what}{at}, not its shard's {} of {total}",
+                    owned.len()
                 ),
-            ));
-        }
-        if p.setting_indices != p.shard.owned(settings_total)
-            || p.report.settings.len() != p.setting_indices.len()
-        {
-            return Err(Error::invalid_arg(
-                name,
-                format!(
-                    "holds {} seed settings, not its shard's {} of {settings_total}",
-                    p.report.settings.len(),
-                    p.shard.owned(settings_total).len()
-                ),
-            ));
-        }
-        if p.budget_indices != p.shard.owned(budget_total)
-            || p.report.budget.len() != p.budget_indices.len()
-        {
-            return Err(Error::invalid_arg(
-                name,
-                format!(
-                    "holds {} budget cells, not its shard's {} of {budget_total}",
-                    p.report.budget.len(),
-                    p.shard.owned(budget_total).len()
-                ),
-            ));
-        }
+            ))
+        };
+        owns(&p.cell_indices, p.report.cells.len(), cells_total, "cells")?;
+        owns(
+            &p.setting_indices,
+            p.report.settings.len(),
+            settings_total,
+            "seed settings",
+        )?;
+        owns(
+            &p.budget_indices,
+            p.report.budget.len(),
+            budget_total,
+            "budget cells",
+        )?;
     }
     if parts.len() != count {
         let have: Vec<usize> = parts.iter().map(|p| p.shard.index).collect();

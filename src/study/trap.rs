@@ -567,12 +567,8 @@ impl TrapStudy {
     /// paths.
     pub fn write(&self, dir: impl AsRef<std::path::Path>) -> Result<Vec<std::path::PathBuf>> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let json = serde_json::to_string_pretty(self)
-            .map_err(|e| Error::invalid_arg("study", format!("cannot serialise: {e}")))?;
+        crate::fs::create_dir(dir)?;
+        let json = crate::fs::to_json_pretty(self, "study")?;
         let text = format!("{}\n{}", format_table(self), conclusion(self));
         let mut written = Vec::new();
         for (name, body) in [

@@ -148,8 +148,7 @@ pub fn to_csv(report: &SweepReport) -> String {
 
 /// The report as pretty JSON (NaN becomes `null`).
 pub fn to_json(report: &SweepReport) -> Result<String> {
-    serde_json::to_string_pretty(report)
-        .map_err(|e| Error::invalid_arg("report", format!("cannot serialise: {e}")))
+    crate::fs::to_json_pretty(report, "report")
 }
 
 /// Reads a report written by [`write_all`] (`sweep.json`), e.g. to redraw charts.
@@ -575,8 +574,7 @@ fn write_files(report: &SweepReport, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     let all = all_verdicts(report);
     let verdicts = verdict::format_verdicts(&all);
-    let verdicts_json = serde_json::to_string_pretty(&all)
-        .map_err(|e| Error::invalid_arg("verdicts", format!("cannot serialise: {e}")))?;
+    let verdicts_json = crate::fs::to_json_pretty(&all, "verdicts")?;
     let settings = format_settings(report);
     let mut table = format_table(report) + &format_healing(report);
     if !settings.is_empty() {
