@@ -680,16 +680,9 @@ pub fn generate_text<M: LanguageModel + ?Sized, R: Rng + ?Sized>(
     config: &GenerateConfig,
     rng: &mut R,
 ) -> Result<Generation> {
-    if vocab.len() != model.vocab_size() {
-        return Err(Error::invalid_arg(
-            "vocab",
-            format!(
-                "has {} words but the model has {} logits",
-                vocab.len(),
-                model.vocab_size()
-            ),
-        ));
-    }
+    Error::check_count("vocab", vocab.len(), model.vocab_size(), |g, w| {
+        format!("has {g} words but the model has {w} logits")
+    })?;
     let ids = encode_prompt(vocab, prompt)?;
     generate(model, &ids, config, rng)
 }

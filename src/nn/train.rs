@@ -638,16 +638,9 @@ impl Teacher {
             })?;
             let y = batch.y.row(k);
             let real: Vec<usize> = (0..y.len()).filter(|&p| y[p] != PAD).collect();
-            if real.len() != stored.nrows() {
-                return Err(Error::invalid_arg(
-                    "batch",
-                    format!(
-                        "row {k} (dataset row {i}) has {} real targets, the teacher {}",
-                        real.len(),
-                        stored.nrows()
-                    ),
-                ));
-            }
+            Error::check_count("batch", real.len(), stored.nrows(), |g, w| {
+                format!("row {k} (dataset row {i}) has {g} real targets, the teacher {w}")
+            })?;
             for (&pos, p) in real.iter().zip(stored.rows()) {
                 if pos < t {
                     out.slice_mut(s![k, pos, ..]).assign(&p);

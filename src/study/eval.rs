@@ -621,12 +621,9 @@ pub fn novel_bigram_rate(
     samples: &[Vec<Generation>],
     known: &std::collections::HashSet<(u32, u32)>,
 ) -> Result<(f64, f64)> {
-    if samples.len() != probes.len() {
-        return Err(Error::invalid_arg(
-            "samples",
-            format!("{} groups for {} probes", samples.len(), probes.len()),
-        ));
-    }
+    Error::check_count("samples", samples.len(), probes.len(), |g, w| {
+        format!("{g} groups for {w} probes")
+    })?;
     let mut rates = Vec::new();
     for (p, group) in probes.iter().zip(samples) {
         for g in group {
@@ -666,12 +663,9 @@ pub fn sampled_metrics<R: LanguageModel + ?Sized>(
     hidden_ids: &[u32],
     batch: usize,
 ) -> Result<SampledMetrics> {
-    if samples.len() != probes.len() {
-        return Err(Error::invalid_arg(
-            "samples",
-            format!("{} groups for {} probes", samples.len(), probes.len()),
-        ));
-    }
+    Error::check_count("samples", samples.len(), probes.len(), |g, w| {
+        format!("{g} groups for {w} probes")
+    })?;
     if batch == 0 {
         return Err(Error::invalid_arg("batch", "must be at least 1"));
     }
@@ -852,16 +846,9 @@ impl<'r, R: LanguageModel + ?Sized> Evaluator<'r, R> {
         hidden_ids: &[u32],
         sample: SampleConfig,
     ) -> Result<Self> {
-        if vocab.len() != reference.vocab_size() {
-            return Err(Error::invalid_arg(
-                "vocab",
-                format!(
-                    "has {} words but the model has {} logits",
-                    vocab.len(),
-                    reference.vocab_size()
-                ),
-            ));
-        }
+        Error::check_count("vocab", vocab.len(), reference.vocab_size(), |g, w| {
+            format!("has {g} words but the model has {w} logits")
+        })?;
         sample.sampling.validate()?;
         if sample.samples_per_probe == 0 {
             return Err(Error::invalid_arg(

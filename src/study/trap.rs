@@ -504,14 +504,7 @@ pub fn conclusion(study: &TrapStudy) -> String {
             let _ = writeln!(s, "  - {l}");
         }
     }
-    let mut treatments: Vec<Embeddings> = study.checkpoints.iter().map(|c| c.embeddings).collect();
-    treatments.dedup();
-    for t in treatments {
-        let cs: Vec<&TrapCheckpoint> = study
-            .checkpoints
-            .iter()
-            .filter(|c| c.embeddings == t)
-            .collect();
+    for (t, cs) in by_treatment(study) {
         let (Some(first), Some(last)) = (cs.first(), cs.last()) else {
             continue;
         };
@@ -584,18 +577,28 @@ impl TrapStudy {
     }
 }
 
+/// The study's checkpoints grouped by treatment, in the order the treatments first appear.
+fn by_treatment(study: &TrapStudy) -> Vec<(Embeddings, Vec<&TrapCheckpoint>)> {
+    let mut treatments: Vec<Embeddings> = study.checkpoints.iter().map(|c| c.embeddings).collect();
+    treatments.dedup();
+    treatments
+        .into_iter()
+        .map(|t| {
+            let cs = study
+                .checkpoints
+                .iter()
+                .filter(|c| c.embeddings == t)
+                .collect();
+            (t, cs)
+        })
+        .collect()
+}
+
 /// A chart: dense hidden mass against epoch (log axis) per treatment, and the largest
 /// compressed cell's mass, as SVG.
 pub fn chart(study: &TrapStudy) -> String {
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    let mut treatments: Vec<Embeddings> = study.checkpoints.iter().map(|c| c.embeddings).collect();
-    treatments.dedup();
-    for t in treatments {
-        let cs: Vec<&TrapCheckpoint> = study
-            .checkpoints
-            .iter()
-            .filter(|c| c.embeddings == t)
-            .collect();
+    for (t, cs) in by_treatment(study) {
         series.push((
             format!("{}: dense", t.key()),
             cs.iter()

@@ -137,6 +137,28 @@ impl Error {
         }
     }
 
+    /// `Ok` when two counts agree (`got == want`), else the [`Error::InvalidArgument`] on `name`
+    /// whose reason `reason(got, want)` words.
+    ///
+    /// ```
+    /// use succulm_tt::Error;
+    /// assert!(Error::check_count("cores", 3, 3, |g, w| format!("{g} cores, {w} needed")).is_ok());
+    /// let e = Error::check_count("cores", 2, 3, |g, w| format!("{g} cores, {w} needed"));
+    /// assert_eq!(e.unwrap_err().to_string(), "invalid argument `cores`: 2 cores, 3 needed");
+    /// ```
+    pub fn check_count(
+        name: &str,
+        got: usize,
+        want: usize,
+        reason: impl FnOnce(usize, usize) -> String,
+    ) -> Result<()> {
+        if got == want {
+            Ok(())
+        } else {
+            Err(Error::invalid_arg(name, reason(got, want)))
+        }
+    }
+
     /// Shorthand for [`Error::InvalidFile`].
     pub fn invalid_file(
         path: impl Into<PathBuf>,

@@ -430,16 +430,9 @@ impl TTLayer {
     pub fn from_parts(spec: TTSpec, cores: Vec<ArrayD<f32>>, bias: Array1<f32>) -> Result<TTLayer> {
         spec.validate()?;
         let shapes = spec.core_shapes();
-        if cores.len() != shapes.len() {
-            return Err(Error::invalid_arg(
-                "cores",
-                format!(
-                    "{} cores given, the spec needs {}",
-                    cores.len(),
-                    shapes.len()
-                ),
-            ));
-        }
+        Error::check_count("cores", cores.len(), shapes.len(), |g, w| {
+            format!("{g} cores given, the spec needs {w}")
+        })?;
         for (k, (core, shape)) in cores.iter().zip(&shapes).enumerate() {
             if core.shape() != &shape[..] {
                 return Err(Error::shape(
