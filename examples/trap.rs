@@ -21,7 +21,7 @@ use succulm::study::cli::{self, Flags};
 use succulm::study::eval::SampleConfig;
 use succulm::study::setup::StudyData;
 use succulm::study::trap::{self, Embeddings, TrapConfig};
-use succulm::{Error, Result};
+use succulm::Result;
 
 const HELP: &str = "\
 trap: when does compression make the model say a hidden word?
