@@ -104,28 +104,8 @@ fn parse(flags: &mut Flags) -> Result<Args> {
             "--in-modes" => in_modes = Some(list(f, &flags.value(f)?)?),
             "--out-modes" => out_modes = Some(list(f, &flags.value(f)?)?),
             "--bond" => bond = Some(cli::int(f, &flags.value(f)?, 1..=usize::MAX)?),
-            "--eps" => {
-                let v = flags.value(f)?;
-                let e = cli::float(f, &v, 0.0..=1.0)?;
-                if e == 1.0 {
-                    return Err(Error::invalid_arg(
-                        f,
-                        format!("{} is not in [0, 1)", cli::shown(&v)),
-                    ));
-                }
-                eps = Some(e);
-            }
-            "--budget" => {
-                let v = flags.value(f)?;
-                let b = cli::float(f, &v, 0.0..=1.0)?;
-                if b == 0.0 {
-                    return Err(Error::invalid_arg(
-                        f,
-                        format!("{} is not in (0, 1]", cli::shown(&v)),
-                    ));
-                }
-                budget = Some(b);
-            }
+            "--eps" => eps = Some(cli::fraction(f, &flags.value(f)?, 1.0)?),
+            "--budget" => budget = Some(cli::fraction(f, &flags.value(f)?, 0.0)?),
             "--tt-layout" => {
                 let v = flags.value(f)?;
                 config.tt_layout = match v.trim() {

@@ -107,17 +107,7 @@ fn parse_args(flags: &mut Flags) -> Result<Args> {
             "--heal" => o.heal = HealKind::parse(&value("--heal")?)?,
             "--methods" => o.methods = sweep::parse_methods(&value("--methods")?)?,
             "--calibration" => o.calibration = CalibrationMode::parse(&value("--calibration")?)?,
-            "--budget" => {
-                let v = value("--budget")?;
-                let f = cli::float("--budget", &v, 0.0..=1.0)?;
-                if f == 0.0 {
-                    return Err(Error::invalid_arg(
-                        "--budget",
-                        format!("{} is not in (0, 1]", cli::shown(&v)),
-                    ));
-                }
-                o.budget = Some(f);
-            }
+            "--budget" => o.budget = Some(cli::fraction("--budget", &value("--budget")?, 0.0)?),
             "--no-experiments" => a.experiments = false,
             "--shard" => a.shard = Some(Shard::parse(&value("--shard")?)?),
             other => return Err(cli::unknown(other)),
@@ -198,14 +188,5 @@ fn merge((paths, out): (Vec<PathBuf>, PathBuf)) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let mut flags = Flags::from_env();
-    if flags.subcommand("merge") {
-        return cli::main_with(
-            HELP,
-            flags,
-            |f| cli::parse_merge(f, "target/layer_sweep"),
-            merge,
-        );
-    }
-    cli::main_with(HELP, flags, parse_args, run)
+    cli::main_or_merge(HELP, "target/layer_sweep", parse_args, run, merge)
 }

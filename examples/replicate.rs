@@ -148,14 +148,5 @@ fn merge((paths, out): (Vec<PathBuf>, PathBuf)) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let mut flags = Flags::from_env();
-    if flags.subcommand("merge") {
-        return cli::main_with(
-            HELP,
-            flags,
-            |f| cli::parse_merge(f, "target/replicate"),
-            merge,
-        );
-    }
-    cli::main_with(HELP, flags, parse_args, run)
+    cli::main_or_merge(HELP, "target/replicate", parse_args, run, merge)
 }

@@ -372,12 +372,12 @@ fn argmax(x: ArrayView1<f32>) -> u32 {
 /// Picks the next token from one row of logits `[V]`; fills `probs` with the distribution used.
 fn choose<R: Rng + ?Sized>(
     logits: ArrayView1<f32>,
-    sampling: Sampling,
+    config: &GenerateConfig,
     rng: &mut R,
     probs: &mut Vec<f32>,
     scratch: &mut Vec<u32>,
-    want_probs: bool,
 ) -> Result<u32> {
+    let (sampling, want_probs) = (config.sampling, config.save_probs);
     if logits.iter().any(|x| x.is_nan()) {
         return Err(Error::invalid_arg(
             "logits",
@@ -488,14 +488,7 @@ fn run<M: LanguageModel + ?Sized, R: Rng + ?Sized>(
         if logits.len() != v {
             return Err(Error::shape("logits row", &[v], &[logits.len()]));
         }
-        let next = choose(
-            logits.view(),
-            config.sampling,
-            rng,
-            &mut probs,
-            &mut scratch,
-            config.save_probs,
-        )?;
+        let next = choose(logits.view(), config, rng, &mut probs, &mut scratch)?;
         if let Some(s) = saved.as_mut() {
             s.push(probs.clone());
         }
@@ -607,14 +600,7 @@ where
     let mut last: Vec<u32> = Vec::with_capacity(n);
     // Draws answer r's next token from `row`; true if the answer goes on.
     let mut step = |r: usize, row: ArrayView1<f32>, rng: &mut R| -> Result<Option<u32>> {
-        let next = choose(
-            row,
-            config.sampling,
-            rng,
-            &mut probs,
-            &mut scratch,
-            config.save_probs,
-        )?;
+        let next = choose(row, config, rng, &mut probs, &mut scratch)?;
         let a = &mut answers[r];
         if let Some(s) = a.probs.as_mut() {
             s.push(probs.clone());

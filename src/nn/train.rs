@@ -572,15 +572,9 @@ impl Teacher {
     /// row and token ids) over `model`'s vocabulary.
     pub fn check(&self, model: &Model, data: &Dataset) -> Result<()> {
         let v = model.config().vocab_size;
-        if self.vocab_size() != v {
-            return Err(Error::invalid_arg(
-                "teacher",
-                format!(
-                    "holds distributions over {} tokens, the model has a vocabulary of {v}",
-                    self.vocab_size()
-                ),
-            ));
-        }
+        Error::check_count("teacher", self.vocab_size(), v, |g, w| {
+            format!("holds distributions over {g} tokens, the model has a vocabulary of {w}")
+        })?;
         if data.len() != self.rows() || data.max_len() != self.max_len {
             return Err(Error::invalid_arg(
                 "teacher",

@@ -181,6 +181,23 @@ pub fn main<A>(
     main_with(help, Flags::from_env(), parse, run)
 }
 
+/// [`main`] for a program with a `merge` subcommand (`PROGRAM merge PART... [--out DIR]`, parsed
+/// by [`parse_merge`] with `merge_out` as the default directory): `merge` gets the parts and the
+/// directory, every other command line goes through `parse` and `run`.
+pub fn main_or_merge<A>(
+    help: &str,
+    merge_out: &str,
+    parse: impl FnOnce(&mut Flags) -> Result<A>,
+    run: impl FnOnce(A) -> Result<()>,
+    merge: impl FnOnce((Vec<PathBuf>, PathBuf)) -> Result<()>,
+) -> ExitCode {
+    let mut flags = Flags::from_env();
+    if flags.subcommand("merge") {
+        return main_with(help, flags, |f| parse_merge(f, merge_out), merge);
+    }
+    main_with(help, flags, parse, run)
+}
+
 /// [`main`] on given flags: for a subcommand (`layer_sweep merge ...`), read its name with
 /// [`Flags::next_flag`] and hand the rest here with the subcommand's help.
 ///
@@ -393,6 +410,27 @@ where
                 range.start(),
                 range.end()
             ),
+        ));
+    }
+    Ok(v)
+}
+
+/// A fraction in `(0, 1]` (`open_at` 0) or `[0, 1)` (`open_at` 1): [`float`] in `[0, 1]`,
+/// with the open end refused as out of the interval.
+///
+/// ```
+/// use succulm::study::cli::fraction;
+/// assert_eq!(fraction("--budget", "0.5", 0.0).unwrap(), 0.5);
+/// assert!(fraction("--budget", "0", 0.0).is_err());
+/// assert!(fraction("--eps", "1", 1.0).is_err());
+/// ```
+pub fn fraction(flag: &str, value: &str, open_at: f64) -> Result<f64> {
+    let v = float(flag, value, 0.0..=1.0)?;
+    if v == open_at {
+        let interval = if open_at == 0.0 { "(0, 1]" } else { "[0, 1)" };
+        return Err(Error::invalid_arg(
+            flag,
+            format!("{} is not in {interval}", shown(value)),
         ));
     }
     Ok(v)

@@ -423,15 +423,9 @@ pub(crate) fn tt_svd_f64(
     truncation: &Truncation,
 ) -> Result<TtSvd64> {
     let total = check_modes("modes", modes)?;
-    if values.len() != total {
-        return Err(Error::invalid_arg(
-            "modes",
-            format!(
-                "product of modes {modes:?} is {total}, but the tensor has {} elements",
-                values.len()
-            ),
-        ));
-    }
+    Error::check_count("modes", values.len(), total, |g, w| {
+        format!("product of modes {modes:?} is {w}, but the tensor has {g} elements")
+    })?;
     let d = modes.len();
     check_truncation(truncation, d)?;
     if values.iter().any(|v| !v.is_finite()) {

@@ -381,24 +381,12 @@ impl TTLayer {
     ) -> Result<(TTLayer, TtSvd)> {
         let n_in = check_modes("in_modes", in_modes)?;
         let n_out = check_modes("out_modes", out_modes)?;
-        if n_in != linear.in_features() {
-            return Err(Error::invalid_arg(
-                "in_modes",
-                format!(
-                    "product of {in_modes:?} is {n_in}, but the layer has {} input features",
-                    linear.in_features()
-                ),
-            ));
-        }
-        if n_out != linear.out_features() {
-            return Err(Error::invalid_arg(
-                "out_modes",
-                format!(
-                    "product of {out_modes:?} is {n_out}, but the layer has {} output features",
-                    linear.out_features()
-                ),
-            ));
-        }
+        Error::check_count("in_modes", n_in, linear.in_features(), |g, w| {
+            format!("product of {in_modes:?} is {g}, but the layer has {w} input features")
+        })?;
+        Error::check_count("out_modes", n_out, linear.out_features(), |g, w| {
+            format!("product of {out_modes:?} is {g}, but the layer has {w} output features")
+        })?;
         if linear.bias().iter().any(|v| !v.is_finite()) {
             return Err(Error::invalid_arg("bias", "contains a non-finite value"));
         }
