@@ -495,6 +495,14 @@ fn fl(fluency: f64, fluency_se: f64) -> S {
 /// Single-block cells that damage nothing (every rule but 6–8 ignores them here).
 const QUIET: [S; 4] = [BASE; 4];
 
+/// A report with quiet single blocks and the given settings (`(id, metrics)`).
+fn with_settings(settings: &[(&str, S)]) -> SweepReport {
+    fabricated(
+        QUIET,
+        settings.iter().map(|&(id, s)| setting(id, s)).collect(),
+    )
+}
+
 fn close(a: Option<f64>, b: f64) -> bool {
     a.is_some_and(|a| (a - b).abs() < 1e-9)
 }
@@ -502,12 +510,7 @@ fn close(a: Option<f64>, b: f64) -> bool {
 #[test]
 fn loosening_vs_tightening_planted_both_ways_and_null() {
     let id = "loosening_vs_tightening";
-    let two = |a: S, b: S| {
-        fabricated(
-            QUIET,
-            vec![setting("loosening", a), setting("tightening", b)],
-        )
-    };
+    let two = |a: S, b: S| with_settings(&[("loosening", a), ("tightening", b)]);
     // Different: 2.0 vs 1.5 ± 0.02: |d| 0.5 > 2·0.028 and > margin 0.25·(1.0 + 0.5)/2 = 0.1875.
     let v = verdict_of(&two(fl(2.0, 0.02), fl(1.5, 0.02)), id);
     assert_eq!(v.outcome, Outcome::NotSupported, "{}", v.evidence);
@@ -538,16 +541,7 @@ fn loosening_vs_tightening_planted_both_ways_and_null() {
 #[test]
 fn consecutive_pairs_planted_both_ways_and_null() {
     let id = "pairs_first_two_larger";
-    let two = |a: S, b: S| {
-        fabricated(
-            QUIET,
-            vec![
-                setting("pair_0_1", a),
-                setting("pair_2_3", b),
-                setting("pair_1_2", BASE),
-            ],
-        )
-    };
+    let two = |a: S, b: S| with_settings(&[("pair_0_1", a), ("pair_2_3", b), ("pair_1_2", BASE)]);
     // 2.0 vs 1.5 ± 0.05: d 0.5 > 2·0.0707.
     let v = verdict_of(&two(fl(2.0, 0.05), fl(1.5, 0.05)), id);
     assert_eq!(v.outcome, Outcome::Supported, "{}", v.evidence);

@@ -802,11 +802,7 @@ mod tests {
         let (y, cache) = attn.forward_train((x.clone(), seq)).unwrap();
         let (y0, cache0) = attn.forward_unchecked((x.clone(), seq));
         assert_eq!(y, y0);
-        let (mut g, mut g0) = (attn.zeros_like(), attn.zeros_like());
-        let dx = attn.backward(&cache, dy.view(), &mut g).unwrap();
-        let dx0 = attn.backward_unchecked(&cache0, dy.view(), &mut g0);
-        assert_eq!(dx, dx0);
-        assert_eq!(g, g0);
+        let mut g = crate::nn::layers::assert_same_backward(&attn, &cache, &cache0, dy.view());
 
         let e = attn
             .forward_train((rand2(2 * seq, d + 1, &mut rng), seq))

@@ -551,11 +551,7 @@ mod tests {
             let (y, cache) = p.forward_train(x.clone()).unwrap();
             let (y0, cache0) = p.forward_unchecked(x.clone());
             assert_eq!(y, y0);
-            let (mut g, mut g0) = (p.zeros_like(), p.zeros_like());
-            let dx = p.backward(&cache, dy.view(), &mut g).unwrap();
-            let dx0 = p.backward_unchecked(&cache0, dy.view(), &mut g0);
-            assert_eq!(dx, dx0);
-            assert_eq!(g, g0);
+            let mut g = crate::nn::layers::assert_same_backward(p, &cache, &cache0, dy.view());
 
             let e = p.forward_train(randn(5, 7, &mut rng)).unwrap_err();
             assert!(matches!(e, Error::Shape { .. }), "{e}");
@@ -627,11 +623,7 @@ mod tests {
         let (y, cache) = ffn.forward_train(x.clone()).unwrap();
         let (y0, cache0) = ffn.forward_unchecked(x.clone());
         assert_eq!(y, y0);
-        let (mut g, mut g0) = (ffn.zeros_like(), ffn.zeros_like());
-        let dx = ffn.backward(&cache, dy.view(), &mut g).unwrap();
-        let dx0 = ffn.backward_unchecked(&cache0, dy.view(), &mut g0);
-        assert_eq!(dx, dx0);
-        assert_eq!(g, g0);
+        let mut g = crate::nn::layers::assert_same_backward(&ffn, &cache, &cache0, dy.view());
 
         let e = ffn.forward_train(randn(7, 5, &mut rng)).unwrap_err();
         assert!(matches!(e, Error::Shape { .. }), "{e}");

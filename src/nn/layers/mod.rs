@@ -377,3 +377,25 @@ impl Layer for TTLayer {
         TTLayer::backward_unchecked(self, tape, dy, grads)
     }
 }
+
+/// Test support: the checked [`Layer::backward`] on `cache` and [`Layer::backward_unchecked`] on
+/// `cache0` (the caches of the checked and unchecked forwards of one input) give the same input
+/// gradient and the same parameter gradients, which are returned.
+#[cfg(test)]
+pub(crate) fn assert_same_backward<L>(
+    layer: &L,
+    cache: &L::Cache,
+    cache0: &L::Cache,
+    dy: ndarray::ArrayView2<'_, f32>,
+) -> L
+where
+    L: Layer + PartialEq + std::fmt::Debug,
+    L::Dx: PartialEq + std::fmt::Debug,
+{
+    let (mut g, mut g0) = (layer.zeros_like(), layer.zeros_like());
+    let dx = layer.backward(cache, dy, &mut g).unwrap();
+    let dx0 = layer.backward_unchecked(cache0, dy, &mut g0);
+    assert_eq!(dx, dx0);
+    assert_eq!(g, g0);
+    g
+}
