@@ -399,3 +399,26 @@ where
     assert_eq!(g, g0);
     g
 }
+
+/// Test support: [`Layer::backward`] refuses each `dy` of the wrong `shapes` with an error
+/// naming `NAME::backward dy`, leaving `grads` untouched.
+#[cfg(test)]
+pub(crate) fn assert_bad_dy_rejected<L>(
+    layer: &L,
+    cache: &L::Cache,
+    grads: &mut L,
+    shapes: &[(usize, usize)],
+) where
+    L: Layer + Clone + PartialEq + std::fmt::Debug,
+    L::Dx: std::fmt::Debug,
+{
+    let before = grads.clone();
+    for &shape in shapes {
+        let e = layer
+            .backward(cache, ndarray::Array2::zeros(shape).view(), grads)
+            .unwrap_err();
+        let expected = format!("{}::backward dy", L::NAME);
+        assert!(e.to_string().contains(&expected), "{e}");
+        assert_eq!(*grads, before);
+    }
+}
