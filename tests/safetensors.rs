@@ -226,42 +226,42 @@ fn missing_unknown_and_misshapen_tensors_are_named() {
 #[test]
 fn bad_metadata_is_named() {
     let (tensors, meta) = parts("meta");
-    let mut m = meta.clone();
-    m.remove("config");
-    expect_invalid(&write_parts("noconfig", &tensors, &m), "metadata", "config");
-
-    let mut m = meta.clone();
-    m.insert("config".into(), "{not json".into());
-    expect_invalid(
-        &write_parts("badjson", &tensors, &m),
-        "metadata.config",
-        "JSON",
-    );
-
-    let mut m = meta.clone();
-    m.insert("surprise".into(), "1".into());
-    expect_invalid(&write_parts("extra", &tensors, &m), "metadata", "surprise");
-
-    let mut m = meta.clone();
-    m.insert("format_version".into(), "99".into());
-    expect_invalid(
-        &write_parts("version", &tensors, &m),
-        "format_version",
-        "99",
-    );
-
     // A tensor-train spec that does not fit the model.
-    let mut m = meta;
-    m.insert(
-        "projections".into(),
-        r#"{"blocks.0.ffn.0":{"layout":"OutputsThenInputs","in_modes":[2,3],"out_modes":[3,5],"bond_dims":[3,2,3]}}"#
-            .into(),
-    );
-    expect_invalid(
-        &write_parts("spec", &tensors, &m),
-        "projections.blocks.0.ffn.0",
-        "spec maps",
-    );
+    let misfit = r#"{"blocks.0.ffn.0":{"layout":"OutputsThenInputs","in_modes":[2,3],"out_modes":[3,5],"bond_dims":[3,2,3]}}"#;
+    // (file, key, new value or None to remove it, the field the error names, text it holds)
+    let cases = [
+        ("noconfig", "config", None, "metadata", "config"),
+        (
+            "badjson",
+            "config",
+            Some("{not json"),
+            "metadata.config",
+            "JSON",
+        ),
+        ("extra", "surprise", Some("1"), "metadata", "surprise"),
+        (
+            "version",
+            "format_version",
+            Some("99"),
+            "format_version",
+            "99",
+        ),
+        (
+            "spec",
+            "projections",
+            Some(misfit),
+            "projections.blocks.0.ffn.0",
+            "spec maps",
+        ),
+    ];
+    for (file, key, value, field, text) in cases {
+        let mut m = meta.clone();
+        match value {
+            None => m.remove(key),
+            Some(v) => m.insert(key.into(), v.into()),
+        };
+        expect_invalid(&write_parts(file, &tensors, &m), field, text);
+    }
 }
 
 /// The file's 8-byte header length, header JSON and data, to forge files byte by byte.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use planted::{evaluator, reference, Plant, METHODS};
 use succulm::study::report;
-use succulm::study::shard::{merge_parts, run_grid_shard, Shard, SweepPart};
+use succulm::study::shard::{merge_parts, run_sweep_shard, Shard, SweepPart};
 use succulm::study::sweep::{default_block_sets, run_grid, Grid, HealKind, SweepReport};
 use toy::Bigram;
 
@@ -44,11 +44,12 @@ fn part(shard: Shard, threads: usize) -> SweepPart {
     let r = reference();
     let ev = evaluator(&r, 8);
     let sets = default_block_sets(4);
-    run_grid_shard(
+    run_sweep_shard(
         &ev,
         &grid(&sets, threads),
+        &[],
         shard,
-        |_, b: &[usize], bond| Plant::SEED.compress(&r, b, bond),
+        |_, b: &[usize], bonds: &[usize]| Plant::SEED.compress(&r, b, bonds[0]),
         None::<(HealKind, Heal)>,
         &|_: &str| {},
     )

@@ -99,22 +99,14 @@ pub(crate) fn rows_in_place_impl(
 ) -> f64 {
     #[cfg(target_arch = "x86_64")]
     if imp == Impl::Intrinsics && use_simd(v, true) {
-        let mut total = 0.0f64;
-        for (r, &t) in data.chunks_exact_mut(v.max(1)).zip(targets) {
-            if t == PAD {
-                r.fill(0.0);
-                continue;
-            }
-            let t = t as usize;
+        return target_rows(data, v, targets, scale, |r, t| {
             // SAFETY: the CPU has AVX2 and FMA; the row has at least 8 values; t < v.
             unsafe {
                 let (zt, sum) = avx2::softmax_row(r, t);
-                total += (sum.ln() - zt) as f64;
                 avx2::scale_row(r, scale / sum);
+                (sum.ln() - zt) as f64
             }
-            r[t] -= scale;
-        }
-        return total;
+        });
     }
     dispatch!(@at imp.portable_level(), portable_rows, (data, v, targets, scale))
 }
@@ -122,6 +114,30 @@ pub(crate) fn rows_in_place_impl(
 /// The portable cross-entropy rows of [`rows_in_place`].
 #[inline(always)]
 fn portable_rows(data: &mut [f32], v: usize, targets: &[u32], scale: f32) -> f64 {
+    target_rows(data, v, targets, scale, |r, t| {
+        // −log softmax[t] = log Σ exp(z − max) − (z_t − max)
+        let max = kernels::max(r);
+        let zt = r[t] - max;
+        r.iter_mut().for_each(|x| *x = exp(*x - max));
+        let sum = kernels::sum(r);
+        let k = scale / sum;
+        r.iter_mut().for_each(|x| *x *= k);
+        (sum.ln() - zt) as f64
+    })
+}
+
+/// The row loop of both builds of [`rows_in_place_impl`] on `data: [N, v]`: a PAD row becomes
+/// zeros; any other row `r` with target `t` goes through `softmax_scaled(r, t)`, which makes it
+/// `scale · softmax(r)` and returns `−log softmax(r)[t]`, and then loses `scale` at `t`.
+/// Returns the sum of the returned losses.
+#[inline(always)]
+fn target_rows(
+    data: &mut [f32],
+    v: usize,
+    targets: &[u32],
+    scale: f32,
+    mut softmax_scaled: impl FnMut(&mut [f32], usize) -> f64,
+) -> f64 {
     let mut total = 0.0f64;
     for (r, &t) in data.chunks_exact_mut(v.max(1)).zip(targets) {
         if t == PAD {
@@ -129,14 +145,7 @@ fn portable_rows(data: &mut [f32], v: usize, targets: &[u32], scale: f32) -> f64
             continue;
         }
         let t = t as usize;
-        // −log softmax[t] = log Σ exp(z − max) − (z_t − max)
-        let max = kernels::max(r);
-        let zt = r[t] - max;
-        r.iter_mut().for_each(|x| *x = exp(*x - max));
-        let sum = kernels::sum(r);
-        total += (sum.ln() - zt) as f64;
-        let k = scale / sum;
-        r.iter_mut().for_each(|x| *x *= k);
+        total += softmax_scaled(r, t);
         r[t] -= scale;
     }
     total

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::nn::generate::LanguageModel;
 use crate::study::eval::Evaluator;
 use crate::study::sweep::{
-    uniform, CompressionInfo, Grid, HealKind, Method, SeedSetting, SweepJobs, SweepReport,
+    CompressionInfo, Grid, HealKind, Method, SeedSetting, SweepJobs, SweepReport,
 };
 
 /// Shard `index` (0-based) of `count`: the items `i` with `i % count == index`.
@@ -146,36 +146,6 @@ impl SweepPart {
     pub fn read(path: impl AsRef<Path>) -> Result<SweepPart> {
         crate::fs::read_json(path.as_ref())
     }
-}
-
-/// [`run_sweep_shard`] without seed settings, with the grid's `compress(method, blocks, bond)`:
-/// [`crate::study::sweep::run_grid`] for one [`Shard`] of the grid. Scores only the cells `i`
-/// (in grid order) with `i % shard.count == shard.index`, and returns them as a [`SweepPart`]
-/// (no settings, no budget cells) for [`merge_parts`]. Progress lines carry the whole grid's
-/// numbering.
-pub fn run_grid_shard<R, M, C, H>(
-    evaluator: &Evaluator<'_, R>,
-    grid: &Grid<'_>,
-    shard: Shard,
-    compress: C,
-    heal: Option<(HealKind, H)>,
-    progress: &(dyn Fn(&str) + Sync),
-) -> Result<SweepPart>
-where
-    R: LanguageModel + Sync + ?Sized,
-    M: LanguageModel,
-    C: Fn(Method, &[usize], usize) -> Result<(M, CompressionInfo)> + Sync,
-    H: Fn(&mut M) -> Result<()> + Sync,
-{
-    run_sweep_shard(
-        evaluator,
-        grid,
-        &[],
-        shard,
-        uniform(compress),
-        heal,
-        progress,
-    )
 }
 
 /// One [`Shard`] of a sweep of `grid` and the seed's `settings` ([`SweepJobs`]): the shard's

@@ -225,51 +225,40 @@ pub(crate) fn sym_eig(g: Array2<f64>) -> std::result::Result<(Array1<f64>, Array
     // Symmetric, so its row-major buffer is also its column-major one.
     let mut a = g.into_raw_vec_and_offset().0;
     let mut w = vec![0.0f64; m];
-    let (jobz, uplo) = (b'V' as c_char, b'L' as c_char);
-    let mut info: c_int = 0;
-    let mut work_q = 0.0f64;
-    let mut iwork_q: c_int = 0;
-    let query: c_int = -1;
-    // SAFETY: LAPACK's documented workspace query; every pointer is valid for its size.
-    unsafe {
-        dsyevd_(
-            &jobz,
-            &uplo,
-            &n,
-            a.as_mut_ptr(),
-            &n,
-            w.as_mut_ptr(),
-            &mut work_q,
-            &query,
-            &mut iwork_q,
-            &query,
-            &mut info,
-        );
-    }
+    // One call of `dsyevd` (eigenvectors, lower triangle) with the workspaces `work`, `iwork`;
+    // lengths −1 ask for their sizes instead, written to their first elements.
+    let mut dsyevd = |work: &mut [f64], iwork: &mut [c_int], lens: [c_int; 2]| {
+        let (jobz, uplo) = (b'V' as c_char, b'L' as c_char);
+        let mut info: c_int = 0;
+        // SAFETY: `a` is n·n and `w` is n; `work` and `iwork` hold `lens` elements, or at least
+        // one when the lengths are −1 (LAPACK's documented workspace query).
+        unsafe {
+            dsyevd_(
+                &jobz,
+                &uplo,
+                &n,
+                a.as_mut_ptr(),
+                &n,
+                w.as_mut_ptr(),
+                work.as_mut_ptr(),
+                &lens[0],
+                iwork.as_mut_ptr(),
+                &lens[1],
+                &mut info,
+            );
+        }
+        info
+    };
+    let (mut work_q, mut iwork_q) = ([0.0f64], [0 as c_int]);
+    let info = dsyevd(&mut work_q, &mut iwork_q, [-1, -1]);
     if info != 0 {
         return Err(format!("dsyevd workspace query failed (info {info})"));
     }
-    let lwork = (work_q as usize).max(1);
-    let liwork = (iwork_q as usize).max(1);
+    let lwork = (work_q[0] as usize).max(1);
+    let liwork = (iwork_q[0] as usize).max(1);
     let mut work = vec![0.0f64; lwork];
     let mut iwork: Vec<c_int> = vec![0; liwork];
-    let (lw, liw) = (lwork as c_int, liwork as c_int);
-    // SAFETY: `a` is m·m, `w` is m, workspaces have the sizes LAPACK asked for.
-    unsafe {
-        dsyevd_(
-            &jobz,
-            &uplo,
-            &n,
-            a.as_mut_ptr(),
-            &n,
-            w.as_mut_ptr(),
-            work.as_mut_ptr(),
-            &lw,
-            iwork.as_mut_ptr(),
-            &liw,
-            &mut info,
-        );
-    }
+    let info = dsyevd(&mut work, &mut iwork, [lwork as c_int, liwork as c_int]);
     if info != 0 {
         return Err(format!("dsyevd failed (info {info})"));
     }

@@ -62,6 +62,46 @@ fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     }
 }
 
+/// `C = A·B`, or `C += A·B` when `read_c`, for `A: [m, k]`, `B: [k, n]`, `C: [m, n]` by the
+/// `gemm` crate, threaded by [`parallelism`]. Each operand is its first element and its
+/// `(row, column)` strides in elements.
+///
+/// # Safety
+/// Every `ptr + i·rs + j·cs` for in-range `i, j` must be inside its allocation, and `C` must
+/// alias neither `A` nor `B`.
+unsafe fn raw_gemm(
+    (m, n, k): (usize, usize, usize),
+    (c, c_rs, c_cs): (*mut f32, isize, isize),
+    read_c: bool,
+    (a, a_rs, a_cs): (*const f32, isize, isize),
+    (b, b_rs, b_cs): (*const f32, isize, isize),
+) {
+    // SAFETY: as the caller promises.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            c_cs,
+            c_rs,
+            read_c,
+            a,
+            a_cs,
+            a_rs,
+            b,
+            b_cs,
+            b_rs,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            parallelism(m, n, k),
+        )
+    }
+}
+
 /// What to do with the existing contents of `C`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Write {
@@ -225,26 +265,12 @@ pub fn gemm(dims: Dims, a: Strided<'_>, b: &[f32], ldb: usize, out: Out<'_>) {
         // rows < m, columns < n, p < k with the given strides), `C` does not alias `A` or `B`
         // (it is borrowed mutably), and the strides fit in `isize` (they index slices).
         unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                1,
-                ld as isize,
+            raw_gemm(
+                (m, n, k),
+                (c.as_mut_ptr(), ld as isize, 1),
                 read_c,
-                a.data.as_ptr(),
-                a.cs as isize,
-                a.rs as isize,
-                b.as_ptr(),
-                1,
-                ldb as isize,
-                1.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                parallelism(m, n, k),
+                (a.data.as_ptr(), a.rs as isize, a.cs as isize),
+                (b.as_ptr(), ldb as isize, 1),
             );
         }
     }
@@ -345,26 +371,12 @@ pub fn matmul_into(
     // allocations for in-range indices, which is all the crate touches; `c` is borrowed
     // mutably, so it aliases neither `a` nor `b`.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            c_cs,
-            c_rs,
+        raw_gemm(
+            (m, n, k),
+            (c.as_mut_ptr(), c_rs, c_cs),
             write == Write::Accumulate,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            parallelism(m, n, k),
+            (a.as_ptr(), a_rs, a_cs),
+            (b.as_ptr(), b_rs, b_cs),
         );
     }
     Ok(())

@@ -402,13 +402,7 @@ fn merge_two(ld: Dims, l: &[f32], rd: Dims, r: &[f32]) -> (Dims, Vec<f32>) {
         mul_add(left.view(), right.view(), &mut o);
     }
     if q > 1 && pp > 1 {
-        data = permute(
-            &data,
-            &Perm {
-                shape: vec![a * p, q, pp, qq * c],
-                perm: vec![0, 2, 1, 3],
-            },
-        );
+        data = swap_middle(&data, [a * p, q, pp, qq * c]);
     }
     ([a, p * pp, q * qq, c], data)
 }
@@ -496,13 +490,7 @@ pub(crate) fn distribute(
         let [_, pp, qq, c] = rd;
         let rest = pp * qq * c;
         if q > 1 && pp > 1 {
-            dm = permute(
-                &dm,
-                &Perm {
-                    shape: vec![a * p, pp, q, qq * c],
-                    perm: vec![0, 2, 1, 3],
-                },
-            );
+            dm = swap_middle(&dm, [a * p, pp, q, qq * c]);
         }
         let apq = a * p * q;
         let dmv = ArrayView2::from_shape((apq, rest), &dm).expect("dims");
@@ -578,6 +566,17 @@ fn transpose_into(src: &[f32], a: usize, b: usize, dst: &mut [f32]) {
             }
         }
     }
+}
+
+/// The row-major `data: [d0, d1, d2, d3]` as `[d0, d2, d1, d3]` (the two middle axes swapped).
+fn swap_middle(data: &[f32], [d0, d1, d2, d3]: [usize; 4]) -> Vec<f32> {
+    permute(
+        data,
+        &Perm {
+            shape: vec![d0, d1, d2, d3],
+            perm: vec![0, 2, 1, 3],
+        },
+    )
 }
 
 /// Permutes a row-major tensor into a new row-major buffer. Permutations that reduce to a

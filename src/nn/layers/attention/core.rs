@@ -56,6 +56,11 @@ pub(crate) struct CoreDims {
 }
 
 impl CoreDims {
+    /// `(batch, seq, d, h, dh, scale)`.
+    pub fn unpack(self) -> (usize, usize, usize, usize, usize, f32) {
+        (self.batch, self.seq, self.d, self.h, self.dh, self.scale)
+    }
+
     /// Key blocks of a sequence, `⌈T/8⌉`.
     pub fn blocks(&self) -> usize {
         self.seq.div_ceil(8)
@@ -189,14 +194,7 @@ pub(crate) fn forward_with<L: Lanes>(
     cat: &mut [f32],
     ws: &mut HeadScratch,
 ) {
-    let CoreDims {
-        batch,
-        seq,
-        d,
-        h,
-        dh,
-        scale,
-    } = dims;
+    let (batch, seq, d, h, dh, scale) = dims.unpack();
     let head_probs = dims.head_probs();
     for b in 0..batch {
         let sq = &qkv[b * seq * 3 * d..(b + 1) * seq * 3 * d];
@@ -355,14 +353,7 @@ pub(crate) fn backward_with<L: Lanes>(
     dqkv: &mut [f32],
     ws: &mut HeadScratch,
 ) {
-    let CoreDims {
-        batch,
-        seq,
-        d,
-        h,
-        dh,
-        scale,
-    } = dims;
+    let (batch, seq, d, h, dh, scale) = dims.unpack();
     let mb = dims.blocks();
     let s3 = 3 * d;
     let head_probs = dims.head_probs();
