@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use succulm::compress::calibration::CalibrationMode;
+use succulm::nn::train::TrainConfig;
 use succulm::study::cli::{self, Flags};
+use succulm::study::eval::SampleConfig;
 use succulm::study::setup::{format_experiments, Study, SweepOptions, SweepOutput};
 use succulm::study::shard::Shard;
 use succulm::study::sweep::{self, HealKind};
@@ -39,14 +41,16 @@ Options:
   --blocks LIST       block sets, comma-separated: indices, `a+b` pairs, `all`
                       (default: each block, then all)
   --bonds LIST        middle bonds (default 50,47,42,39,33,27,20,15,10,5)
-  --samples N         sampled answers per probe and cell (default 20)
+  --samples N         sampled answers per probe and cell, 1..=100000 (default 20)
   --temperature T     sampling temperature (default 0.6, the seed's)
   --seed N            base seed of every random draw (default 42, the seed's)
   --out DIR           output directory (default target/layer_sweep)
-  --threads N         cells scored in parallel (default 2)
-  --heal-epochs N     fine-tune the TT cores for N epochs after compression (default 0: off)
+  --threads N         cells scored in parallel, 1..=1024 (default 2)
+  --heal-epochs N     fine-tune the TT cores for N epochs after compression, 0..=1000000
+                      (default 0: off)
   --heal KIND         what healing minimises: ce (the corpus' cross-entropy, default) or
-                      distill (KL from the dense model's distributions on the training rows)
+                      distill (KL from the dense model's distributions on the training rows);
+                      needs --heal-epochs
   --methods LIST      truncation methods, comma-separated (default weight): weight (plain
                       TT-SVD), whitened (minimises the output error on the training rows'
                       activations), scaled (ASVD's activation scaling); weight, when listed,
@@ -85,26 +89,43 @@ fn parse_args(flags: &mut Flags) -> Result<Args> {
         shard: None,
     };
     let o = &mut a.options;
+    let mut heal_given = false;
     while let Some(flag) = flags.next_flag() {
         let mut value = |name: &str| flags.value(name);
         let num = |name: &str, v: String| cli::int(name, &v, 0..=u64::MAX);
         let count = |name: &str, v: String, max: usize| cli::int(name, &v, 0..=max);
+        let mut heal_kind = |v: String| -> Result<HealKind> {
+            heal_given = true;
+            HealKind::parse(&v)
+        };
         match flag.as_str() {
             "--checkpoint" => checkpoint = Some(value("--checkpoint")?.into()),
             "--fixtures" => fixtures = Some(value("--fixtures")?.into()),
             "--blocks" => o.blocks = Some(value("--blocks")?),
             "--bonds" => o.bonds = sweep::parse_bonds(&value("--bonds")?)?,
-            "--samples" => o.samples = count("--samples", value("--samples")?, MAX_SAMPLES)?,
+            "--samples" => {
+                o.samples = count(
+                    "--samples",
+                    value("--samples")?,
+                    SampleConfig::MAX_SAMPLES_PER_PROBE,
+                )?
+            }
             "--temperature" => {
                 o.temperature = cli::positive_f32("--temperature", &value("--temperature")?)?
             }
             "--seed" => o.seed = num("--seed", value("--seed")?)?,
             "--out" => a.out = value("--out")?.into(),
             "--heal-epochs" => {
-                o.heal_epochs = count("--heal-epochs", value("--heal-epochs")?, MAX_HEAL_EPOCHS)?
+                o.heal_epochs = count(
+                    "--heal-epochs",
+                    value("--heal-epochs")?,
+                    TrainConfig::MAX_EPOCHS,
+                )?
             }
-            "--threads" => o.threads = count("--threads", value("--threads")?, 1024)?,
-            "--heal" => o.heal = HealKind::parse(&value("--heal")?)?,
+            "--threads" => {
+                o.threads = count("--threads", value("--threads")?, TrainConfig::MAX_THREADS)?
+            }
+            "--heal" => o.heal = heal_kind(value("--heal")?)?,
             "--methods" => o.methods = sweep::parse_methods(&value("--methods")?)?,
             "--calibration" => o.calibration = CalibrationMode::parse(&value("--calibration")?)?,
             "--budget" => o.budget = Some(cli::fraction("--budget", &value("--budget")?, 0.0)?),
@@ -113,23 +134,18 @@ fn parse_args(flags: &mut Flags) -> Result<Args> {
             other => return Err(cli::unknown(other)),
         }
     }
-    if o.samples == 0 {
-        return Err(Error::invalid_arg("--samples", "must be at least 1"));
+    if heal_given && o.heal_epochs == 0 {
+        return Err(Error::invalid_arg(
+            "--heal",
+            "heals only with --heal-epochs N (N >= 1); without it nothing is healed",
+        ));
     }
-    if o.threads == 0 {
-        return Err(Error::invalid_arg("--threads", "must be at least 1"));
-    }
-    o.validate()?;
+    cli::renamed(o.validate(), cli::SWEEP_FLAGS)?;
     a.checkpoint = cli::checkpoint_file(checkpoint.as_deref())?;
     a.fixtures = cli::fixtures_dir(fixtures.as_deref())?;
     cli::check_output_dir("--out", &a.out)?;
     Ok(a)
 }
-
-/// Largest `--samples` accepted (each is one sampled answer per probe and cell).
-const MAX_SAMPLES: usize = 1_000_000;
-/// Largest `--heal-epochs` accepted.
-const MAX_HEAL_EPOCHS: usize = 100_000;
 
 fn run(a: Args) -> Result<()> {
     eprintln!("loading {}", a.checkpoint.display());

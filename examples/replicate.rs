@@ -21,28 +21,30 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use succulm::nn::train::TrainConfig;
 use succulm::study::cli::{self, Flags};
+use succulm::study::eval::SampleConfig;
 use succulm::study::replicate::{self, ReplicaPart, ReplicaReport, ReplicateOptions, Replication};
 use succulm::study::shard::Shard;
 use succulm::study::sweep;
-use succulm::{Error, Result};
+use succulm::Result;
 
 const HELP: &str = "\
 replicate: the seed's claims across N trained models.
 
 Options:
-  --models N          models to train (default 5)
+  --models N          models to train, 1..=10000 (default 5)
   --profile NAME      profile to train (default upper_middle)
-  --epochs N          training epochs per model (default 60, the shipped recipe)
+  --epochs N          training epochs per model, 1..=1000000 (default 60, the recipe)
   --seed N            first training seed; model i uses seed + i (default 42)
-  --checkpoints LIST  comma-separated checkpoints to sweep instead of training
+  --checkpoints LIST  comma-separated checkpoints to sweep instead of training (each once)
   --fixtures DIR      corpus, probes, embeddings (default fixtures)
   --blocks LIST       block sets (default: each block, then all)
   --bonds LIST        middle bonds (default 50,47,42,39,33,27,20,15,10,5)
-  --samples N         sampled answers per probe and cell (default 10)
+  --samples N         sampled answers per probe and cell, 1..=100000 (default 10)
   --temperature T     sampling temperature (default 0.6)
   --sample-seed N     the sampling seed, the same for every model (default 42)
-  --threads N         models trained / cells scored in parallel (default 2)
+  --threads N         models trained / cells scored in parallel, 1..=1024 (default 2)
   --out DIR           output directory (default target/replicate)
   --shard K/N         only models i with i mod N = K-1; writes DIR/part_K_of_N.json
   --help              this text
@@ -57,8 +59,18 @@ struct Args {
     shard: Option<Shard>,
 }
 
-/// Largest `--models`, `--epochs` and `--samples` accepted.
-const MAX_COUNT: usize = 1_000_000;
+/// The flags of [`ReplicateOptions`]' own fields, beside [`cli::SWEEP_FLAGS`].
+const FLAGS: &[(&str, &str)] = &[
+    ("models", "--models"),
+    ("epochs", "--epochs"),
+    ("seed", "--seed"),
+    ("checkpoints", "--checkpoints"),
+];
+
+/// `result` with the library's option names as the flags that set them.
+fn flagged<T>(result: Result<T>) -> Result<T> {
+    cli::renamed(cli::renamed(result, cli::SWEEP_FLAGS), FLAGS)
+}
 
 fn parse_args(flags: &mut Flags) -> Result<Args> {
     let mut fixtures: Option<PathBuf> = None;
@@ -72,11 +84,15 @@ fn parse_args(flags: &mut Flags) -> Result<Args> {
     while let Some(flag) = flags.next_flag() {
         let mut value = |name: &str| flags.value(name);
         let num = |name: &str, v: String| cli::int(name, &v, 0..=u64::MAX);
-        let count = |name: &str, v: String| cli::int(name, &v, 0..=MAX_COUNT);
+        let count = |name: &str, v: String, max: usize| cli::int(name, &v, 0..=max);
         match flag.as_str() {
-            "--models" => o.models = count("--models", value("--models")?)?,
+            "--models" => {
+                o.models = count("--models", value("--models")?, ReplicateOptions::MAX_MODELS)?
+            }
             "--profile" => o.profile = value("--profile")?,
-            "--epochs" => o.epochs = count("--epochs", value("--epochs")?)?,
+            "--epochs" => {
+                o.epochs = count("--epochs", value("--epochs")?, TrainConfig::MAX_EPOCHS)?
+            }
             "--seed" => o.seed = num("--seed", value("--seed")?)?,
             "--checkpoints" => {
                 o.checkpoints = value("--checkpoints")?
@@ -87,27 +103,23 @@ fn parse_args(flags: &mut Flags) -> Result<Args> {
             "--fixtures" => fixtures = Some(value("--fixtures")?.into()),
             "--blocks" => o.sweep.blocks = Some(value("--blocks")?),
             "--bonds" => o.sweep.bonds = sweep::parse_bonds(&value("--bonds")?)?,
-            "--samples" => o.sweep.samples = count("--samples", value("--samples")?)?,
+            "--samples" => {
+                let max = SampleConfig::MAX_SAMPLES_PER_PROBE;
+                o.sweep.samples = count("--samples", value("--samples")?, max)?
+            }
             "--temperature" => {
                 o.sweep.temperature = cli::positive_f32("--temperature", &value("--temperature")?)?
             }
             "--sample-seed" => o.sweep.seed = num("--sample-seed", value("--sample-seed")?)?,
-            "--threads" => o.sweep.threads = cli::int("--threads", &value("--threads")?, 0..=1024)?,
+            "--threads" => {
+                o.sweep.threads = count("--threads", value("--threads")?, TrainConfig::MAX_THREADS)?
+            }
             "--out" => a.out = value("--out")?.into(),
             "--shard" => a.shard = Some(Shard::parse(&value("--shard")?)?),
             other => return Err(cli::unknown(other)),
         }
     }
-    if o.sweep.samples == 0 {
-        return Err(Error::invalid_arg("--samples", "must be at least 1"));
-    }
-    if o.checkpoints.is_empty() && o.models == 0 {
-        return Err(Error::invalid_arg("--models", "must be at least 1"));
-    }
-    if o.sweep.threads == 0 {
-        return Err(Error::invalid_arg("--threads", "must be at least 1"));
-    }
-    o.sweep.validate()?;
+    flagged(o.validate())?;
     a.fixtures = cli::fixtures_dir(fixtures.as_deref())?;
     cli::check_output_dir("--out", &a.out)?;
     Ok(a)
@@ -115,9 +127,14 @@ fn parse_args(flags: &mut Flags) -> Result<Args> {
 
 fn run(a: Args) -> Result<()> {
     let shard = a.shard.unwrap_or(Shard::WHOLE);
-    let part = replicate::run_shard(&a.fixtures, &a.options, shard, &a.out, &|line: &str| {
-        eprintln!("{line}")
-    })?;
+    let progress = |line: &str| eprintln!("{line}");
+    let part = flagged(replicate::run_shard(
+        &a.fixtures,
+        &a.options,
+        shard,
+        &a.out,
+        &progress,
+    ))?;
     if a.shard.is_some() {
         let path = a.out.join(shard.file_name());
         part.write(&path)?;

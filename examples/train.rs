@@ -52,17 +52,22 @@ fn parse(flags: &mut Flags) -> Result<Args> {
         fixtures: PathBuf::new(),
     };
     let mut fixtures: Option<PathBuf> = None;
-    const MAX: usize = 1_000_000;
     while let Some(flag) = flags.next_flag() {
         let f = flag.as_str();
         match f {
             "--profile" => a.profile = flags.value(f)?,
-            "--epochs" => a.train.epochs = cli::int(f, &flags.value(f)?, 1..=MAX)?,
-            "--batch-size" => a.train.batch_size = cli::int(f, &flags.value(f)?, 1..=MAX)?,
+            "--epochs" => {
+                a.train.epochs = cli::int(f, &flags.value(f)?, 1..=TrainConfig::MAX_EPOCHS)?
+            }
+            "--batch-size" => {
+                a.train.batch_size = cli::int(f, &flags.value(f)?, 1..=TrainConfig::MAX_BATCH_SIZE)?
+            }
             "--lr" => a.train.lr = cli::positive_f32(f, &flags.value(f)?)?,
             "--seed" => a.train.seed = cli::int(f, &flags.value(f)?, 0..=u64::MAX)?,
             "--clip" => a.train.clip = Some(cli::positive_f32(f, &flags.value(f)?)?),
-            "--threads" => a.train.threads = cli::int(f, &flags.value(f)?, 1..=1024)?,
+            "--threads" => {
+                a.train.threads = cli::int(f, &flags.value(f)?, 1..=TrainConfig::MAX_THREADS)?
+            }
             "--out" => a.out = flags.value(f)?.into(),
             "--fixtures" => fixtures = Some(flags.value(f)?.into()),
             _ => return Err(cli::unknown(f)),

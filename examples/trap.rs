@@ -21,28 +21,26 @@ use succulm::study::cli::{self, Flags};
 use succulm::study::eval::SampleConfig;
 use succulm::study::setup::StudyData;
 use succulm::study::trap::{self, Embeddings, TrapConfig};
-use succulm::Result;
+use succulm::{Error, Result};
 
 const HELP: &str = "\
 trap: when does compression make the model say a hidden word?
 
 Options:
   --profile NAME   profile trained (default upper_middle)
-  --epochs LIST    checkpoint epochs along one run (default 5,10,20,40,60)
+  --epochs LIST    checkpoint epochs along one run, each 1..=1000000 (default 5,10,20,40,60)
   --blocks LIST    blocks compressed, each alone (default every block)
   --bonds LIST     middle bonds (default 20,10)
-  --samples N      sampled answers per probe (default 10)
+  --samples N      sampled answers per probe, 1..=100000 (default 10)
   --seed N         training and sampling seed (default 42)
-  --frozen-only / --trainable-only   one treatment only
+  --frozen-only / --trainable-only   one treatment only (one of the two)
   --fixtures DIR   (default: ./fixtures if it holds them, else the shipped fixtures)
   --out DIR        (default target/trap)
   --help           this text";
 
-/// A comma-separated list of non-negative integers.
-fn list(name: &str, v: &str) -> Result<Vec<usize>> {
-    v.split(',')
-        .map(|s| cli::int(name, s, 0..=usize::MAX))
-        .collect()
+/// A comma-separated list of integers in `0..=max`.
+fn list(name: &str, v: &str, max: usize) -> Result<Vec<usize>> {
+    v.split(',').map(|s| cli::int(name, s, 0..=max)).collect()
 }
 
 fn run(flags: &mut Flags) -> Result<bool> {
@@ -55,19 +53,33 @@ fn run(flags: &mut Flags) -> Result<bool> {
     let mut fixtures: Option<PathBuf> = None;
     let mut out = PathBuf::from("target/trap");
     let mut treatments = vec![Embeddings::Trainable, Embeddings::Frozen];
+    let mut only: Option<String> = None;
     while let Some(flag) = flags.next_flag() {
         let mut value = |n: &str| flags.value(n);
         match flag.as_str() {
             "--profile" => profile = value("--profile")?,
-            "--epochs" => epochs = list("--epochs", &value("--epochs")?)?,
-            "--blocks" => blocks = Some(list("--blocks", &value("--blocks")?)?),
-            "--bonds" => bonds = list("--bonds", &value("--bonds")?)?,
+            "--epochs" => epochs = list("--epochs", &value("--epochs")?, TrainConfig::MAX_EPOCHS)?,
+            "--blocks" => blocks = Some(list("--blocks", &value("--blocks")?, usize::MAX)?),
+            "--bonds" => bonds = list("--bonds", &value("--bonds")?, usize::MAX)?,
             "--samples" => {
-                samples = cli::int("--samples", &value("--samples")?, 1..=1_000_000)?;
+                let max = SampleConfig::MAX_SAMPLES_PER_PROBE;
+                samples = cli::int("--samples", &value("--samples")?, 1..=max)?;
             }
             "--seed" => seed = cli::int("--seed", &value("--seed")?, 0..=u64::MAX)?,
-            "--frozen-only" => treatments = vec![Embeddings::Frozen],
-            "--trainable-only" => treatments = vec![Embeddings::Trainable],
+            "--frozen-only" | "--trainable-only" => {
+                if only.is_some_and(|o| o != flag) {
+                    return Err(Error::invalid_arg(
+                        flag,
+                        "--frozen-only and --trainable-only exclude each other (give neither to run both)",
+                    ));
+                }
+                treatments = if flag == "--frozen-only" {
+                    vec![Embeddings::Frozen]
+                } else {
+                    vec![Embeddings::Trainable]
+                };
+                only = Some(flag.clone());
+            }
             "--fixtures" => fixtures = Some(value("--fixtures")?.into()),
             "--out" => out = value("--out")?.into(),
             other => return Err(cli::unknown(other)),

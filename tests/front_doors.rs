@@ -18,7 +18,7 @@ use succulm::text::data::{load_corpus, standard_split};
 use succulm::text::probes::{load_probes, ProbeGroup};
 use succulm::{Model, Vocab};
 
-use common_cli::run;
+use common_cli::{assert_cli_error, run, stderr};
 
 /// Every example.
 const EXAMPLES: [&str; 9] = [
@@ -41,31 +41,8 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn path(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 temp path")
-}
-
-/// A failure as a command-line tool reports one: a non-zero exit, `error: <Display>` on stderr
-/// mentioning `needle`, no `Debug` form, no panic.
-fn assert_cli_error(o: &Output, needle: &str, what: &str) {
-    let e = stderr(o);
-    assert!(!o.status.success(), "{what}: exited 0\n{e}");
-    assert_ne!(o.status.code(), Some(101), "{what}: panicked\n{e}");
-    // Progress lines may come first; the error is a line of its own.
-    let at = e
-        .match_indices("error: ")
-        .map(|(i, _)| i)
-        .find(|&i| i == 0 || e[..i].ends_with('\n'))
-        .unwrap_or_else(|| panic!("{what}: no `error: ` line in {e}"));
-    assert!(e[at..].contains(needle), "{what}: {needle:?} not in {e}");
-    assert!(
-        !e.contains("Error: ") && !e.contains("{ name:") && !e.contains("panicked"),
-        "{what}: a Debug print or a panic: {e}"
-    );
 }
 
 /// Defect 1: `compress --help` and `convert --help` failed with a Debug print, `layer_sweep

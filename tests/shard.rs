@@ -65,8 +65,7 @@ fn tmp(name: &str) -> PathBuf {
 
 /// Every file `write_all` and the HTML page write, by name.
 fn files(report: &SweepReport, dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut written = report::write_all(report, dir).unwrap();
-    written.push(report::html::write(report, None, dir).unwrap());
+    let written = report::write_all(report, dir).unwrap();
     let mut out: Vec<(String, Vec<u8>)> = written
         .iter()
         .map(|p| {

@@ -97,7 +97,10 @@ pub fn layer_sweep<'py>(
             budget,
         })
     };
-    let options = parsed().map_err(crate::py_err)?;
+    // Every option within its ceiling before anything is loaded or allocated.
+    let options = parsed()
+        .and_then(|o| o.validate().map(|()| o))
+        .map_err(crate::py_err)?;
     if experiments && out.is_none() {
         return Err(crate::py_err(Error::invalid_arg(
             "experiments",

@@ -127,6 +127,14 @@ def test_layer_sweep_report_is_plain_data():
         succulm.layer_sweep(checkpoint=CKPT + ".json", fixtures=FIXTURES, methods="nope")
 
 
+def test_layer_sweep_counts_above_their_ceilings_are_refused_before_any_work():
+    # 10**12 samples per probe would take hundreds of GB: refused at once, naming the option.
+    for kw, name in [({"samples": 10**12}, "samples"), ({"threads": 10**6}, "threads"),
+                     ({"heal_epochs": 10**12}, "heal_epochs")]:
+        with pytest.raises(ValueError, match=f"`{name}`: .* ceiling"):
+            succulm.layer_sweep(checkpoint=CKPT + ".json", fixtures=FIXTURES, **kw)
+
+
 def rust_layer_sweep():
     """The Rust example `layer_sweep`, built by cargo (a no-op when it is up to date)."""
     cargo = shutil.which("cargo")

@@ -11,6 +11,21 @@ use crate::error::{Error, Result};
 /// directory, flushed and synced, then renamed over `path`. A reader never sees a half-written
 /// file, and a failed write leaves any previous file in place. Temporary files of `path` left by
 /// writers that were killed (`.NAME.PID.tmp` whose process no longer runs) are removed first.
+///
+/// Only a missing path or a regular file is replaced. A symbolic link is written through: the
+/// file it leads to (which must exist and be a regular file) is replaced, in its own directory,
+/// and the link stays. Anything else at `path` (a directory, a device, a FIFO, a socket, a link
+/// to one of those or to nothing) is refused before anything is written.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("succulm-atomic-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// succulm::fs::write_atomic(dir.join("a.txt"), b"one")?;
+/// assert!(succulm::fs::write_atomic(&dir, b"two").is_err()); // a directory: refused
+/// assert_eq!(std::fs::read(dir.join("a.txt")).unwrap(), b"one");
+/// std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), succulm::Error>(())
+/// ```
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     let path = path.as_ref();
     let io = |p: &Path| {
@@ -29,6 +44,8 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
             format!("{:?} has no file name", path.display().to_string()),
         )
     })?;
+    let target = replaceable(path, true)?;
+    let path = target.as_path();
     remove_stale_temps(path);
     let tmp = temp_path(path, std::process::id());
     let result = (|| {
@@ -41,6 +58,79 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The path a write to `path` replaces: `path` itself when nothing is there or it is a regular
+/// file; with `follow`, the regular file a symbolic link at `path` leads to. Errors, naming
+/// `path` and what stands there, on anything else: a file of another kind is never replaced by
+/// a rename (a device node would become a regular file, a directory's contents would be lost).
+pub(crate) fn replaceable(path: &Path, follow: bool) -> Result<PathBuf> {
+    let refuse = |what: &str| {
+        Error::invalid_arg(
+            "output",
+            format!(
+                "{} is {what}, not a regular file; nothing was written",
+                path.display()
+            ),
+        )
+    };
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(path.to_path_buf()),
+        Err(source) => {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let kind = meta.file_type();
+    if kind.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    if !kind.is_symlink() {
+        return Err(refuse(kind_name(&kind)));
+    }
+    if !follow {
+        return Err(refuse(
+            "a symbolic link (a set of files is replaced as a whole)",
+        ));
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => std::fs::canonicalize(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+        Ok(m) => Err(refuse(&format!(
+            "a symbolic link to {}",
+            kind_name(&m.file_type())
+        ))),
+        Err(_) => Err(refuse("a symbolic link that leads to no file")),
+    }
+}
+
+/// "a directory", "a device", ... for a file type that is not a regular file.
+fn kind_name(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_block_device() || kind.is_char_device() {
+            return "a device";
+        }
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else {
+        "a special file"
+    }
 }
 
 /// `.NAME.PID.tmp` beside `path`.
@@ -102,7 +192,9 @@ fn remove_stale_temps(path: &Path) {
 /// into `dir`, one rename each (which needs no space). If `write` fails (a full disk, say), the
 /// temporary directory is removed and `dir` keeps exactly what it held before. Files of an
 /// earlier set that the new set does not contain are removed, so `dir` never mixes two runs:
-/// the set's names are recorded in `dir/.succulm-set` for that. Returns the final paths.
+/// the set's names are recorded in `dir/.succulm-set` for that. Only missing names and regular
+/// files are replaced: a name of the set that stands in `dir` as anything else (a directory, a
+/// device, a FIFO, a symbolic link) is refused before the first rename. Returns the final paths.
 pub fn write_set_atomic(
     dir: impl AsRef<Path>,
     write: impl FnOnce(&Path) -> Result<Vec<PathBuf>>,
@@ -152,15 +244,11 @@ pub fn write_set_atomic(
             .map(|n| n.to_string_lossy().into_owned() + "\n")
             .collect();
         write_atomic(tmp.join(".succulm-set"), manifest.as_bytes())?;
-        // A rename can still fail if a target is a directory: check them all before the first.
-        if let Some(n) = names.iter().find(|n| dir.join(n).is_dir()) {
-            return Err(Error::invalid_arg(
-                "output",
-                format!(
-                    "{} is a directory; nothing was written",
-                    dir.join(n).display()
-                ),
-            ));
+        // Only missing names and regular files are replaced: check them all before the first
+        // rename (a rename over a directory fails half-way; over a device or a link it would
+        // replace what the user keeps there).
+        for n in names.iter().chain(std::iter::once(&".succulm-set".into())) {
+            replaceable(&dir.join(n), false)?;
         }
         let previous = std::fs::read_to_string(dir.join(".succulm-set")).unwrap_or_default();
         let mut out = Vec::with_capacity(names.len());
@@ -184,6 +272,21 @@ pub fn write_set_atomic(
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+/// [`write_set_atomic`] of named texts: writes each `(name, text)` of `files` into `dir` as one
+/// set; returns the final paths, in the order given.
+pub fn write_text_set(dir: &Path, files: &[(&str, String)]) -> Result<Vec<PathBuf>> {
+    write_set_atomic(dir, |tmp| {
+        files
+            .iter()
+            .map(|(name, text)| {
+                let p = tmp.join(name);
+                write_atomic(&p, text.as_bytes())?;
+                Ok(p)
+            })
+            .collect()
+    })
 }
 
 pub mod safetensors;

@@ -60,17 +60,20 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// Checks the values: epochs, batch size and threads at least 1; lr and clip finite and > 0.
+    /// The most epochs: 1,000,000 (a run keeps one [`EpochReport`] per epoch).
+    pub const MAX_EPOCHS: usize = 1_000_000;
+    /// The largest batch: 1,000,000 rows.
+    pub const MAX_BATCH_SIZE: usize = 1_000_000;
+    /// The most threads: 1,024 (every thread keeps a gradient buffer).
+    pub const MAX_THREADS: usize = 1024;
+
+    /// Checks the values: epochs, batch size and threads at least 1 and at most their ceilings
+    /// ([`Self::MAX_EPOCHS`], [`Self::MAX_BATCH_SIZE`], [`Self::MAX_THREADS`]); lr and clip
+    /// finite and > 0.
     pub fn validate(&self) -> Result<()> {
-        if self.epochs == 0 {
-            return Err(Error::invalid_arg("epochs", "must be at least 1"));
-        }
-        if self.batch_size == 0 {
-            return Err(Error::invalid_arg("batch_size", "must be at least 1"));
-        }
-        if self.threads == 0 {
-            return Err(Error::invalid_arg("threads", "must be at least 1"));
-        }
+        Error::check_count_in("epochs", self.epochs, Self::MAX_EPOCHS)?;
+        Error::check_count_in("batch_size", self.batch_size, Self::MAX_BATCH_SIZE)?;
+        Error::check_count_in("threads", self.threads, Self::MAX_THREADS)?;
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::invalid_arg(
                 "lr",

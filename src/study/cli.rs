@@ -365,6 +365,44 @@ pub fn checkpoint_file(given: Option<&Path>) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The flags of [`crate::study::setup::SweepOptions`]' fields, for [`renamed`].
+pub const SWEEP_FLAGS: &[(&str, &str)] = &[
+    ("blocks", "--blocks"),
+    ("bonds", "--bonds"),
+    ("methods", "--methods"),
+    ("samples", "--samples"),
+    ("temperature", "--temperature"),
+    ("threads", "--threads"),
+    ("heal_epochs", "--heal-epochs"),
+    ("budget", "--budget"),
+];
+
+/// `result` with an [`Error::InvalidArgument`] on one of the library's option names (`samples`,
+/// `heal_epochs`, ...) renamed to the flag that sets it, from `flags`' `(name, flag)` pairs: a
+/// check the library makes ([`crate::study::setup::SweepOptions::validate`], say) then names
+/// the flag the user typed. Other errors pass unchanged.
+///
+/// ```
+/// use succulm::study::cli;
+/// let e = cli::renamed::<()>(
+///     Err(succulm::Error::invalid_arg("heal_epochs", "too many")),
+///     &[("heal_epochs", "--heal-epochs")],
+/// );
+/// assert_eq!(e.unwrap_err().to_string(), "invalid argument `--heal-epochs`: too many");
+/// ```
+pub fn renamed<T>(result: Result<T>, flags: &[(&str, &str)]) -> Result<T> {
+    result.map_err(|e| match e {
+        Error::InvalidArgument { name, reason } => {
+            let name = flags
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(name, |(_, f)| f.to_string());
+            Error::InvalidArgument { name, reason }
+        }
+        other => other,
+    })
+}
+
 /// The error for a flag no parser knows (or, for `--flag=value`, a switch given a value).
 pub fn unknown(flag: &str) -> Error {
     let reason = if flag.starts_with("--") && flag.contains('=') {
@@ -495,8 +533,10 @@ pub fn positive_f32(flag: &str, value: &str) -> Result<f32> {
 }
 
 /// Checks, before any work, that a file can be written at `path`: a non-empty path with a file
-/// name, not a directory, in an existing directory where a file can be created (probed by
-/// creating and removing a hidden temporary file). The file itself is not touched.
+/// name, missing or a regular file (or a symbolic link to one, which the write goes through),
+/// not a directory, device, FIFO or socket, in an existing directory where a file can be
+/// created (probed by creating and removing a hidden temporary file). The file itself is not
+/// touched.
 pub fn check_output_file(flag: &str, path: &Path) -> Result<()> {
     if path.as_os_str().is_empty() {
         return Err(Error::invalid_arg(flag, "is empty (expected a file path)"));
@@ -507,13 +547,10 @@ pub fn check_output_file(flag: &str, path: &Path) -> Result<()> {
             format!("{} names no file", shown(&path.display().to_string())),
         ));
     }
-    if path.is_dir() {
-        return Err(Error::invalid_arg(
-            flag,
-            format!("{} is a directory", shown(&path.display().to_string())),
-        ));
-    }
-    let dir = match path.parent() {
+    // What the write will replace: a missing file, a regular file, or the regular file a
+    // link leads to ([`crate::fs::write_atomic`]); anything else is refused now.
+    let target = renamed(crate::fs::replaceable(path, true), &[("output", flag)])?;
+    let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };

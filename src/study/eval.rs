@@ -474,6 +474,24 @@ pub struct SampleConfig {
     pub seed: u64,
 }
 
+impl SampleConfig {
+    /// The most answers per probe: 100,000 (each answer's state takes a few hundred bytes while
+    /// a probe is sampled, so the ceiling keeps a run to tens of MB, checked before anything is
+    /// allocated).
+    pub const MAX_SAMPLES_PER_PROBE: usize = 100_000;
+
+    /// Checks the sampling rule ([`Sampling::validate`]) and that `samples_per_probe` is in
+    /// `1..=`[`Self::MAX_SAMPLES_PER_PROBE`].
+    pub fn validate(&self) -> Result<()> {
+        self.sampling.validate()?;
+        Error::check_count_in(
+            "samples_per_probe",
+            self.samples_per_probe,
+            Self::MAX_SAMPLES_PER_PROBE,
+        )
+    }
+}
+
 /// The seed of sample `j` of probe `i` (SplitMix64 of a mix of the three).
 pub fn sample_seed(seed: u64, probe: usize, sample: usize) -> u64 {
     let mut z = seed
@@ -491,13 +509,7 @@ pub fn sample_probes<M: LanguageModel + ?Sized>(
     probes: &[PreparedProbe],
     config: &SampleConfig,
 ) -> Result<Vec<Vec<Generation>>> {
-    config.sampling.validate()?;
-    if config.samples_per_probe == 0 {
-        return Err(Error::invalid_arg(
-            "samples_per_probe",
-            "must be at least 1",
-        ));
-    }
+    config.validate()?;
     let gen = GenerateConfig::new(config.sampling);
     probes
         .iter()
@@ -849,13 +861,7 @@ impl<'r, R: LanguageModel + ?Sized> Evaluator<'r, R> {
         Error::check_count("vocab", vocab.len(), reference.vocab_size(), |g, w| {
             format!("has {g} words but the model has {w} logits")
         })?;
-        sample.sampling.validate()?;
-        if sample.samples_per_probe == 0 {
-            return Err(Error::invalid_arg(
-                "samples_per_probe",
-                "must be at least 1",
-            ));
-        }
+        sample.validate()?;
         if probes.is_empty() {
             return Err(Error::invalid_arg("probes", "no probe"));
         }

@@ -32,7 +32,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::nn::model::Model;
+use crate::nn::model::{Model, ModelConfig};
 use crate::nn::train::{EpochReport, TrainConfig, Trainer};
 use crate::study::report::verdict::{Outcome, Verdict};
 use crate::study::setup::{Setup, StudyData, SweepOptions, SweepOutput};
@@ -307,22 +307,18 @@ impl Replication {
     }
 
     /// Writes `replication.json`, `replication.txt` ([`format_replicated`]) and
-    /// `replication.md` ([`markdown_table`]) into `dir` (created if missing), atomically.
+    /// `replication.md` ([`markdown_table`]) into `dir` (created if missing), as one set
+    /// ([`crate::fs::write_set_atomic`]).
     pub fn write(&self, dir: impl AsRef<Path>) -> Result<Vec<std::path::PathBuf>> {
-        let dir = dir.as_ref();
-        crate::fs::create_dir(dir)?;
         let json = crate::fs::to_json_pretty(self, "replication")?;
-        let mut out = Vec::new();
-        for (name, text) in [
-            ("replication.json", json),
-            ("replication.txt", format_replicated(&self.verdicts)),
-            ("replication.md", markdown_table(&self.verdicts)),
-        ] {
-            let p = dir.join(name);
-            crate::fs::write_atomic(&p, text.as_bytes())?;
-            out.push(p);
-        }
-        Ok(out)
+        crate::fs::write_text_set(
+            dir.as_ref(),
+            &[
+                ("replication.json", json),
+                ("replication.txt", format_replicated(&self.verdicts)),
+                ("replication.md", markdown_table(&self.verdicts)),
+            ],
+        )
     }
 }
 
@@ -470,6 +466,65 @@ impl Default for ReplicateOptions {
 }
 
 impl ReplicateOptions {
+    /// The most models of a replication (trained or given as checkpoints): 10,000.
+    pub const MAX_MODELS: usize = 10_000;
+
+    /// Checks what can be checked before any model is trained or loaded: the sweep's options
+    /// ([`SweepOptions::validate`]); without checkpoints, `models` in
+    /// `1..=`[`Self::MAX_MODELS`], `epochs` in `1..=`[`TrainConfig::MAX_EPOCHS`] and the
+    /// training seeds `seed .. seed + models` within `u64`; with checkpoints, at most
+    /// [`Self::MAX_MODELS`] of them, none empty, no file given twice (the same file under two
+    /// names counts as twice).
+    pub fn validate(&self) -> Result<()> {
+        self.sweep.validate()?;
+        if self.checkpoints.is_empty() {
+            Error::check_count_in("models", self.models, Self::MAX_MODELS)?;
+            Error::check_count_in("epochs", self.epochs, TrainConfig::MAX_EPOCHS)?;
+            let last = self.models as u64 - 1;
+            if self.seed.checked_add(last).is_none() {
+                return Err(Error::invalid_arg(
+                    "seed",
+                    format!(
+                        "{} models train with seeds {} + 0..{}, past the largest seed {}: give a seed of at most {}",
+                        self.models,
+                        self.seed,
+                        self.models,
+                        u64::MAX,
+                        u64::MAX - last
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        Error::check_count_in("checkpoints", self.checkpoints.len(), Self::MAX_MODELS)?;
+        let mut seen: Vec<(PathBuf, &Path)> = Vec::with_capacity(self.checkpoints.len());
+        for (i, p) in self.checkpoints.iter().enumerate() {
+            if p.as_os_str().is_empty() {
+                return Err(Error::invalid_arg(
+                    "checkpoints",
+                    format!(
+                        "entry {} of {} is an empty path",
+                        i + 1,
+                        self.checkpoints.len()
+                    ),
+                ));
+            }
+            let id = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            if let Some((_, q)) = seen.iter().find(|(s, _)| *s == id) {
+                return Err(Error::invalid_arg(
+                    "checkpoints",
+                    format!(
+                        "{} and {} are the same file (each model once)",
+                        q.display(),
+                        p.display()
+                    ),
+                ));
+            }
+            seen.push((id, p));
+        }
+        Ok(())
+    }
+
     /// Models of the whole run: the checkpoints given, else `models`.
     pub fn total(&self) -> usize {
         if self.checkpoints.is_empty() {
@@ -508,13 +563,15 @@ pub fn run_shard(
 ) -> Result<ReplicaPart> {
     let (fixtures, out) = (fixtures.as_ref(), out.as_ref());
     let shard = Shard::new(shard.index, shard.count)?;
-    options.sweep.validate()?;
+    options.validate()?;
     let total = options.total();
-    if total == 0 {
-        return Err(Error::invalid_arg("models", "must be at least 1"));
-    }
     let started = Instant::now();
     let vocab = StudyData::fixture_vocab(fixtures)?;
+    if options.checkpoints.is_empty() {
+        // The block sets, before any training.
+        let n_blocks = ModelConfig::profile(&options.profile, vocab.len())?.n_layers;
+        options.sweep.block_sets(n_blocks)?;
+    }
     let mine = shard.owned(total);
     let threads = options.sweep.threads;
 

@@ -210,15 +210,19 @@ impl Default for SweepOptions {
 }
 
 impl SweepOptions {
-    /// Checks what can be checked without a model: at least one sample and one thread, a valid
-    /// temperature, valid bonds, methods and budget fraction.
+    /// Checks what can be checked without a model: samples, threads and healing epochs within
+    /// their ceilings ([`SampleConfig::MAX_SAMPLES_PER_PROBE`], [`TrainConfig::MAX_THREADS`],
+    /// [`TrainConfig::MAX_EPOCHS`]; at least one sample and one thread), a valid temperature,
+    /// valid bonds, methods and budget fraction.
     pub fn validate(&self) -> Result<()> {
-        if self.samples == 0 {
-            return Err(Error::invalid_arg("samples", "must be at least 1"));
-        }
-        if self.threads == 0 {
-            return Err(Error::invalid_arg("threads", "must be at least 1"));
-        }
+        Error::check_count_in("samples", self.samples, SampleConfig::MAX_SAMPLES_PER_PROBE)?;
+        Error::check_count_in("threads", self.threads, TrainConfig::MAX_THREADS)?;
+        // 0 healing epochs: no healing.
+        Error::check_count_in(
+            "heal_epochs",
+            self.heal_epochs.max(1),
+            TrainConfig::MAX_EPOCHS,
+        )?;
         Sampling::Temperature(self.temperature).validate()?;
         sweep::validate_bonds(&self.bonds)?;
         crate::compress::method::validate_methods(&self.methods)?;
@@ -760,16 +764,10 @@ impl SweepOutput {
         s
     }
 
-    /// Writes every file ([`report::write_all`]: CSV, JSON, tables, verdicts, charts) and
-    /// `report.html` (with the experiments) to `dir` (created if missing); returns their paths.
+    /// Writes every file ([`report::write_all_with`]: CSV, JSON, tables, verdicts, charts and
+    /// `report.html` with the experiments) to `dir` (created if missing), as one set; returns
+    /// their paths.
     pub fn write(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
-        let dir = dir.as_ref();
-        let mut written = report::write_all(&self.report, dir)?;
-        written.push(report::html::write(
-            &self.report,
-            self.experiments.as_ref(),
-            dir,
-        )?);
-        Ok(written)
+        report::write_all_with(&self.report, self.experiments.as_ref(), dir)
     }
 }

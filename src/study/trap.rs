@@ -289,6 +289,9 @@ pub fn run_study(
             format!("{e:?} must be ascending, distinct and at least 1"),
         ));
     }
+    // Training runs to the last epoch: its ceiling, and the sampling's, before any work.
+    Error::check_count_in("epochs", e[e.len() - 1], TrainConfig::MAX_EPOCHS)?;
+    config.sample.validate()?;
     if config.treatments.is_empty() {
         return Err(Error::invalid_arg(
             "treatments",
@@ -556,24 +559,19 @@ pub fn conclusion(study: &TrapStudy) -> String {
 
 impl TrapStudy {
     /// Writes `trap.json` (the study), `trap.txt` ([`format_table`] and [`conclusion`]) and
-    /// `trap_mass.svg` ([`chart`]) to `dir` (created if missing), atomically; returns their
+    /// `trap_mass.svg` ([`chart`]) to `dir` (created if missing), as one set; returns their
     /// paths.
     pub fn write(&self, dir: impl AsRef<std::path::Path>) -> Result<Vec<std::path::PathBuf>> {
-        let dir = dir.as_ref();
-        crate::fs::create_dir(dir)?;
         let json = crate::fs::to_json_pretty(self, "study")?;
         let text = format!("{}\n{}", format_table(self), conclusion(self));
-        let mut written = Vec::new();
-        for (name, body) in [
-            ("trap.json", json),
-            ("trap.txt", text),
-            ("trap_mass.svg", chart(self)),
-        ] {
-            let p = dir.join(name);
-            crate::fs::write_atomic(&p, body.as_bytes())?;
-            written.push(p);
-        }
-        Ok(written)
+        crate::fs::write_text_set(
+            dir.as_ref(),
+            &[
+                ("trap.json", json),
+                ("trap.txt", text),
+                ("trap_mass.svg", chart(self)),
+            ],
+        )
     }
 }
 

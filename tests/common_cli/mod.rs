@@ -99,3 +99,27 @@ pub fn run(name: &str, args: &[&str], cwd: &Path) -> Output {
         .output()
         .unwrap_or_else(|e| panic!("run {name}: {e}"))
 }
+
+/// What example `o` wrote to stderr, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failure as a command-line tool reports one: a non-zero exit, `error: <Display>` on stderr
+/// mentioning `needle`, no `Debug` form, no panic.
+pub fn assert_cli_error(o: &Output, needle: &str, what: &str) {
+    let e = stderr(o);
+    assert!(!o.status.success(), "{what}: exited 0\n{e}");
+    assert_ne!(o.status.code(), Some(101), "{what}: panicked\n{e}");
+    // Progress lines may come first; the error is a line of its own.
+    let at = e
+        .match_indices("error: ")
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || e[..i].ends_with('\n'))
+        .unwrap_or_else(|| panic!("{what}: no `error: ` line in {e}"));
+    assert!(e[at..].contains(needle), "{what}: {needle:?} not in {e}");
+    assert!(
+        !e.contains("Error: ") && !e.contains("{ name:") && !e.contains("panicked"),
+        "{what}: a Debug print or a panic: {e}"
+    );
+}

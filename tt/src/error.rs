@@ -159,6 +159,30 @@ impl Error {
         }
     }
 
+    /// `Ok` when `1 <= n <= max`, else the [`Error::InvalidArgument`] on `name` saying which
+    /// bound `n` breaks: the check of a count against its documented ceiling, made before
+    /// anything of that count is allocated.
+    ///
+    /// ```
+    /// use succulm_tt::Error;
+    /// assert!(Error::check_count_in("samples", 20, 100).is_ok());
+    /// let e = Error::check_count_in("samples", 1000, 100).unwrap_err();
+    /// assert_eq!(e.to_string(), "invalid argument `samples`: 1000 is more than the ceiling of 100");
+    /// assert!(Error::check_count_in("samples", 0, 100).is_err());
+    /// ```
+    pub fn check_count_in(name: &str, n: usize, max: usize) -> Result<()> {
+        if n == 0 {
+            Err(Error::invalid_arg(name, "must be at least 1"))
+        } else if n > max {
+            Err(Error::invalid_arg(
+                name,
+                format!("{n} is more than the ceiling of {max}"),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Shorthand for [`Error::InvalidFile`].
     pub fn invalid_file(
         path: impl Into<PathBuf>,

@@ -560,14 +560,29 @@ pub fn all_verdicts(report: &SweepReport) -> Vec<verdict::Verdict> {
 /// settings' table, [`format_settings`]), `verdict.txt` ([`all_verdicts`] as text),
 /// `verdicts.json` (the same verdicts as data) and every chart ([`svg::write_charts`]) into `dir` (created
 /// if missing); with more than one method also `compare.txt` (the comparison table and its
-/// verdicts) and `compare.json` ([`compare::comparisons`]); with budget cells `budget.txt`.
-/// Returns the paths written.
+/// verdicts) and `compare.json` ([`compare::comparisons`]); with budget cells `budget.txt`;
+/// and the page `report.html` ([`html::page`], without the seed's experiments: see
+/// [`write_all_with`]). Returns the paths written.
 ///
 /// The files are written as one set ([`crate::fs::write_set_atomic`]): into a temporary
 /// directory first, then renamed into `dir`; on failure (a full disk) `dir` keeps its previous
 /// set untouched, and files of a previous set that this one lacks are removed.
 pub fn write_all(report: &SweepReport, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
-    crate::fs::write_set_atomic(dir, |tmp| write_files(report, tmp))
+    write_all_with(report, None, dir)
+}
+
+/// [`write_all`], with the seed's `experiments` on the page `report.html`: every file of a run,
+/// as one set.
+pub fn write_all_with(
+    report: &SweepReport,
+    experiments: Option<&html::Experiments>,
+    dir: impl AsRef<Path>,
+) -> Result<Vec<PathBuf>> {
+    crate::fs::write_set_atomic(dir, |tmp| {
+        let mut written = write_files(report, tmp)?;
+        written.push(html::write(report, experiments, tmp)?);
+        Ok(written)
+    })
 }
 
 fn write_files(report: &SweepReport, dir: &Path) -> Result<Vec<PathBuf>> {
