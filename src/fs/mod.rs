@@ -1,6 +1,7 @@
-//! Small file helpers shared by the crate: atomic writes of one file ([`write_atomic`]) and of
-//! a set of files ([`write_set_atomic`]), and the clean-up of temporary files left by killed
-//! writers.
+//! Small file helpers shared by the crate: atomic writes of one file ([`write_atomic`]), of a set
+//! of files in one directory ([`write_set_atomic`]) and of files anywhere, all or nothing
+//! ([`write_files_atomic`]); whether two paths are one file ([`same_file`]); and the clean-up of
+//! temporary files left by killed writers.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -184,6 +185,182 @@ pub fn write_set_atomic(
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+/// Writes several files, each `(path, bytes)`, possibly in different directories, all or
+/// nothing: every file goes to a temporary `.NAME.PID.tmp` beside its target, written and
+/// synced; only when all of them are written are they renamed into place. If any write fails,
+/// the temporaries are removed and no target has changed. The renames come last; should one
+/// still fail (a target changed meanwhile), the targets renamed before it are put back as they
+/// were (from hard-linked copies `.NAME.old.PID.tmp` made before the first rename), so no set
+/// is ever half new. The one file that [`write_atomic`] writes, this writes as a set.
+///
+/// Refused before anything is written: an empty path or one without a file name, a path given
+/// twice (the same file, by [`same_file`]), a target that exists and is not a regular file (a
+/// directory, a symlink, a device).
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("succulm-files-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let (a, b) = (dir.join("a.txt"), dir.join("b.txt"));
+/// succulm::fs::write_files_atomic(&[(a.as_path(), b"one".as_slice()), (b.as_path(), b"two")])?;
+/// // One target that cannot be written: neither changes.
+/// let bad = dir.join("no/such/dir/c.txt");
+/// assert!(succulm::fs::write_files_atomic(&[(a.as_path(), b"new".as_slice()), (bad.as_path(), b"x")]).is_err());
+/// assert_eq!(std::fs::read(&a).unwrap(), b"one");
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), succulm::Error>(())
+/// ```
+pub fn write_files_atomic(files: &[(&Path, &[u8])]) -> Result<()> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| Error::Io { path: p, source }
+    };
+    let shown = |p: &Path| format!("{:?}", p.display().to_string());
+    for (i, (path, _)) in files.iter().enumerate() {
+        if path.as_os_str().is_empty() {
+            return Err(Error::invalid_arg(
+                "path",
+                "is empty (expected a file path)",
+            ));
+        }
+        let Some(name) = path.file_name() else {
+            return Err(Error::invalid_arg(
+                "path",
+                format!("{} has no file name", shown(path)),
+            ));
+        };
+        if let Some((other, _)) = files[..i].iter().find(|(o, _)| same_file(o, path)) {
+            return Err(Error::invalid_arg(
+                "path",
+                format!("{} and {} are the same file", shown(other), shown(path)),
+            ));
+        }
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.is_file() {
+                return Err(Error::invalid_arg(
+                    "path",
+                    format!(
+                        "{} exists and is not a regular file; nothing was written",
+                        shown(path)
+                    ),
+                ));
+            }
+        }
+        remove_stale_temps(path);
+        let mut old = name.to_os_string();
+        old.push(".old");
+        remove_stale_temps(&path.with_file_name(old));
+    }
+    let pid = std::process::id();
+    let temps: Vec<PathBuf> = files.iter().map(|(p, _)| temp_path(p, pid)).collect();
+    let remove_all = |paths: &[PathBuf]| {
+        for t in paths {
+            let _ = std::fs::remove_file(t);
+        }
+    };
+    for (k, ((_, bytes), tmp)) in files.iter().zip(&temps).enumerate() {
+        let written = (|| {
+            let mut f = std::fs::File::create(tmp).map_err(io(tmp))?;
+            f.write_all(bytes).map_err(io(tmp))?;
+            f.sync_all().map_err(io(tmp))
+        })();
+        if let Err(e) = written {
+            remove_all(&temps[..=k]);
+            return Err(e);
+        }
+    }
+    // Copies of the targets that exist (hard links: no data is copied), to undo the renames.
+    let backups: Vec<Option<PathBuf>> = files
+        .iter()
+        .map(|(p, _)| {
+            let mut old = p.file_name().unwrap_or_default().to_os_string();
+            old.push(".old");
+            let b = temp_path(&p.with_file_name(old), pid);
+            let _ = std::fs::remove_file(&b);
+            (p.is_file() && std::fs::hard_link(p, &b).is_ok()).then_some(b)
+        })
+        .collect();
+    let mut result = Ok(());
+    for (k, ((path, _), tmp)) in files.iter().zip(&temps).enumerate() {
+        if let Err(source) = std::fs::rename(tmp, path) {
+            for ((done, _), backup) in files[..k].iter().zip(&backups) {
+                match backup {
+                    Some(b) => {
+                        let _ = std::fs::rename(b, done);
+                    }
+                    None => {
+                        let _ = std::fs::remove_file(done);
+                    }
+                }
+            }
+            remove_all(&temps[k..]);
+            result = Err(Error::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+            break;
+        }
+    }
+    remove_all(&backups.into_iter().flatten().collect::<Vec<_>>());
+    result
+}
+
+/// Whether `a` and `b` are the same file: for paths that exist, the same device and inode (so a
+/// hard link, a symlink or another spelling of a path is the file itself); for paths that do not
+/// exist (yet), the same name in the same directory (resolved). A file that exists is never the
+/// same as one that does not.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("succulm-same-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let a = dir.join("a.safetensors");
+/// std::fs::write(&a, b"x").unwrap();
+/// std::fs::hard_link(&a, dir.join("b.safetensors")).unwrap();
+/// assert!(succulm::fs::same_file(&a, &dir.join("b.safetensors")));
+/// assert!(succulm::fs::same_file(&a, &dir.join(".").join("a.safetensors")));
+/// assert!(succulm::fs::same_file(&dir.join("new"), &dir.join("./new")));
+/// assert!(!succulm::fs::same_file(&a, &dir.join("new")));
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(ma), Ok(mb)) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt;
+                ma.dev() == mb.dev() && ma.ino() == mb.ino()
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = (ma, mb);
+                matches!(
+                    (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+                    (Ok(x), Ok(y)) if x == y
+                )
+            }
+        }
+        (Err(_), Err(_)) => {
+            // Neither exists: the same name in the same directory, the directory resolved when
+            // it exists.
+            let resolved = |p: &Path| -> Option<PathBuf> {
+                let name = p.file_name()?;
+                let dir = match p.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                let dir = std::fs::canonicalize(dir)
+                    .ok()
+                    .or_else(|| std::env::current_dir().ok().map(|c| c.join(dir)))?;
+                Some(dir.join(name))
+            };
+            match (resolved(a), resolved(b)) {
+                (Some(x), Some(y)) => x == y,
+                _ => a == b,
+            }
+        }
+        _ => false,
+    }
 }
 
 pub mod safetensors;
