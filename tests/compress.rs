@@ -257,6 +257,27 @@ fn calibration_switches_on_the_data_aware_objective() {
     assert!(err.contains("l1"), "{err}");
 }
 
+/// Found by the fuzz target while it was written: explicit modes that do not fit a matrix, with
+/// calibration inputs, gave "shape mismatch in calibration stats of the layer" (the inputs were
+/// compared with the modes first), naming neither the file nor the tensor. Now the modes are
+/// checked first, and every error about a matrix names the file and the tensor.
+#[test]
+fn modes_that_do_not_fit_are_named_before_calibration_inputs_are_compared() {
+    let dir = tmpdir("modes-calib");
+    let path = random_file(&dir, &[(8, 8)], 31);
+    let file = SafetensorsFile::read(&path).unwrap();
+    let mut cfg = config("l0.weight", WeightLayout::OutIn, Target::Bond(2));
+    cfg.modes = Modes::Explicit {
+        in_modes: vec![2, 2],
+        out_modes: vec![2, 4],
+    };
+    let e = compress(&file, &cfg, Some(&file)).unwrap_err().to_string();
+    assert!(
+        e.contains("model.safetensors") && e.contains("l0.weight") && e.contains("in_modes"),
+        "{e}"
+    );
+}
+
 #[test]
 fn bad_requests_are_named_errors() {
     let source = common::fixture("compress_tiny.safetensors");

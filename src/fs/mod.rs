@@ -192,8 +192,9 @@ pub fn write_set_atomic(
 /// synced; only when all of them are written are they renamed into place. If any write fails,
 /// the temporaries are removed and no target has changed. The renames come last; should one
 /// still fail (a target changed meanwhile), the targets renamed before it are put back as they
-/// were (from hard-linked copies `.NAME.old.PID.tmp` made before the first rename), so no set
-/// is ever half new. The one file that [`write_atomic`] writes, this writes as a set.
+/// were (from hard-linked copies `.NAME.old.PID.tmp` made before the first rename; where the
+/// file system cannot link, such a file stays new), and the new ones removed. The one file that
+/// [`write_atomic`] writes, this writes as a set.
 ///
 /// Refused before anything is written: an empty path or one without a file name, a path given
 /// twice (the same file, by [`same_file`]), a target that exists and is not a regular file (a
@@ -270,40 +271,63 @@ pub fn write_files_atomic(files: &[(&Path, &[u8])]) -> Result<()> {
             return Err(e);
         }
     }
-    // Copies of the targets that exist (hard links: no data is copied), to undo the renames.
+    // Copies of the targets that exist (hard links: no data is copied), to undo the renames. A
+    // backup name that is another file's temporary (a target named `NAME.old` beside `NAME`)
+    // is not used.
+    let existed: Vec<bool> = files.iter().map(|(p, _)| p.is_file()).collect();
     let backups: Vec<Option<PathBuf>> = files
         .iter()
-        .map(|(p, _)| {
+        .zip(&existed)
+        .map(|((p, _), &existed)| {
             let mut old = p.file_name().unwrap_or_default().to_os_string();
             old.push(".old");
             let b = temp_path(&p.with_file_name(old), pid);
+            if !existed || temps.contains(&b) {
+                return None;
+            }
             let _ = std::fs::remove_file(&b);
-            (p.is_file() && std::fs::hard_link(p, &b).is_ok()).then_some(b)
+            std::fs::hard_link(p, &b).is_ok().then_some(b)
         })
         .collect();
-    let mut result = Ok(());
-    for (k, ((path, _), tmp)) in files.iter().zip(&temps).enumerate() {
+    let targets: Vec<&Path> = files.iter().map(|(p, _)| *p).collect();
+    let result = rename_all(&targets, &temps, &backups, &existed);
+    remove_all(&backups.into_iter().flatten().collect::<Vec<_>>());
+    result
+}
+
+/// Renames `temps[k]` to `targets[k]` in order; if one fails, undoes the earlier ones (restores
+/// `backups[j]`, or removes a target that did not exist) and removes the temporaries left.
+fn rename_all(
+    targets: &[&Path],
+    temps: &[PathBuf],
+    backups: &[Option<PathBuf>],
+    existed: &[bool],
+) -> Result<()> {
+    for (k, (path, tmp)) in targets.iter().zip(temps).enumerate() {
         if let Err(source) = std::fs::rename(tmp, path) {
-            for ((done, _), backup) in files[..k].iter().zip(&backups) {
+            for ((done, backup), &existed) in targets[..k].iter().zip(backups).zip(existed) {
                 match backup {
                     Some(b) => {
                         let _ = std::fs::rename(b, done);
                     }
-                    None => {
+                    // New: removed. An earlier file that could not be linked stays new (rather
+                    // than lost).
+                    None if !existed => {
                         let _ = std::fs::remove_file(done);
                     }
+                    None => {}
                 }
             }
-            remove_all(&temps[k..]);
-            result = Err(Error::Io {
+            for t in &temps[k..] {
+                let _ = std::fs::remove_file(t);
+            }
+            return Err(Error::Io {
                 path: path.to_path_buf(),
                 source,
             });
-            break;
         }
     }
-    remove_all(&backups.into_iter().flatten().collect::<Vec<_>>());
-    result
+    Ok(())
 }
 
 /// Whether `a` and `b` are the same file: for paths that exist, the same device and inode (so a
@@ -409,4 +433,39 @@ pub fn create_dir(dir: &Path) -> Result<()> {
         path: dir.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rename that fails after others succeeded (the target became a non-empty directory after
+    /// the checks): the earlier target is restored from its backup, a new one removed, and the
+    /// temporaries are gone.
+    #[test]
+    fn a_failed_rename_undoes_the_earlier_ones() {
+        let dir = std::env::temp_dir().join(format!("succulm-rename-all-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("d/inside")).unwrap();
+        let (old, new, blocked) = (dir.join("old"), dir.join("new"), dir.join("d"));
+        std::fs::write(&old, "before").unwrap();
+        let temps: Vec<PathBuf> = ["t1", "t2", "t3"].iter().map(|t| dir.join(t)).collect();
+        for t in &temps {
+            std::fs::write(t, "after").unwrap();
+        }
+        let backup = dir.join("old.bak");
+        std::fs::hard_link(&old, &backup).unwrap();
+        let targets = [old.as_path(), new.as_path(), blocked.as_path()];
+        let r = rename_all(
+            &targets,
+            &temps,
+            &[Some(backup), None, None],
+            &[true, false, true],
+        );
+        assert!(r.is_err());
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "before");
+        assert!(!new.exists() && blocked.join("inside").is_dir());
+        assert!(temps.iter().all(|t| !t.exists()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
