@@ -5,19 +5,22 @@
 //!     --pattern 'h.*.mlp.c_*.weight' --layout in_out --modes auto:3 --bond 16 \
 //!     [--eps 0.3] [--budget 0.1] [--exact] [--in-modes 8,8,12 --out-modes 12,16,16] \
 //!     [--tt-layout seed|matrix] [--calibration acts.safetensors --method whitened|scaled|weight] \
-//!     [--threads 2] [--report report.json]
+//!     [--threads 2] [--dtype input|f32] [--report report.json]
 //! ```
 //!
 //! `--layout out_in` (alias `linear`) is PyTorch's `nn.Linear` `[out, in]`; `in_out` (alias
 //! `conv1d`) is GPT-2's `Conv1D` `[in, out]`. The cores go to `--output` under
 //! `<module>.cores.{k}` and `<module>.bias`, the specs in its metadata; a table per matrix is
-//! printed (see `succulm::compress`).
+//! printed (see `succulm::compress`). Every flag is checked before the input is read; the cores
+//! and the report are written together or not at all (`succulm::compress::compress_files`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use succulm::compress::{compress_file, CompressConfig, Modes, Target, WeightLayout};
+use succulm::compress::{
+    compress_files, CompressConfig, CompressPaths, Modes, OutputDtype, Target, WeightLayout,
+};
 use succulm::study::cli::{self, Flags};
 use succulm::study::sweep::Method;
 use succulm::{Error, Result, TTLayout};
@@ -30,9 +33,11 @@ Usage: compress --input FILE --output FILE [OPTIONS]
 Options:
   --input FILE          safetensors file holding the weights (required)
   --output FILE         safetensors file to write: <module>.cores.{k}, <module>.bias and the
-                        specs in the metadata (required; checked first)
+                        specs in the metadata (required; checked first; never the input)
   --pattern GLOB        weights to compress: * any run, ? one character, several
-                        comma-separated (default *.weight)
+                        comma-separated (default *.weight); of the tensors it matches, the
+                        2-D float matrices are compressed and the rest (1-D LayerNorm weights,
+                        integer buffers) skipped and listed, unless named exactly
   --layout L            how the weights are stored: out_in (alias linear, PyTorch nn.Linear,
                         default) or in_out (alias conv1d, GPT-2 Conv1D)
   --modes auto:D        each dimension factorised into D balanced modes (default auto:3)
@@ -47,17 +52,19 @@ Options:
                         minimise a data-aware objective and report the output error
   --method M            objective with --calibration: whitened (default), scaled or weight
   --threads N           matrices compressed in parallel, 1..=1024 (default 1)
-  --report FILE         also write the report as JSON (checked first)
+  --dtype D             dtype of the written cores: input (each weight's own: F16, BF16, F32
+                        or F64; default) or f32
+  --report FILE         also write the report as JSON (checked first; written together with
+                        --output, or neither is)
   --help                this text
 
-A table per matrix is printed: shape, modes, bonds reached, capped bonds, parameters before and
-after, relative weight error, FLOPs per row before and after.";
+F32, F16, BF16 and F64 weights are read (as f32); the input is memory-mapped and only the
+selected tensors are read. A table per matrix is printed: shape, layout, dtype, modes, bonds
+reached, capped bonds, parameters before and after, relative weight error (of the cores as
+written), FLOPs per row before and after; then the skipped tensors, and warnings on stderr.";
 
 struct Args {
-    input: PathBuf,
-    output: PathBuf,
-    calibration: Option<PathBuf>,
-    report: Option<PathBuf>,
+    paths: CompressPaths,
     config: CompressConfig,
 }
 
@@ -76,11 +83,22 @@ fn as_flag(flag: &str) -> impl FnOnce(Error) -> Error + '_ {
     }
 }
 
+/// An error of a library check on a field (`in_modes`), renamed after its flag (`--in-modes`).
+fn field_as_flag(e: Error) -> Error {
+    match e {
+        Error::InvalidArgument { name, reason } if !name.starts_with("--") => {
+            Error::invalid_arg(format!("--{}", name.replace('_', "-")), reason)
+        }
+        e => e,
+    }
+}
+
 fn parse(flags: &mut Flags) -> Result<Args> {
     let mut config = CompressConfig::default();
     let (mut input, mut output, mut calibration, mut report) = (None, None, None, None);
     let (mut bond, mut eps, mut budget, mut exact) = (None, None, None, false);
     let (mut in_modes, mut out_modes) = (None, None);
+    let mut method = false;
     while let Some(flag) = flags.next_flag() {
         let f = flag.as_str();
         match f {
@@ -120,7 +138,11 @@ fn parse(flags: &mut Flags) -> Result<Args> {
                 }
             }
             "--calibration" => calibration = Some(PathBuf::from(flags.value(f)?)),
-            "--method" => config.method = Method::parse(&flags.value(f)?).map_err(as_flag(f))?,
+            "--method" => {
+                config.method = Method::parse(&flags.value(f)?).map_err(as_flag(f))?;
+                method = true;
+            }
+            "--dtype" => config.dtype = OutputDtype::parse(&flags.value(f)?).map_err(as_flag(f))?,
             "--report" => report = Some(PathBuf::from(flags.value(f)?)),
             "--threads" => config.threads = cli::int(f, &flags.value(f)?, 1..=1024)?,
             _ => return Err(cli::unknown(f)),
@@ -152,40 +174,48 @@ fn parse(flags: &mut Flags) -> Result<Args> {
         }
         (false, ..) => return Err(Error::invalid_arg("--budget", "excludes --bond and --eps")),
     };
+    if method && calibration.is_none() {
+        return Err(Error::invalid_arg(
+            "--method",
+            "chooses the objective on calibration inputs: give --calibration FILE too \
+             (without it the plain TT-SVD is used)",
+        ));
+    }
+    config.validate().map_err(field_as_flag)?;
     let input = input.ok_or_else(|| Error::invalid_arg("--input", "is required"))?;
     let output = output.ok_or_else(|| Error::invalid_arg("--output", "is required"))?;
     cli::check_output_file("--output", &output)?;
     if let Some(r) = &report {
         cli::check_output_file("--report", r)?;
     }
-    Ok(Args {
+    let paths = CompressPaths {
         input,
         output,
         calibration,
         report,
-        config,
-    })
+    };
+    paths.check().map_err(field_as_flag)?;
+    Ok(Args { paths, config })
 }
 
 fn run(a: Args) -> Result<()> {
     let start = Instant::now();
-    let r = compress_file(&a.input, &a.output, &a.config, a.calibration.as_deref())?;
+    let r = compress_files(&a.paths, &a.config)?;
     let secs = start.elapsed().as_secs_f64();
     print!("{}", r.table());
+    for w in r.warnings() {
+        eprintln!("warning: {w}");
+    }
     println!(
         "{} matrices: {} -> {} weight parameters ({:.1}x), {secs:.2} s (read, decompose, write) -> {}",
         r.matrices.len(),
         r.dense_params(),
         r.tt_params(),
         r.dense_params() as f64 / r.tt_params().max(1) as f64,
-        a.output.display()
+        a.paths.output.display()
     );
-    if let Some(path) = a.report {
-        let json = serde_json::to_vec_pretty(&r).map_err(|source| Error::Json {
-            path: path.clone(),
-            source,
-        })?;
-        succulm::fs::write_atomic(&path, &json)?;
+    if let Some(path) = &a.paths.report {
+        println!("report -> {}", path.display());
     }
     Ok(())
 }

@@ -46,7 +46,7 @@ Options:
   --seed N            base seed of every random draw (default 42, the seed's)
   --out DIR           output directory (default target/layer_sweep)
   --threads N         cells scored in parallel, 1..=1024 (default 2)
-  --heal-epochs N     fine-tune the TT cores for N epochs after compression, 0..=1000000
+  --heal-epochs N     fine-tune the TT cores for N epochs after compression, 0..=100000
                       (default 0: off)
   --heal KIND         what healing minimises: ce (the corpus' cross-entropy, default) or
                       distill (KL from the dense model's distributions on the training rows);
@@ -119,7 +119,7 @@ fn parse_args(flags: &mut Flags) -> Result<Args> {
                 o.heal_epochs = count(
                     "--heal-epochs",
                     value("--heal-epochs")?,
-                    TrainConfig::MAX_EPOCHS,
+                    SweepOptions::MAX_HEAL_EPOCHS,
                 )?
             }
             "--threads" => {

@@ -1,8 +1,10 @@
 //! Mutation fuzzing of every loader of user files: checkpoints (dense and tensor-train, JSON and
-//! safetensors, on a tiny model so a case is fast), pair files, probes, hidden words and embeddings. Each case
-//! must end in an `Err` or a valid value, without a panic and without any single allocation
-//! larger than a small multiple of the file. See `tests/common_fuzz` for the mutations and
-//! `SUCCULM_FUZZ_CASES` for the budget (README: "Fuzzing").
+//! safetensors, on a tiny model so a case is fast), pair files, probes, hidden words and
+//! embeddings, and foreign safetensors files as the `compress` tool reads them (every dtype,
+//! duplicate names, huge sizes, lying offsets). Each case must end in an `Err` or a valid value,
+//! without a panic and without any single allocation larger than a small multiple of the file.
+//! See `tests/common_fuzz` for the mutations and `SUCCULM_FUZZ_CASES` for the budget
+//! (docs/robustness.md: "Fuzzing").
 
 mod common;
 mod common_alloc;
@@ -316,4 +318,320 @@ fn fuzz_embeddings() {
             }
         },
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Foreign safetensors files through `compress` (the tool's library entry point).
+
+use std::cell::Cell;
+
+use safetensors::{tensor::TensorView, Dtype};
+use succulm::compress::{
+    compress_files, load_tt_layers, CompressConfig, CompressPaths, Modes, OutputDtype, Target,
+    WeightLayout,
+};
+use succulm::study::sweep::Method;
+use succulm::TTLayout;
+
+/// Every dtype the format knows, as the header spells it.
+const DTYPES: [&str; 14] = [
+    "BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16", "I32", "U32", "F32",
+    "I64", "F64",
+];
+
+/// A tiny foreign model file: matrices in F32, F16, BF16 and F64 (the square ones with biases in
+/// other float dtypes, so that both layouts fit), a 1-D weight, integer and byte tensors,
+/// metadata; and a donor that holds `x` beside `x.weight` (one module name).
+fn foreign_files() -> (Vec<u8>, Vec<u8>) {
+    let vals = |n: usize, k: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7 + k * 3) % 11) as f32 / 4.0 - 1.25)
+            .collect()
+    };
+    let f32b = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let f16b = |v: &[f32]| {
+        v.iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect::<Vec<u8>>()
+    };
+    let bf16b = |v: &[f32]| {
+        v.iter()
+            .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+            .collect::<Vec<u8>>()
+    };
+    let f64b = |v: &[f32]| {
+        v.iter()
+            .flat_map(|&x| (x as f64).to_le_bytes())
+            .collect::<Vec<u8>>()
+    };
+    let seed: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
+        ("a.weight", Dtype::F32, vec![6, 8], f32b(&vals(48, 1))),
+        ("b.weight", Dtype::F16, vec![8, 8], f16b(&vals(64, 3))),
+        ("b.bias", Dtype::BF16, vec![8], bf16b(&vals(8, 4))),
+        ("c.weight", Dtype::BF16, vec![4, 6], bf16b(&vals(24, 5))),
+        ("d.weight", Dtype::F64, vec![4, 4], f64b(&vals(16, 7))),
+        ("d.bias", Dtype::F16, vec![4], f16b(&vals(4, 2))),
+        ("ln.weight", Dtype::F32, vec![4], f32b(&vals(4, 8))),
+        ("ids.weight", Dtype::I32, vec![2, 2], vec![1; 16]),
+        ("mask.weight", Dtype::U8, vec![2, 2], vec![1, 0, 1, 1]),
+        ("pos", Dtype::I64, vec![1, 2], vec![0; 16]),
+    ];
+    let donor: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
+        ("x.weight", Dtype::F16, vec![4, 4], f16b(&vals(16, 9))),
+        ("x", Dtype::F32, vec![4, 4], f32b(&vals(16, 10))),
+        ("x.bias", Dtype::F64, vec![4], f64b(&vals(4, 11))),
+    ];
+    let bytes = |t: &[(&str, Dtype, Vec<usize>, Vec<u8>)], meta: bool| {
+        let views: Vec<(&str, TensorView)> = t
+            .iter()
+            .map(|(n, d, s, b)| (*n, TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect();
+        let meta = meta.then(|| [("format".to_string(), "pt".to_string())].into());
+        safetensors::serialize(views, &meta).unwrap()
+    };
+    (bytes(&seed, true), bytes(&donor, false))
+}
+
+/// A foreign-file mutation: a tensor's dtype set to any of [`DTYPES`] (the header re-framed, so
+/// it parses and may lie about the data's size), a tensor renamed to its module name (a
+/// duplicate module once both are selected), a tensor given twice in the header (a duplicate
+/// JSON key), or a [`safetensors_case`] mutation (header length, numbers set huge, bytes).
+fn foreign_case(rng: &mut rand::rngs::StdRng, input: &[u8], donors: &[&[u8]]) -> Vec<u8> {
+    let n = u64::from_le_bytes(input[..8].try_into().unwrap()) as usize;
+    let header: Option<serde_json::Map<String, Value>> = input
+        .get(8..8 + n)
+        .and_then(|h| serde_json::from_slice(h).ok());
+    let kind = rng.gen_range(0..8);
+    let (Some(mut header), 0..=2) = (header, kind) else {
+        return safetensors_case(rng, input, donors);
+    };
+    let names: Vec<String> = header
+        .keys()
+        .filter(|k| *k != "__metadata__")
+        .cloned()
+        .collect();
+    if names.is_empty() {
+        return safetensors_case(rng, input, donors);
+    }
+    let name = names[rng.gen_range(0..names.len())].clone();
+    let text = match kind {
+        0 => {
+            header[&name]["dtype"] = Value::from(DTYPES[rng.gen_range(0..DTYPES.len())]);
+            serde_json::to_vec(&header).unwrap()
+        }
+        1 => {
+            let module = name.strip_suffix(".weight").unwrap_or(&name).to_string();
+            let entry = header.remove(&name).unwrap();
+            header.insert(module, entry);
+            serde_json::to_vec(&header).unwrap()
+        }
+        _ => {
+            // The same name twice, with the entry of another tensor the second time.
+            let other = &names[rng.gen_range(0..names.len())];
+            let mut t = serde_json::to_vec(&header).unwrap();
+            t.pop();
+            t.extend_from_slice(
+                format!(
+                    ",{}:{}}}",
+                    serde_json::to_string(&name).unwrap(),
+                    header[other]
+                )
+                .as_bytes(),
+            );
+            t
+        }
+    };
+    let mut framed = (text.len() as u64).to_le_bytes().to_vec();
+    framed.extend_from_slice(&text);
+    framed.extend_from_slice(&input[8 + n..]);
+    framed
+}
+
+/// The configuration of a case (drawn with it, so a failure replays with its seed): patterns
+/// that select by wildcard, everything, or exact names; both layouts, every target, both dtypes
+/// and TT layouts, and sometimes the file itself as its calibration inputs (each weight's rows
+/// as the inputs of the layers as wide as it).
+fn foreign_config(rng: &mut rand::rngs::StdRng) -> (CompressConfig, bool) {
+    const PATTERNS: [&str; 8] = [
+        "*.weight",
+        "*.weight",
+        "*",
+        "*",
+        "b.weight",
+        "b*,d*",
+        "x*",
+        "ln.weight",
+    ];
+    let targets = [
+        Target::Exact,
+        Target::Bond(rng.gen_range(1..4)),
+        Target::Eps(0.3),
+        Target::BondAndEps(2, 0.1),
+        Target::Budget(0.5),
+    ];
+    let modes = match rng.gen_range(0..4) {
+        0 => Modes::Explicit {
+            in_modes: vec![2, 2],
+            out_modes: vec![2, 2],
+        },
+        d => Modes::Auto(d),
+    };
+    let config = CompressConfig {
+        pattern: PATTERNS[rng.gen_range(0..PATTERNS.len())].into(),
+        layout: if rng.gen() {
+            WeightLayout::OutIn
+        } else {
+            WeightLayout::InOut
+        },
+        modes,
+        target: targets[rng.gen_range(0..targets.len())].clone(),
+        tt_layout: if rng.gen_range(0..3) == 0 {
+            TTLayout::Matrix
+        } else {
+            TTLayout::OutputsThenInputs
+        },
+        threads: 1,
+        method: [Method::Whitened, Method::Scaled, Method::Weight][rng.gen_range(0..3)],
+        dtype: if rng.gen() {
+            OutputDtype::Input
+        } else {
+            OutputDtype::F32
+        },
+    };
+    (config, rng.gen_range(0..4) == 0)
+}
+
+/// The scratch directory of the compress target: in memory where there is one (`/dev/shm`), so
+/// a case's three files cost no disk syncs.
+fn compress_scratch(target: &str) -> std::path::PathBuf {
+    let base = Path::new("/dev/shm");
+    let base = if base.is_dir() {
+        base.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!("succulm-fuzz-{}-{target}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One case: `bytes` as the input of `compress_files` (cores and report into the scratch
+/// directory). An `Ok` must have written a report and cores that load, one layer a matrix, every
+/// error finite.
+fn compress_case(dir: &Path, bytes: &[u8], config: &CompressConfig, calibrate: bool) {
+    let input = dir.join("model.safetensors");
+    std::fs::write(&input, bytes).unwrap();
+    let paths = CompressPaths {
+        input: input.clone(),
+        output: dir.join("tt.safetensors"),
+        calibration: calibrate.then(|| input.clone()),
+        report: Some(dir.join("report.json")),
+    };
+    let _ = std::fs::remove_file(&paths.output);
+    if let Ok(report) = compress_files(&paths, config) {
+        let layers = load_tt_layers(&paths.output).unwrap();
+        assert_eq!(layers.len(), report.matrices.len());
+        let json: Value =
+            serde_json::from_slice(&std::fs::read(paths.report.as_ref().unwrap()).unwrap())
+                .unwrap();
+        assert_eq!(
+            json["matrices"].as_array().unwrap().len(),
+            report.matrices.len()
+        );
+        for m in &report.matrices {
+            assert!(m.weight_error.is_finite(), "{}", m.name);
+            assert!(m.output_error.map_or(true, f64::is_finite), "{}", m.name);
+            let (tt, source, _) = &layers[&m.module];
+            assert_eq!(source, &m.name);
+            assert_eq!(tt.bond_dims(), &m.bond_dims[..]);
+        }
+    }
+}
+
+#[test]
+fn fuzz_compress_foreign_safetensors() {
+    succulm::tt::blas::set_num_threads(1);
+    let (seed, donor) = foreign_files();
+    let dir = compress_scratch("compress");
+    let donors = [donor.as_slice()];
+    let config = Cell::new(None);
+    common_fuzz::run(
+        "compress_foreign_safetensors",
+        cap,
+        |rng| {
+            config.set(Some(foreign_config(rng)));
+            let from = if rng.gen_range(0..4) == 0 {
+                &donor
+            } else {
+                &seed
+            };
+            foreign_case(rng, from, &donors)
+        },
+        |bytes| {
+            let (cfg, calibrate) = config.take().expect("drawn with the case");
+            compress_case(&dir, bytes, &cfg, calibrate)
+        },
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sizes from the header are checked against the file before anything is allocated: shapes of
+/// 2⁶⁰ values over a few bytes of data, a matrix of 0 × 2⁶² values (no data at all, a valid
+/// file), offsets past the end. Each is an `Err` naming the file, with no allocation above the
+/// fuzzing cap.
+#[test]
+fn compress_checks_header_sizes_before_allocating() {
+    let dir = compress_scratch("compress-sizes");
+    let huge = 1u64 << 60;
+    // (header, bytes of data)
+    let headers = [
+        (
+            serde_json::json!({"a.weight": {"dtype": "F16", "shape": [huge, 2], "data_offsets": [0, 8]}}),
+            8,
+        ),
+        (
+            serde_json::json!({"a.weight": {"dtype": "F32", "shape": [0, 1u64 << 62], "data_offsets": [0, 0]}}),
+            0,
+        ),
+        (
+            serde_json::json!({"a.weight": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+                            "a.bias": {"dtype": "F32", "shape": [1u64 << 62], "data_offsets": [16, 24]}}),
+            24,
+        ),
+        (
+            serde_json::json!({"a.weight": {"dtype": "F16", "shape": [1, 1u64 << 40], "data_offsets": [0, 2u64 << 40]}}),
+            8,
+        ),
+        (
+            serde_json::json!({"a.weight": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, huge]}}),
+            8,
+        ),
+        (
+            serde_json::json!({"a.weight": {"dtype": "F64", "shape": [1, 1], "data_offsets": [8, 16]}}),
+            16,
+        ),
+    ];
+    for (h, data) in headers {
+        let mut text = serde_json::to_vec(&h).unwrap();
+        text.resize(text.len().div_ceil(8) * 8, b' ');
+        let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&text);
+        bytes.extend(std::iter::repeat(0u8).take(data));
+        let input = dir.join("sizes.safetensors");
+        std::fs::write(&input, &bytes).unwrap();
+        let paths = CompressPaths {
+            input,
+            output: dir.join("tt.safetensors"),
+            calibration: None,
+            report: None,
+        };
+        let (r, largest) = common_alloc::measure(common_fuzz::HARD_CAP, || {
+            compress_files(&paths, &CompressConfig::default())
+        });
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("sizes.safetensors"), "{h}: {e}");
+        assert!(largest <= cap(bytes.len()), "{h}: {largest} bytes at once");
+        assert!(!paths.output.exists());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -273,7 +273,7 @@ fn counts_above_their_ceilings_are_refused_at_once() {
     refused_at_once(
         "layer_sweep",
         &["--heal-epochs", "99999999999", "--out", o],
-        &["`--heal-epochs`", "0..=1000000"],
+        &["`--heal-epochs`", "0..=100000"],
     );
     refused_at_once(
         "train",
@@ -304,12 +304,12 @@ fn the_library_checks_the_same_ceilings() {
     };
     too_many(o.validate().unwrap_err(), "samples");
     let o = SweepOptions {
-        heal_epochs: TrainConfig::MAX_EPOCHS + 1,
+        heal_epochs: SweepOptions::MAX_HEAL_EPOCHS + 1,
         ..SweepOptions::default()
     };
     too_many(o.validate().unwrap_err(), "heal_epochs");
     assert!(SweepOptions {
-        heal_epochs: TrainConfig::MAX_EPOCHS,
+        heal_epochs: SweepOptions::MAX_HEAL_EPOCHS,
         ..SweepOptions::default()
     }
     .validate()

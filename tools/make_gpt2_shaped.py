@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes a random GPT-2-small-shaped MLP stack as safetensors (12 blocks; Conv1D weights
 `h.{i}.mlp.c_fc.weight` [768, 3072] and `h.{i}.mlp.c_proj.weight` [3072, 768] with biases), to
-time `examples/compress.rs` on the 24 matrices of GPT-2 small (226 MB; not a fixture):
+time `examples/compress.rs` on the 24 matrices of GPT-2 small (226 MB; not a fixture). Needs
+PyTorch and the `safetensors` package (`pip install torch safetensors`):
 
     python3 tools/make_gpt2_shaped.py /tmp/gpt2_mlp.safetensors
     cargo run --release --example compress -- --input /tmp/gpt2_mlp.safetensors \

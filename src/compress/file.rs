@@ -14,7 +14,23 @@
 //! - **Calibration** (optional): a safetensors file holding, under each selected weight's name
 //!   (or its module name, the name without `.weight`), the layer's inputs `[rows, in]`; the
 //!   decomposition then minimises the chosen data-aware objective ([`crate::tt::data_aware`])
-//!   and the report gives the output error on those inputs too.
+//!   and the report gives the output error on those inputs too (inputs on which the layer's
+//!   output is zero, e.g. all-zero rows, are an error: there is no relative error to give).
+//! - **Selection**: the pattern picks names; of those, 2-D float matrices are compressed and
+//!   every other match (a 1-D LayerNorm weight, an integer buffer, an empty matrix) is skipped
+//!   and listed in the report ([`CompressReport::skipped`]), unless the pattern names it exactly
+//!   (no `*` or `?`), which is an error. Two selected names with one module name (`x.weight` and
+//!   `x`) are an error naming both.
+//! - **Dtypes**: `F32`, `F16`, `BF16` and `F64` weights (and biases, and calibration inputs) are
+//!   read as f32 ([`SafetensorsFile::tensor_as_f32`]); the cores are written in each weight's
+//!   dtype ([`OutputDtype::Input`]) or as `F32` ([`OutputDtype::F32`]). Cores rounded to `F16` or
+//!   `BF16` are what the report measures (weight and output errors of the written cores); a core
+//!   value beyond `F16`'s range is an error that suggests `F32`.
+//! - **Files**: the input is memory-mapped and only the selected tensors (and their biases) are
+//!   read. [`compress_files`] (the tool's entry point) checks the configuration before reading
+//!   anything, refuses an output or report that is the input or calibration file (or each
+//!   other), and writes the cores and the report together or not at all
+//!   ([`crate::fs::write_files_atomic`]). The written bytes depend only on the inputs.
 //!
 //! # The written file
 //!
@@ -22,7 +38,7 @@
 //! `h.0.mlp.c_fc.cores.{k}` (the [`TTSpec::core_shapes`]) and `h.0.mlp.c_fc.bias` (`[out]`; zeros
 //! when the source has no bias); the header metadata `tt_layers` maps each module to
 //! `{"source": <weight name>, "layout": "out_in"|"in_out", "spec": <TTSpec>}`, and
-//! `format` is [`FORMAT`]. [`load_tt_layers`] reads it back, validated.
+//! `format` is [`FORMAT`]. [`load_tt_layers`] reads it back (any float dtype), validated.
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -54,14 +70,15 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ndarray::{Array1, Array2, ArrayD, Ix2};
 use serde::{Deserialize, Serialize};
 
 use crate::compress::method::Method;
 use crate::error::{Error, Result};
-use crate::fs::safetensors::{write_f32, SafetensorsFile};
+pub use crate::fs::safetensors::FloatDtype;
+use crate::fs::safetensors::{to_bytes, SafetensorsFile};
 use crate::nn::layers::Linear;
 use crate::tt::{CappedBond, InputStats, TTLayer, TTLayout, TTSpec, Truncation};
 
@@ -131,6 +148,51 @@ pub enum Target {
     Exact,
 }
 
+/// The dtype the cores (and biases) are written in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputDtype {
+    /// Each weight's own dtype (`F16` cores for an `F16` weight, …).
+    #[default]
+    Input,
+    /// `F32`, whatever the weight's dtype.
+    F32,
+}
+
+impl OutputDtype {
+    /// `"input"` / `"f32"`.
+    pub fn key(self) -> &'static str {
+        match self {
+            OutputDtype::Input => "input",
+            OutputDtype::F32 => "f32",
+        }
+    }
+
+    /// Parses `input` or `f32`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "input" => Ok(OutputDtype::Input),
+            "f32" => Ok(OutputDtype::F32),
+            _ => Err(Error::invalid_arg(
+                "dtype",
+                format!("unknown dtype {s:?} (known: input, f32)"),
+            )),
+        }
+    }
+
+    /// The dtype the cores of a weight of dtype `weight` are written in.
+    pub fn for_weight(self, weight: FloatDtype) -> FloatDtype {
+        match self {
+            OutputDtype::Input => weight,
+            OutputDtype::F32 => FloatDtype::F32,
+        }
+    }
+}
+
+/// At most this many modes a side: every dimension a file can hold (below 2⁶⁴) has at most 63
+/// prime factors, so more modes could only be 1s.
+pub const MAX_MODES: usize = 64;
+
 /// What to compress and how.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompressConfig {
@@ -152,11 +214,13 @@ pub struct CompressConfig {
     /// Objective when calibration inputs are given ([`Method::Weight`] = plain TT-SVD, which
     /// still reports the output error).
     pub method: Method,
+    /// The dtype of the written cores.
+    pub dtype: OutputDtype,
 }
 
 impl Default for CompressConfig {
-    /// Every `*.weight`, `[out, in]`, 3 modes a side, bonds ≤ 16, seed layout, whitened, one
-    /// thread.
+    /// Every `*.weight` matrix, `[out, in]`, 3 modes a side, bonds ≤ 16, seed layout, whitened,
+    /// one thread, cores in the weights' dtype.
     fn default() -> Self {
         CompressConfig {
             pattern: "*.weight".into(),
@@ -166,6 +230,89 @@ impl Default for CompressConfig {
             tt_layout: TTLayout::OutputsThenInputs,
             method: Method::Whitened,
             threads: 1,
+            dtype: OutputDtype::Input,
+        }
+    }
+}
+
+impl CompressConfig {
+    /// Checks everything that does not depend on a file, so that a bad request fails before
+    /// any reading: the pattern (no empty glob), the modes (1 to [`MAX_MODES`] a side, no mode
+    /// 0, products within `usize`; as many input as output modes for the TT-matrix layout), the
+    /// target (a bond ≥ 1, `eps` in `[0, 1)`, a budget in `(0, 1]`). Errors name the field
+    /// (`pattern`, `modes`, `in_modes`, `out_modes`, `tt_layout`, `bond`, `eps`, `budget`).
+    pub fn validate(&self) -> Result<()> {
+        globs(&self.pattern)?;
+        match &self.modes {
+            Modes::Auto(d) => {
+                if *d == 0 || *d > MAX_MODES {
+                    return Err(Error::invalid_arg(
+                        "modes",
+                        format!("auto:{d}: the number of modes a side must be in 1..={MAX_MODES}"),
+                    ));
+                }
+            }
+            Modes::Explicit {
+                in_modes,
+                out_modes,
+            } => {
+                for (name, m) in [("in_modes", in_modes), ("out_modes", out_modes)] {
+                    let bad = |why: String| Err(Error::invalid_arg(name, why));
+                    if m.is_empty() || m.len() > MAX_MODES {
+                        return bad(format!("{} modes given, expected 1..={MAX_MODES}", m.len()));
+                    }
+                    if m.contains(&0) {
+                        return bad(format!("{m:?} holds a mode of 0"));
+                    }
+                    if m.iter()
+                        .try_fold(1usize, |p, &x| p.checked_mul(x))
+                        .is_none()
+                    {
+                        return bad(format!("the product of {m:?} overflows"));
+                    }
+                }
+                if self.tt_layout == TTLayout::Matrix && in_modes.len() != out_modes.len() {
+                    return Err(Error::invalid_arg(
+                        "tt_layout",
+                        format!(
+                            "the TT-matrix layout needs as many input as output modes ({} and {})",
+                            in_modes.len(),
+                            out_modes.len()
+                        ),
+                    ));
+                }
+            }
+        }
+        let check_bond = |b: usize| {
+            if b == 0 {
+                return Err(Error::invalid_arg(
+                    "bond",
+                    "a bond of 0 is not a tensor train",
+                ));
+            }
+            Ok(())
+        };
+        let check_eps = |eps: f64| {
+            if !(eps.is_finite() && (0.0..1.0).contains(&eps)) {
+                return Err(Error::invalid_arg("eps", format!("{eps} is not in [0, 1)")));
+            }
+            Ok(())
+        };
+        match self.target {
+            Target::Exact => Ok(()),
+            Target::Bond(b) => check_bond(b),
+            Target::Eps(eps) => check_eps(eps),
+            Target::BondAndEps(b, eps) => check_bond(b).and(check_eps(eps)),
+            Target::Budget(frac) => {
+                if frac.is_finite() && frac > 0.0 && frac <= 1.0 {
+                    Ok(())
+                } else {
+                    Err(Error::invalid_arg(
+                        "budget",
+                        format!("{frac} is not a fraction in (0, 1]"),
+                    ))
+                }
+            }
         }
     }
 }
@@ -181,6 +328,10 @@ pub struct MatrixReport {
     pub shape: Vec<usize>,
     /// Its layout.
     pub layout: WeightLayout,
+    /// Its dtype in the source file.
+    pub dtype: FloatDtype,
+    /// The dtype its cores and bias are written in.
+    pub written_dtype: FloatDtype,
     /// Input modes.
     pub in_modes: Vec<usize>,
     /// Output modes.
@@ -195,7 +346,8 @@ pub struct MatrixReport {
     pub dense_params: usize,
     /// Core parameters.
     pub tt_params: usize,
-    /// `‖W − W_tt‖_F / ‖W‖_F`.
+    /// `‖W − W_tt‖_F / ‖W‖_F`, of the cores as written (rounded to
+    /// [`written_dtype`](Self::written_dtype)) against the weight as read.
     pub weight_error: f64,
     /// With calibration: `E‖(W − W_tt)x‖² / E‖Wx‖²`-style relative output error (see
     /// [`InputStats::output_error`]).
@@ -206,6 +358,21 @@ pub struct MatrixReport {
     pub dense_flops_per_row: u64,
     /// TT forward FLOPs per row (one row, the plan [`TTLayer::forward`] picks).
     pub tt_flops_per_row: u64,
+    /// What deserves a look (e.g. a tensor train with more parameters than the dense matrix).
+    pub warnings: Vec<String>,
+}
+
+/// A tensor the pattern matched that was not compressed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedTensor {
+    /// Its name in the source file.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its dtype, as safetensors spells it.
+    pub dtype: String,
+    /// Why it was skipped (`"1-D, not a matrix"`, `"dtype I64, not a float"`, …).
+    pub reason: String,
 }
 
 /// The report of one run.
@@ -213,6 +380,8 @@ pub struct MatrixReport {
 pub struct CompressReport {
     /// One entry per selected matrix, in name order.
     pub matrices: Vec<MatrixReport>,
+    /// The tensors the pattern matched but that are not float matrices, in name order.
+    pub skipped: Vec<SkippedTensor>,
 }
 
 impl CompressReport {
@@ -226,13 +395,22 @@ impl CompressReport {
         self.matrices.iter().map(|m| m.tt_params).sum()
     }
 
-    /// A fixed-width text table, one line per matrix.
+    /// Every matrix's warnings, each as `name: warning`.
+    pub fn warnings(&self) -> Vec<String> {
+        self.matrices
+            .iter()
+            .flat_map(|m| m.warnings.iter().map(move |w| format!("{}: {w}", m.name)))
+            .collect()
+    }
+
+    /// A fixed-width text table, one line per matrix, then a line per skipped tensor.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "{:<28} {:>12} {:>7} {:>14} {:>14} {:>16} {:>7} {:>9} {:>9} {:>9} {:>11} {:>9}\n",
+            "{:<28} {:>12} {:>7} {:>5} {:>14} {:>14} {:>16} {:>7} {:>9} {:>9} {:>9} {:>11} {:>9}\n",
             "matrix",
             "shape",
             "layout",
+            "dtype",
             "in modes",
             "out modes",
             "bonds",
@@ -251,10 +429,11 @@ impl CompressReport {
         };
         for m in &self.matrices {
             s.push_str(&format!(
-                "{:<28} {:>12} {:>7} {:>14} {:>14} {:>16} {:>7} {:>9} {:>9} {:>9.3e} {:>11} {:>9}{}\n",
+                "{:<28} {:>12} {:>7} {:>5} {:>14} {:>14} {:>16} {:>7} {:>9} {:>9} {:>9.3e} {:>11} {:>9}{}\n",
                 m.name,
                 list(&m.shape),
                 m.layout.key(),
+                m.dtype.key(),
                 list(&m.in_modes),
                 list(&m.out_modes),
                 m.bond_dims
@@ -272,6 +451,18 @@ impl CompressReport {
                     .map(|e| format!("  out error {e:.3e}"))
                     .unwrap_or_default(),
             ));
+        }
+        if !self.skipped.is_empty() {
+            s.push_str(&format!(
+                "skipped {} matched tensor(s) that are not float matrices:\n",
+                self.skipped.len()
+            ));
+            for t in &self.skipped {
+                s.push_str(&format!(
+                    "  {} {:?} {}: {}\n",
+                    t.name, t.shape, t.dtype, t.reason
+                ));
+            }
         }
         s
     }
@@ -298,9 +489,20 @@ impl Compressed {
     /// Writes the cores and biases with the `tt_layers` metadata (see the [module docs](self)),
     /// atomically.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::fs::write_atomic(path, &self.to_bytes()?)
+    }
+
+    /// The bytes [`write`](Self::write) writes: each layer's cores and bias in its report's
+    /// `written_dtype` (`F32` for a layer without a report). Deterministic.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut entries = BTreeMap::new();
         let mut tensors = Vec::new();
-        for (module, source, layout, tt) in &self.layers {
+        for (i, (module, source, layout, tt)) in self.layers.iter().enumerate() {
+            let dtype = self
+                .report
+                .matrices
+                .get(i)
+                .map_or(FloatDtype::F32, |m| m.written_dtype);
             entries.insert(
                 module.clone(),
                 LayerEntry {
@@ -310,9 +512,9 @@ impl Compressed {
                 },
             );
             for (k, c) in tt.cores().iter().enumerate() {
-                tensors.push((format!("{module}.cores.{k}"), c.view()));
+                tensors.push((format!("{module}.cores.{k}"), c.view(), dtype));
             }
-            tensors.push((format!("{module}.bias"), tt.bias().into_dyn()));
+            tensors.push((format!("{module}.bias"), tt.bias().into_dyn(), dtype));
         }
         let mut meta = BTreeMap::new();
         meta.insert("format".to_string(), FORMAT.to_string());
@@ -320,7 +522,7 @@ impl Compressed {
             "tt_layers".to_string(),
             serde_json::to_string(&entries).expect("specs serialise"),
         );
-        write_f32(path, tensors, &meta)
+        to_bytes(tensors, &meta)
     }
 }
 
@@ -328,7 +530,8 @@ impl Compressed {
 /// then the smallest as large), ascending: `balanced_modes(768, 3) = [8, 8, 12]`,
 /// `balanced_modes(3072, 3) = [12, 16, 16]`. A prime `n` gives `[1, …, 1, n]`.
 ///
-/// Errors: `n == 0` or `d == 0`.
+/// Errors: `n == 0`, `d == 0`, or `d` above [`MAX_MODES`] (no dimension has that many prime
+/// factors: the extra modes could only be 1s).
 pub fn balanced_modes(n: usize, d: usize) -> Result<Vec<usize>> {
     if n == 0 {
         return Err(Error::invalid_arg("n", "cannot factorise 0"));
@@ -336,55 +539,91 @@ pub fn balanced_modes(n: usize, d: usize) -> Result<Vec<usize>> {
     if d == 0 {
         return Err(Error::invalid_arg("modes", "need at least one mode"));
     }
+    if d > MAX_MODES {
+        return Err(Error::invalid_arg(
+            "modes",
+            format!(
+                "{d} modes for a dimension of {n}: at most {MAX_MODES} ({n} has {} prime \
+                 factors, so all modes beyond that many are 1)",
+                prime_factor_count(n)
+            ),
+        ));
+    }
     let divisors: Vec<usize> = (1..=n)
-        .take_while(|k| k * k <= n)
+        .take_while(|k| k.checked_mul(*k).is_some_and(|kk| kk <= n))
         .filter(|k| n % k == 0)
         .flat_map(|k| [k, n / k])
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    // Depth-first over non-decreasing factor lists; score = (largest, −smallest).
-    fn search(
-        rest: usize,
-        left: usize,
-        min: usize,
-        divisors: &[usize],
-        cur: &mut Vec<usize>,
-        best: &mut Option<(usize, usize, Vec<usize>)>,
-    ) {
+    // Depth-first over non-decreasing factor lists, with an explicit stack (no recursion, so
+    // no depth limit); score = (largest, −smallest). A frame is (rest to factorise, factors
+    // left, smallest allowed factor, next divisor to try); `cur` holds the factors chosen above.
+    let mut best: Option<(usize, usize, Vec<usize>)> = None;
+    let mut cur: Vec<usize> = Vec::with_capacity(d);
+    let mut stack: Vec<(usize, usize, usize, usize)> = vec![(n, d, 1, 0)];
+    while let Some(frame) = stack.last_mut() {
+        let (rest, left, min, from) = *frame;
+        let mut next = None;
         if left == 1 {
-            if rest < min {
-                return;
+            if rest >= min {
+                let (hi, lo) = (rest, cur.first().copied().unwrap_or(rest));
+                let better = match &best {
+                    None => true,
+                    Some((bh, bl, _)) => {
+                        (hi, std::cmp::Reverse(lo)) < (*bh, std::cmp::Reverse(*bl))
+                    }
+                };
+                if better {
+                    let mut list = cur.clone();
+                    list.push(rest);
+                    best = Some((hi, lo, list));
+                }
             }
-            cur.push(rest);
-            let (hi, lo) = (rest, cur[0]);
-            let better = match best {
-                None => true,
-                Some((bh, bl, _)) => (hi, std::cmp::Reverse(lo)) < (*bh, std::cmp::Reverse(*bl)),
-            };
-            if better {
-                *best = Some((hi, lo, cur.clone()));
+        } else {
+            let mut i = from;
+            while let Some(&f) = divisors.get(i) {
+                i += 1;
+                if f < min || rest % f != 0 {
+                    continue;
+                }
+                // f ≤ the left-th root of rest (non-decreasing lists), and no larger than the
+                // best largest mode so far (every later factor is at least f).
+                let fits = matches!(f.checked_pow(left as u32), Some(p) if p <= rest);
+                if !fits || best.as_ref().is_some_and(|(bh, _, _)| f > *bh) {
+                    i = divisors.len();
+                    break;
+                }
+                next = Some(f);
+                break;
             }
-            cur.pop();
-            return;
+            frame.3 = i;
         }
-        for &f in divisors {
-            if f < min || rest % f != 0 {
-                continue;
+        match next {
+            Some(f) => {
+                cur.push(f);
+                stack.push((rest / f, left - 1, f, 0));
             }
-            // f ≤ the left-th root of rest (non-decreasing lists).
-            match f.checked_pow(left as u32) {
-                Some(p) if p <= rest => {}
-                _ => break,
+            None => {
+                stack.pop();
+                cur.pop();
             }
-            cur.push(f);
-            search(rest / f, left - 1, f, divisors, cur, best);
-            cur.pop();
         }
     }
-    let mut best = None;
-    search(n, d, 1, &divisors, &mut Vec::new(), &mut best);
     Ok(best.expect("[1, …, 1, n] is always a candidate").2)
+}
+
+/// The prime factors of `n ≥ 1`, counted with multiplicity.
+fn prime_factor_count(mut n: usize) -> usize {
+    let (mut count, mut p) = (0, 2usize);
+    while p.checked_mul(p).is_some_and(|pp| pp <= n) {
+        while n % p == 0 {
+            n /= p;
+            count += 1;
+        }
+        p += 1;
+    }
+    count + usize::from(n > 1)
 }
 
 /// Whether `name` matches `pattern` (`*` any run, `?` one character).
@@ -488,13 +727,29 @@ fn truncation_for(spec_base: &TTSpec, target: &Target, dense: usize) -> Result<T
     })
 }
 
+/// The modes of a layer `[n_out, n_in]`. Errors: explicit modes whose products are not `n_in`
+/// and `n_out` (checked here, before calibration inputs are compared with them).
 fn modes_for(modes: &Modes, n_in: usize, n_out: usize) -> Result<(Vec<usize>, Vec<usize>)> {
     match modes {
         Modes::Auto(d) => Ok((balanced_modes(n_in, *d)?, balanced_modes(n_out, *d)?)),
         Modes::Explicit {
             in_modes,
             out_modes,
-        } => Ok((in_modes.clone(), out_modes.clone())),
+        } => {
+            for (name, m, n, side) in [
+                ("in_modes", in_modes, n_in, "input"),
+                ("out_modes", out_modes, n_out, "output"),
+            ] {
+                let product = m.iter().try_fold(1usize, |p, &x| p.checked_mul(x));
+                if product != Some(n) {
+                    return Err(Error::invalid_arg(
+                        name,
+                        format!("the product of {m:?} is not the layer's {n} {side} features"),
+                    ));
+                }
+            }
+            Ok((in_modes.clone(), out_modes.clone()))
+        }
     }
 }
 
@@ -539,6 +794,8 @@ pub fn compress_linear(
         module: String::new(),
         shape: vec![n_out, n_in],
         layout: WeightLayout::OutIn,
+        dtype: FloatDtype::F32,
+        written_dtype: FloatDtype::F32,
         in_modes,
         out_modes,
         requested_bonds: truncation.bond_dims.clone().unwrap_or_default(),
@@ -551,12 +808,13 @@ pub fn compress_linear(
         has_bias: true,
         dense_flops_per_row: 2 * (n_in * n_out) as u64,
         tt_flops_per_row: tt.flops(1),
+        warnings: Vec::new(),
     };
     Ok((tt, report))
 }
 
-/// The names in `file` that `pattern` (comma-separated globs) selects, sorted.
-pub fn select(file: &SafetensorsFile, pattern: &str) -> Result<Vec<String>> {
+/// The globs of a comma-separated pattern. Errors (on `pattern`): an empty glob.
+fn globs(pattern: &str) -> Result<Vec<&str>> {
     let globs: Vec<&str> = pattern.split(',').map(str::trim).collect();
     if globs.iter().any(|g| g.is_empty()) {
         return Err(Error::invalid_arg(
@@ -564,19 +822,88 @@ pub fn select(file: &SafetensorsFile, pattern: &str) -> Result<Vec<String>> {
             format!("empty pattern in {pattern:?}"),
         ));
     }
-    let names: Vec<String> = file
-        .names()
-        .into_iter()
-        .filter(|n| globs.iter().any(|g| glob_match(g, n)))
-        .collect();
-    if names.is_empty() {
+    Ok(globs)
+}
+
+/// What a pattern selects in a file ([`select`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// The float matrices to compress, sorted.
+    pub names: Vec<String>,
+    /// The other tensors the pattern matched, sorted, each with the reason.
+    pub skipped: Vec<SkippedTensor>,
+}
+
+/// Why tensor `name` of `file` is not a float matrix with both sides ≥ 1, if it is not.
+fn not_a_matrix(file: &SafetensorsFile, name: &str) -> Option<String> {
+    let shape = file.shape(name).unwrap_or(&[]);
+    if file.float_dtype(name).is_none() {
+        return Some(format!(
+            "dtype {}, not a float",
+            file.dtype(name).unwrap_or_default()
+        ));
+    }
+    match shape {
+        [a, b] if *a > 0 && *b > 0 => None,
+        [_, _] => Some("an empty matrix".into()),
+        _ => Some(format!("{}-D, not a matrix", shape.len())),
+    }
+}
+
+/// The tensors of `file` that `pattern` (comma-separated globs) selects: the float matrices
+/// among its matches, and the others skipped. A tensor that a glob without `*` or `?` names
+/// exactly must be a float matrix (else an error naming it); one matched only by wildcards is
+/// skipped if it is not. Errors: an empty glob, or no float matrix matched (naming the pattern
+/// and what was skipped).
+pub fn select(file: &SafetensorsFile, pattern: &str) -> Result<Selection> {
+    let globs = globs(pattern)?;
+    let mut selection = Selection {
+        names: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for name in file.names() {
+        let matching: Vec<&&str> = globs.iter().filter(|g| glob_match(g, &name)).collect();
+        if matching.is_empty() {
+            continue;
+        }
+        match not_a_matrix(file, &name) {
+            None => selection.names.push(name),
+            Some(reason) => {
+                let shape = file.shape(&name).unwrap_or(&[]).to_vec();
+                if matching.iter().any(|g| !g.contains(['*', '?'])) {
+                    return Err(Error::invalid_file(
+                        file.path(),
+                        name.as_str(),
+                        format!(
+                            "selected by name, but shape {shape:?} {}: {reason}",
+                            file.dtype(&name).unwrap_or_default()
+                        ),
+                    ));
+                }
+                selection.skipped.push(SkippedTensor {
+                    dtype: file.dtype(&name).unwrap_or_default(),
+                    name,
+                    shape,
+                    reason,
+                });
+            }
+        }
+    }
+    if selection.names.is_empty() {
+        let skipped = match selection.skipped.len() {
+            0 => String::new(),
+            n => format!(
+                " ({n} matched tensor(s) are not float matrices, e.g. {} {:?}: {})",
+                selection.skipped[0].name, selection.skipped[0].shape, selection.skipped[0].reason
+            ),
+        };
         return Err(Error::invalid_file(
             file.path(),
             "tensors",
-            format!("no tensor matches {pattern:?}"),
+            format!("no float matrix matches {pattern:?}{skipped}"),
         ));
     }
-    Ok(names)
+    Ok(selection)
 }
 
 /// The calibration inputs of `weight` in `calib`: under the weight's name or its module name.
@@ -592,29 +919,72 @@ fn calibration_stats(calib: &SafetensorsFile, weight: &str, n_in: usize) -> Resu
                 format!("no calibration inputs under {weight:?} or {module:?}"),
             )
         })?;
-    let x = calib.tensor(key)?;
-    let x = x.into_dimensionality::<Ix2>().map_err(|_| {
-        Error::invalid_file(
+    let shape = calib.shape(key).unwrap_or(&[]).to_vec();
+    if !matches!(shape[..], [rows, cols] if rows > 0 && cols == n_in) {
+        return Err(Error::invalid_file(
             calib.path(),
             key,
-            format!(
-                "calibration inputs must be [rows, {n_in}], got {:?}",
-                calib.shape(key).unwrap_or(&[])
-            ),
-        )
-    })?;
-    if x.ncols() != n_in || x.nrows() == 0 {
+            format!("calibration inputs must be [rows ≥ 1, {n_in}], got {shape:?}"),
+        ));
+    }
+    let x = calib.tensor_as_f32(key)?;
+    let x = x
+        .into_dimensionality::<Ix2>()
+        .map_err(|e| Error::invalid_file(calib.path(), key, e.to_string()))?;
+    if x.iter().all(|&v| v == 0.0) {
         return Err(Error::invalid_file(
             calib.path(),
             key,
             format!(
-                "calibration inputs must be [rows ≥ 1, {n_in}], got {:?}",
-                x.shape()
+                "all {} calibration rows are zero: the layer's output on them is zero, so there is \
+                 no relative output error to minimise or report",
+                x.nrows()
             ),
         ));
     }
     InputStats::from_rows(x.view())
         .map_err(|e| Error::invalid_file(calib.path(), key, e.to_string()))
+}
+
+/// `‖W‖²` weighted by the inputs' second moment, `E‖Wx‖²`: 0 when the layer's output on the
+/// calibration inputs is zero.
+fn output_energy(linear: &Linear, stats: &InputStats) -> f64 {
+    let w = linear.weight().mapv(f64::from);
+    (w.dot(&stats.second_moment()) * &w).sum()
+}
+
+/// `tt` with its cores and bias rounded to `dtype` (as written). Errors: a value beyond the
+/// dtype's range.
+fn rounded(tt: TTLayer, dtype: FloatDtype) -> Result<TTLayer> {
+    if dtype.rounds_f32() {
+        let overflow = |what: &str, v: f32| {
+            Error::invalid_arg(
+                "dtype",
+                format!(
+                    "{what} value {v} is beyond the range of {dtype}: write the cores as F32 \
+                     (--dtype f32 / OutputDtype::F32)"
+                ),
+            )
+        };
+        let round = |a: &ArrayD<f32>, what: &str| -> Result<ArrayD<f32>> {
+            if let Some(&v) = a
+                .iter()
+                .find(|v| v.is_finite() && !dtype.round(**v).is_finite())
+            {
+                return Err(overflow(what, v));
+            }
+            Ok(a.mapv(|v| dtype.round(v)))
+        };
+        let cores = tt
+            .cores()
+            .iter()
+            .map(|c| round(c, "a core"))
+            .collect::<Result<Vec<_>>>()?;
+        let bias = round(&tt.bias().to_owned().into_dyn(), "a bias")?;
+        let bias = Array1::from_iter(bias.iter().copied());
+        return TTLayer::from_parts(tt.spec().clone(), cores, bias);
+    }
+    Ok(tt)
 }
 
 /// One selected matrix of [`compress`].
@@ -625,7 +995,17 @@ fn compress_one(
     name: &str,
 ) -> Result<((String, String, WeightLayout, TTLayer), MatrixReport)> {
     let name = name.to_string();
-    let stored = source.tensor(&name)?;
+    let dtype = source.float_dtype(&name).ok_or_else(|| {
+        Error::invalid_file(
+            source.path(),
+            name.as_str(),
+            format!(
+                "dtype {}, not a float",
+                source.dtype(&name).unwrap_or_default()
+            ),
+        )
+    })?;
+    let stored = source.tensor_as_f32(&name)?;
     let shape = stored.shape().to_vec();
     let w = stored.into_dimensionality::<Ix2>().map_err(|_| {
         Error::invalid_file(
@@ -642,53 +1022,120 @@ fn compress_one(
     let module = module_name(&name).to_string();
     let bias_name = format!("{module}.bias");
     let (bias, has_bias) = match source.shape(&bias_name) {
-        Some(_) if bias_name != name => {
-            let b: ArrayD<f32> = source.tensor(&bias_name)?;
-            if b.shape() != [n_out] {
+        Some(shape) if bias_name != name => {
+            if shape != [n_out] {
                 return Err(Error::invalid_file(
                     source.path(),
                     bias_name,
                     format!(
-                        "shape {:?}, expected [{n_out}] for the {} layout of {name}",
-                        b.shape(),
+                        "shape {shape:?}, expected [{n_out}] for the {} layout of {name}",
                         config.layout.key()
                     ),
                 ));
             }
+            let b: ArrayD<f32> = source.tensor_as_f32(&bias_name)?;
             (Array1::from_iter(b.iter().copied()), true)
         }
         _ => (Array1::zeros(n_out), false),
     };
+    // Errors about this matrix name the file and the tensor.
     let in_context = |e: Error| match e {
         Error::InvalidArgument { name: arg, reason } => {
             Error::invalid_file(source.path(), name.as_str(), format!("{arg}: {reason}"))
         }
-        other => other,
+        e @ (Error::Io { .. } | Error::Json { .. } | Error::InvalidFile { .. }) => e,
+        other => Error::invalid_file(source.path(), name.as_str(), other.to_string()),
     };
     let linear = Linear::new(w, bias).map_err(in_context)?;
     let stats = match calibration {
-        Some(c) => Some(calibration_stats(c, &name, linear.in_features())?),
+        Some(c) => {
+            let stats = calibration_stats(c, &name, linear.in_features()).map_err(in_context)?;
+            if output_energy(&linear, &stats) <= 0.0 {
+                return Err(Error::invalid_file(
+                    c.path(),
+                    module.as_str(),
+                    format!(
+                        "the output of {name} on these calibration inputs is zero (they lie in \
+                         its null space): there is no relative output error to minimise or report"
+                    ),
+                ));
+            }
+            Some(stats)
+        }
         None => None,
     };
     let (tt, mut report) = compress_linear(&linear, config, stats.as_ref()).map_err(in_context)?;
+    let written = config.dtype.for_weight(dtype);
+    let tt = if written.rounds_f32() {
+        // The cores as written: what the report measures.
+        let tt = rounded(tt, written).map_err(in_context)?;
+        report.weight_error = tt.relative_error(&linear) as f64;
+        if let Some(s) = &stats {
+            report.output_error = Some(
+                s.output_error(&linear, &tt.to_dense())
+                    .map_err(in_context)?,
+            );
+        }
+        tt
+    } else {
+        tt
+    };
+    if !report.weight_error.is_finite()
+        || tt.cores().iter().any(|c| c.iter().any(|v| !v.is_finite()))
+    {
+        return Err(Error::invalid_file(
+            source.path(),
+            name.as_str(),
+            format!(
+                "the decomposition is not finite (weight error {}): values too large for f32 arithmetic?",
+                report.weight_error
+            ),
+        ));
+    }
+    if report.tt_params > report.dense_params {
+        report.warnings.push(format!(
+            "the tensor train has {} parameters, more than the dense matrix's {}: it does not \
+             compress (use a smaller --bond, --budget or --eps)",
+            report.tt_params, report.dense_params
+        ));
+    }
     report.name = name.clone();
     report.module = module.clone();
     report.shape = shape;
     report.layout = config.layout;
+    report.dtype = dtype;
+    report.written_dtype = written;
     report.has_bias = has_bias;
     Ok(((module, name, config.layout, tt), report))
 }
 
 /// Compresses every matrix of `source` that `config.pattern` selects (see the
-/// [module docs](self)). Errors, naming the file and tensor: no match, a selected tensor that is
-/// not a 2-D f32 matrix, a bias of the wrong shape, modes that do not fit, calibration inputs
-/// missing or of the wrong width.
+/// [module docs](self)). Errors, naming the file and tensor: a bad `config`
+/// ([`CompressConfig::validate`]), no float matrix matched, a non-matrix named exactly, two
+/// selected names with one module name, a bias of the wrong shape, modes that do not fit,
+/// calibration inputs missing, of the wrong width or on which the layer's output is zero, cores
+/// beyond the range of the written dtype.
 pub fn compress(
     source: &SafetensorsFile,
     config: &CompressConfig,
     calibration: Option<&SafetensorsFile>,
 ) -> Result<Compressed> {
-    let names = select(source, &config.pattern)?;
+    config.validate()?;
+    let Selection { names, skipped } = select(source, &config.pattern)?;
+    let mut modules: BTreeMap<&str, &str> = BTreeMap::new();
+    for name in &names {
+        if let Some(first) = modules.insert(module_name(name), name) {
+            return Err(Error::invalid_file(
+                source.path(),
+                module_name(name),
+                format!(
+                    "{first:?} and {name:?} would both be written as module {:?}; select one of \
+                     them (--pattern)",
+                    module_name(name)
+                ),
+            ));
+        }
+    }
     let threads = config.threads.clamp(1, names.len().max(1));
     type One = Result<((String, String, WeightLayout, TTLayer), MatrixReport)>;
     let mut results: Vec<Option<One>> = (0..names.len()).map(|_| None).collect();
@@ -728,23 +1175,104 @@ pub fn compress(
     }
     Ok(Compressed {
         layers,
-        report: CompressReport { matrices },
+        report: CompressReport { matrices, skipped },
     })
 }
 
+/// The files of one run of [`compress_files`] (the `compress` tool's flags of the same names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressPaths {
+    /// The safetensors file holding the weights (read only).
+    pub input: PathBuf,
+    /// The safetensors file to write the cores to.
+    pub output: PathBuf,
+    /// Calibration inputs (read only), if any.
+    pub calibration: Option<PathBuf>,
+    /// Where to write the report as JSON, if anywhere.
+    pub report: Option<PathBuf>,
+}
+
+impl CompressPaths {
+    /// Refuses (naming `output` or `report`) a file to write that is a file to read (the input
+    /// or the calibration file: writing would destroy it) or the other file to write; "is" as
+    /// [`crate::fs::same_file`] means it: hard links, symlinks and other spellings included.
+    pub fn check(&self) -> Result<()> {
+        let shown = |p: &Path| format!("{:?}", p.display().to_string());
+        let mut read = vec![("input", &self.input)];
+        read.extend(self.calibration.iter().map(|c| ("calibration", c)));
+        let mut write = vec![("output", &self.output)];
+        write.extend(self.report.iter().map(|r| ("report", r)));
+        for (i, (flag, w)) in write.iter().enumerate() {
+            for (what, r) in &read {
+                if crate::fs::same_file(w, r) {
+                    return Err(Error::invalid_arg(
+                        *flag,
+                        format!(
+                            "{} is the {what} file {}: writing it would destroy it; nothing was written",
+                            shown(w),
+                            shown(r)
+                        ),
+                    ));
+                }
+            }
+            if let Some((other, o)) = write[..i].iter().find(|(_, o)| crate::fs::same_file(w, o)) {
+                return Err(Error::invalid_arg(
+                    *flag,
+                    format!("{} is also the {other} file; give another path", shown(o)),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `compress` tool's run: checks `config` and `paths` before reading anything, reads the
+/// input (memory-mapped; only the selected tensors) and the calibration file, compresses, and
+/// writes the cores and the report (pretty JSON of the [`CompressReport`]) together, all or
+/// nothing ([`crate::fs::write_files_atomic`]): on any error no output file is written or
+/// changed. Returns the report.
+pub fn compress_files(paths: &CompressPaths, config: &CompressConfig) -> Result<CompressReport> {
+    config.validate()?;
+    paths.check()?;
+    let src = SafetensorsFile::read(&paths.input)?;
+    let calib = paths
+        .calibration
+        .as_deref()
+        .map(SafetensorsFile::read)
+        .transpose()?;
+    let out = compress(&src, config, calib.as_ref())?;
+    drop((src, calib));
+    let cores = out.to_bytes()?;
+    let mut files: Vec<(&Path, Vec<u8>)> = vec![(paths.output.as_path(), cores)];
+    if let Some(r) = &paths.report {
+        let json = serde_json::to_vec_pretty(&out.report).map_err(|source| Error::Json {
+            path: r.clone(),
+            source,
+        })?;
+        files.push((r.as_path(), json));
+    }
+    let files: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (*p, b.as_slice())).collect();
+    crate::fs::write_files_atomic(&files)?;
+    Ok(out.report)
+}
+
 /// [`compress`] from a file to a file: reads `source` (and `calibration`), writes the cores to
-/// `dest`, returns the report.
+/// `dest`, returns the report ([`compress_files`] without a report file).
 pub fn compress_file(
     source: impl AsRef<Path>,
     dest: impl AsRef<Path>,
     config: &CompressConfig,
     calibration: Option<&Path>,
 ) -> Result<CompressReport> {
-    let src = SafetensorsFile::read(source)?;
-    let calib = calibration.map(SafetensorsFile::read).transpose()?;
-    let out = compress(&src, config, calib.as_ref())?;
-    out.write(dest)?;
-    Ok(out.report)
+    compress_files(
+        &CompressPaths {
+            input: source.as_ref().to_path_buf(),
+            output: dest.as_ref().to_path_buf(),
+            calibration: calibration.map(Path::to_path_buf),
+            report: None,
+        },
+        config,
+    )
 }
 
 /// Reads a file written by [`Compressed::write`]: module → (layer, source weight name, layout),
@@ -782,14 +1310,14 @@ pub fn load_tt_layers(
             if file.shape(&name).is_none() {
                 return Err(bad(&name, "missing".into()));
             }
-            cores.push(file.tensor(&name)?);
+            cores.push(file.tensor_as_f32(&name)?);
             used.insert(name);
         }
         let bias_name = format!("{module}.bias");
         if file.shape(&bias_name).is_none() {
             return Err(bad(&bias_name, "missing".into()));
         }
-        let bias = file.tensor(&bias_name)?;
+        let bias = file.tensor_as_f32(&bias_name)?;
         used.insert(bias_name.clone());
         let bias = Array1::from_iter(bias.iter().copied());
         let tt = TTLayer::from_parts(entry.spec, cores, bias)

@@ -1,6 +1,7 @@
-//! Small file helpers shared by the crate: atomic writes of one file ([`write_atomic`]) and of
-//! a set of files ([`write_set_atomic`]), and the clean-up of temporary files left by killed
-//! writers.
+//! Small file helpers shared by the crate: atomic writes of one file ([`write_atomic`]), of a set
+//! of files in one directory ([`write_set_atomic`]) and of files anywhere, all or nothing
+//! ([`write_files_atomic`]); whether two paths are one file ([`same_file`]); and the clean-up of
+//! temporary files left by killed writers.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -289,6 +290,205 @@ pub fn write_text_set(dir: &Path, files: &[(&str, String)]) -> Result<Vec<PathBu
     })
 }
 
+/// Writes several files, each `(path, bytes)`, possibly in different directories, all or
+/// nothing: every file goes to a temporary `.NAME.PID.tmp` beside its target, written and
+/// synced; only when all of them are written are they renamed into place. If any write fails,
+/// the temporaries are removed and no target has changed. The renames come last; should one
+/// still fail (a target changed meanwhile), the targets renamed before it are put back as they
+/// were (from hard-linked copies `.NAME.old.PID.tmp` made before the first rename; where the
+/// file system cannot link, such a file stays new), and the new ones removed. The one file that
+/// [`write_atomic`] writes, this writes as a set.
+///
+/// Refused before anything is written: an empty path or one without a file name, a path given
+/// twice (the same file, by [`same_file`]), a target that exists and is not a regular file (a
+/// directory, a device, a link to no regular file). A symbolic link to a regular file is
+/// written through, as by [`write_atomic`].
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("succulm-files-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let (a, b) = (dir.join("a.txt"), dir.join("b.txt"));
+/// succulm::fs::write_files_atomic(&[(a.as_path(), b"one".as_slice()), (b.as_path(), b"two")])?;
+/// // One target that cannot be written: neither changes.
+/// let bad = dir.join("no/such/dir/c.txt");
+/// assert!(succulm::fs::write_files_atomic(&[(a.as_path(), b"new".as_slice()), (bad.as_path(), b"x")]).is_err());
+/// assert_eq!(std::fs::read(&a).unwrap(), b"one");
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), succulm::Error>(())
+/// ```
+pub fn write_files_atomic(files: &[(&Path, &[u8])]) -> Result<()> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| Error::Io { path: p, source }
+    };
+    let shown = |p: &Path| format!("{:?}", p.display().to_string());
+    let mut resolved: Vec<PathBuf> = Vec::with_capacity(files.len());
+    for (i, (path, _)) in files.iter().enumerate() {
+        if path.as_os_str().is_empty() {
+            return Err(Error::invalid_arg(
+                "path",
+                "is empty (expected a file path)",
+            ));
+        }
+        if path.file_name().is_none() {
+            return Err(Error::invalid_arg(
+                "path",
+                format!("{} has no file name", shown(path)),
+            ));
+        }
+        if let Some((other, _)) = files[..i].iter().find(|(o, _)| same_file(o, path)) {
+            return Err(Error::invalid_arg(
+                "path",
+                format!("{} and {} are the same file", shown(other), shown(path)),
+            ));
+        }
+        // What the write replaces: the path, or the regular file a link at it leads to.
+        let target = replaceable(path, true)?;
+        remove_stale_temps(&target);
+        let mut old = target.file_name().unwrap_or_default().to_os_string();
+        old.push(".old");
+        remove_stale_temps(&target.with_file_name(old));
+        resolved.push(target);
+    }
+    let files: Vec<(&Path, &[u8])> = resolved
+        .iter()
+        .zip(files)
+        .map(|(p, (_, bytes))| (p.as_path(), *bytes))
+        .collect();
+    let pid = std::process::id();
+    let temps: Vec<PathBuf> = files.iter().map(|(p, _)| temp_path(p, pid)).collect();
+    let remove_all = |paths: &[PathBuf]| {
+        for t in paths {
+            let _ = std::fs::remove_file(t);
+        }
+    };
+    for (k, ((_, bytes), tmp)) in files.iter().zip(&temps).enumerate() {
+        let written = (|| {
+            let mut f = std::fs::File::create(tmp).map_err(io(tmp))?;
+            f.write_all(bytes).map_err(io(tmp))?;
+            f.sync_all().map_err(io(tmp))
+        })();
+        if let Err(e) = written {
+            remove_all(&temps[..=k]);
+            return Err(e);
+        }
+    }
+    // Copies of the targets that exist (hard links: no data is copied), to undo the renames. A
+    // backup name that is another file's temporary (a target named `NAME.old` beside `NAME`)
+    // is not used.
+    let existed: Vec<bool> = files.iter().map(|(p, _)| p.is_file()).collect();
+    let backups: Vec<Option<PathBuf>> = files
+        .iter()
+        .zip(&existed)
+        .map(|((p, _), &existed)| {
+            let mut old = p.file_name().unwrap_or_default().to_os_string();
+            old.push(".old");
+            let b = temp_path(&p.with_file_name(old), pid);
+            if !existed || temps.contains(&b) {
+                return None;
+            }
+            let _ = std::fs::remove_file(&b);
+            std::fs::hard_link(p, &b).is_ok().then_some(b)
+        })
+        .collect();
+    let targets: Vec<&Path> = files.iter().map(|(p, _)| *p).collect();
+    let result = rename_all(&targets, &temps, &backups, &existed);
+    remove_all(&backups.into_iter().flatten().collect::<Vec<_>>());
+    result
+}
+
+/// Renames `temps[k]` to `targets[k]` in order; if one fails, undoes the earlier ones (restores
+/// `backups[j]`, or removes a target that did not exist) and removes the temporaries left.
+fn rename_all(
+    targets: &[&Path],
+    temps: &[PathBuf],
+    backups: &[Option<PathBuf>],
+    existed: &[bool],
+) -> Result<()> {
+    for (k, (path, tmp)) in targets.iter().zip(temps).enumerate() {
+        if let Err(source) = std::fs::rename(tmp, path) {
+            for ((done, backup), &existed) in targets[..k].iter().zip(backups).zip(existed) {
+                match backup {
+                    Some(b) => {
+                        let _ = std::fs::rename(b, done);
+                    }
+                    // New: removed. An earlier file that could not be linked stays new (rather
+                    // than lost).
+                    None if !existed => {
+                        let _ = std::fs::remove_file(done);
+                    }
+                    None => {}
+                }
+            }
+            for t in &temps[k..] {
+                let _ = std::fs::remove_file(t);
+            }
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `a` and `b` are the same file: for paths that exist, the same device and inode (so a
+/// hard link, a symlink or another spelling of a path is the file itself); for paths that do not
+/// exist (yet), the same name in the same directory (resolved). A file that exists is never the
+/// same as one that does not.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("succulm-same-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let a = dir.join("a.safetensors");
+/// std::fs::write(&a, b"x").unwrap();
+/// std::fs::hard_link(&a, dir.join("b.safetensors")).unwrap();
+/// assert!(succulm::fs::same_file(&a, &dir.join("b.safetensors")));
+/// assert!(succulm::fs::same_file(&a, &dir.join(".").join("a.safetensors")));
+/// assert!(succulm::fs::same_file(&dir.join("new"), &dir.join("./new")));
+/// assert!(!succulm::fs::same_file(&a, &dir.join("new")));
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(ma), Ok(mb)) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt;
+                ma.dev() == mb.dev() && ma.ino() == mb.ino()
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = (ma, mb);
+                matches!(
+                    (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+                    (Ok(x), Ok(y)) if x == y
+                )
+            }
+        }
+        (Err(_), Err(_)) => {
+            // Neither exists: the same name in the same directory, the directory resolved when
+            // it exists.
+            let resolved = |p: &Path| -> Option<PathBuf> {
+                let name = p.file_name()?;
+                let dir = match p.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                let dir = std::fs::canonicalize(dir)
+                    .ok()
+                    .or_else(|| std::env::current_dir().ok().map(|c| c.join(dir)))?;
+                Some(dir.join(name))
+            };
+            match (resolved(a), resolved(b)) {
+                (Some(x), Some(y)) => x == y,
+                _ => a == b,
+            }
+        }
+        _ => false,
+    }
+}
+
 pub mod safetensors;
 
 /// `f64::NAN`, the serde default of a float that may be absent.
@@ -335,4 +535,39 @@ pub fn create_dir(dir: &Path) -> Result<()> {
         path: dir.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rename that fails after others succeeded (the target became a non-empty directory after
+    /// the checks): the earlier target is restored from its backup, a new one removed, and the
+    /// temporaries are gone.
+    #[test]
+    fn a_failed_rename_undoes_the_earlier_ones() {
+        let dir = std::env::temp_dir().join(format!("succulm-rename-all-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("d/inside")).unwrap();
+        let (old, new, blocked) = (dir.join("old"), dir.join("new"), dir.join("d"));
+        std::fs::write(&old, "before").unwrap();
+        let temps: Vec<PathBuf> = ["t1", "t2", "t3"].iter().map(|t| dir.join(t)).collect();
+        for t in &temps {
+            std::fs::write(t, "after").unwrap();
+        }
+        let backup = dir.join("old.bak");
+        std::fs::hard_link(&old, &backup).unwrap();
+        let targets = [old.as_path(), new.as_path(), blocked.as_path()];
+        let r = rename_all(
+            &targets,
+            &temps,
+            &[Some(backup), None, None],
+            &[true, false, true],
+        );
+        assert!(r.is_err());
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "before");
+        assert!(!new.exists() && blocked.join("inside").is_dir());
+        assert!(temps.iter().all(|t| !t.exists()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -210,9 +210,12 @@ impl Default for SweepOptions {
 }
 
 impl SweepOptions {
+    /// The most healing epochs: 100,000 (every cell of the grid heals that long).
+    pub const MAX_HEAL_EPOCHS: usize = 100_000;
+
     /// Checks what can be checked without a model: samples, threads and healing epochs within
     /// their ceilings ([`SampleConfig::MAX_SAMPLES_PER_PROBE`], [`TrainConfig::MAX_THREADS`],
-    /// [`TrainConfig::MAX_EPOCHS`]; at least one sample and one thread), a valid temperature,
+    /// [`Self::MAX_HEAL_EPOCHS`]; at least one sample and one thread), a valid temperature,
     /// valid bonds, methods and budget fraction.
     pub fn validate(&self) -> Result<()> {
         Error::check_count_in("samples", self.samples, SampleConfig::MAX_SAMPLES_PER_PROBE)?;
@@ -221,7 +224,7 @@ impl SweepOptions {
         Error::check_count_in(
             "heal_epochs",
             self.heal_epochs.max(1),
-            TrainConfig::MAX_EPOCHS,
+            Self::MAX_HEAL_EPOCHS,
         )?;
         Sampling::Temperature(self.temperature).validate()?;
         sweep::validate_bonds(&self.bonds)?;
