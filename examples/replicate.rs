@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use succulm::study::cli::{self, Flags};
-use succulm::study::replicate::{self, ReplicaPart, ReplicaReport, ReplicateOptions, Replication};
+use succulm::study::replicate::{self, ReplicaReport, ReplicateOptions, Replication};
 use succulm::study::shard::Shard;
 use succulm::study::sweep;
 use succulm::{Error, Result};
@@ -140,11 +140,7 @@ fn finish(reports: Vec<ReplicaReport>, out: &Path) -> Result<()> {
 }
 
 fn merge((paths, out): (Vec<PathBuf>, PathBuf)) -> Result<()> {
-    let parts = paths
-        .iter()
-        .map(ReplicaPart::read)
-        .collect::<Result<Vec<_>>>()?;
-    finish(replicate::merge_replica_parts(parts)?, &out)
+    finish(replicate::merge_replica_files(&paths)?, &out)
 }
 
 fn main() -> ExitCode {
