@@ -442,26 +442,21 @@ fn fuzz_sweep_parts() {
         ),
     ])
     .is_ok());
-    fuzz_merge(
-        "sweep_parts",
-        &parts,
-        |paths| SweepOutput::merge_files(paths),
-        |output| {
-            // A merged report: every cell of its grid, each setting and budget cell once; it
-            // prints as `layer_sweep merge` prints it.
-            let r = &output.report;
-            assert_eq!(
-                r.cells.len(),
-                r.methods.len() * r.block_sets.len() * r.bonds.len()
-            );
-            assert!(r.budget.is_empty() || r.budget.len() == r.methods.len() * r.block_sets.len());
-            assert!(!output.text().is_empty());
-            // ... and renders every file it writes (in memory: writing them is slow).
-            assert!(report::files(r).unwrap().len() > 10);
-            let page = report::html::page(r, &report::all_verdicts(r), output.experiments.as_ref());
-            assert!(page.ends_with("</html>\n"));
-        },
-    );
+    fuzz_merge("sweep_parts", &parts, SweepOutput::merge_files, |output| {
+        // A merged report: every cell of its grid, each setting and budget cell once; it
+        // prints as `layer_sweep merge` prints it.
+        let r = &output.report;
+        assert_eq!(
+            r.cells.len(),
+            r.methods.len() * r.block_sets.len() * r.bonds.len()
+        );
+        assert!(r.budget.is_empty() || r.budget.len() == r.methods.len() * r.block_sets.len());
+        assert!(!output.text().is_empty());
+        // ... and renders every file it writes (in memory: writing them is slow).
+        assert!(report::files(r).unwrap().len() > 10);
+        let page = report::html::page(r, &report::all_verdicts(r), output.experiments.as_ref());
+        assert!(page.ends_with("</html>\n"));
+    });
     std::fs::remove_dir_all(&out).unwrap();
 }
 
@@ -502,7 +497,7 @@ fn fuzz_replica_parts() {
     fuzz_merge(
         "replica_parts",
         &parts,
-        |paths| replicate::merge_replica_files(paths),
+        replicate::merge_replica_files,
         |models| {
             // Every model of the run, each once; aggregated and printed as `replicate merge`
             // does, or refused by the aggregation.

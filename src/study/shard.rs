@@ -309,7 +309,7 @@ impl SweepPart {
             sample: r.sample,
             heal: r.heal,
             calibration: r.calibration.clone(),
-            reference: r.reference.clone(),
+            reference: r.reference,
             cells: Vec::new(),
             budget: Vec::new(),
             settings: Vec::new(),
