@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use succulm::nn::train::TrainConfig;
 use succulm::study::cli::{self, Flags};
 use succulm::study::eval::SampleConfig;
-use succulm::study::replicate::{self, ReplicaPart, ReplicaReport, ReplicateOptions, Replication};
+use succulm::study::replicate::{self, ReplicaReport, ReplicateOptions, Replication};
 use succulm::study::shard::Shard;
 use succulm::study::sweep;
 use succulm::Result;
@@ -157,11 +157,7 @@ fn finish(reports: Vec<ReplicaReport>, out: &Path) -> Result<()> {
 }
 
 fn merge((paths, out): (Vec<PathBuf>, PathBuf)) -> Result<()> {
-    let parts = paths
-        .iter()
-        .map(ReplicaPart::read)
-        .collect::<Result<Vec<_>>>()?;
-    finish(replicate::merge_replica_parts(parts)?, &out)
+    finish(replicate::merge_replica_files(&paths)?, &out)
 }
 
 fn main() -> ExitCode {

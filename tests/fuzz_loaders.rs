@@ -71,22 +71,28 @@ fn json_case(rng: &mut rand::rngs::StdRng, input: &[u8], donors: &[&[u8]]) -> Ve
             collect_numbers(&v, String::new(), &mut nums);
             if !nums.is_empty() {
                 let path = &nums[rng.gen_range(0..nums.len())];
-                let huge: [Value; 6] = [
-                    Value::from(1u64 << 40),
-                    Value::from(u64::MAX),
-                    Value::from(100_000u64),
-                    Value::from(0u64),
-                    Value::from(-1i64),
-                    Value::from(1e30),
-                ];
+                let edge = edge_value(rng);
                 if let Some(slot) = v.pointer_mut(path) {
-                    *slot = huge[rng.gen_range(0..huge.len())].clone();
+                    *slot = edge;
                 }
                 return serde_json::to_vec(&v).unwrap();
             }
         }
     }
     common_fuzz::mutate(rng, input, donors)
+}
+
+/// A huge or edge value for a JSON number.
+fn edge_value(rng: &mut rand::rngs::StdRng) -> Value {
+    let huge: [Value; 6] = [
+        Value::from(1u64 << 40),
+        Value::from(u64::MAX),
+        Value::from(100_000u64),
+        Value::from(0u64),
+        Value::from(-1i64),
+        Value::from(1e30),
+    ];
+    huge[rng.gen_range(0..huge.len())].clone()
 }
 
 /// JSON pointers to the numbers of `v` (at most a few thousand, sampled evenly).
@@ -634,4 +640,191 @@ fn compress_checks_header_sizes_before_allocating() {
         assert!(!paths.output.exists());
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Fuzzes the merge of two part files (`layer_sweep merge`'s or `replicate merge`'s input):
+/// each case mutates one of `parts` ([`json_case`]), or sets one number both parts have to the
+/// same edge value (so that fields every part of a run shares, such as the grid, pass the
+/// comparison of the parts and reach the merged value), and hands both files to `merge`, which
+/// must give an `Err` or a merged value that `valid` checks and renders, within the cap of both
+/// files' bytes. A case's input is file 1's length (8 bytes, little endian), file 1, file 2.
+fn fuzz_merge<T>(
+    target: &str,
+    parts: &[Vec<u8>; 2],
+    merge: impl Fn(&[std::path::PathBuf]) -> succulm::Result<T>,
+    valid: impl Fn(T),
+) {
+    let paths = [0, 1].map(|k| common_fuzz::scratch(&format!("{target}-{}", k + 1), "json"));
+    let donors: [&[u8]; 2] = [&parts[0], &parts[1]];
+    let values = parts
+        .clone()
+        .map(|p| serde_json::from_slice::<Value>(&p).unwrap());
+    // The numbers of part 1 that part 2 has too.
+    let mut shared = Vec::new();
+    collect_numbers(&values[0], String::new(), &mut shared);
+    shared.retain(|at| values[1].pointer(at).is_some_and(Value::is_number));
+    let merged = std::cell::Cell::new(0u64);
+    let n = common_fuzz::run(
+        target,
+        cap,
+        |rng| {
+            let files = match rng.gen_range(0..3) {
+                0 => {
+                    let at = &shared[rng.gen_range(0..shared.len())];
+                    let edge = edge_value(rng);
+                    values.clone().map(|mut v| {
+                        *v.pointer_mut(at).unwrap() = edge.clone();
+                        serde_json::to_vec(&v).unwrap()
+                    })
+                }
+                k => {
+                    let mut files = parts.clone();
+                    files[k - 1] = json_case(rng, &parts[k - 1], &donors);
+                    files
+                }
+            };
+            let mut input = (files[0].len() as u64).to_le_bytes().to_vec();
+            input.extend_from_slice(&files[0]);
+            input.extend_from_slice(&files[1]);
+            input
+        },
+        |bytes| {
+            let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+            let (a, b) = bytes[8..].split_at(n);
+            for (p, file) in paths.iter().zip([a, b]) {
+                // A new file each time: overwriting one makes ext4 flush it to disk on close.
+                let _ = std::fs::remove_file(p);
+                std::fs::write(p, file).unwrap();
+            }
+            if let Ok(v) = merge(&paths) {
+                merged.set(merged.get() + 1);
+                valid(v);
+            }
+        },
+    );
+    // How deep the cases went: those merged passed every check.
+    eprintln!("fuzz target {target}: {} of {n} cases merged", merged.get());
+    for p in paths {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// The two parts of a tiny `layer_sweep --blocks 0 --bonds 10,5 --samples 1 --budget 0.5
+/// --shard K/2` (two cells, the seed's five settings, one budget request; shard 1 carries the
+/// seed's experiments, cut to one run of two answers), as written.
+fn sweep_part_files() -> [Vec<u8>; 2] {
+    use succulm::study::setup::{Study, SweepOptions, SweepOutput};
+    let options = SweepOptions {
+        blocks: Some("0".into()),
+        bonds: vec![10, 5],
+        samples: 1,
+        budget: Some(0.5),
+        ..SweepOptions::default()
+    };
+    let study = Study::load(
+        common::fixture("succulm_upper_middle.json"),
+        common::fixture(""),
+        options,
+    )
+    .unwrap();
+    let setup = study.setup(&|_: &str| {}).unwrap();
+    let mut experiments = setup.experiments().unwrap();
+    experiments.dense.truncate(2);
+    experiments.runs.truncate(1);
+    experiments.runs[0].answers.truncate(2);
+    [0, 1].map(|k| {
+        let shard = succulm::study::shard::Shard::new(k, 2).unwrap();
+        let mut part = setup.sweep(shard, &|_: &str| {}).unwrap();
+        SweepOutput::attach(&mut part, (k == 0).then_some(&experiments), study.options()).unwrap();
+        part.to_json().unwrap().into_bytes()
+    })
+}
+
+#[test]
+fn fuzz_sweep_parts() {
+    use succulm::study::report;
+    use succulm::study::setup::SweepOutput;
+    let parts = sweep_part_files();
+    let out = common::temp_dir("fuzz-sweep-parts-out");
+    // The parts as written merge.
+    assert!(SweepOutput::merge_files(&[
+        common::write(
+            &out,
+            "part_1_of_2.json",
+            std::str::from_utf8(&parts[0]).unwrap()
+        ),
+        common::write(
+            &out,
+            "part_2_of_2.json",
+            std::str::from_utf8(&parts[1]).unwrap()
+        ),
+    ])
+    .is_ok());
+    fuzz_merge("sweep_parts", &parts, SweepOutput::merge_files, |output| {
+        // A merged report: every cell of its grid, each setting and budget cell once; it
+        // prints as `layer_sweep merge` prints it.
+        let r = &output.report;
+        assert_eq!(
+            r.cells.len(),
+            r.methods.len() * r.block_sets.len() * r.bonds.len()
+        );
+        assert!(r.budget.is_empty() || r.budget.len() == r.methods.len() * r.block_sets.len());
+        assert!(!output.text().is_empty());
+        // ... and renders every file it writes (in memory: writing them is slow).
+        assert!(report::files(r).unwrap().len() > 10);
+        let page = report::html::page(r, &report::all_verdicts(r), output.experiments.as_ref());
+        assert!(page.ends_with("</html>\n"));
+    });
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// The two parts of a tiny `replicate --models 2 --profile small --epochs 1 --blocks 0 --bonds 5
+/// --samples 1 --shard K/2`, as written.
+fn replica_part_files() -> [Vec<u8>; 2] {
+    use succulm::study::replicate::{run_shard, ReplicateOptions};
+    use succulm::study::setup::SweepOptions;
+    let options = ReplicateOptions {
+        models: 2,
+        profile: "small".into(),
+        epochs: 1,
+        sweep: SweepOptions {
+            blocks: Some("0".into()),
+            bonds: vec![5],
+            samples: 1,
+            threads: 1,
+            ..SweepOptions::default()
+        },
+        ..ReplicateOptions::default()
+    };
+    let out = common::temp_dir("fuzz-replica-parts-seed");
+    let parts = [0, 1].map(|k| {
+        let shard = succulm::study::shard::Shard::new(k, 2).unwrap();
+        let part = run_shard(common::fixture(""), &options, shard, &out, &|_: &str| {}).unwrap();
+        let p = out.join(shard.file_name());
+        part.write(&p).unwrap();
+        std::fs::read(&p).unwrap()
+    });
+    std::fs::remove_dir_all(&out).unwrap();
+    parts
+}
+
+#[test]
+fn fuzz_replica_parts() {
+    use succulm::study::replicate::{self, Replication};
+    let parts = replica_part_files();
+    fuzz_merge(
+        "replica_parts",
+        &parts,
+        replicate::merge_replica_files,
+        |models| {
+            // Every model of the run, each once; aggregated and printed as `replicate merge`
+            // does, or refused by the aggregation.
+            assert!(!models.is_empty());
+            if let Ok(r) = Replication::new(models) {
+                assert!(!replicate::format_replicated(&r.verdicts).is_empty());
+                assert!(!replicate::markdown_table(&r.verdicts).is_empty());
+                assert!(serde_json::to_string(&r).is_ok());
+            }
+        },
+    );
 }

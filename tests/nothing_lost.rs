@@ -396,3 +396,33 @@ fn contradicting_or_idle_flags_are_refused() {
     );
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// A shard's part goes to an output directory that does not exist yet: the old binary did all
+/// the work, then failed to write the part (`check_output_dir` had removed the directory it
+/// probed), losing the run.
+#[test]
+fn a_shard_writes_its_part_into_a_new_directory() {
+    let dir = common::temp_dir("nl-shard-dir");
+    let out = dir.join("new/parts");
+    let o = run(
+        "layer_sweep",
+        &[
+            "--blocks",
+            "0",
+            "--bonds",
+            "5",
+            "--samples",
+            "1",
+            "--no-experiments",
+            "--shard",
+            "2/2",
+            "--out",
+            arg(&out),
+        ],
+        repo(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let part = succulm::study::shard::SweepPart::read(out.join("part_2_of_2.json")).unwrap();
+    assert_eq!((part.shard.index, part.shard.count), (1, 2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -175,6 +175,7 @@ fn sharded_replication_merges_to_the_whole() {
         let part = ReplicaPart {
             shard,
             models_total: 5,
+            run: serde_json::Value::Null,
             models: indices.iter().map(|&i| reps[i].clone()).collect(),
             indices,
         };

@@ -61,6 +61,16 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     result
 }
 
+/// [`write_atomic`] after creating `path`'s directory and its missing parents: for a file a run
+/// writes into its output directory when it has nothing else to write there (a shard's part).
+pub fn write_atomic_creating_dir(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+    let path = path.as_ref();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_dir(dir)?;
+    }
+    write_atomic(path, bytes)
+}
+
 /// The path a write to `path` replaces: `path` itself when nothing is there or it is a regular
 /// file; with `follow`, the regular file a symbolic link at `path` leads to. Errors, naming
 /// `path` and what stands there, on anything else: a file of another kind is never replaced by

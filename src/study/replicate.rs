@@ -36,7 +36,7 @@ use crate::nn::model::{Model, ModelConfig};
 use crate::nn::train::{EpochReport, TrainConfig, Trainer};
 use crate::study::report::verdict::{Outcome, Verdict};
 use crate::study::setup::{Setup, StudyData, SweepOptions, SweepOutput};
-use crate::study::shard::Shard;
+use crate::study::shard::{self, Shard};
 use crate::study::sweep::{self, SweepReport};
 use crate::text::data::Dataset;
 use crate::text::vocab::Vocab;
@@ -323,13 +323,15 @@ impl Replication {
 }
 
 /// What one shard of a replication computed: the sweeps of its models (model `i` belongs to
-/// shard `i mod N`).
+/// shard `i mod N`), and what made the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicaPart {
     /// Which shard.
     pub shard: Shard,
     /// Models of the whole run.
     pub models_total: usize,
+    /// What made the run ([`ReplicateOptions::describe`]): every part of one run has the same.
+    pub run: serde_json::Value,
     /// The model indices of `models`, ascending.
     pub indices: Vec<usize>,
     /// Their sweeps.
@@ -337,10 +339,10 @@ pub struct ReplicaPart {
 }
 
 impl ReplicaPart {
-    /// Writes the part atomically as JSON.
+    /// Writes the part atomically as JSON (its directory created if missing).
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
         let json = crate::fs::to_json_pretty(self, "part")?;
-        crate::fs::write_atomic(path.as_ref(), json.as_bytes())
+        crate::fs::write_atomic_creating_dir(path.as_ref(), json.as_bytes())
     }
 
     /// Reads a part written by [`ReplicaPart::write`].
@@ -349,42 +351,62 @@ impl ReplicaPart {
     }
 }
 
-/// The models of every part, in model order. Errors on no part, parts of different shard or
-/// model counts, a shard twice or missing, a part whose indices are not its shard's.
-pub fn merge_replica_parts(mut parts: Vec<ReplicaPart>) -> Result<Vec<ReplicaReport>> {
-    let first = parts
-        .first()
-        .ok_or_else(|| Error::invalid_arg("parts", "no part given"))?;
-    let (count, total) = (first.shard.count, first.models_total);
-    parts.sort_by_key(|p| p.shard.index);
-    for (i, p) in parts.iter().enumerate() {
-        let name = format!("part {}", p.shard);
-        if p.shard.count != count || p.models_total != total {
-            return Err(Error::invalid_arg(
-                name,
-                "not of the same run (shard or model count)",
-            ));
-        }
-        if i > 0 && parts[i - 1].shard.index == p.shard.index {
-            return Err(Error::invalid_arg(name, "given twice"));
-        }
-        if p.indices != p.shard.owned(total) || p.models.len() != p.indices.len() {
-            return Err(Error::invalid_arg(name, "does not hold its shard's models"));
-        }
+/// The models of every part, in model order; the parts may come in any order, and errors name a
+/// part `part K/N` ([`merge_replica_files`] names its file).
+///
+/// The model count a part claims is checked against the models it holds before anything of
+/// that size is allocated. Errors on no part; an invalid shard; parts of different shard
+/// counts; a shard given twice or missing; a part whose indices are not its shard's share of
+/// `models_total` or do not match its models; parts of different runs (model count or run
+/// description: the error names the first field that differs, and both parts).
+pub fn merge_replica_parts(parts: Vec<ReplicaPart>) -> Result<Vec<ReplicaReport>> {
+    merge_named(
+        parts
+            .into_iter()
+            .map(|p| (shard::memory_name(p.shard), p))
+            .collect(),
+    )
+}
+
+/// [`merge_replica_parts`] of the part files at `paths` ([`ReplicaPart::read`]); errors name the
+/// file and the field at fault.
+pub fn merge_replica_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<ReplicaReport>> {
+    merge_named(
+        paths
+            .iter()
+            .map(|p| Ok((p.as_ref().to_path_buf(), ReplicaPart::read(p)?)))
+            .collect::<Result<_>>()?,
+    )
+}
+
+/// [`merge_replica_parts`] of parts named (in errors) by their files.
+fn merge_named(mut parts: Vec<(PathBuf, ReplicaPart)>) -> Result<Vec<ReplicaReport>> {
+    let shards: Vec<(&Path, Shard)> = parts.iter().map(|(n, p)| (n.as_path(), p.shard)).collect();
+    shard::check_shards(&shards)?;
+    parts.sort_by_key(|(_, p)| p.shard.index);
+    for (name, p) in &parts {
+        shard::check_share(
+            name,
+            p.shard,
+            "models_total",
+            p.models_total,
+            &p.indices,
+            p.models.len(),
+            "models",
+        )?;
     }
-    if parts.len() != count {
-        return Err(Error::invalid_arg(
-            "parts",
-            format!("{} of {count} shards given", parts.len()),
-        ));
+    let description =
+        |p: &ReplicaPart| serde_json::json!({ "models_total": p.models_total, "run": p.run });
+    let (first_name, first) = &parts[0];
+    let (base, total) = (description(first), first.models_total);
+    for (name, p) in &parts[1..] {
+        shard::check_same_run(name, &description(p), first_name, &base)?;
     }
-    let mut slots: Vec<Option<ReplicaReport>> = vec![None; total];
-    for p in parts {
-        for (i, m) in p.indices.into_iter().zip(p.models) {
-            slots[i] = Some(m);
-        }
-    }
-    Ok(slots.into_iter().flatten().collect())
+    // Every part holds its shard's share of the same total: the total is what the parts hold.
+    Ok(shard::reassemble(
+        total,
+        parts.into_iter().map(|(_, p)| (p.indices, p.models)),
+    ))
 }
 
 /// Trains one model of `profile` per seed (the model's initialisation and the batches' shuffling
@@ -523,6 +545,39 @@ impl ReplicateOptions {
             seen.push((id, p));
         }
         Ok(())
+    }
+
+    /// The replication these options run, as JSON: the checkpoints swept, or the models trained
+    /// (count, profile, epochs, first seed), and every model's sweep
+    /// ([`SweepOptions::describe`]). Parts of one run carry it ([`ReplicaPart::run`]); their
+    /// merge refuses parts whose descriptions differ.
+    ///
+    /// ```
+    /// use succulm::study::replicate::ReplicateOptions;
+    /// let o = ReplicateOptions::default();
+    /// let longer = ReplicateOptions { epochs: 61, ..o.clone() };
+    /// assert_ne!(o.describe(), longer.describe());
+    /// assert_eq!(o.describe()["epochs"], 60);
+    /// assert_eq!(o.describe()["sweep"]["samples"], 10);
+    /// ```
+    pub fn describe(&self) -> serde_json::Value {
+        let sweep = self.sweep.describe();
+        if self.checkpoints.is_empty() {
+            serde_json::json!({
+                "models": self.models,
+                "profile": self.profile,
+                "epochs": self.epochs,
+                "seed": self.seed,
+                "sweep": sweep,
+            })
+        } else {
+            let paths: Vec<String> = self
+                .checkpoints
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            serde_json::json!({ "checkpoints": paths, "sweep": sweep })
+        }
     }
 
     /// Models of the whole run: the checkpoints given, else `models`.
@@ -694,6 +749,7 @@ pub fn run_shard(
     Ok(ReplicaPart {
         shard,
         models_total: total,
+        run: options.describe(),
         indices: mine,
         models: reports,
     })

@@ -56,7 +56,7 @@ use crate::nn::train::{fine_tune_tt, heal_distill, EpochReport, Teacher, TrainCo
 use crate::study::eval::{hidden_ids, load_probes, Evaluator, SampleConfig};
 use crate::study::report::html::{ExperimentRun, Experiments};
 use crate::study::report::{self, verdict};
-use crate::study::shard::{merge_parts, run_sweep_shard, Shard, SweepPart};
+use crate::study::shard::{self, run_sweep_shard, Shard, SweepPart};
 use crate::study::sweep::{
     self, CompressionInfo, Grid, HealKind, Method, SweepCalibration, SweepJobs, SweepReport,
     DEFAULT_BONDS, SEED_EXPERIMENTS, SEED_SETTINGS,
@@ -267,6 +267,35 @@ impl SweepOptions {
     /// Whether calibration data is needed: a data-aware method or a budget.
     pub fn needs_calibration(&self) -> bool {
         self.budget.is_some() || self.methods.iter().any(|m| m.is_data_aware())
+    }
+
+    /// The sweep these options run, as JSON: every option but `threads` (which changes nothing
+    /// in the results), the healing kind only when healing runs and the calibration mode only
+    /// when calibration is needed. Parts of one run carry it ([`SweepPart::run`]); their merge
+    /// refuses parts whose descriptions differ.
+    ///
+    /// ```
+    /// use succulm::study::setup::SweepOptions;
+    /// let o = SweepOptions::default();
+    /// let more = SweepOptions { samples: 21, ..o.clone() };
+    /// let wider = SweepOptions { threads: 8, ..o.clone() };
+    /// assert_ne!(o.describe(), more.describe());
+    /// assert_eq!(o.describe(), wider.describe());
+    /// assert_eq!(o.describe()["samples"], 20);
+    /// ```
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "blocks": self.blocks,
+            "bonds": self.bonds,
+            "methods": self.ordered_methods(),
+            "samples": self.samples,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "heal_epochs": self.heal_epochs,
+            "heal": (self.heal_epochs > 0).then_some(self.heal),
+            "calibration": self.needs_calibration().then_some(self.calibration),
+            "budget": self.budget,
+        })
     }
 }
 
@@ -561,6 +590,7 @@ impl<'s> Setup<'s> {
             progress,
         )?;
         part.report.calibration = self.calibration.as_ref().map(|c| c.describe());
+        part.run = o.describe();
         if let (Some(fraction), Some(cal)) = (o.budget, self.calibration.as_ref()) {
             let all: Vec<(Method, Vec<usize>)> = o
                 .methods
@@ -696,36 +726,52 @@ impl SweepOutput {
         Ok(())
     }
 
-    /// Merges the parts of one sharded run ([`merge_parts`]) into the unsharded run's output,
+    /// Merges the parts of one sharded run ([`shard::merge_parts`]) into the unsharded run's output,
     /// with the experiments and healing length of the first part that carries them.
     pub fn merge(parts: Vec<SweepPart>) -> Result<SweepOutput> {
-        let (report, extra) = merge_parts(parts)?;
+        SweepOutput::merge_named(
+            parts
+                .into_iter()
+                .map(|p| (shard::memory_name(p.shard), p))
+                .collect(),
+        )
+    }
+
+    /// [`SweepOutput::merge`] of the part files at `paths` ([`SweepPart::read`]); errors name
+    /// the file and the field at fault.
+    pub fn merge_files<P: AsRef<Path>>(paths: &[P]) -> Result<SweepOutput> {
+        if paths.is_empty() {
+            return Err(Error::invalid_arg("merge", "no part given"));
+        }
+        SweepOutput::merge_named(
+            paths
+                .iter()
+                .map(|p| Ok((p.as_ref().to_path_buf(), SweepPart::read(p)?)))
+                .collect::<Result<_>>()?,
+        )
+    }
+
+    /// [`SweepOutput::merge`] of parts named (in errors) by their files.
+    fn merge_named(parts: Vec<(PathBuf, SweepPart)>) -> Result<SweepOutput> {
+        // Each part's extra must be one; the first (in shard order) is the output's.
+        let mut carried: Option<(usize, PartExtra)> = None;
+        for (name, p) in parts.iter().filter(|(_, p)| !p.extra.is_null()) {
+            let extra: PartExtra = serde_json::from_value(p.extra.clone())
+                .map_err(|e| Error::invalid_file(name, "extra", e.to_string()))?;
+            if carried.as_ref().map_or(true, |(k, _)| p.shard.index < *k) {
+                carried = Some((p.shard.index, extra));
+            }
+        }
+        let (report, _) = shard::merge_named_parts(parts)?;
         let PartExtra {
             experiments,
             heal_epochs,
-        } = if extra.is_null() {
-            PartExtra::default()
-        } else {
-            serde_json::from_value(extra)
-                .map_err(|e| Error::invalid_arg("part", format!("bad experiments: {e}")))?
-        };
+        } = carried.map(|(_, e)| e).unwrap_or_default();
         Ok(SweepOutput {
             report,
             experiments,
             heal_epochs,
         })
-    }
-
-    /// [`SweepOutput::merge`] of the part files at `paths` ([`SweepPart::read`]).
-    pub fn merge_files<P: AsRef<Path>>(paths: &[P]) -> Result<SweepOutput> {
-        if paths.is_empty() {
-            return Err(Error::invalid_arg("merge", "no part given"));
-        }
-        let parts = paths
-            .iter()
-            .map(SweepPart::read)
-            .collect::<Result<Vec<_>>>()?;
-        SweepOutput::merge(parts)
     }
 
     /// The tables, the comparison and budget tables and the verdicts, as `layer_sweep` prints

@@ -703,7 +703,9 @@ pub(crate) fn validate_bonds(bonds: &[usize]) -> Result<()> {
     Ok(())
 }
 
-fn validate_block_sets(sets: &[Vec<usize>], n_blocks: usize) -> Result<()> {
+/// A grid's block sets: at least one, each non-empty with blocks below `n_blocks` and none
+/// repeated, no set listed twice.
+pub(crate) fn validate_block_sets(sets: &[Vec<usize>], n_blocks: usize) -> Result<()> {
     if sets.is_empty() {
         return Err(Error::invalid_arg("blocks", "no block set given"));
     }

@@ -587,6 +587,17 @@ pub fn write_all_with(
 
 fn write_files(report: &SweepReport, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
+    for (name, text) in files(report)? {
+        let p = dir.join(name);
+        write_atomic(&p, text.as_bytes())?;
+        written.push(p);
+    }
+    Ok(written)
+}
+
+/// Every file [`write_all`] writes, as (file name, text), in the same order: the tables,
+/// verdicts and data, then the charts ([`svg::charts`]).
+pub fn files(report: &SweepReport) -> Result<Vec<(String, String)>> {
     let all = all_verdicts(report);
     let verdicts = verdict::format_verdicts(&all);
     let verdicts_json = crate::fs::to_json_pretty(&all, "verdicts")?;
@@ -597,29 +608,24 @@ fn write_files(report: &SweepReport, dir: &Path) -> Result<Vec<PathBuf>> {
         table.push_str(&settings);
     }
     let mut files = vec![
-        ("sweep.csv", to_csv(report)),
-        ("sweep.json", to_json(report)?),
-        ("table.txt", table),
-        ("verdict.txt", verdicts),
-        ("verdicts.json", verdicts_json),
+        ("sweep.csv".to_string(), to_csv(report)),
+        ("sweep.json".to_string(), to_json(report)?),
+        ("table.txt".to_string(), table),
+        ("verdict.txt".to_string(), verdicts),
+        ("verdicts.json".to_string(), verdicts_json),
     ];
     let comparison = compare::format_comparison(report);
     if !comparison.is_empty() {
         let v = verdict::format_verdicts(&compare::verdicts(report));
-        files.push(("compare.txt", format!("{comparison}\n{v}")));
+        files.push(("compare.txt".to_string(), format!("{comparison}\n{v}")));
         let json = serde_json::to_string_pretty(&compare::comparisons(report))
             .map_err(|e| Error::invalid_arg("report", format!("cannot serialise: {e}")))?;
-        files.push(("compare.json", json));
+        files.push(("compare.json".to_string(), json));
     }
     let budget = format_budget(report);
     if !budget.is_empty() {
-        files.push(("budget.txt", budget));
+        files.push(("budget.txt".to_string(), budget));
     }
-    for (name, text) in files {
-        let p = dir.join(name);
-        write_atomic(&p, text.as_bytes())?;
-        written.push(p);
-    }
-    written.extend(svg::write_charts(report, dir)?);
-    Ok(written)
+    files.extend(svg::charts(report));
+    Ok(files)
 }

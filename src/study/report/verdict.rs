@@ -108,6 +108,11 @@ fn per_block(
     f: impl Fn(&SweepCell) -> f64,
     se: impl Fn(&SweepCell) -> f64,
 ) -> Option<PerBlock> {
+    // Every block needs a cell of its own, so no more blocks than cells (`n_blocks` may be
+    // anything a file says).
+    if report.n_blocks > report.cells.len() {
+        return None;
+    }
     let blocks: Vec<usize> = (0..report.n_blocks).collect();
     let bonds: Vec<usize> = report
         .bonds
@@ -852,7 +857,14 @@ fn looks_fine_but_wrong(report: &SweepReport) -> Decision {
             )
         })
         .collect();
-    let by_block: Vec<(usize, usize)> = (0..n)
+    // The blocks some cell compresses (not `0..n_blocks`: a report's block count may be anything
+    // a file says, its cells are what it holds).
+    let compressed: std::collections::BTreeSet<usize> = cells
+        .iter()
+        .flat_map(|(_, b, _)| b.iter().copied())
+        .collect();
+    let by_block: Vec<(usize, usize)> = compressed
+        .into_iter()
         .map(|k| (k, wrong.iter().filter(|(_, b, _)| b.contains(&k)).count()))
         .collect();
     let most = by_block.iter().map(|&(_, c)| c).max().unwrap_or(0);
