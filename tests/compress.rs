@@ -361,6 +361,13 @@ fn compress_bin(args: &[&str], cwd: &Path) -> Output {
     common_cli::run("compress", args, cwd)
 }
 
+/// `compress --input INPUT --output OUTPUT` and `rest`, from `cwd`.
+fn compress_io(input: &Path, output: &Path, rest: &[&str], cwd: &Path) -> Output {
+    let mut args = vec!["--input", p(input), "--output", p(output)];
+    args.extend_from_slice(rest);
+    compress_bin(&args, cwd)
+}
+
 /// A failure as the tool reports one: exit `code` (2: a bad command line, 1: a failed run), an
 /// `error: ` line mentioning every needle, no panic and no Debug print.
 fn assert_cli_error(o: &Output, code: i32, needles: &[&str], what: &str) {
@@ -515,18 +522,7 @@ fn item4_cores_and_report_are_written_together_or_not_at_all() {
     assert!(o.status.success(), "{}", err_text(&o));
     let first = std::fs::read(&out).unwrap();
     let long = dir.join(format!("{}.json", "r".repeat(245)));
-    let o = compress_bin(
-        &[
-            "--input",
-            p(&input),
-            "--output",
-            p(&out),
-            "--exact",
-            "--report",
-            p(&long),
-        ],
-        &dir,
-    );
+    let o = compress_io(&input, &out, &["--exact", "--report", p(&long)], &dir);
     assert_cli_error(&o, 1, &["rrrr"], "an unwritable report");
     assert_eq!(
         std::fs::read(&out).unwrap(),
@@ -535,17 +531,7 @@ fn item4_cores_and_report_are_written_together_or_not_at_all() {
     );
     assert!(!long.exists());
     let fresh = dir.join("fresh.safetensors");
-    let o = compress_bin(
-        &[
-            "--input",
-            p(&input),
-            "--output",
-            p(&fresh),
-            "--report",
-            p(&long),
-        ],
-        &dir,
-    );
+    let o = compress_io(&input, &fresh, &["--report", p(&long)], &dir);
     assert_cli_error(&o, 1, &["rrrr"], "an unwritable report, new output");
     assert!(!fresh.exists(), "the cores were written without the report");
     // No temporary file is left behind.
@@ -556,17 +542,7 @@ fn item4_cores_and_report_are_written_together_or_not_at_all() {
     assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
     // Both written when both can be.
     let report = dir.join("report.json");
-    let o = compress_bin(
-        &[
-            "--input",
-            p(&input),
-            "--output",
-            p(&fresh),
-            "--report",
-            p(&report),
-        ],
-        &dir,
-    );
+    let o = compress_io(&input, &fresh, &["--report", p(&report)], &dir);
     assert!(o.status.success(), "{}", err_text(&o));
     assert!(fresh.is_file() && read_json(&report)["matrices"].is_array());
 }
@@ -592,30 +568,13 @@ fn item7_the_mode_count_is_bounded_and_the_factorisation_iterates() {
     let dir = tmpdir("modes");
     let input = random_file(&dir, &[(8, 6)], 23);
     let out = dir.join("tt.safetensors");
-    let o = compress_bin(
-        &[
-            "--input",
-            p(&input),
-            "--output",
-            p(&out),
-            "--modes",
-            "auto:100000",
-        ],
-        &dir,
-    );
+    let o = compress_io(&input, &out, &["--modes", "auto:100000"], &dir);
     assert_cli_error(&o, 2, &["--modes", "auto:100000"], "auto:100000");
     let long = vec!["1"; 65].join(",");
-    let o = compress_bin(
-        &[
-            "--input",
-            p(&input),
-            "--output",
-            p(&out),
-            "--in-modes",
-            &long,
-            "--out-modes",
-            "8",
-        ],
+    let o = compress_io(
+        &input,
+        &out,
+        &["--in-modes", &long, "--out-modes", "8"],
         &dir,
     );
     assert_cli_error(&o, 2, &["--in-modes", "65 modes"], "65 explicit modes");
@@ -637,19 +596,7 @@ fn item9_two_weights_of_one_module_are_an_error_naming_both() {
         ],
     );
     let out = dir.join("tt.safetensors");
-    let o = compress_bin(
-        &[
-            "--input",
-            p(&input),
-            "--output",
-            p(&out),
-            "--pattern",
-            "x*",
-            "--bond",
-            "2",
-        ],
-        &dir,
-    );
+    let o = compress_io(&input, &out, &["--pattern", "x*", "--bond", "2"], &dir);
     assert_cli_error(
         &o,
         1,
@@ -659,19 +606,7 @@ fn item9_two_weights_of_one_module_are_an_error_naming_both() {
     assert!(!out.exists());
     // Either one alone compresses.
     for pattern in ["x", "x.weight"] {
-        let o = compress_bin(
-            &[
-                "--input",
-                p(&input),
-                "--output",
-                p(&out),
-                "--pattern",
-                pattern,
-                "--bond",
-                "2",
-            ],
-            &dir,
-        );
+        let o = compress_io(&input, &out, &["--pattern", pattern, "--bond", "2"], &dir);
         assert!(o.status.success(), "{pattern}: {}", err_text(&o));
     }
 }
@@ -719,18 +654,10 @@ fn item10_f16_bf16_and_f64_weights_are_read_and_written_in_their_dtype() {
         ("c", truth(&c, 4, 4), "F64"),
     ];
     let exact = dir.join("exact.safetensors");
-    let o = compress_bin(
-        &[
-            "--input",
-            p(&input),
-            "--output",
-            p(&exact),
-            "--exact",
-            "--modes",
-            "auto:2",
-            "--dtype",
-            "f32",
-        ],
+    let o = compress_io(
+        &input,
+        &exact,
+        &["--exact", "--modes", "auto:2", "--dtype", "f32"],
         &dir,
     );
     assert!(o.status.success(), "{}", err_text(&o));
@@ -746,18 +673,10 @@ fn item10_f16_bf16_and_f64_weights_are_read_and_written_in_their_dtype() {
 
     let own = dir.join("own.safetensors");
     let report = dir.join("own.json");
-    let o = compress_bin(
-        &[
-            "--input",
-            p(&input),
-            "--output",
-            p(&own),
-            "--exact",
-            "--modes",
-            "auto:2",
-            "--report",
-            p(&report),
-        ],
+    let o = compress_io(
+        &input,
+        &own,
+        &["--exact", "--modes", "auto:2", "--report", p(&report)],
         &dir,
     );
     assert!(o.status.success(), "{}", err_text(&o));
@@ -887,19 +806,10 @@ fn item11_the_default_pattern_skips_what_is_not_a_matrix_and_lists_it() {
     );
     let out = dir.join("tt.safetensors");
     let report = dir.join("report.json");
-    let o = compress_bin(
-        &[
-            "--input",
-            p(&input),
-            "--output",
-            p(&out),
-            "--modes",
-            "auto:2",
-            "--bond",
-            "2",
-            "--report",
-            p(&report),
-        ],
+    let o = compress_io(
+        &input,
+        &out,
+        &["--modes", "auto:2", "--bond", "2", "--report", p(&report)],
         &dir,
     );
     assert!(o.status.success(), "{}", err_text(&o));
@@ -987,18 +897,10 @@ fn item13_flags_are_checked_first_and_doubtful_results_are_flagged() {
     // A tensor train with more parameters than the matrix: a warning, on stderr and in the report.
     let input = random_file(&dir, &[(4, 6)], 24);
     let report = dir.join("report.json");
-    let o = compress_bin(
-        &[
-            "--input",
-            p(&input),
-            "--output",
-            p(&out),
-            "--exact",
-            "--modes",
-            "auto:2",
-            "--report",
-            p(&report),
-        ],
+    let o = compress_io(
+        &input,
+        &out,
+        &["--exact", "--modes", "auto:2", "--report", p(&report)],
         &dir,
     );
     assert!(o.status.success(), "{}", err_text(&o));
@@ -1022,17 +924,10 @@ fn item13_flags_are_checked_first_and_doubtful_results_are_flagged() {
         &[("l0".to_string(), Array2::<f32>::zeros((5, 6)).into_dyn())],
     );
     let out2 = dir.join("tt2.safetensors");
-    let o = compress_bin(
-        &[
-            "--input",
-            p(&input),
-            "--output",
-            p(&out2),
-            "--bond",
-            "2",
-            "--calibration",
-            p(&calib),
-        ],
+    let o = compress_io(
+        &input,
+        &out2,
+        &["--bond", "2", "--calibration", p(&calib)],
         &dir,
     );
     assert_cli_error(

@@ -26,17 +26,7 @@ const PROMPT: Duration = Duration::from_secs(20);
 
 /// Runs `program` with `args` from the repository root; panics with its stderr if it fails.
 fn run(program: &str, args: &[&str]) {
-    let o = Command::new(common_cli::example_bin(program))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the example");
-    assert!(
-        o.status.success(),
-        "{program} {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    common_cli::run_ok(program, args);
 }
 
 /// Runs `program merge PARTS... --out OUT` within [`ADDRESS_SPACE`]; its output and how long it
@@ -123,9 +113,18 @@ const SWEEP: [&str; 9] = [
 /// The two parts of [`SWEEP`] in two shards (made once).
 fn sweep_parts() -> &'static [PathBuf; 2] {
     static PARTS: OnceLock<[PathBuf; 2]> = OnceLock::new();
-    PARTS.get_or_init(|| {
-        let dir = common::temp_dir("merge-checks-sweep");
-        [1, 2].map(|k| shard("layer_sweep", &SWEEP, k, 2, &dir))
+    two_parts(&PARTS, "layer_sweep", &SWEEP)
+}
+
+/// The two parts of `program` run with `args` in two shards, made once into `cell`.
+fn two_parts(
+    cell: &'static OnceLock<[PathBuf; 2]>,
+    program: &str,
+    args: &[&str],
+) -> &'static [PathBuf; 2] {
+    cell.get_or_init(|| {
+        let dir = common::temp_dir(&format!("merge-checks-{program}"));
+        [1, 2].map(|k| shard(program, args, k, 2, &dir))
     })
 }
 
@@ -150,10 +149,7 @@ const REPLICATE: [&str; 14] = [
 /// The two parts of [`REPLICATE`] in two shards (made once).
 fn replicate_parts() -> &'static [PathBuf; 2] {
     static PARTS: OnceLock<[PathBuf; 2]> = OnceLock::new();
-    PARTS.get_or_init(|| {
-        let dir = common::temp_dir("merge-checks-replicate");
-        [1, 2].map(|k| shard("replicate", &REPLICATE, k, 2, &dir))
-    })
+    two_parts(&PARTS, "replicate", &REPLICATE)
 }
 
 /// Copies of `parts` into a directory of their own (`name`), with `edit` applied to the JSON of
@@ -210,22 +206,7 @@ fn item5_sweep_part_sizes_are_checked_before_allocating() {
         assert_refused(&r, &[&name(&p[which]), needle], &what);
     }
     // The shard count set to 10^12 in both parts: 2 of 10^12 shards given.
-    let p = edited(
-        parts,
-        "merge-checks-sweep-count",
-        &[0, 1],
-        &huge("/shard/count"),
-    );
-    let r = merge("layer_sweep", &p, &out);
-    assert_refused(
-        &r,
-        &[
-            &name(&p[0]),
-            "shard.count",
-            "2 of 1000000000000 shards given",
-        ],
-        "shard.count set to 10^12",
-    );
+    huge_shard_count_refused("layer_sweep", parts, &out);
     // A total that fits the shard's share but not the grid the part describes.
     let p = edited(parts, "merge-checks-sweep-grid", &[0, 1], &|v| {
         v["cells_total"] = Value::from(3)
@@ -245,6 +226,24 @@ fn item5_sweep_part_sizes_are_checked_before_allocating() {
         &huge("/report/n_blocks"),
     );
     assert_merged(&merge("layer_sweep", &p, &out), "n_blocks set to 10^12");
+}
+
+/// `program merge` of `parts` with the shard count set to 10^12 in both: refused as 2 of 10^12
+/// shards given, naming the first part. Returns the edited parts.
+fn huge_shard_count_refused(program: &str, parts: &[PathBuf], out: &Path) -> Vec<PathBuf> {
+    let tag = format!("merge-checks-{program}-count");
+    let p = edited(parts, &tag, &[0, 1], &huge("/shard/count"));
+    let r = merge(program, &p, out);
+    assert_refused(
+        &r,
+        &[
+            &name(&p[0]),
+            "shard.count",
+            "2 of 1000000000000 shards given",
+        ],
+        &format!("{program}: shard.count set to 10^12"),
+    );
+    p
 }
 
 #[test]
@@ -270,22 +269,7 @@ fn item5_replica_part_sizes_are_checked_before_allocating() {
             &format!("models_total of part {} set to 10^12", which + 1),
         );
     }
-    let p = edited(
-        parts,
-        "merge-checks-rep-count",
-        &[0, 1],
-        &huge("/shard/count"),
-    );
-    let r = merge("replicate", &p, &out);
-    assert_refused(
-        &r,
-        &[
-            &name(&p[0]),
-            "shard.count",
-            "2 of 1000000000000 shards given",
-        ],
-        "shard.count set to 10^12",
-    );
+    let p = huge_shard_count_refused("replicate", parts, &out);
     // One part alone, claiming 10^12 shards.
     let r = merge("replicate", &p[..1], &out);
     assert_refused(
@@ -337,15 +321,7 @@ fn item6_replicate_merge_refuses_parts_of_other_runs() {
 fn item6_sweep_merge_refuses_parts_of_other_healing_lengths() {
     // Healing for 1 epoch in shard 1 and 2 in shard 2: the reports' shapes agree (healing by
     // cross-entropy in both), the runs do not.
-    let args = [
-        "--blocks",
-        "0",
-        "--bonds",
-        "10",
-        "--samples",
-        "1",
-        "--no-experiments",
-    ];
+    let args = common::ONE_CELL_SWEEP;
     let dir = common::temp_dir("merge-checks-heal");
     let mut parts = Vec::new();
     for (k, epochs) in [(1, "1"), (2, "2")] {

@@ -21,6 +21,12 @@ fn arg(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 temp path")
 }
 
+/// A sweep report shipped with the tests.
+fn golden_report() -> succulm::study::sweep::SweepReport {
+    let golden = repo().join("tests/golden/sweep_before_methods.json");
+    succulm::study::report::read_json(&golden).unwrap()
+}
+
 /// A FIFO at `path` (a file that is not a regular file, which any user can make).
 fn mkfifo(path: &Path) {
     let ok = Command::new("mkfifo").arg(path).status().expect("mkfifo");
@@ -122,8 +128,7 @@ fn an_output_that_is_not_a_regular_file_is_refused_and_a_link_is_written_through
 #[test]
 fn a_set_refuses_special_files_and_links_among_its_names() {
     let dir = common::temp_dir("nl-set");
-    let golden = repo().join("tests/golden/sweep_before_methods.json");
-    let report = succulm::study::report::read_json(&golden).unwrap();
+    let report = golden_report();
     let out = dir.join("sweep");
     succulm::study::report::write_all(&report, &out).unwrap();
     let before = std::fs::read(out.join("sweep.json")).unwrap();
@@ -148,25 +153,11 @@ fn a_set_refuses_special_files_and_links_among_its_names() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A cheap `layer_sweep` into `out` with sampling seed `seed`.
+/// A one-cell `layer_sweep` into `out` with sampling seed `seed`.
 fn small_sweep(out: &Path, seed: &str) -> std::process::Output {
-    run(
-        "layer_sweep",
-        &[
-            "--blocks",
-            "0",
-            "--bonds",
-            "5",
-            "--samples",
-            "1",
-            "--no-experiments",
-            "--seed",
-            seed,
-            "--out",
-            arg(out),
-        ],
-        repo(),
-    )
+    let mut args = common::ONE_CELL_SWEEP.to_vec();
+    args.extend(["--seed", seed, "--out", arg(out)]);
+    run("layer_sweep", &args, repo())
 }
 
 /// Item 3: `report.html` belongs to the sweep's set of files. A second run whose page cannot be
@@ -211,8 +202,7 @@ fn report_html_is_written_with_the_rest_of_the_sweep_or_not_at_all() {
 fn replication_files_are_a_set() {
     use succulm::study::replicate::Replication;
     let dir = common::temp_dir("nl-sets");
-    let golden = repo().join("tests/golden/sweep_before_methods.json");
-    let report = succulm::study::report::read_json(&golden).unwrap();
+    let report = golden_report();
     let models = vec![succulm::study::replicate::ReplicaReport {
         label: "a".into(),
         report,
@@ -240,44 +230,24 @@ fn replication_files_are_a_set() {
 fn counts_above_their_ceilings_are_refused_at_once() {
     let out = common::temp_dir("nl-counts");
     let o = arg(&out);
-    refused_at_once(
-        "replicate",
-        &["--models", "1000000000", "--out", o],
-        &["`--models`", "0..=10000"],
-    );
-    refused_at_once(
-        "replicate",
-        &["--epochs", "99999999999", "--out", o],
-        &["`--epochs`", "0..=1000000"],
-    );
-    refused_at_once(
-        "replicate",
-        &["--samples", "1000000000", "--out", o],
-        &["`--samples`", "0..=100000"],
-    );
-    refused_at_once(
-        "trap",
-        &["--epochs", "5,99999999999", "--out", o],
-        &["`--epochs`", "0..=1000000"],
-    );
-    refused_at_once(
-        "trap",
-        &["--samples", "1000000000", "--out", o],
-        &["`--samples`", "1..=100000"],
-    );
-    refused_at_once(
-        "layer_sweep",
-        &["--samples", "1000000000", "--out", o],
-        &["`--samples`", "0..=100000"],
-    );
-    refused_at_once(
-        "layer_sweep",
-        &["--heal-epochs", "99999999999", "--out", o],
-        &["`--heal-epochs`", "0..=100000"],
-    );
+    let model = format!("{o}/m.json");
+    // (tool, flag, value, the range the error gives)
+    let cases = [
+        ("replicate", "--models", "1000000000", "0..=10000"),
+        ("replicate", "--epochs", "99999999999", "0..=1000000"),
+        ("replicate", "--samples", "1000000000", "0..=100000"),
+        ("trap", "--epochs", "5,99999999999", "0..=1000000"),
+        ("trap", "--samples", "1000000000", "1..=100000"),
+        ("layer_sweep", "--samples", "1000000000", "0..=100000"),
+        ("layer_sweep", "--heal-epochs", "99999999999", "0..=100000"),
+    ];
+    for (tool, flag, value, range) in cases {
+        let quoted = format!("`{flag}`");
+        refused_at_once(tool, &[flag, value, "--out", o], &[&quoted, range]);
+    }
     refused_at_once(
         "train",
-        &["--epochs", "99999999999", "--out", &format!("{o}/m.json")],
+        &["--epochs", "99999999999", "--out", &model],
         &["`--epochs`", "1..=1000000"],
     );
     std::fs::remove_dir_all(&out).unwrap();
@@ -335,46 +305,37 @@ fn the_library_checks_the_same_ceilings() {
 fn replicate_refuses_bad_flags_before_training() {
     let out = common::temp_dir("nl-replicate");
     let o = arg(&out);
-    refused_at_once(
-        "replicate",
-        &[
-            "--blocks", "7", "--models", "2", "--epochs", "60", "--out", o,
-        ],
-        &["`--blocks`", "7"],
-    );
     let ckpt = repo().join("fixtures/succulm_upper_middle.json");
-    let twice = format!("{},{}", arg(&ckpt), arg(&ckpt));
-    refused_at_once(
-        "replicate",
-        &["--checkpoints", &twice, "--out", o],
-        &["`--checkpoints`", "the same file"],
-    );
     // The same file under another name.
     let alias = out.join("alias.json");
     std::os::unix::fs::symlink(&ckpt, &alias).unwrap();
+    let twice = format!("{},{}", arg(&ckpt), arg(&ckpt));
     let two_names = format!("{},{}", arg(&ckpt), arg(&alias));
-    refused_at_once(
-        "replicate",
-        &["--checkpoints", &two_names, "--out", o],
-        &["`--checkpoints`", "the same file"],
-    );
-    refused_at_once(
-        "replicate",
-        &[
-            "--seed",
-            "18446744073709551615",
-            "--models",
-            "2",
-            "--out",
-            o,
-        ],
-        &["`--seed`", "at most 18446744073709551614"],
-    );
-    refused_at_once(
-        "replicate",
-        &["--checkpoints", "", "--out", o],
-        &["`--checkpoints`", "entry 1 of 1 is an empty path"],
-    );
+    // (arguments, what the error says)
+    let cases: [(&[&str], &[&str]); 5] = [
+        (&["--blocks", "7", "--models", "2"], &["`--blocks`", "7"]),
+        (
+            &["--checkpoints", &twice],
+            &["`--checkpoints`", "the same file"],
+        ),
+        (
+            &["--checkpoints", &two_names],
+            &["`--checkpoints`", "the same file"],
+        ),
+        (
+            &["--seed", "18446744073709551615", "--models", "2"],
+            &["`--seed`", "at most 18446744073709551614"],
+        ),
+        (
+            &["--checkpoints", ""],
+            &["`--checkpoints`", "entry 1 of 1 is an empty path"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let mut args = args.to_vec();
+        args.extend(["--out", o]);
+        refused_at_once("replicate", &args, needles);
+    }
     std::fs::remove_dir_all(&out).unwrap();
 }
 
@@ -404,23 +365,9 @@ fn contradicting_or_idle_flags_are_refused() {
 fn a_shard_writes_its_part_into_a_new_directory() {
     let dir = common::temp_dir("nl-shard-dir");
     let out = dir.join("new/parts");
-    let o = run(
-        "layer_sweep",
-        &[
-            "--blocks",
-            "0",
-            "--bonds",
-            "5",
-            "--samples",
-            "1",
-            "--no-experiments",
-            "--shard",
-            "2/2",
-            "--out",
-            arg(&out),
-        ],
-        repo(),
-    );
+    let mut args = common::ONE_CELL_SWEEP.to_vec();
+    args.extend(["--shard", "2/2", "--out", arg(&out)]);
+    let o = run("layer_sweep", &args, repo());
     assert!(o.status.success(), "{}", stderr(&o));
     let part = succulm::study::shard::SweepPart::read(out.join("part_2_of_2.json")).unwrap();
     assert_eq!((part.shard.index, part.shard.count), (1, 2));

@@ -18,17 +18,7 @@ use succulm::study::setup::{Study, SweepOptions, SweepOutput};
 /// Runs `program` with `args` from the repository root (where the README runs it); panics with
 /// its stderr if it fails.
 fn run(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(common_cli::example_bin(program))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .expect("run the example");
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common_cli::run_ok(program, args)
 }
 
 /// Runs the N shards of `program` with `args` at once into `dir` (as N machines would), then

@@ -100,6 +100,18 @@ pub fn run(name: &str, args: &[&str], cwd: &Path) -> Output {
         .unwrap_or_else(|e| panic!("run {name}: {e}"))
 }
 
+/// Runs example `name` with `args` from the repository root (where the README runs it); panics
+/// with its stderr if it fails.
+pub fn run_ok(name: &str, args: &[&str]) -> Output {
+    let o = run(name, args, Path::new(env!("CARGO_MANIFEST_DIR")));
+    assert!(
+        o.status.success(),
+        "{name} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
 /// What example `o` wrote to stderr, as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
