@@ -102,55 +102,38 @@ def init_weights(model, seed):
                 p.copy_(0.2 * noise)
 
 
-def gpt2_tiny(eot_id, seed):
-    config = GPT2Config(
-        vocab_size=VOCAB,
-        n_positions=32,
-        n_embd=16,
-        n_layer=2,
-        n_head=2,
-        activation_function="gelu_new",
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        bos_token_id=eot_id,
-        eos_token_id=eot_id,
-        tie_word_embeddings=True,
-        attn_implementation="eager",
-    )
+def shared(eot_id):
+    """The config options both tiny models share."""
+    return dict(vocab_size=VOCAB, bos_token_id=eot_id, eos_token_id=eot_id,
+                attn_implementation="eager")
+
+
+def build(model_class, config, seed):
+    """`model_class(config)` with eager attention and the fixtures' weights (`init_weights`)."""
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(config)
+    model = model_class(config)
     assert model.config._attn_implementation == "eager"
     init_weights(model, seed)
+    return model
+
+
+def gpt2_tiny(eot_id, seed):
+    config = GPT2Config(n_positions=32, n_embd=16, n_layer=2, n_head=2,
+                        activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0,
+                        attn_pdrop=0.0, tie_word_embeddings=True, **shared(eot_id))
+    model = build(GPT2LMHeadModel, config, seed)
     model.tie_weights()
     assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
     return model
 
 
 def llama_tiny(eot_id, seed):
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=16,
-        intermediate_size=40,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        hidden_act="silu",
-        max_position_embeddings=32,
-        rms_norm_eps=1e-6,
-        rope_theta=10000.0,
-        attention_bias=False,
-        mlp_bias=False,
-        attention_dropout=0.0,
-        tie_word_embeddings=False,
-        bos_token_id=eot_id,
-        eos_token_id=eot_id,
-        attn_implementation="eager",
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    assert model.config._attn_implementation == "eager"
-    init_weights(model, seed)
+    config = LlamaConfig(hidden_size=16, intermediate_size=40, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, hidden_act="silu",
+                         max_position_embeddings=32, rms_norm_eps=1e-6, rope_theta=10000.0,
+                         attention_bias=False, mlp_bias=False, attention_dropout=0.0,
+                         tie_word_embeddings=False, **shared(eot_id))
+    model = build(LlamaForCausalLM, config, seed)
     assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
     return model
 
