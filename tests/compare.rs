@@ -626,8 +626,9 @@ fn multi_method_views_name_the_method() {
         assert!(names.iter().any(|x| x == n), "{n} written");
     }
     assert!(!names.iter().any(|x| x == "budget.txt"));
-    // 11 charted metrics × (2 kinds × 2 methods + 1 comparison) + 7 text files.
-    assert_eq!(written.len(), 11 * 5 + 7);
+    // 11 charted metrics × (2 kinds × 2 methods + 1 comparison) + 7 text files + the page.
+    assert_eq!(written.len(), 11 * 5 + 7 + 1);
+    assert!(names.iter().any(|x| x == "report.html"));
     assert!(names.iter().any(|x| x == "verdicts.json"));
     let heat = std::fs::read_to_string(dir.join("heatmap_kl_whitened.svg")).unwrap();
     assert!(heat.contains("whitened (data-aware)"));

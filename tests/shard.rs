@@ -63,7 +63,7 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-/// Every file `write_all` and the HTML page write, by name.
+/// Every file `write_all` writes (the HTML page included), by name.
 fn files(report: &SweepReport, dir: &Path) -> Vec<(String, Vec<u8>)> {
     let written = report::write_all(report, dir).unwrap();
     let mut out: Vec<(String, Vec<u8>)> = written

@@ -179,8 +179,9 @@ fn outputs_csv_json_table_and_charts() {
     let r = run(false, true);
     let dir = std::env::temp_dir().join(format!("succulm-sweep-{}", std::process::id()));
     let written = report::write_all(&r, &dir).unwrap();
-    // 5 text files + (11 charted metrics × 2 kinds) + healed variants (10 metrics × 2).
-    assert_eq!(written.len(), 5 + 22 + 20);
+    // 5 text files + (11 charted metrics × 2 kinds) + healed variants (10 metrics × 2) + the
+    // page.
+    assert_eq!(written.len(), 5 + 22 + 20 + 1);
     for p in &written {
         assert!(p.exists(), "{}", p.display());
     }
